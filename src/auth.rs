@@ -1,0 +1,223 @@
+//! Authentication methods and private key loading.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, KeyErrorKind};
+
+/// A secret string that never shows in `Debug` output or errors.
+#[derive(Clone)]
+pub(crate) struct Secret(Arc<str>);
+
+impl Secret {
+    fn new(s: impl Into<String>) -> Self {
+        Secret(Arc::from(s.into()))
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One way of proving who we are. Added to an [`SshConfig`](crate::SshConfig)
+/// with [`auth`](crate::SshConfig::auth); several are tried in order.
+///
+/// Decoded keys are cached inside the `Auth` (and its clones), so a fleet
+/// sharing one encrypted key decrypts it once.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub(crate) kind: AuthKind,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum AuthKind {
+    Key {
+        source: KeySource,
+        passphrase: Option<Secret>,
+        decoded: Arc<OnceCell<Arc<PrivateKey>>>,
+    },
+    Agent {
+        socket: Option<PathBuf>,
+    },
+    Password(Secret),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    File(PathBuf),
+    Pem(Secret),
+}
+
+impl KeySource {
+    pub(crate) fn origin(&self) -> String {
+        match self {
+            KeySource::File(p) => p.display().to_string(),
+            KeySource::Pem(_) => "<in-memory>".to_string(),
+        }
+    }
+}
+
+impl Auth {
+    /// A private key read from a file when connecting: OpenSSH, PEM (PKCS#1,
+    /// SEC1) or PKCS#8; ed25519, ECDSA or RSA (signed with rsa-sha2-512 or
+    /// -256 where the server supports them).
+    pub fn key_file(path: impl AsRef<Path>) -> Self {
+        Self::key(KeySource::File(path.as_ref().to_path_buf()))
+    }
+
+    /// A private key given as text, in any format [`Auth::key_file`] reads.
+    pub fn key_pem(pem: impl Into<String>) -> Self {
+        Self::key(KeySource::Pem(Secret::new(pem)))
+    }
+
+    fn key(source: KeySource) -> Self {
+        Auth {
+            kind: AuthKind::Key {
+                source,
+                passphrase: None,
+                decoded: Arc::new(OnceCell::new()),
+            },
+        }
+    }
+
+    /// Sets the passphrase of an encrypted key. Has no effect on agent or
+    /// password authentication.
+    #[must_use]
+    pub fn passphrase(mut self, passphrase: impl Into<String>) -> Self {
+        if let AuthKind::Key {
+            passphrase: p,
+            decoded,
+            ..
+        } = &mut self.kind
+        {
+            *p = Some(Secret::new(passphrase));
+            *decoded = Arc::new(OnceCell::new());
+        }
+        self
+    }
+
+    /// Every identity of the ssh-agent named by `SSH_AUTH_SOCK`.
+    pub fn agent() -> Self {
+        Auth {
+            kind: AuthKind::Agent { socket: None },
+        }
+    }
+
+    /// Every identity of the ssh-agent listening on `socket`.
+    pub fn agent_at(socket: impl AsRef<Path>) -> Self {
+        Auth {
+            kind: AuthKind::Agent {
+                socket: Some(socket.as_ref().to_path_buf()),
+            },
+        }
+    }
+
+    /// Password authentication.
+    pub fn password(password: impl Into<String>) -> Self {
+        Auth {
+            kind: AuthKind::Password(Secret::new(password)),
+        }
+    }
+
+    pub(crate) fn method_name(&self) -> &'static str {
+        match self.kind {
+            AuthKind::Key { .. } => "publickey",
+            AuthKind::Agent { .. } => "agent",
+            AuthKind::Password(_) => "password",
+        }
+    }
+}
+
+/// Loads and decodes a key once; later calls return the cached key.
+pub(crate) async fn load_key(
+    source: &KeySource,
+    passphrase: Option<&Secret>,
+    cache: &OnceCell<Arc<PrivateKey>>,
+) -> Result<Arc<PrivateKey>, Error> {
+    cache
+        .get_or_try_init(|| async {
+            let text = match source {
+                KeySource::File(path) => tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| Error::Key {
+                        origin: source.origin(),
+                        kind: KeyErrorKind::Unreadable,
+                        source: Some(Box::new(e)),
+                    })?,
+                KeySource::Pem(pem) => pem.expose().to_string(),
+            };
+            let origin = source.origin();
+            let pass = passphrase.map(|p| p.expose().to_string());
+            // Decrypting (bcrypt-pbkdf) costs tens to hundreds of ms of CPU:
+            // keep it off the runtime's worker threads.
+            let key = tokio::task::spawn_blocking(move || decode_key(&text, pass.as_deref(), &origin))
+                .await
+                .map_err(|e| Error::Key {
+                    origin: source.origin(),
+                    kind: KeyErrorKind::Malformed,
+                    source: Some(Box::new(e)),
+                })??;
+            Ok(Arc::new(key))
+        })
+        .await
+        .cloned()
+}
+
+/// Decodes a private key, classifying failures without echoing secrets.
+pub(crate) fn decode_key(text: &str, passphrase: Option<&str>, origin: &str) -> Result<PrivateKey, Error> {
+    let err = |kind, source: Option<crate::error::BoxError>| Error::Key {
+        origin: origin.to_string(),
+        kind,
+        source,
+    };
+    let encrypted = looks_encrypted(text);
+    if encrypted && passphrase.is_none() {
+        return Err(err(KeyErrorKind::PassphraseRequired, None));
+    }
+    match russh::keys::decode_secret_key(text, passphrase) {
+        Ok(k) => Ok(k),
+        Err(russh::keys::Error::KeyIsEncrypted) => Err(err(KeyErrorKind::PassphraseRequired, None)),
+        Err(russh::keys::Error::UnsupportedKeyType { .. }) => Err(err(KeyErrorKind::Unsupported, None)),
+        Err(e) if encrypted => {
+            // Decryption with the wrong passphrase shows up as a padding,
+            // checkint or decoding failure; the message says nothing secret.
+            Err(err(KeyErrorKind::WrongPassphrase, Some(e.to_string().into())))
+        }
+        Err(e) => Err(err(KeyErrorKind::Malformed, Some(e.to_string().into()))),
+    }
+}
+
+/// Whether a key text is passphrase-protected, without decrypting it.
+fn looks_encrypted(text: &str) -> bool {
+    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return true;
+    }
+    if text.contains("BEGIN OPENSSH PRIVATE KEY") {
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::trim)
+            .collect();
+        use base64::Engine as _;
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
+            // "openssh-key-v1\0" then string ciphername.
+            let rest = bytes.get(15..).unwrap_or_default();
+            if rest.len() >= 4 {
+                let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                if let Some(name) = rest.get(4..4 + n) {
+                    return name != b"none";
+                }
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,265 @@
+//! Who to connect as, how to authenticate, how to trust the host, and how
+//! long to wait.
+
+use std::time::Duration;
+
+use crate::auth::Auth;
+use crate::host_key::HostKeyPolicy;
+
+/// Connection settings, built with by-value setters.
+///
+/// Cheap to clone: a fleet hands one copy to each VM. Problems (no
+/// authentication method, an unreadable key) are reported by
+/// [`Session::connect`](crate::Session::connect), not here.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use vmssh::{Auth, HostKeyPolicy, SshConfig};
+///
+/// let cfg = SshConfig::new("root")
+///     .auth(Auth::key_file("/home/me/.ssh/id_ed25519"))
+///     .auth(Auth::agent())
+///     .host_key(HostKeyPolicy::known_hosts("/home/me/.ssh/known_hosts"))
+///     .connect_timeout(Duration::from_secs(10));
+/// # let _ = cfg;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SshConfig {
+    pub(crate) user: String,
+    pub(crate) auth: Vec<Auth>,
+    pub(crate) host_key: HostKeyPolicy,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) keepalive_max: usize,
+    pub(crate) inactivity_timeout: Option<Duration>,
+    pub(crate) max_channels: usize,
+    pub(crate) max_output: usize,
+    pub(crate) window_size: u32,
+    pub(crate) max_packet_size: u32,
+    pub(crate) channel_buffer_size: usize,
+    pub(crate) nodelay: bool,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl SshConfig {
+    /// Settings for logging in as `user`, with the defaults below and no
+    /// authentication method yet.
+    pub fn new(user: impl Into<String>) -> Self {
+        SshConfig {
+            user: user.into(),
+            auth: Vec::new(),
+            host_key: HostKeyPolicy::default(),
+            connect_timeout: Duration::from_secs(30),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            max_channels: 10,
+            max_output: 64 * 1024 * 1024,
+            window_size: 2 * 1024 * 1024,
+            max_packet_size: 32 * 1024,
+            channel_buffer_size: 100,
+            nodelay: true,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The user name.
+    pub fn user_name(&self) -> &str {
+        &self.user
+    }
+
+    /// Adds an authentication method. Methods are tried in the order added
+    /// until the server accepts one.
+    ///
+    /// Default: none (connect fails with [`Error::Config`](crate::Error::Config)).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth.push(auth);
+        self
+    }
+
+    /// How the server's host key is verified.
+    ///
+    /// Default: [`HostKeyPolicy::known_hosts`] on `~/.ssh/known_hosts`
+    /// (unknown hosts are refused).
+    pub fn host_key(mut self, policy: HostKeyPolicy) -> Self {
+        self.host_key = policy;
+        self
+    }
+
+    /// Limit for one connection attempt: TCP connect, banner, key exchange
+    /// and authentication together.
+    ///
+    /// Default: 30 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Send a keepalive after this long without hearing from the server;
+    /// `None` disables keepalives.
+    ///
+    /// Default: 15 s.
+    pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered keepalives after which the connection is declared lost.
+    ///
+    /// Default: 3.
+    pub fn keepalive_max(mut self, count: usize) -> Self {
+        self.keepalive_max = count;
+        self
+    }
+
+    /// Close the connection after this long without any traffic in either
+    /// direction; `None` disables it.
+    ///
+    /// Default: none.
+    pub fn inactivity_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.inactivity_timeout = timeout;
+        self
+    }
+
+    /// How many channels (commands, SFTP sessions) may be open at once on one
+    /// session. Callers beyond the limit wait for a free slot.
+    ///
+    /// Default: 10, OpenSSH's `MaxSessions`.
+    pub fn max_channels(mut self, n: usize) -> Self {
+        self.max_channels = n.max(1);
+        self
+    }
+
+    /// The most bytes [`Session::exec`](crate::Session::exec) collects
+    /// (stdout and stderr together) before failing with
+    /// [`Error::OutputTooLarge`](crate::Error::OutputTooLarge).
+    ///
+    /// Default: 64 MiB.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
+    /// The SSH flow-control window advertised for each channel.
+    ///
+    /// Default: 2 MiB.
+    pub fn window_size(mut self, bytes: u32) -> Self {
+        self.window_size = bytes;
+        self
+    }
+
+    /// The largest data packet the server may send.
+    ///
+    /// Default: 32 KiB.
+    pub fn max_packet_size(mut self, bytes: u32) -> Self {
+        self.max_packet_size = bytes;
+        self
+    }
+
+    /// How many incoming messages each channel may queue before the session
+    /// stops reading from the socket (backpressure is per connection).
+    ///
+    /// Default: 100.
+    pub fn channel_buffer_size(mut self, messages: usize) -> Self {
+        self.channel_buffer_size = messages.max(1);
+        self
+    }
+
+    /// Whether to disable Nagle's algorithm on the socket.
+    ///
+    /// Default: true (interactive writes and small commands go out at once).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Backoff used by [`Session::connect_with_retry`](crate::Session::connect_with_retry).
+    ///
+    /// Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// Backoff between connection attempts: exponential from `initial`, capped
+/// at `max`, with random jitter so that many clients do not retry in step.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct RetryPolicy {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+    pub(crate) factor: f64,
+}
+
+impl Default for RetryPolicy {
+    /// 25 ms, doubling, capped at 250 ms: a server that starts listening is
+    /// reached within about a quarter of a second.
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(25),
+            max: Duration::from_millis(250),
+            factor: 2.0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with the given first delay and cap, doubling in between.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        RetryPolicy {
+            initial,
+            max: max.max(initial),
+            factor: 2.0,
+        }
+    }
+
+    /// Growth factor between attempts (at least 1).
+    ///
+    /// Default: 2.
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = if factor.is_finite() { factor.max(1.0) } else { 2.0 };
+        self
+    }
+
+    /// The delay before retry number `attempt` (0-based), without jitter.
+    pub(crate) fn base_delay(&self, attempt: u32) -> Duration {
+        let exp = self.factor.powi(attempt.min(64) as i32);
+        let secs = self.initial.as_secs_f64() * exp;
+        if !secs.is_finite() || secs >= self.max.as_secs_f64() {
+            self.max
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    /// The delay with "equal jitter": half fixed, half random.
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt);
+        let half = base / 2;
+        let jitter = rand::random::<f64>();
+        half + half.mul_f64(jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.base_delay(0), Duration::from_millis(25));
+        assert_eq!(p.base_delay(1), Duration::from_millis(50));
+        assert_eq!(p.base_delay(3), Duration::from_millis(200));
+        assert_eq!(p.base_delay(4), Duration::from_millis(250));
+        assert_eq!(p.base_delay(1000), Duration::from_millis(250));
+        for a in 0..10 {
+            let d = p.delay(a);
+            assert!(d >= p.base_delay(a) / 2 && d <= p.base_delay(a));
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A boxed cause from a lower layer (I/O, the SSH implementation, SFTP).
+///
+/// Kept opaque so that a dependency's error types never become part of this
+/// crate's API.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in vmssh.
+///
+/// Variants carry the context needed to act on them (host, port, path, VM,
+/// step); the underlying cause, where there is one, is available through
+/// [`std::error::Error::source`] and is not repeated in `Display`. No variant
+/// ever holds a password, passphrase or private key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot work (for example no authentication method).
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The TCP connection could not be made (refused, reset, unreachable).
+    #[error("cannot connect to {host}:{port}")]
+    Connect {
+        /// Host as given to `connect`.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Connecting (TCP, banner, key exchange and authentication) took longer
+    /// than the configured connect timeout.
+    #[error("connecting to {host}:{port} timed out after {after:?}")]
+    ConnectTimeout {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// The server closed the connection or sent something unusable before
+    /// the SSH handshake completed (a VM still booting often does this).
+    #[error("SSH handshake with {host}:{port} failed: {reason}")]
+    Handshake {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What went wrong.
+        reason: String,
+        /// Whether the connection ended before the server said anything
+        /// useful (no banner, or closed during key exchange).
+        early_close: bool,
+        /// Underlying cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The server's host key is not trusted by the configured policy.
+    #[error("host key for {host}:{port} is unknown ({fingerprint}); refusing to connect")]
+    HostKeyUnknown {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA256 fingerprint of the key the server presented.
+        fingerprint: String,
+    },
+
+    /// The server presented a key other than the one recorded for it.
+    #[error(
+        "host key for {host}:{port} has changed: expected {}, server presented {actual}; \
+         possible man-in-the-middle, refusing to connect",
+        expected.join(" or ")
+    )]
+    HostKeyChanged {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA256 fingerprints of the recorded (trusted) keys.
+        expected: Vec<String>,
+        /// SHA256 fingerprint of the key the server presented.
+        actual: String,
+    },
+
+    /// A known_hosts file could not be read or written, or a pinned key is
+    /// not a valid OpenSSH public key line.
+    #[error("host key store {}: {reason}", path.display())]
+    HostKeyStore {
+        /// The file (or `<pinned>` for pinned keys).
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+        /// Underlying cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A private key could not be read or decoded.
+    #[error("private key {origin}: {kind}")]
+    Key {
+        /// Where the key came from: a path, or `<in-memory>`.
+        origin: String,
+        /// What is wrong with it.
+        kind: KeyErrorKind,
+        /// Underlying cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The ssh-agent could not be reached or refused to sign.
+    #[error("ssh-agent: {reason}")]
+    Agent {
+        /// What went wrong.
+        reason: String,
+        /// Underlying cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// Every configured authentication method was rejected.
+    #[error("authentication as {user} on {host}:{port} failed (tried: {})", tried.join(", "))]
+    AuthFailed {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// User name.
+        user: String,
+        /// The methods tried, in order (`publickey`, `agent`, `password`).
+        tried: Vec<String>,
+    },
+
+    /// The server refused to open a channel.
+    #[error("{host}:{port} refused to open a channel: {reason}")]
+    ChannelOpen {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What the server said.
+        reason: String,
+    },
+
+    /// The server refused a channel request (exec, env, pty, subsystem).
+    #[error("{host}:{port} refused the {request} request")]
+    RequestRefused {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The request (`exec`, `pty-req`, `subsystem sftp`, ...).
+        request: String,
+    },
+
+    /// The connection was lost after it was established (server killed,
+    /// network gone, keepalive unanswered, inactivity timeout).
+    #[error("connection to {host}:{port} lost: {reason}")]
+    ConnectionLost {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What was observed.
+        reason: String,
+    },
+
+    /// The channel closed without the server reporting an exit status or
+    /// signal. No exit code is invented.
+    #[error("{host}:{port}: command ended without an exit status")]
+    MissingExitStatus {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+
+    /// A command ran longer than its timeout; its channel was closed.
+    #[error("{host}:{port}: command timed out after {after:?}")]
+    CommandTimeout {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The timeout.
+        after: Duration,
+    },
+
+    /// Collected output exceeded the configured cap; the command's channel
+    /// was closed.
+    #[error("{host}:{port}: command output exceeded the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The cap that was exceeded.
+        limit: usize,
+    },
+
+    /// A local I/O operation failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The session was closed by this side.
+    #[error("session to {host}:{port} is closed")]
+    SessionClosed {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+
+    /// An SFTP operation failed on the remote side.
+    #[error("{host}:{port}: sftp {op} {path}: {kind}")]
+    Sftp {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The operation (`open`, `write`, `rename`, `mkdir`, ...).
+        op: String,
+        /// The remote path.
+        path: String,
+        /// What kind of failure the server reported.
+        kind: SftpErrorKind,
+        /// The server's message, or a description.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A provisioning step failed; later steps did not run.
+    #[error("provisioning {vm}: step {step} ({description}) failed: {reason}")]
+    ProvisionFailed {
+        /// VM name.
+        vm: String,
+        /// 1-based index of the failing step.
+        step: usize,
+        /// What the step was (`inline: apt-get update`, `script: setup.sh`, ...).
+        description: String,
+        /// Short reason (`exit status 7`, `killed by signal TERM`, ...).
+        reason: String,
+        /// The exit status, when the step was a command that ran to the end.
+        status: Option<crate::exec::ExitStatus>,
+        /// The last lines of the step's stderr.
+        stderr_tail: String,
+        /// The underlying error, when the step did not complete (connection
+        /// lost, upload failed, ...).
+        #[source]
+        source: Option<Box<Error>>,
+    },
+
+    /// A provisioning plan is invalid (bad KDL, missing local file, ...).
+    #[error("invalid plan {origin}: {reason}")]
+    Plan {
+        /// The plan's file name, or `<inline>`; with `:line` where known.
+        origin: String,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+
+    /// Any other protocol-level failure.
+    #[error("{host}:{port}: SSH protocol error: {reason}")]
+    Protocol {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Description.
+        reason: String,
+        /// Underlying cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// Why a private key could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyErrorKind {
+    /// The key file could not be read.
+    Unreadable,
+    /// The key is encrypted and no passphrase was given.
+    PassphraseRequired,
+    /// The passphrase did not decrypt the key.
+    WrongPassphrase,
+    /// The key's type is not supported.
+    Unsupported,
+    /// The data is not a valid private key.
+    Malformed,
+}
+
+impl std::fmt::Display for KeyErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyErrorKind::Unreadable => "cannot read the key file",
+            KeyErrorKind::PassphraseRequired => "key is encrypted and no passphrase was given",
+            KeyErrorKind::WrongPassphrase => "wrong passphrase",
+            KeyErrorKind::Unsupported => "unsupported key type",
+            KeyErrorKind::Malformed => "not a valid private key",
+        })
+    }
+}
+
+/// The kind of an SFTP failure, from the server's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SftpErrorKind {
+    /// No such file or directory.
+    NotFound,
+    /// Permission denied.
+    PermissionDenied,
+    /// The destination exists and overwriting was not allowed.
+    AlreadyExists,
+    /// The remote disk is full or over quota.
+    NoSpace,
+    /// The server does not offer the SFTP subsystem.
+    Unsupported,
+    /// The connection was lost during the operation.
+    ConnectionLost,
+    /// Anything else the server reported.
+    Other,
+}
+
+impl std::fmt::Display for SftpErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SftpErrorKind::NotFound => "no such file or directory",
+            SftpErrorKind::PermissionDenied => "permission denied",
+            SftpErrorKind::AlreadyExists => "already exists",
+            SftpErrorKind::NoSpace => "no space left on the remote device",
+            SftpErrorKind::Unsupported => "SFTP not supported by the server",
+            SftpErrorKind::ConnectionLost => "connection lost",
+            SftpErrorKind::Other => "failed",
+        })
+    }
+}
+
+impl Error {
+    /// True when retrying may succeed and nothing reached the remote side
+    /// that could have had an effect: refused, reset or timed-out connects
+    /// and handshakes that ended before authentication.
+    ///
+    /// Authentication failures, host key mismatches and anything after a
+    /// command was sent are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::PermissionDenied
+            ),
+            Error::ConnectTimeout { .. } => true,
+            Error::Handshake { early_close, .. } => *early_close,
+            Error::ChannelOpen { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// True for timeouts of any phase (connect, command).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectTimeout { .. } | Error::CommandTimeout { .. }
+        )
+    }
+
+    /// True when the server's identity was not accepted.
+    pub fn is_host_key(&self) -> bool {
+        matches!(
+            self,
+            Error::HostKeyUnknown { .. } | Error::HostKeyChanged { .. }
+        )
+    }
+
+    /// True when the connection ended underneath an operation.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::ConnectionLost { .. })
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//!
+//! The data path, one module per step:
+//!
+//! 1. [`config`]: who to connect as, timeouts, keepalive, retry policy
+//!    ([`SshConfig`], [`RetryPolicy`]).
+//! 2. [`auth`]: how to prove it ([`Auth`]: key file, in-memory key, agent,
+//!    password).
+//! 3. [`host_key`]: how to trust the server ([`HostKeyPolicy`]).
+//! 4. [`session`]: one connection per VM ([`Session`]), channels limited
+//!    per session.
+//! 5. [`exec`]: commands on channels, collected ([`Output`]) or streamed
+//!    ([`ExecStream`] of [`Chunk`]s), then [`ExitStatus`].
+//! 6. [`error`]: one [`Error`] for all of it, with
+//!    [`is_retryable`](Error::is_retryable).
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(unreachable_pub, rust_2018_idioms)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod host_key;
+pub mod session;
+
+pub use auth::Auth;
+pub use config::{RetryPolicy, SshConfig};
+pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
+pub use exec::{Chunk, Command, ExecStream, ExitStatus, Output};
+pub use host_key::HostKeyPolicy;
+pub use session::Session;

@@ -1,0 +1,539 @@
+//! `Session`: one authenticated SSH connection to one VM.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{self, DisconnectReason, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::{self, AuthKind};
+use crate::config::SshConfig;
+use crate::error::Error;
+use crate::host_key::HostKeyPolicy;
+
+/// An authenticated SSH connection to one host.
+///
+/// `Session` is a cheap handle: clone it freely and use the clones from any
+/// task; there is no need to wrap it in an `Arc`. Commands and SFTP
+/// transfers started from the clones share the one connection, each on its
+/// own channel, at most [`SshConfig::max_channels`] at once (further callers
+/// wait for a free channel).
+///
+/// # Backpressure
+///
+/// Flow control is per channel on the wire, but russh reads the connection
+/// from one task: a channel whose consumer stops reading eventually stalls
+/// every channel of the same session. Consume streams promptly, or use one
+/// session per independent consumer.
+///
+/// # Drop behavior
+///
+/// The connection stays open while any clone, stream or transfer is alive,
+/// and is shut down when the last one is dropped. [`Session::close`] ends it
+/// at once.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) handle: Handle<ClientHandler>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) channels: Arc<Semaphore>,
+    pub(crate) max_output: usize,
+    pub(crate) state: Arc<SharedState>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.inner.host)
+            .field("port", &self.inner.port)
+            .field("user", &self.inner.user)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// State the connection's handler shares with the session: why it ended.
+#[derive(Debug, Default)]
+pub(crate) struct SharedState {
+    disconnect: Mutex<Option<String>>,
+}
+
+impl SharedState {
+    fn set_reason(&self, reason: String) {
+        if let Ok(mut slot) = self.disconnect.lock() {
+            slot.get_or_insert(reason);
+        }
+    }
+
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.disconnect.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// The russh client handler: host key verification and disconnect reasons.
+pub(crate) struct ClientHandler {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    state: Arc<SharedState>,
+}
+
+/// Errors raised inside the handler, carried through russh.
+#[derive(Debug)]
+pub(crate) enum HandlerError {
+    Russh(russh::Error),
+    HostKey(Error),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Russh(e)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::new(cert.public_key().clone(), ""),
+        };
+        self.policy
+            .verify(&self.host, self.port, &key)
+            .await
+            .map_err(HandlerError::HostKey)?;
+        Ok(true)
+    }
+
+    async fn disconnected(&mut self, reason: DisconnectReason<Self::Error>) -> Result<(), Self::Error> {
+        match reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                self.state
+                    .set_reason(format!("server disconnected ({:?}): {}", info.reason_code, info.message));
+                Ok(())
+            }
+            DisconnectReason::Error(e) => {
+                self.state.set_reason(describe_handler_error(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+fn describe_handler_error(e: &HandlerError) -> String {
+    match e {
+        HandlerError::HostKey(e) => e.to_string(),
+        HandlerError::Russh(russh::Error::KeepaliveTimeout) => "no answer to keepalives".to_string(),
+        HandlerError::Russh(russh::Error::InactivityTimeout) => "inactivity timeout".to_string(),
+        HandlerError::Russh(russh::Error::IO(io)) => format!("I/O error: {io}"),
+        HandlerError::Russh(e) => e.to_string(),
+    }
+}
+
+impl Session {
+    /// Connects to `host:port`, verifies the host key and authenticates,
+    /// all within [`SshConfig::connect_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] / [`Error::ConnectTimeout`] / [`Error::Handshake`]
+    /// when the server cannot be reached or talked to;
+    /// [`Error::HostKeyUnknown`] / [`Error::HostKeyChanged`] when its key
+    /// is not trusted; [`Error::Key`] / [`Error::Agent`] when a credential
+    /// cannot be used; [`Error::AuthFailed`] when every method was rejected;
+    /// [`Error::Config`] when no authentication method is configured.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt and closes the socket.
+    pub async fn connect(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
+        match tokio::time::timeout(cfg.connect_timeout, Self::connect_inner(host, port, cfg)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::ConnectTimeout {
+                host: host.to_string(),
+                port,
+                after: cfg.connect_timeout,
+            }),
+        }
+    }
+
+    /// Connects like [`connect`](Self::connect), retrying what is worth
+    /// retrying (refused, reset, timed out, closed before the handshake
+    /// completed: a VM still booting) until `deadline` has passed. Delays
+    /// follow [`SshConfig::retry`]: short at first, capped, jittered.
+    ///
+    /// # Errors
+    ///
+    /// Authentication failures, host key problems and configuration errors
+    /// are returned at once. Otherwise the last attempt's error once the
+    /// deadline has passed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the current attempt.
+    pub async fn connect_with_retry(
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+        deadline: Duration,
+    ) -> Result<Session, Error> {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let remaining = deadline.saturating_sub(start.elapsed());
+            let limit = cfg.connect_timeout.min(remaining.max(Duration::from_millis(1)));
+            let result = match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::ConnectTimeout {
+                    host: host.to_string(),
+                    port,
+                    after: limit,
+                }),
+            };
+            match result {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_retryable() => {
+                    let delay = cfg.retry.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    if start.elapsed() + delay >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(host, port, attempt, error = %e, "connect failed, retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_inner(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
+        if cfg.auth.is_empty() {
+            return Err(Error::Config {
+                reason: "no authentication method configured (SshConfig::auth)".to_string(),
+            });
+        }
+        let socket = TcpStream::connect((host, port)).await.map_err(|source| Error::Connect {
+            host: host.to_string(),
+            port,
+            source,
+        })?;
+        // Best effort: a socket that refuses the option still works.
+        let _ = socket.set_nodelay(cfg.nodelay);
+
+        let state = Arc::new(SharedState::default());
+        let handler = ClientHandler {
+            host: host.to_string(),
+            port,
+            policy: cfg.host_key.clone(),
+            state: state.clone(),
+        };
+        let mut handle = client::connect_stream(Arc::new(russh_config(cfg)), socket, handler)
+            .await
+            .map_err(|e| handshake_error(host, port, e))?;
+        authenticate(&mut handle, host, port, cfg).await?;
+        tracing::debug!(host, port, user = %cfg.user, "session established");
+        Ok(Session {
+            inner: Arc::new(Inner {
+                handle,
+                host: host.to_string(),
+                port,
+                user: cfg.user.clone(),
+                channels: Arc::new(Semaphore::new(cfg.max_channels)),
+                max_output: cfg.max_output,
+                state,
+            }),
+        })
+    }
+
+    /// The host this session is connected to, as given to `connect`.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The port this session is connected to.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// The user this session is authenticated as.
+    pub fn user(&self) -> &str {
+        &self.inner.user
+    }
+
+    /// Whether the connection has ended (closed by either side or lost).
+    pub fn is_closed(&self) -> bool {
+        self.inner.handle.is_closed()
+    }
+
+    /// Ends the connection for every clone of this session. Running
+    /// commands see [`Error::ConnectionLost`].
+    ///
+    /// # Errors
+    ///
+    /// None in practice: closing an already closed session succeeds.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe; the disconnect message may not have been sent.
+    pub async fn close(&self) -> Result<(), Error> {
+        // Already gone is as good as closed.
+        let _ = self
+            .inner
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+        Ok(())
+    }
+
+    /// The error to report when the connection has gone away.
+    pub(crate) fn lost(&self, fallback: &str) -> Error {
+        Error::ConnectionLost {
+            host: self.inner.host.clone(),
+            port: self.inner.port,
+            reason: self.inner.state.reason().unwrap_or_else(|| fallback.to_string()),
+        }
+    }
+
+    /// Opens a session channel, waiting for a free slot under the channel
+    /// limit. The permit is held as long as the channel lives.
+    pub(crate) async fn open_channel(&self) -> Result<(Channel<client::Msg>, OwnedSemaphorePermit), Error> {
+        let permit = self
+            .inner
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.lost("session closed"))?;
+        if self.is_closed() {
+            return Err(self.lost("connection closed"));
+        }
+        match self.inner.handle.channel_open_session().await {
+            Ok(ch) => Ok((ch, permit)),
+            Err(russh::Error::ChannelOpenFailure(reason)) => Err(Error::ChannelOpen {
+                host: self.inner.host.clone(),
+                port: self.inner.port,
+                reason: format!("{reason:?}"),
+            }),
+            Err(e) if self.is_closed() => Err(self.lost(&e.to_string())),
+            Err(e) => Err(Error::Protocol {
+                host: self.inner.host.clone(),
+                port: self.inner.port,
+                reason: "channel open failed".to_string(),
+                source: Some(Box::new(e)),
+            }),
+        }
+    }
+}
+
+/// Waits for the reply to a `want_reply` channel request.
+pub(crate) async fn wait_reply(
+    sess: &Session,
+    channel: &mut Channel<client::Msg>,
+    request: &str,
+) -> Result<(), Error> {
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Ok(()),
+            Some(ChannelMsg::Failure) => {
+                return Err(Error::RequestRefused {
+                    host: sess.inner.host.clone(),
+                    port: sess.inner.port,
+                    request: request.to_string(),
+                });
+            }
+            Some(ChannelMsg::Close) | None => return Err(sess.lost("channel closed during a request")),
+            Some(_) => {}
+        }
+    }
+}
+
+fn russh_config(cfg: &SshConfig) -> client::Config {
+    use russh::cipher;
+    let preferred = russh::Preferred {
+        // AES-GCM runs on AES instructions; chacha20-poly1305 is the CPU
+        // ceiling on small VMs' hosts (see BENCHMARKS.md).
+        cipher: std::borrow::Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_CTR,
+            cipher::AES_192_CTR,
+            cipher::AES_128_CTR,
+        ]),
+        ..russh::Preferred::default()
+    };
+    client::Config {
+        window_size: cfg.window_size,
+        maximum_packet_size: cfg.max_packet_size,
+        channel_buffer_size: cfg.channel_buffer_size,
+        keepalive_interval: cfg.keepalive_interval,
+        keepalive_max: cfg.keepalive_max,
+        inactivity_timeout: cfg.inactivity_timeout,
+        nodelay: cfg.nodelay,
+        preferred,
+        ..client::Config::default()
+    }
+}
+
+fn handshake_error(host: &str, port: u16, e: HandlerError) -> Error {
+    let e = match e {
+        HandlerError::HostKey(e) => return e,
+        HandlerError::Russh(e) => e,
+    };
+    let early_close = match &e {
+        russh::Error::IO(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError => true,
+        _ => false,
+    };
+    let reason = match &e {
+        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "connection closed by the server".to_string()
+        }
+        russh::Error::UnknownKey => "host key rejected".to_string(),
+        other => other.to_string(),
+    };
+    Error::Handshake {
+        host: host.to_string(),
+        port,
+        reason,
+        early_close,
+        source: Some(Box::new(e)),
+    }
+}
+
+async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    host: &str,
+    port: u16,
+    cfg: &SshConfig,
+) -> Result<(), Error> {
+    let user = cfg.user.as_str();
+    let proto = |e: russh::Error| {
+        let early = matches!(e, russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError);
+        Error::Handshake {
+            host: host.to_string(),
+            port,
+            reason: "connection lost during authentication".to_string(),
+            early_close: early,
+            source: Some(Box::new(e)),
+        }
+    };
+    let mut tried = Vec::new();
+    for method in &cfg.auth {
+        tried.push(method.method_name().to_string());
+        let ok = match &method.kind {
+            AuthKind::Key {
+                source,
+                passphrase,
+                decoded,
+            } => {
+                let key = auth::load_key(source, passphrase.as_ref(), decoded).await?;
+                let hash = if key.algorithm().is_rsa() {
+                    rsa_hash(handle).await
+                } else {
+                    None
+                };
+                handle
+                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                    .await
+                    .map_err(proto)?
+                    .success()
+            }
+            AuthKind::Agent { socket } => agent_auth(handle, user, socket.as_deref()).await?,
+            AuthKind::Password(pw) => handle
+                .authenticate_password(user, pw.expose())
+                .await
+                .map_err(proto)?
+                .success(),
+        };
+        if ok {
+            return Ok(());
+        }
+    }
+    Err(Error::AuthFailed {
+        host: host.to_string(),
+        port,
+        user: user.to_string(),
+        tried,
+    })
+}
+
+/// rsa-sha2-512/256 where the server announced them, else rsa-sha2-256.
+async fn rsa_hash(handle: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(best)) => best,
+        _ => Some(russh::keys::HashAlg::Sha256),
+    }
+}
+
+async fn agent_auth(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    socket: Option<&std::path::Path>,
+) -> Result<bool, Error> {
+    let agent_err = |reason: &str, e: russh::keys::Error| Error::Agent {
+        reason: reason.to_string(),
+        source: Some(Box::new(e)),
+    };
+    let mut agent = match socket {
+        Some(path) => AgentClient::connect_uds(path)
+            .await
+            .map_err(|e| agent_err(&format!("cannot connect to {}", path.display()), e))?
+            .dynamic(),
+        None => {
+            if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+                return Err(Error::Agent {
+                    reason: "SSH_AUTH_SOCK is not set".to_string(),
+                    source: None,
+                });
+            }
+            AgentClient::connect_env()
+                .await
+                .map_err(|e| agent_err("cannot connect to SSH_AUTH_SOCK", e))?
+                .dynamic()
+        }
+    };
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| agent_err("cannot list identities", e))?;
+    for id in identities {
+        let AgentIdentity::PublicKey { key, .. } = id else {
+            continue;
+        };
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash(handle).await
+        } else {
+            None
+        };
+        match handle.authenticate_publickey_with(user, key, hash, &mut agent).await {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Agent {
+                    reason: "signing failed".to_string(),
+                    source: Some(e.to_string().into()),
+                });
+            }
+        }
+    }
+    Ok(false)
+}
