@@ -25,6 +25,7 @@ pub mod error;
 pub mod exec;
 pub mod host_key;
 pub mod session;
+pub mod sftp;
 
 pub use auth::Auth;
 pub use config::{RetryPolicy, SshConfig};
@@ -32,3 +33,4 @@ pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
 pub use exec::{Chunk, Command, ExecStream, ExitStatus, Output};
 pub use host_key::HostKeyPolicy;
 pub use session::Session;
+pub use sftp::{Sftp, TransferOptions, UploadOptions};

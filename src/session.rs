@@ -67,6 +67,8 @@ impl fmt::Debug for Session {
 #[derive(Debug, Default)]
 pub(crate) struct SharedState {
     disconnect: Mutex<Option<String>>,
+    /// Cancelled when the connection's task ends, whatever the reason.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl SharedState {
@@ -87,6 +89,13 @@ pub(crate) struct ClientHandler {
     port: u16,
     policy: HostKeyPolicy,
     state: Arc<SharedState>,
+}
+
+impl Drop for ClientHandler {
+    fn drop(&mut self) {
+        // russh drops the handler when the connection task ends.
+        self.state.closed.cancel();
+    }
 }
 
 /// Errors raised inside the handler, carried through russh.
@@ -275,6 +284,15 @@ impl Session {
     /// Whether the connection has ended (closed by either side or lost).
     pub fn is_closed(&self) -> bool {
         self.inner.handle.is_closed()
+    }
+
+    /// Resolves when the connection has ended, for whatever reason.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.inner.state.closed.cancelled().await;
     }
 
     /// Ends the connection for every clone of this session. Running
