@@ -23,8 +23,10 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod fleet;
 pub mod host_key;
 pub mod session;
+pub mod provision;
 pub mod sftp;
 
 pub use auth::Auth;

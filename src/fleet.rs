@@ -1,0 +1,476 @@
+//! Many VMs at once: bounded concurrency, live events, per-VM results.
+//!
+//! Each VM is a task on the caller's runtime (not a thread): connect with
+//! retry, then run its plan. Connects in flight are capped separately from
+//! VMs in flight, because sshd accepts only a few dozen new connections a
+//! second and drops the rest of a burst.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo(cfg: vmssh::SshConfig) {
+//! use vmssh::fleet::{Fleet, Target};
+//! use vmssh::provision::ProvisionDef;
+//!
+//! let steps = vec![ProvisionDef::inline("apt-get update")];
+//! let targets = vec![
+//!     Target::new("vm1", "10.0.0.5", 22, cfg.clone(), steps.clone()),
+//!     Target::new("vm2", "10.0.0.6", 22, cfg.clone(), steps.clone()),
+//! ];
+//! let report = Fleet::new().concurrency(64).fail_fast(false).provision(targets).await;
+//! println!("{}", report.summary());
+//! assert!(report.failed().is_empty());
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::SshConfig;
+use crate::error::Error;
+use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport, emit};
+use crate::session::Session;
+
+/// One VM to provision.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Target {
+    name: String,
+    host: String,
+    port: u16,
+    config: SshConfig,
+    steps: Vec<ProvisionDef>,
+    base_dir: PathBuf,
+}
+
+impl Target {
+    /// A VM called `name`, reached at `host:port` with `config`, to run
+    /// `steps` (resolved against the current directory unless
+    /// [`base_dir`](Self::base_dir) says otherwise).
+    pub fn new(
+        name: impl Into<String>,
+        host: impl Into<String>,
+        port: u16,
+        config: SshConfig,
+        steps: Vec<ProvisionDef>,
+    ) -> Self {
+        Target {
+            name: name.into(),
+            host: host.into(),
+            port,
+            config,
+            steps,
+            base_dir: PathBuf::from("."),
+        }
+    }
+
+    /// Where the plan's scripts and files are.
+    ///
+    /// Default: the current directory.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// How one VM's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every step succeeded.
+    Succeeded,
+    /// Connecting or a step failed.
+    Failed,
+    /// Stopped because another VM failed and `fail_fast` was set.
+    Cancelled,
+}
+
+/// What happened on one VM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VmReport {
+    /// VM name.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// 1-based index of the failing step, when a step failed.
+    pub failed_step: Option<usize>,
+    /// The error, as text, when it failed.
+    pub error: Option<String>,
+    /// Time to connect, retries included, when it connected.
+    pub connect: Option<Duration>,
+    /// The steps that ran.
+    pub steps: Vec<StepReport>,
+    /// Total time for this VM.
+    pub total: Duration,
+}
+
+/// The result of a fleet run: one [`VmReport`] per target, in target order.
+///
+/// Plain serializable data: shards run elsewhere can be merged with
+/// [`merge`](Self::merge).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// Per-VM results.
+    pub vms: Vec<VmReport>,
+    /// Wall time of the run.
+    pub wall: Duration,
+}
+
+impl FleetReport {
+    fn names(&self, outcome: Outcome) -> Vec<&str> {
+        self.vms
+            .iter()
+            .filter(|v| v.outcome == outcome)
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+
+    /// Names of the VMs whose plan succeeded.
+    pub fn succeeded(&self) -> Vec<&str> {
+        self.names(Outcome::Succeeded)
+    }
+
+    /// Names of the VMs that failed.
+    pub fn failed(&self) -> Vec<&str> {
+        self.names(Outcome::Failed)
+    }
+
+    /// Names of the VMs cancelled by `fail_fast`.
+    pub fn cancelled(&self) -> Vec<&str> {
+        self.names(Outcome::Cancelled)
+    }
+
+    /// The report of the VM called `name`.
+    pub fn get(&self, name: &str) -> Option<&VmReport> {
+        self.vms.iter().find(|v| v.name == name)
+    }
+
+    /// Whether every VM succeeded.
+    pub fn all_succeeded(&self) -> bool {
+        self.vms.iter().all(|v| v.outcome == Outcome::Succeeded)
+    }
+
+    /// Adds another shard's results (wall time: the longer of the two).
+    pub fn merge(&mut self, other: FleetReport) {
+        self.vms.extend(other.vms);
+        self.wall = self.wall.max(other.wall);
+    }
+
+    /// A human summary table: one line per VM, then totals.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let width = self.vms.iter().map(|v| v.name.len()).max().unwrap_or(2).max(2);
+        let mut s = String::new();
+        let _ = writeln!(s, "{:<width$}  {:<9}  {:>9}  {:>9}  detail", "VM", "RESULT", "CONNECT", "TOTAL");
+        for v in &self.vms {
+            let result = match v.outcome {
+                Outcome::Succeeded => "ok",
+                Outcome::Failed => "FAILED",
+                Outcome::Cancelled => "cancelled",
+            };
+            let connect = v.connect.map(|d| format!("{:.2}s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
+            let detail = match (&v.error, v.failed_step) {
+                (Some(e), _) => e.lines().next().unwrap_or_default().to_string(),
+                (None, _) => format!("{} steps", v.steps.len()),
+            };
+            let _ = writeln!(
+                s,
+                "{:<width$}  {:<9}  {:>9}  {:>8.2}s  {detail}",
+                v.name,
+                result,
+                connect,
+                v.total.as_secs_f64()
+            );
+        }
+        let _ = write!(
+            s,
+            "{} succeeded, {} failed, {} cancelled in {:.2}s",
+            self.succeeded().len(),
+            self.failed().len(),
+            self.cancelled().len(),
+            self.wall.as_secs_f64()
+        );
+        s
+    }
+}
+
+impl fmt::Display for FleetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary())
+    }
+}
+
+/// Provisions many VMs concurrently.
+#[derive(Clone)]
+#[must_use]
+pub struct Fleet {
+    concurrency: usize,
+    connect_concurrency: usize,
+    fail_fast: bool,
+    connect_deadline: Duration,
+    log_dir: Option<PathBuf>,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("concurrency", &self.concurrency)
+            .field("connect_concurrency", &self.connect_concurrency)
+            .field("fail_fast", &self.fail_fast)
+            .field("connect_deadline", &self.connect_deadline)
+            .field("log_dir", &self.log_dir)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fleet {
+    /// 64 VMs at once, 16 connects in flight, no fail-fast, 120 s to
+    /// connect each VM, no sinks.
+    pub fn new() -> Self {
+        Fleet {
+            concurrency: 64,
+            connect_concurrency: 16,
+            fail_fast: false,
+            connect_deadline: Duration::from_secs(120),
+            log_dir: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// How many VMs are worked on at once.
+    ///
+    /// Default: 64.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How many connection attempts (handshake and authentication) are in
+    /// flight at once across the fleet.
+    ///
+    /// Default: 16.
+    pub fn connect_concurrency(mut self, n: usize) -> Self {
+        self.connect_concurrency = n.max(1);
+        self
+    }
+
+    /// Cancel every other VM as soon as one fails.
+    ///
+    /// Default: false (failures are isolated).
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.fail_fast = on;
+        self
+    }
+
+    /// How long each VM may take to accept a session (a VM still booting),
+    /// retrying with [`SshConfig::retry`](crate::SshConfig::retry).
+    ///
+    /// Default: 120 s.
+    pub fn connect_deadline(mut self, d: Duration) -> Self {
+        self.connect_deadline = d;
+        self
+    }
+
+    /// Writes each VM's output to `dir/<vm>/provision.log`.
+    ///
+    /// Default: none.
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a sink that receives every VM's events.
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Adds a shared sink.
+    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Connects to and provisions every target; never fails as a whole:
+    /// each VM's result is in the report.
+    ///
+    /// Must be called within a tokio runtime: each VM runs as a task on it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts every VM's task, which closes their
+    /// channels and sessions.
+    pub async fn provision(&self, targets: Vec<Target>) -> FleetReport {
+        let start = Instant::now();
+        let vm_slots = Arc::new(Semaphore::new(self.concurrency));
+        let connect_slots = Arc::new(Semaphore::new(self.connect_concurrency));
+        let mut reports: Vec<Option<VmReport>> = vec![None; targets.len()];
+        // Dropping a JoinSet aborts its tasks: cancelling this future cancels every VM.
+        let mut tasks = JoinSet::new();
+        let mut ids = std::collections::HashMap::new();
+        for (index, target) in targets.iter().cloned().enumerate() {
+            let fleet = self.clone();
+            let vm_slots = vm_slots.clone();
+            let connect_slots = connect_slots.clone();
+            let handle = tasks.spawn(async move {
+                let _slot = vm_slots.acquire_owned().await;
+                (index, fleet.run_one(target, connect_slots).await)
+            });
+            ids.insert(handle.id(), index);
+        }
+        let mut cancelling = false;
+        while let Some(joined) = tasks.join_next_with_id().await {
+            match joined {
+                Ok((_, (index, report))) => {
+                    if report.outcome == Outcome::Failed && self.fail_fast && !cancelling {
+                        cancelling = true;
+                        tasks.abort_all();
+                    }
+                    reports[index] = Some(report);
+                }
+                Err(e) => {
+                    let Some(&index) = ids.get(&e.id()) else { continue };
+                    let t = &targets[index];
+                    let (outcome, error) = if e.is_cancelled() {
+                        (Outcome::Cancelled, Some("cancelled: another VM failed (fail_fast)".to_string()))
+                    } else {
+                        (Outcome::Failed, Some("provisioning task panicked".to_string()))
+                    };
+                    if outcome == Outcome::Failed && self.fail_fast && !cancelling {
+                        cancelling = true;
+                        tasks.abort_all();
+                    }
+                    reports[index] = Some(VmReport {
+                        name: t.name.clone(),
+                        host: t.host.clone(),
+                        port: t.port,
+                        outcome,
+                        failed_step: None,
+                        error,
+                        connect: None,
+                        steps: Vec::new(),
+                        total: start.elapsed(),
+                    });
+                }
+            }
+        }
+        FleetReport {
+            vms: reports.into_iter().flatten().collect(),
+            wall: start.elapsed(),
+        }
+    }
+
+    async fn run_one(&self, target: Target, connect_slots: Arc<Semaphore>) -> VmReport {
+        let start = Instant::now();
+        let vm: Arc<str> = Arc::from(target.name.as_str());
+        let mut report = VmReport {
+            name: target.name.clone(),
+            host: target.host.clone(),
+            port: target.port,
+            outcome: Outcome::Failed,
+            failed_step: None,
+            error: None,
+            connect: None,
+            steps: Vec::new(),
+            total: Duration::ZERO,
+        };
+        emit(&self.sinks, Event::Connecting { vm: vm.clone() }).await;
+        let session = {
+            let _slot = connect_slots.acquire_owned().await;
+            Session::connect_with_retry(&target.host, target.port, &target.config, self.connect_deadline).await
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let text = format!("connect failed: {e}");
+                emit(
+                    &self.sinks,
+                    Event::VmFinished {
+                        vm,
+                        ok: false,
+                        error: Some(text.clone()),
+                        duration: start.elapsed(),
+                    },
+                )
+                .await;
+                report.error = Some(text);
+                report.total = start.elapsed();
+                return report;
+            }
+        };
+        let connect = start.elapsed();
+        report.connect = Some(connect);
+        emit(
+            &self.sinks,
+            Event::Connected {
+                vm: vm.clone(),
+                duration: connect,
+            },
+        )
+        .await;
+        let mut p = Provisioner::new(target.name.clone()).base_dir(target.base_dir.clone());
+        for s in &self.sinks {
+            p = p.shared_sink(s.clone());
+        }
+        if let Some(dir) = &self.log_dir {
+            p = p.log_dir(dir.join(&target.name));
+        }
+        match p.run(&session, &target.steps).await {
+            Ok(steps) => {
+                report.steps = steps;
+                report.outcome = Outcome::Succeeded;
+            }
+            Err(e) => {
+                if let Error::ProvisionFailed { step, .. } = &e {
+                    report.failed_step = Some(*step);
+                }
+                report.error = Some(error_chain(&e));
+            }
+        }
+        let _ = session.close().await;
+        report.total = start.elapsed();
+        report
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if let Error::ProvisionFailed { stderr_tail, .. } = e {
+        if !stderr_tail.is_empty() {
+            s.push_str("\n  stderr: ");
+            s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
+        }
+    }
+    s
+}
