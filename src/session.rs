@@ -337,20 +337,38 @@ impl Session {
         if self.is_closed() {
             return Err(self.lost("connection closed"));
         }
-        match self.inner.handle.channel_open_session().await {
-            Ok(ch) => Ok((ch, permit)),
-            Err(russh::Error::ChannelOpenFailure(reason)) => Err(Error::ChannelOpen {
-                host: self.inner.host.clone(),
-                port: self.inner.port,
-                reason: format!("{reason:?}"),
-            }),
-            Err(e) if self.is_closed() => Err(self.lost(&e.to_string())),
-            Err(e) => Err(Error::Protocol {
-                host: self.inner.host.clone(),
-                port: self.inner.port,
-                reason: "channel open failed".to_string(),
-                source: Some(Box::new(e)),
-            }),
+        // OpenSSH frees a closed channel's session slot only at the end of
+        // its event-loop pass, so an open that follows a close in the same
+        // batch can be refused although the slot is about to be free.
+        // Retry such refusals briefly with a growing delay before giving up.
+        let mut delay = Duration::from_millis(2);
+        let give_up = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.inner.handle.channel_open_session().await {
+                Ok(ch) => return Ok((ch, permit)),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    if Instant::now() + delay < give_up && !self.is_closed() {
+                        tracing::debug!(host = %self.inner.host, ?reason, "channel open refused, retrying in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_millis(200));
+                        continue;
+                    }
+                    return Err(Error::ChannelOpen {
+                        host: self.inner.host.clone(),
+                        port: self.inner.port,
+                        reason: format!("{reason:?}"),
+                    });
+                }
+                Err(e) if self.is_closed() => return Err(self.lost(&e.to_string())),
+                Err(e) => {
+                    return Err(Error::Protocol {
+                        host: self.inner.host.clone(),
+                        port: self.inner.port,
+                        reason: "channel open failed".to_string(),
+                        source: Some(Box::new(e)),
+                    });
+                }
+            }
         }
     }
 }
