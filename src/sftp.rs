@@ -27,6 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::{Error, SftpErrorKind};
+use crate::exec::{Command, shell_quote};
 use crate::session::{Session, wait_reply};
 
 /// Progress of one transfer: bytes acknowledged so far and the total when
@@ -422,11 +423,25 @@ impl Session {
     /// # Cancel safety
     ///
     /// As [`upload`](Self::upload).
+    ///
+    /// On a server without an SFTP subsystem (minimal images running
+    /// dropbear alone), the file is streamed through `cat` over an exec
+    /// channel instead, with the same atomic rename and mode.
     pub async fn upload_with(&self, local: &Path, remote: &str, opts: &TransferOptions) -> Result<u64, Error> {
-        self.sftp().await?.upload_with(local, remote, opts).await
+        match self.sftp().await {
+            Ok(sftp) => sftp.upload_with(local, remote, opts).await,
+            Err(e) if is_unsupported(&e) => {
+                let (file, len, mode) = open_local(local).await?;
+                let mode = opts.mode.unwrap_or(mode);
+                self.upload_via_exec(file, Some(len), remote, mode, opts).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Uploads everything `reader` yields to `remote`. Returns the bytes sent.
+    /// Uploads everything `reader` yields to `remote` (mode 0644 unless
+    /// set). Returns the bytes sent. Falls back to `cat` over exec like
+    /// [`upload_with`](Self::upload_with).
     ///
     /// # Errors
     ///
@@ -443,12 +458,85 @@ impl Session {
         opts: &TransferOptions,
     ) -> Result<u64, Error>
     where
-        R: AsyncRead + Unpin + Send,
+        R: AsyncRead + Unpin + Send + 'static,
     {
-        self.sftp()
-            .await?
-            .upload_from_reader(reader, size_hint, remote, opts)
-            .await
+        match self.sftp().await {
+            Ok(sftp) => sftp.upload_from_reader(reader, size_hint, remote, opts).await,
+            Err(e) if is_unsupported(&e) => {
+                let mode = opts.mode.unwrap_or(0o644);
+                self.upload_via_exec(reader, size_hint, remote, mode, opts).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads through `cat` on an exec channel, for servers without SFTP.
+    async fn upload_via_exec<R>(
+        &self,
+        reader: R,
+        total: Option<u64>,
+        remote: &str,
+        mode: u32,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let dest = shell_quote(remote);
+        let tmp = if opts.atomic {
+            shell_quote(&temp_name_for(remote))
+        } else {
+            dest.clone()
+        };
+        let mut script = String::from("set -e; ");
+        if opts.create_parents {
+            if let Some(dir) = parent_of(remote) {
+                script.push_str(&format!("mkdir -p -- {}; ", shell_quote(dir)));
+            }
+        }
+        if !opts.overwrite {
+            script.push_str(&format!("if [ -e {dest} ]; then echo 'vmssh: destination exists' >&2; exit 17; fi; "));
+        }
+        if opts.atomic {
+            script.push_str(&format!("trap 'rm -f -- {tmp}' EXIT; "));
+        }
+        script.push_str(&format!("umask 077; cat > {tmp}; chmod {mode:o} {tmp}; "));
+        if opts.atomic {
+            script.push_str(&format!("mv -f -- {tmp} {dest}; trap - EXIT"));
+        }
+        let counted = CountingReader {
+            inner: reader,
+            done: 0,
+            total,
+            progress: opts.progress.clone(),
+        };
+        let out = self
+            .exec_command(Command::new(script).stdin_reader(counted))
+            .await?;
+        if out.status.success() {
+            opts.report(total.unwrap_or(0), total);
+            return Ok(total.unwrap_or(0));
+        }
+        let stderr = out.stderr_lossy();
+        let kind = if out.status.code() == Some(17) {
+            SftpErrorKind::AlreadyExists
+        } else if stderr.contains("Permission denied") {
+            SftpErrorKind::PermissionDenied
+        } else if stderr.contains("No such file") {
+            SftpErrorKind::NotFound
+        } else if stderr.contains("No space") {
+            SftpErrorKind::NoSpace
+        } else {
+            SftpErrorKind::Other
+        };
+        Err(Error::Sftp {
+            host: self.host().to_string(),
+            port: self.port(),
+            op: "upload (exec fallback)".to_string(),
+            path: remote.to_string(),
+            kind,
+            source: Some(format!("{}: {}", out.status, stderr.trim()).into()),
+        })
     }
 
     /// Downloads `remote` to a local file (atomically, keeping the remote
@@ -480,6 +568,68 @@ impl Session {
         self.sftp().await?.download_with(remote, local, opts).await
     }
 
+    /// Streams a remote file through `cat` over exec: the download path for
+    /// servers without SFTP.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sftp`] with the remote `cat` error when it fails; errors of
+    /// [`exec_streaming`](Self::exec_streaming).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the channel.
+    pub async fn download_via_exec<W>(&self, remote: &str, writer: &mut W) -> Result<u64, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        let mut stream = self
+            .exec_streaming(&format!("cat -- {}", shell_quote(remote)))
+            .await?;
+        let mut n = 0u64;
+        let mut stderr = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk? {
+                crate::Chunk::Stdout(b) => {
+                    writer
+                        .write_all(&b)
+                        .await
+                        .map_err(|e| Error::io("cannot write downloaded data", e))?;
+                    n += b.len() as u64;
+                }
+                crate::Chunk::Stderr(b) => {
+                    if stderr.len() < 4096 {
+                        stderr.extend_from_slice(&b);
+                    }
+                }
+            }
+        }
+        let status = stream.exit_status().await?;
+        if !status.success() {
+            let text = String::from_utf8_lossy(&stderr).trim().to_string();
+            let kind = if text.contains("No such file") {
+                SftpErrorKind::NotFound
+            } else if text.contains("Permission denied") {
+                SftpErrorKind::PermissionDenied
+            } else {
+                SftpErrorKind::Other
+            };
+            return Err(Error::Sftp {
+                host: self.host().to_string(),
+                port: self.port(),
+                op: "download (exec)".to_string(),
+                path: remote.to_string(),
+                kind,
+                source: Some(format!("{status}: {text}").into()),
+            });
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| Error::io("cannot write downloaded data", e))?;
+        Ok(n)
+    }
+
     /// Streams `remote` into `writer`. Returns the bytes written.
     ///
     /// # Errors
@@ -494,6 +644,61 @@ impl Session {
         W: AsyncWrite + Unpin + Send,
     {
         self.sftp().await?.download_to_writer(remote, writer, opts).await
+    }
+}
+
+fn is_unsupported(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Sftp {
+            kind: SftpErrorKind::Unsupported,
+            ..
+        }
+    )
+}
+
+/// Opens a local file for upload: the file, its length and its mode.
+async fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u32), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| Error::io(format!("cannot open local file {}", local.display()), e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| Error::io(format!("cannot stat local file {}", local.display()), e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            format!("local path {} is a directory", local.display()),
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        ));
+    }
+    Ok((file, meta.len(), meta.permissions().mode() & 0o7777))
+}
+
+/// Counts bytes read and reports progress (exec fallback).
+struct CountingReader<R> {
+    inner: R,
+    done: u64,
+    total: Option<u64>,
+    progress: Option<ProgressFn>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.done += n;
+            if let Some(p) = &self.progress {
+                p(Progress {
+                    done: self.done,
+                    total: self.total,
+                });
+            }
+        }
+        r
     }
 }
 
@@ -850,26 +1055,13 @@ impl Sftp {
     ///
     /// As [`Session::upload`].
     pub async fn upload_with(&self, local: &Path, remote: &str, opts: &TransferOptions) -> Result<u64, Error> {
-        let file = tokio::fs::File::open(local)
-            .await
-            .map_err(|e| Error::io(format!("cannot open local file {}", local.display()), e))?;
-        let meta = file
-            .metadata()
-            .await
-            .map_err(|e| Error::io(format!("cannot stat local file {}", local.display()), e))?;
-        if meta.is_dir() {
-            return Err(Error::io(
-                format!("local path {} is a directory", local.display()),
-                std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            ));
-        }
+        let (file, len, local_mode) = open_local(local).await?;
         let mut opts = opts.clone();
         if opts.mode.is_none() {
-            use std::os::unix::fs::PermissionsExt as _;
-            opts.mode = Some(meta.permissions().mode() & 0o7777);
+            opts.mode = Some(local_mode);
         }
         let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-        self.upload_from_reader(reader, Some(meta.len()), remote, &opts)
+        self.upload_from_reader(reader, Some(len), remote, &opts)
             .await
             .map_err(|e| match e {
                 Error::Io { context, source } if context.starts_with("cannot read local") => Error::Io {
