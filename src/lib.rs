@@ -26,6 +26,7 @@ pub mod exec;
 pub mod fleet;
 pub mod host_key;
 pub mod session;
+pub mod plan;
 pub mod provision;
 pub mod sftp;
 
