@@ -352,46 +352,22 @@ impl Session {
     ///
     /// As [`exec_streaming`](Self::exec_streaming).
     pub async fn exec_streaming_command(&self, command: Command) -> Result<ExecStream, Error> {
-        let (channel, permit) = self.open_channel().await?;
-        // Until setup completes, an early return or cancellation must close
-        // the channel: the guard does it unless defused.
-        let mut guard = ChannelGuard(Some((channel, permit)));
-        let Some((channel, _)) = guard.0.as_mut() else {
-            return Err(self.lost("channel vanished"));
-        };
-        let mut line = String::new();
-        for (key, value) in &command.env {
+        for (key, _) in &command.env {
             if !valid_env_name(key) {
                 return Err(Error::Config {
                     reason: format!("invalid environment variable name {key:?}"),
                 });
             }
-            channel
-                .set_env(true, key.as_str(), value.as_str())
-                .await
-                .map_err(|_| self.lost("connection closed"))?;
-            if wait_reply(self, channel, "env").await.is_err() {
-                if self.is_closed() {
-                    return Err(self.lost("connection closed"));
-                }
-                line.push_str(&format!("export {key}={}; ", shell_quote(value)));
+        }
+        // A channel the server closed before accepting the request ran
+        // nothing: retry it on a fresh channel a few times.
+        let mut attempt = 0;
+        let (channel, permit) = loop {
+            attempt += 1;
+            match self.start_command(&command.command, &command.env, command.pty).await {
+                Err(Error::ChannelOpen { .. }) if attempt < 5 && !self.is_closed() => continue,
+                other => break other?,
             }
-        }
-        if command.pty {
-            channel
-                .request_pty(true, "xterm", 80, 24, 0, 0, &[])
-                .await
-                .map_err(|_| self.lost("connection closed"))?;
-            wait_reply(self, channel, "pty-req").await?;
-        }
-        line.push_str(&command.command);
-        channel
-            .exec(true, line.into_bytes())
-            .await
-            .map_err(|_| self.lost("connection closed"))?;
-        wait_reply(self, channel, "exec").await?;
-        let Some((channel, permit)) = guard.0.take() else {
-            return Err(self.lost("channel vanished"));
         };
 
         let (read, write) = channel.split();
@@ -418,14 +394,60 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Opens a channel and sends the env, pty and exec requests.
+    async fn start_command(
+        &self,
+        command_line: &str,
+        env: &[(String, String)],
+        pty: bool,
+    ) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
+        let (channel, permit) = self.open_channel().await?;
+        // Until setup completes, an early return or cancellation must close
+        // the channel: the guard does it unless defused.
+        let mut guard = ChannelGuard(Some((channel, permit)), self.clone());
+        let Some((channel, _)) = guard.0.as_mut() else {
+            return Err(self.lost("channel vanished"));
+        };
+        let mut line = String::new();
+        for (key, value) in env {
+            channel
+                .set_env(true, key.as_str(), value.as_str())
+                .await
+                .map_err(|_| self.lost("connection closed"))?;
+            match wait_reply(self, channel, "env").await {
+                Ok(()) => {}
+                Err(Error::RequestRefused { .. }) => {
+                    line.push_str(&format!("export {key}={}; ", shell_quote(value)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if pty {
+            channel
+                .request_pty(true, "xterm", 80, 24, 0, 0, &[])
+                .await
+                .map_err(|_| self.lost("connection closed"))?;
+            wait_reply(self, channel, "pty-req").await?;
+        }
+        line.push_str(command_line);
+        channel
+            .exec(true, line.into_bytes())
+            .await
+            .map_err(|_| self.lost("connection closed"))?;
+        wait_reply(self, channel, "exec").await?;
+        guard.0.take().ok_or_else(|| self.lost("channel vanished"))
+    }
+}
+
 /// Closes a half-set-up channel when setup is abandoned.
-struct ChannelGuard(Option<(russh::Channel<Msg>, OwnedSemaphorePermit)>);
+struct ChannelGuard(Option<(russh::Channel<Msg>, OwnedSemaphorePermit)>, Session);
 
 impl Drop for ChannelGuard {
     fn drop(&mut self) {
         if let Some((channel, permit)) = self.0.take() {
             let (read, write) = channel.split();
-            close_in_background(std::sync::Arc::new(write), Some(read), Some(permit));
+            close_in_background(&self.1, std::sync::Arc::new(write), Some(read), Some(permit));
         }
     }
 }
@@ -433,6 +455,7 @@ impl Drop for ChannelGuard {
 /// Sends CHANNEL_CLOSE (dropping a russh channel does not) and frees the
 /// channel slot once the server has confirmed, waiting at most 10 s.
 pub(crate) fn close_in_background(
+    session: &Session,
     write: std::sync::Arc<ChannelWriteHalf<Msg>>,
     read: Option<ChannelReadHalf>,
     permit: Option<OwnedSemaphorePermit>,
@@ -440,7 +463,9 @@ pub(crate) fn close_in_background(
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let guard = read.is_some().then(|| session.closing_guard());
     rt.spawn(async move {
+        let _guard = guard;
         let _ = write.close().await;
         if let Some(mut read) = read {
             let drain = async {
@@ -576,7 +601,7 @@ impl ExecStream {
 
     /// Closes the channel in the background.
     fn spawn_close(&mut self) {
-        close_in_background(self.write.clone(), self.read.take(), self.permit.take());
+        close_in_background(&self.session, self.write.clone(), self.read.take(), self.permit.take());
     }
 }
 
@@ -654,7 +679,7 @@ impl Stream for ExecStream {
                 Some(ChannelMsg::Close) => {
                     // Answer the server's close so the channel is freed on
                     // both sides; russh does not do it for us.
-                    close_in_background(this.write.clone(), None, this.permit.take());
+                    close_in_background(&this.session, this.write.clone(), None, this.permit.take());
                     this.finish();
                     return Poll::Ready(None);
                 }

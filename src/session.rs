@@ -69,6 +69,23 @@ pub(crate) struct SharedState {
     disconnect: Mutex<Option<String>>,
     /// Cancelled when the connection's task ends, whatever the reason.
     closed: tokio_util::sync::CancellationToken,
+    /// Channels we are closing and waiting for the server to confirm.
+    closing: std::sync::atomic::AtomicUsize,
+    closing_done: tokio::sync::Notify,
+}
+
+/// Held while a channel is being closed in the background; new channels
+/// wait until none is (see [`Session::open_channel`]).
+#[derive(Debug)]
+pub(crate) struct ClosingGuard(Arc<SharedState>);
+
+impl Drop for ClosingGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.closing.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closing_done.notify_waiters();
+        }
+    }
 }
 
 impl SharedState {
@@ -324,6 +341,36 @@ impl Session {
         }
     }
 
+    /// Marks a channel as closing until the guard is dropped.
+    pub(crate) fn closing_guard(&self) -> ClosingGuard {
+        self.inner
+            .state
+            .closing
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ClosingGuard(self.inner.state.clone())
+    }
+
+    /// Waits (at most 5 s) until channels being closed are confirmed closed
+    /// by the server. Dropbear before 2024.86 closes a fresh channel when
+    /// an unrelated child process exits between the channel's open and its
+    /// request, then can abort the whole connection on the request.
+    async fn wait_for_closing(&self) {
+        use std::sync::atomic::Ordering;
+        let state = &self.inner.state;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = state.closing_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if state.closing.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Opens a session channel, waiting for a free slot under the channel
     /// limit. The permit is held as long as the channel lives.
     pub(crate) async fn open_channel(&self) -> Result<(Channel<client::Msg>, OwnedSemaphorePermit), Error> {
@@ -337,6 +384,7 @@ impl Session {
         if self.is_closed() {
             return Err(self.lost("connection closed"));
         }
+        self.wait_for_closing().await;
         // OpenSSH frees a closed channel's session slot only at the end of
         // its event-loop pass, so an open that follows a close in the same
         // batch can be refused although the slot is about to be free.
@@ -389,7 +437,20 @@ pub(crate) async fn wait_reply(
                     request: request.to_string(),
                 });
             }
-            Some(ChannelMsg::Close) | None => return Err(sess.lost("channel closed during a request")),
+            Some(ChannelMsg::Close) | None if sess.is_closed() => {
+                return Err(sess.lost("connection closed during a channel request"));
+            }
+            // Nothing ran: the server closes a channel before answering only
+            // when it never started the request (dropbear up to 2024.85
+            // closes fresh channels when an unrelated child exits). Callers
+            // may open a new channel and try again.
+            Some(ChannelMsg::Close) | None => {
+                return Err(Error::ChannelOpen {
+                    host: sess.inner.host.clone(),
+                    port: sess.inner.port,
+                    reason: format!("the server closed the channel before accepting the {request} request"),
+                });
+            }
             Some(_) => {}
         }
     }

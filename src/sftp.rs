@@ -16,8 +16,9 @@ use std::task::{Context, Poll};
 
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Future, StreamExt};
-use russh::ChannelStream;
+use bytes::Bytes;
 use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::extensions::HardlinkExtension;
@@ -258,7 +259,6 @@ struct SftpInner {
     fsync: bool,
     posix_rename: bool,
     _stop_watch: DropGuard,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl fmt::Debug for Sftp {
@@ -273,43 +273,139 @@ impl fmt::Debug for Sftp {
     }
 }
 
-/// The SFTP channel's byte stream, firing `closed` when it ends so pending
-/// requests fail at once instead of timing out.
-struct WatchedStream {
-    inner: ChannelStream<Msg>,
+/// The SFTP channel as a byte stream for russh-sftp, firing `closed` when
+/// the server ends it so pending requests fail at once instead of timing
+/// out.
+///
+/// On drop it does not slam the channel shut: it waits (bounded) for the
+/// server to close it after `sftp-server` has exited. Dropbear frees a
+/// channel whose subprocess is still running and can then deliver that
+/// process's exit to the next channel given the same number.
+struct SftpStream {
+    read: Option<ChannelReadHalf>,
+    pending: Bytes,
+    eof: bool,
+    write: Arc<ChannelWriteHalf<Msg>>,
+    writer: Pin<Box<dyn AsyncWrite + Send + Sync>>,
     closed: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+    session: Session,
 }
 
-impl AsyncRead for WatchedStream {
+impl AsyncRead for SftpStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match &r {
-            Poll::Ready(Err(_)) => self.closed.cancel(),
-            Poll::Ready(Ok(())) if buf.filled().len() == before => self.closed.cancel(),
-            _ => {}
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let Some(read) = this.read.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let msg = {
+                let fut = std::pin::pin!(read.wait());
+                match fut.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(m) => m,
+                }
+            };
+            match msg {
+                Some(ChannelMsg::Data { data }) => this.pending = data,
+                Some(ChannelMsg::Eof) => {
+                    this.eof = true;
+                    this.closed.cancel();
+                }
+                Some(ChannelMsg::Close) | None => {
+                    this.eof = true;
+                    this.read = None;
+                    this.closed.cancel();
+                }
+                Some(_) => {}
+            }
         }
-        r
     }
 }
 
-impl AsyncWrite for WatchedStream {
+impl AsyncWrite for SftpStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let r = self.writer.as_mut().poll_write(cx, buf);
         if let Poll::Ready(Err(_)) = &r {
             self.closed.cancel();
         }
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.writer.as_mut().poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.writer.as_mut().poll_shutdown(cx)
+    }
+}
+
+impl Drop for SftpStream {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let write = self.write.clone();
+        let read = self.read.take();
+        let permit = self.permit.take();
+        let guard = read.is_some().then(|| self.session.closing_guard());
+        rt.spawn(async move {
+            let _guard = guard;
+            let _ = write.eof().await;
+            let server_closed = match read {
+                None => true,
+                Some(mut read) => {
+                    let wait = async {
+                        while let Some(msg) = read.wait().await {
+                            if matches!(msg, ChannelMsg::Close) {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.is_ok()
+                }
+            };
+            if !server_closed {
+                let _ = write.close().await;
+            }
+            drop(permit);
+        });
     }
 }
 
 impl Session {
+    async fn open_sftp_channel(&self) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
+        let (mut channel, permit) = self.open_channel().await?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|_| self.lost("connection closed"))?;
+        match wait_reply(self, &mut channel, "subsystem sftp").await {
+            Ok(()) => Ok((channel, permit)),
+            Err(e) => {
+                let _ = channel.close().await;
+                Err(match e {
+                    Error::RequestRefused { .. } => Error::Sftp {
+                        host: self.host().to_string(),
+                        port: self.port(),
+                        op: "subsystem".to_string(),
+                        path: String::new(),
+                        kind: SftpErrorKind::Unsupported,
+                        source: None,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
     /// Opens an SFTP subsystem channel.
     ///
     /// # Errors
@@ -322,25 +418,16 @@ impl Session {
     ///
     /// Dropping the future closes the half-opened channel.
     pub async fn sftp(&self) -> Result<Sftp, Error> {
-        let (mut channel, permit) = self.open_channel().await?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(|_| self.lost("connection closed"))?;
-        if let Err(e) = wait_reply(self, &mut channel, "subsystem sftp").await {
-            let _ = channel.close().await;
-            return Err(match e {
-                Error::RequestRefused { .. } => Error::Sftp {
-                    host: self.host().to_string(),
-                    port: self.port(),
-                    op: "subsystem".to_string(),
-                    path: String::new(),
-                    kind: SftpErrorKind::Unsupported,
-                    source: None,
-                },
-                other => other,
-            });
-        }
+        // A channel the server closed before accepting the subsystem
+        // request ran nothing: retry on a fresh one a few times.
+        let mut attempt = 0;
+        let (channel, permit) = loop {
+            attempt += 1;
+            match self.open_sftp_channel().await {
+                Err(Error::ChannelOpen { .. }) if attempt < 5 && !self.is_closed() => continue,
+                other => break other?,
+            }
+        };
         let closed = CancellationToken::new();
         // Also fire when the whole connection ends.
         let stop_watch = CancellationToken::new();
@@ -355,9 +442,17 @@ impl Session {
                 }
             });
         }
-        let stream = WatchedStream {
-            inner: channel.into_stream(),
+        let (read, write) = channel.split();
+        let write = Arc::new(write);
+        let stream = SftpStream {
+            read: Some(read),
+            pending: Bytes::new(),
+            eof: false,
+            writer: Box::pin(write.make_writer()),
+            write,
             closed: closed.clone(),
+            permit: Some(permit),
+            session: self.clone(),
         };
         let cfg = russh_sftp::client::Config {
             request_timeout_secs: 3600,
@@ -391,7 +486,6 @@ impl Session {
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
                 _stop_watch: stop_watch.drop_guard(),
-                _permit: permit,
             }),
         })
     }
