@@ -34,14 +34,20 @@ fn mode(path: &Path) -> u32 {
 /// The servers run on this machine, so the "remote" side is a local
 /// directory we can inspect directly.
 fn remote_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("vmssh-sftp-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("vmssh-sftp-")
+        .tempdir()
+        .unwrap()
 }
 
 async fn round_trips(srv: &support::Server) {
     let sess = srv.connect().await;
     let local = tempfile::tempdir().unwrap();
     let remote = remote_dir();
-    for (i, len) in [0usize, 1, 1_000_003, 64 * 1024 * 1024].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 1_000_003, 64 * 1024 * 1024]
+        .into_iter()
+        .enumerate()
+    {
         let src = local.path().join(format!("src{i}"));
         let want = random_file(&src, len);
         let dst = remote.path().join(format!("dst{i}"));
@@ -82,14 +88,25 @@ async fn modes_parents_and_odd_names(srv: &support::Server) {
         .join("a dir/with 'quotes' and \"double\"/ünïcödé $(touch /tmp/vmssh-pwned)/f i le.txt");
     let err = sess.upload(&src, odd.to_str().unwrap()).await.unwrap_err();
     assert!(
-        matches!(err, Error::Sftp { kind: SftpErrorKind::NotFound, .. }),
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }
+        ),
         "missing parent should be NotFound: {err:?}"
     );
     let opts = TransferOptions::new().mode(0o640).create_parents(true);
-    sess.upload_with(&src, odd.to_str().unwrap(), &opts).await.unwrap();
+    sess.upload_with(&src, odd.to_str().unwrap(), &opts)
+        .await
+        .unwrap();
     assert_eq!(mode(&odd), 0o640);
     assert_eq!(digest(&odd), digest(&src));
-    assert!(!Path::new("/tmp/vmssh-pwned").exists(), "a path was run through a shell");
+    assert!(
+        !Path::new("/tmp/vmssh-pwned").exists(),
+        "a path was run through a shell"
+    );
 
     // A download keeps the remote mode.
     let back = local.path().join("back");
@@ -121,9 +138,18 @@ async fn replace_and_refuse(srv: &support::Server) {
     std::fs::write(&src, b"new contents").unwrap();
 
     let refuse = TransferOptions::new().overwrite(false);
-    let err = sess.upload_with(&src, dst.to_str().unwrap(), &refuse).await.unwrap_err();
+    let err = sess
+        .upload_with(&src, dst.to_str().unwrap(), &refuse)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, Error::Sftp { kind: SftpErrorKind::AlreadyExists, .. }),
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::AlreadyExists,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(std::fs::read(&dst).unwrap(), b"old");
@@ -133,9 +159,13 @@ async fn replace_and_refuse(srv: &support::Server) {
 
     // Non-atomic mode writes in place.
     std::fs::write(&src, b"in place").unwrap();
-    sess.upload_with(&src, dst.to_str().unwrap(), &TransferOptions::new().atomic(false))
-        .await
-        .unwrap();
+    sess.upload_with(
+        &src,
+        dst.to_str().unwrap(),
+        &TransferOptions::new().atomic(false),
+    )
+    .await
+    .unwrap();
     assert_eq!(std::fs::read(&dst).unwrap(), b"in place");
 }
 on_both_servers!(replace_and_refuse);
@@ -145,11 +175,17 @@ async fn bad_paths(srv: &support::Server) {
     let remote = remote_dir();
     // Missing local file: reported before anything is sent.
     let err = sess
-        .upload(Path::new("/nonexistent/vmssh/local"), remote.path().join("x").to_str().unwrap())
+        .upload(
+            Path::new("/nonexistent/vmssh/local"),
+            remote.path().join("x").to_str().unwrap(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/vmssh/local"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/vmssh/local"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(remote.path()).unwrap().count(), 0);
 
     // Unwritable remote path (even root cannot create files in /proc).
@@ -164,11 +200,30 @@ async fn bad_paths(srv: &support::Server) {
 
     // Missing remote file on download: typed, and no local file appears.
     let dst = local.path().join("never");
-    let err = sess.download("/nonexistent/vmssh/remote", &dst).await.unwrap_err();
-    assert!(matches!(err, Error::Sftp { kind: SftpErrorKind::NotFound, .. }), "{err:?}");
+    let err = sess
+        .download("/nonexistent/vmssh/remote", &dst)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!dst.exists());
-    let names: Vec<_> = std::fs::read_dir(local.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), 1, "a temporary download file was left: {names:?}");
+    let names: Vec<_> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "a temporary download file was left: {names:?}"
+    );
 }
 on_both_servers!(bad_paths);
 
@@ -196,13 +251,24 @@ async fn sftp_handle_operations(srv: &support::Server) {
     names.sort();
     assert_eq!(names, ["b", "f1"]);
     std::fs::write(remote.path().join("a/f2"), b"other").unwrap();
-    sftp.rename(&format!("{base}/a/f1"), &format!("{base}/a/f2")).await.unwrap();
+    sftp.rename(&format!("{base}/a/f1"), &format!("{base}/a/f2"))
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(remote.path().join("a/f2")).unwrap(), b"12345");
     sftp.remove(&format!("{base}/a/f2")).await.unwrap();
     assert!(!sftp.exists(&format!("{base}/a/f2")).await.unwrap());
     sftp.remove_dir(&format!("{base}/a/b/c")).await.unwrap();
     let err = sftp.stat(&format!("{base}/a/b/c")).await.unwrap_err();
-    assert!(matches!(err, Error::Sftp { kind: SftpErrorKind::NotFound, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 on_both_servers!(sftp_handle_operations);
 
@@ -226,7 +292,11 @@ async fn concurrent_transfers(srv: &support::Server) {
     for _ in 0..4 {
         let s = srv.connect().await;
         sessions.push(s.clone());
-        sessions.push(if srv.is_openssh() { s } else { srv.connect().await });
+        sessions.push(if srv.is_openssh() {
+            s
+        } else {
+            srv.connect().await
+        });
     }
     let jobs = sessions.into_iter().enumerate().map(|(i, sess)| {
         let src = src.clone();
@@ -277,7 +347,10 @@ async fn upload_cut_by_server_death(srv: &support::Server) {
     .expect("the upload hung after the server died");
     assert!(killed.load(Ordering::SeqCst), "the server was never killed");
     let err = result.unwrap_err();
-    assert!(err.is_connection_lost(), "expected ConnectionLost, got {err:?}");
+    assert!(
+        err.is_connection_lost(),
+        "expected ConnectionLost, got {err:?}"
+    );
     assert_eq!(std::fs::read(&dst).unwrap(), b"the old, intact contents");
 }
 on_both_servers!(upload_cut_by_server_death);
