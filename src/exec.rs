@@ -631,8 +631,10 @@ impl Stream for ExecStream {
         if this.finished {
             return Poll::Ready(None);
         }
-        if let Some((after, sleep)) = this.deadline.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
+        if let Some((after, sleep)) = this.deadline.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            {
                 let err = Error::CommandTimeout {
                     host: this.session.host().to_string(),
                     port: this.session.port(),

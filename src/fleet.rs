@@ -466,8 +466,10 @@ fn error_chain(e: &Error) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
-    if let Error::ProvisionFailed { stderr_tail, .. } = e {
-        if !stderr_tail.is_empty() {
+    if let Error::ProvisionFailed { stderr_tail, .. } = e
+        && !stderr_tail.is_empty()
+    {
+        {
             s.push_str("\n  stderr: ");
             s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
         }

@@ -465,8 +465,10 @@ impl Session {
         };
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
-        if has(russh_sftp::extensions::LIMITS) {
-            if let Ok(l) = raw.limits().await {
+        if has(russh_sftp::extensions::LIMITS)
+            && let Ok(l) = raw.limits().await
+        {
+            {
                 if l.max_read_len > 0 {
                     max_read = l.max_read_len.min(u64::from(u32::MAX)) as u32;
                 }
@@ -583,8 +585,10 @@ impl Session {
             dest.clone()
         };
         let mut script = String::from("set -e; ");
-        if opts.create_parents {
-            if let Some(dir) = parent_of(remote) {
+        if opts.create_parents
+            && let Some(dir) = parent_of(remote)
+        {
+            {
                 script.push_str(&format!("mkdir -p -- {}; ", shell_quote(dir)));
             }
         }
@@ -1186,8 +1190,10 @@ impl Sftp {
     where
         R: AsyncRead + Unpin + Send,
     {
-        if opts.create_parents {
-            if let Some(dir) = parent_of(remote) {
+        if opts.create_parents
+            && let Some(dir) = parent_of(remote)
+        {
+            {
                 self.mkdir_all(dir).await?;
             }
         }
@@ -1316,8 +1322,10 @@ impl Sftp {
     /// As [`Session::download`].
     pub async fn download_with(&self, remote: &str, local: &Path, opts: &TransferOptions) -> Result<u64, Error> {
         let io_err = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
-        if opts.create_parents {
-            if let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if opts.create_parents
+            && let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| io_err("cannot create local directory", dir, e))?;
