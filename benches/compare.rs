@@ -1,0 +1,1492 @@
+//! Side-by-side benchmarks: vmssh vs OpenSSH's client binaries (`ssh`,
+//! `sftp`, `scp`: the practical ceiling) vs the old blocking design
+//! (libssh2 + spawn_blocking + 50 ms polling, rebuilt in
+//! `benches/old-design`), all against the same loopback sshd.
+//!
+//! ```text
+//! cargo bench --bench compare                      # full run
+//! cargo bench --bench compare -- --quick           # smaller, for CI
+//! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
+//! cargo bench --bench compare -- --no-old          # skip the libssh2 build
+//! ```
+//!
+//! Each scenario runs every contender once per round, in rotating order,
+//! for several rounds; the table shows medians. Every contender runs in its
+//! own process (vmssh: this binary re-executed with `--child`), so that CPU
+//! time and peak RSS are its own. Results also go to
+//! `target/bench-report.json` (and the table to `target/bench-report.txt`).
+//! See BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "compare/child.rs"]
+mod child;
+#[path = "compare/measure.rs"]
+mod measure;
+#[path = "compare/sshd.rs"]
+mod sshd;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::measure::{LatencyMeter, SlowConsumer};
+use crate::sshd::{HOST, Keys, Sshd};
+
+const MIB: u64 = 1 << 20;
+const GIB: f64 = (1u64 << 30) as f64;
+const AES: &str = "aes128-gcm@openssh.com";
+const CHACHA: &str = "chacha20-poly1305@openssh.com";
+
+// ---------------------------------------------------------------------------
+// Command line
+
+#[derive(Debug)]
+struct Opts {
+    quick: bool,
+    rounds: Option<usize>,
+    scenarios: Vec<String>,
+    old: bool,
+}
+
+const SCENARIOS: &[&str] = &[
+    "stdout_throughput",
+    "delivery_latency_p99",
+    "slow_consumer_rss",
+    "sftp_upload",
+    "sftp_download",
+    "connect_wake",
+    "concurrent_sessions",
+    "fleet",
+];
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--child") {
+        let scenario = argv.get(1).cloned().unwrap_or_default();
+        if let Err(e) = child::main(&scenario, &child::Args::parse(&argv[2..])) {
+            eprintln!("vmssh child: {scenario}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut opts = Opts {
+        quick: false,
+        rounds: None,
+        scenarios: Vec::new(),
+        old: true,
+    };
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--no-old" => opts.old = false,
+            "--rounds" => opts.rounds = it.next().and_then(|v| v.parse().ok()),
+            "--scenario" => opts.scenarios.extend(
+                it.next()
+                    .into_iter()
+                    .flat_map(|v| v.split(',').map(str::to_string)),
+            ),
+            // Passed by `cargo bench`; filters are not used here.
+            "--bench" => {}
+            other if other.starts_with('-') => {
+                eprintln!(
+                    "unknown option {other}; scenarios: {}",
+                    SCENARIOS.join(", ")
+                );
+                std::process::exit(2);
+            }
+            _ => {}
+        }
+    }
+    for s in &opts.scenarios {
+        if !SCENARIOS.contains(&s.as_str()) {
+            eprintln!("unknown scenario {s}; scenarios: {}", SCENARIOS.join(", "));
+            std::process::exit(2);
+        }
+    }
+    run(opts);
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Goal {
+    /// No target: a measurement to learn from.
+    Info,
+    /// vmssh at least this fraction of OpenSSH's figure (higher is better).
+    AtLeastOpenssh(f64),
+    /// vmssh below this absolute value.
+    Below(f64),
+}
+
+#[derive(Debug)]
+struct Row {
+    scenario: String,
+    unit: &'static str,
+    vmssh: Option<f64>,
+    openssh: Option<f64>,
+    old: Option<f64>,
+    better: Better,
+    goal: Goal,
+}
+
+impl Row {
+    fn new(scenario: impl Into<String>, unit: &'static str, better: Better, goal: Goal) -> Row {
+        Row {
+            scenario: scenario.into(),
+            unit,
+            vmssh: None,
+            openssh: None,
+            old: None,
+            better,
+            goal,
+        }
+    }
+
+    fn vals(mut self, vmssh: Option<f64>, openssh: Option<f64>, old: Option<f64>) -> Row {
+        self.vmssh = vmssh;
+        self.openssh = openssh;
+        self.old = old;
+        self
+    }
+
+    fn target_text(&self) -> String {
+        match self.goal {
+            Goal::Info => "-".to_string(),
+            Goal::AtLeastOpenssh(x) => format!(">= {x}x openssh"),
+            Goal::Below(x) => format!("< {x} {}", self.unit),
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        let Some(v) = self.vmssh else {
+            return if matches!(self.goal, Goal::Info) {
+                "-"
+            } else {
+                "n/a"
+            };
+        };
+        match self.goal {
+            Goal::Info => "-",
+            Goal::AtLeastOpenssh(x) => match self.openssh {
+                Some(o) if v >= x * o => "met",
+                Some(_) => "MISSED",
+                None => "n/a",
+            },
+            Goal::Below(x) => {
+                if v < x {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() && v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.is_finite() && v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) if v.is_finite() => format!("{v:.2}"),
+        _ => "-".to_string(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    }
+}
+
+impl Report {
+    fn table(&self) -> String {
+        let header = [
+            "scenario",
+            "unit",
+            "better",
+            "vmssh",
+            "openssh",
+            "old",
+            "vs openssh",
+            "vs old",
+            "target",
+            "verdict",
+        ];
+        let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+        for r in &self.rows {
+            lines.push(vec![
+                r.scenario.clone(),
+                r.unit.to_string(),
+                if r.better == Better::Higher {
+                    "higher"
+                } else {
+                    "lower"
+                }
+                .to_string(),
+                fmt_num(r.vmssh),
+                fmt_num(r.openssh),
+                fmt_num(r.old),
+                ratio(r.vmssh, r.openssh),
+                ratio(r.vmssh, r.old),
+                r.target_text(),
+                r.verdict().to_string(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                lines
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for (n, l) in lines.iter().enumerate() {
+            let cells: Vec<String> = l
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if (3..8).contains(&i) {
+                        format!("{c:>w$}", w = widths[i])
+                    } else {
+                        format!("{c:<w$}", w = widths[i])
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+            if n == 0 {
+                let dashes: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                let _ = writeln!(out, "|-{}-|", dashes.join("-|-"));
+            }
+        }
+        if !self.notes.is_empty() {
+            out.push_str("\nNotes:\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+        }
+        out
+    }
+
+    fn json(&self) -> String {
+        let num = |v: Option<f64>| match v {
+            Some(v) if v.is_finite() => format!("{v}"),
+            _ => "null".to_string(),
+        };
+        let items: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "  {{\"scenario\": \"{}\", \"unit\": \"{}\", \"vmssh\": {}, \"openssh\": {}, \"old\": {}, \"better\": \"{}\"}}",
+                    r.scenario.replace('"', "'"),
+                    r.unit,
+                    num(r.vmssh),
+                    num(r.openssh),
+                    num(r.old),
+                    if r.better == Better::Higher { "higher" } else { "lower" },
+                )
+            })
+            .collect();
+        format!("[\n{}\n]\n", items.join(",\n"))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running contenders
+
+/// One run's numbers: what the contender printed (`RESULT name value`) or
+/// what the harness measured, plus `wait4` figures of the process.
+type Sample = HashMap<String, f64>;
+
+/// CPU seconds and peak RSS of a finished child, from `wait4` (which also
+/// counts the descendants it waited for: `sftp`'s `ssh`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Reaped {
+    ok: bool,
+    cpu: f64,
+    max_rss_kib: u64,
+}
+
+fn reap(child: &Child) -> Reaped {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 writes into the two locals.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: as above; pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return Reaped::default();
+    }
+    Reaped {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        cpu: measure::tv_secs(ru.ru_utime) + measure::tv_secs(ru.ru_stime),
+        max_rss_kib: ru.ru_maxrss as u64,
+    }
+}
+
+/// Reads a contender's `RESULT` lines until it exits, then reaps it.
+fn collect(mut child: Child, label: &str) -> Option<(HashMap<String, String>, Reaped)> {
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout.take() {
+        let _ = so.read_to_string(&mut out);
+    }
+    let reaped = reap(&child);
+    if !reaped.ok {
+        eprintln!("    {label}: failed");
+        return None;
+    }
+    let map = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("RESULT ")?.splitn(2, ' ');
+            Some((f.next()?.to_string(), f.next()?.trim().to_string()))
+        })
+        .collect();
+    Some((map, reaped))
+}
+
+fn numeric(map: &HashMap<String, String>) -> Sample {
+    map.iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.parse::<f64>().ok()?)))
+        .collect()
+}
+
+fn median(samples: &[Sample], key: &str) -> Option<f64> {
+    let mut v: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.get(key).copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+type RunFn<'a> = Box<dyn FnMut() -> Option<Sample> + 'a>;
+
+/// Runs every contender once per round, rotating who goes first, and
+/// returns each one's samples (failed runs are left out).
+fn rounds<'a>(
+    title: &str,
+    n: usize,
+    contenders: Vec<(&'a str, RunFn<'a>)>,
+    show: &str,
+) -> HashMap<&'a str, Vec<Sample>> {
+    let mut out: HashMap<&str, Vec<Sample>> = HashMap::new();
+    let mut contenders = contenders;
+    let len = contenders.len();
+    for r in 0..n {
+        for i in 0..len {
+            let idx = (i + r) % len;
+            let (name, f) = &mut contenders[idx];
+            let name: &'a str = name;
+            if let Some(s) = f() {
+                eprintln!(
+                    "  {title} round {}/{n} {name}: {show} = {}",
+                    r + 1,
+                    s.get(show).map_or("?".to_string(), |v| format!("{v:.3}"))
+                );
+                out.entry(name).or_default().push(s);
+            } else {
+                eprintln!("  {title} round {}/{n} {name}: failed", r + 1);
+            }
+        }
+    }
+    out
+}
+
+fn med(results: &HashMap<&str, Vec<Sample>>, name: &str, key: &str) -> Option<f64> {
+    results.get(name).and_then(|s| median(s, key))
+}
+
+// ---------------------------------------------------------------------------
+// The environment: keys, servers, data, contenders' commands
+
+struct Env {
+    quick: bool,
+    rounds: Option<usize>,
+    keys: Keys,
+    data: PathBuf,
+    host_key_file: PathBuf,
+    exe: PathBuf,
+    main: Sshd,
+    chacha: Sshd,
+    old_bin: Option<PathBuf>,
+    /// Peak RSS of `ssh ... true`: the baseline for OpenSSH's RSS growth.
+    ssh_base_kib: u64,
+    /// CPU seconds of `ssh ... true`.
+    ssh_base_cpu: f64,
+    /// Wall time, CPU and peak RSS of an `sftp -b` batch that transfers
+    /// nothing.
+    sftp_base: (f64, f64, u64),
+    /// Wall time of an `scp` of an empty file.
+    scp_base: f64,
+    _tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn rounds(&self, full: usize, quick: usize) -> usize {
+        self.rounds.unwrap_or(if self.quick { quick } else { full })
+    }
+
+    fn vmssh(&self, scenario: &str, ports: &[u16], extra: &[(&str, String)]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.arg("--child").arg(scenario);
+        c.arg("--user").arg(&self.keys.user);
+        c.arg("--key").arg(&self.keys.client_key);
+        c.arg("--host-key").arg(&self.host_key_file);
+        c.arg("--ports").arg(join_ports(ports));
+        for (k, v) in extra {
+            c.arg(format!("--{k}")).arg(v);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    fn old(&self, scenario: &str, ports: &[u16], extra: &[(&str, String)]) -> Option<Command> {
+        let mut c = Command::new(self.old_bin.as_ref()?);
+        c.arg(scenario);
+        c.arg("--host").arg(HOST);
+        c.arg("--user").arg(&self.keys.user);
+        c.arg("--key").arg(&self.keys.client_key);
+        c.arg("--ports").arg(join_ports(ports));
+        for (k, v) in extra {
+            c.arg(format!("--{k}")).arg(v);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Some(c)
+    }
+
+    fn common_opts(&self, c: &mut Command) {
+        c.args(["-F", "/dev/null", "-q", "-i"])
+            .arg(&self.keys.client_key);
+        for o in [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "BatchMode=yes",
+            "LogLevel=ERROR",
+        ] {
+            c.arg("-o").arg(o);
+        }
+    }
+
+    fn ssh(&self, port: u16, opts: &[&str], remote: &str) -> Command {
+        let mut c = Command::new("ssh");
+        self.common_opts(&mut c);
+        c.arg("-p").arg(port.to_string()).args(opts);
+        c.arg(format!("{}@{HOST}", self.keys.user)).arg(remote);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    fn sftp_batch(&self, port: u16, batch: &str) -> Command {
+        let file = self.data.join(format!("batch-{}", rand::random::<u32>()));
+        std::fs::write(&file, batch).unwrap();
+        let mut c = Command::new("sftp");
+        self.common_opts(&mut c);
+        c.arg("-P")
+            .arg(port.to_string())
+            .args(["-c", AES, "-b"])
+            .arg(&file);
+        c.arg(format!("{}@{HOST}", self.keys.user));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    fn scp(&self, port: u16, from: &str, to: &str) -> Command {
+        let mut c = Command::new("scp");
+        self.common_opts(&mut c);
+        c.arg("-P")
+            .arg(port.to_string())
+            .args(["-c", AES])
+            .arg(from)
+            .arg(to);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    fn remote(&self, path: &Path) -> String {
+        format!("{}@{HOST}:{}", self.keys.user, path.display())
+    }
+}
+
+fn join_ports(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs a contender child process and returns its numbers.
+fn run_child(cmd: Option<Command>, label: &str) -> Option<Sample> {
+    let mut cmd = cmd?;
+    let child = cmd.spawn().ok()?;
+    let (map, reaped) = collect(child, label)?;
+    let mut s = numeric(&map);
+    s.insert("process_cpu".into(), reaped.cpu);
+    Some(s)
+}
+
+/// Runs a command to completion, timing it from spawn to exit.
+fn run_timed(mut cmd: Command) -> Option<(f64, Reaped)> {
+    let start = Instant::now();
+    let child = cmd.spawn().ok()?;
+    let r = reap(&child);
+    let secs = start.elapsed().as_secs_f64();
+    r.ok.then_some((secs, r))
+}
+
+/// Starts `ssh`, hands its stdout to `read`, reaps it.
+fn run_ssh<T>(mut cmd: Command, read: impl FnOnce(&mut dyn Read) -> T) -> Option<(T, Reaped)> {
+    let mut child = cmd.spawn().ok()?;
+    let mut so = child.stdout.take()?;
+    let t = read(&mut so);
+    drop(so);
+    let r = reap(&child);
+    r.ok.then_some((t, r))
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn setup(opts: &Opts) -> Env {
+    for bin in [sshd::SSHD, "/usr/bin/ssh", "/usr/bin/ssh-keygen"] {
+        if !Path::new(bin).exists() {
+            eprintln!(
+                "compare: {bin} is missing (Debian: apt-get install openssh-server openssh-client; scripts/test.sh installs them)"
+            );
+            std::process::exit(1);
+        }
+    }
+    // Data on tmpfs when there is one: the bench measures SSH, not the disk.
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("vmssh-bench-")
+        .tempdir_in(base)
+        .unwrap();
+    let keys = Keys::create(tmp.path());
+    let host_key_file = tmp.path().join("host_key_line");
+    std::fs::write(&host_key_file, &keys.host_key_line).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let main = Sshd::start(&keys, None, &[]);
+    // Both sides of the cipher comparison are pinned by the server.
+    let chacha = Sshd::start(&keys, None, &[&format!("Ciphers {CHACHA}")]);
+    let exe = std::env::current_exe().unwrap();
+    let old_bin = if opts.old { build_old(&exe) } else { None };
+    let mut env = Env {
+        quick: opts.quick,
+        rounds: opts.rounds,
+        keys,
+        data,
+        host_key_file,
+        exe,
+        main,
+        chacha,
+        old_bin,
+        ssh_base_kib: 0,
+        ssh_base_cpu: 0.0,
+        sftp_base: (0.0, 0.0, 0),
+        scp_base: 0.0,
+        _tmp: tmp,
+    };
+    // Baselines for OpenSSH's clients: a connection that moves nothing.
+    let port = env.main.port;
+    let (mut ssh_rss, mut ssh_cpu) = (Vec::new(), Vec::new());
+    let (mut sftp_secs, mut sftp_cpu, mut sftp_rss, mut scp_secs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let empty = env.data.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    for _ in 0..3 {
+        if let Some((_, r)) = run_ssh(env.ssh(port, &["-c", AES], "true"), |_| ()) {
+            ssh_rss.push(r.max_rss_kib as f64);
+            ssh_cpu.push(r.cpu);
+        }
+        if let Some((s, r)) = run_timed(env.sftp_batch(port, "pwd\n")) {
+            sftp_secs.push(s);
+            sftp_cpu.push(r.cpu);
+            sftp_rss.push(r.max_rss_kib as f64);
+        }
+        let to = env.remote(&env.data.join("empty.copy"));
+        if let Some((s, _)) = run_timed(env.scp(port, &empty.display().to_string(), &to)) {
+            scp_secs.push(s);
+        }
+    }
+    env.ssh_base_kib = median_of(ssh_rss) as u64;
+    env.ssh_base_cpu = median_of(ssh_cpu);
+    env.sftp_base = (
+        median_of(sftp_secs),
+        median_of(sftp_cpu),
+        median_of(sftp_rss) as u64,
+    );
+    env.scp_base = median_of(scp_secs);
+    env
+}
+
+/// Builds the old-design contender (libssh2, vendored OpenSSL) into
+/// `target/old-design`; `None` with a message when it cannot be built.
+fn build_old(exe: &Path) -> Option<PathBuf> {
+    // exe: <target>/release/deps/compare-<hash>
+    let target = exe.parent()?.parent()?.parent()?.to_path_buf();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/old-design/Cargo.toml");
+    let target_dir = target.join("old-design");
+    let bin = target_dir.join("release/old-ssh-bench");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "compare: building the old-design contender (first build compiles libssh2 and OpenSSL: minutes)"
+    );
+    let log = target.join("old-design-build.log");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(&log)
+                .ok()
+                .map_or(Stdio::null(), Stdio::from),
+        )
+        .status();
+    match status {
+        Ok(s) if s.success() && bin.exists() => Some(bin),
+        _ => {
+            eprintln!(
+                "compare: the old-design contender could not be built (see {}); its column will be empty",
+                log.display()
+            );
+            None
+        }
+    }
+}
+
+fn run(opts: Opts) {
+    let wanted = |s: &str| opts.scenarios.is_empty() || opts.scenarios.iter().any(|w| w == s);
+    let started = Instant::now();
+    let env = setup(&opts);
+    let mut report = Report::default();
+    if env.old_bin.is_none() {
+        report.notes.push(
+            "old: not built (--no-old, or the libssh2/OpenSSL build failed); its column is empty"
+                .into(),
+        );
+    }
+    report.notes.push(format!(
+        "mode: {}; data on {}",
+        if opts.quick { "--quick" } else { "full" },
+        env.data
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("?"))
+            .display()
+    ));
+    cipher_probe(&env, &mut report);
+    type Scenario = fn(&Env, &mut Report);
+    let all: [(&str, Scenario); 8] = [
+        ("stdout_throughput", stdout_throughput),
+        ("delivery_latency_p99", delivery_latency),
+        ("slow_consumer_rss", slow_consumer),
+        ("sftp_upload", sftp_upload),
+        ("sftp_download", sftp_download),
+        ("connect_wake", connect_wake),
+        ("concurrent_sessions", concurrent_sessions),
+        ("fleet", fleet),
+    ];
+    for (name, f) in all {
+        if wanted(name) {
+            let t = Instant::now();
+            eprintln!("== {name}");
+            f(&env, &mut report);
+            eprintln!("== {name} took {:.1} s", t.elapsed().as_secs_f64());
+        }
+    }
+    report.notes.push(format!(
+        "total bench time {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let table = report.table();
+    println!("\n{table}");
+    let target = env
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent);
+    if let Some(target) = target {
+        let json = target.join("bench-report.json");
+        if std::fs::write(&json, report.json()).is_ok() {
+            eprintln!("wrote {}", json.display());
+        }
+        let _ = std::fs::write(target.join("bench-report.txt"), &table);
+    }
+}
+
+/// Which cipher vmssh negotiates with sshd's defaults (from sshd's debug log).
+fn cipher_probe(env: &Env, report: &mut Report) {
+    let probe = Sshd::start(&env.keys, None, &["LogLevel DEBUG1"]);
+    let ok = run_child(Some(env.vmssh("connect_wake", &[probe.port], &[])), "probe").is_some();
+    std::thread::sleep(Duration::from_millis(200));
+    let log = probe.log();
+    let cipher = log
+        .lines()
+        .find_map(|l| l.split("kex: client->server cipher: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("unknown");
+    report.notes.push(format!(
+        "vmssh negotiated cipher with a default sshd: {cipher}{}",
+        if ok { "" } else { " (probe failed)" }
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+fn mib(quick: bool, full: u64, q: u64) -> u64 {
+    if quick { q * MIB } else { full * MIB }
+}
+
+fn stdout_throughput(env: &Env, report: &mut Report) {
+    let bytes = mib(env.quick, 256, 64);
+    let cmd = measure::throughput_command(bytes);
+    let (port, chacha) = (env.main.port, env.chacha.port);
+    let b = || ("bytes", bytes.to_string());
+    let vm = move |port: u16, extra: Vec<(&'static str, String)>| -> RunFn<'_> {
+        Box::new(move || {
+            let mut x = vec![b()];
+            x.extend(extra.clone());
+            run_child(Some(env.vmssh("stdout_throughput", &[port], &x)), "vmssh")
+        })
+    };
+    let ssh = |port: u16, cipher: &'static str| -> RunFn<'_> {
+        let cmd = cmd.clone();
+        Box::new(move || {
+            let mut c = env.ssh(port, &["-c", cipher], &cmd);
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+            let mut child = c.spawn().ok()?;
+            let mut stderr = Vec::new();
+            child.stderr.take()?.read_to_end(&mut stderr).ok()?;
+            let r = reap(&child);
+            let end = measure::now_ns();
+            let start = measure::parse_start(&stderr)?;
+            let secs = (end - start) as f64 / 1e9;
+            let cpu = (r.cpu - env.ssh_base_cpu).max(0.0);
+            r.ok.then(|| {
+                Sample::from([
+                    ("mbps".into(), bytes as f64 / 1e6 / secs),
+                    ("cpu".into(), cpu),
+                ])
+            })
+        })
+    };
+    let old: RunFn<'_> =
+        Box::new(|| run_child(env.old("stdout_throughput", &[port], &[b()]), "old"));
+    let kv = |k: &'static str, v: u64| (k, v.to_string());
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        ("vmssh", vm(port, vec![])),
+        ("ssh", ssh(port, AES)),
+        ("old", old),
+        ("win8m", vm(port, vec![kv("window", 8 * MIB)])),
+        ("win16m", vm(port, vec![kv("window", 16 * MIB)])),
+        ("pkt64k", vm(port, vec![kv("packet", 64 * 1024)])),
+        (
+            "win16m_pkt64k",
+            vm(port, vec![kv("window", 16 * MIB), kv("packet", 64 * 1024)]),
+        ),
+        ("nodelay_off", vm(port, vec![kv("nodelay", 0)])),
+        (
+            "multi_thread",
+            vm(port, vec![("rt", "multi_thread".into())]),
+        ),
+        ("vmssh_chacha", vm(chacha, vec![])),
+        ("ssh_chacha", ssh(chacha, CHACHA)),
+    ];
+    let res = rounds("stdout_throughput", env.rounds(5, 2), contenders, "mbps");
+    let m = |n: &str, k: &str| med(&res, n, k);
+    let ssh_mbps = m("ssh", "mbps");
+    report.rows.push(
+        Row::new(
+            "stdout_throughput",
+            "MB/s",
+            Better::Higher,
+            Goal::AtLeastOpenssh(0.9),
+        )
+        .vals(m("vmssh", "mbps"), ssh_mbps, m("old", "mbps")),
+    );
+    let per_gib = |n: &str| m(n, "cpu").map(|c| c * GIB / bytes as f64);
+    report.rows.push(
+        Row::new(
+            "stdout_throughput client CPU",
+            "s/GiB",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(per_gib("vmssh"), per_gib("ssh"), per_gib("old")),
+    );
+    for (name, label) in [
+        ("win8m", "window=8MiB"),
+        ("win16m", "window=16MiB"),
+        ("pkt64k", "packet=64KiB"),
+        ("win16m_pkt64k", "window=16MiB,packet=64KiB"),
+        ("nodelay_off", "nodelay=off"),
+        ("multi_thread", "runtime=multi_thread(2)"),
+    ] {
+        report.rows.push(
+            Row::new(
+                format!("stdout_throughput[{label}]"),
+                "MB/s",
+                Better::Higher,
+                Goal::Info,
+            )
+            .vals(m(name, "mbps"), ssh_mbps, None),
+        );
+    }
+    report.rows.push(
+        Row::new(
+            "stdout_throughput[chacha20-poly1305]",
+            "MB/s",
+            Better::Higher,
+            Goal::Info,
+        )
+        .vals(m("vmssh_chacha", "mbps"), m("ssh_chacha", "mbps"), None),
+    );
+    report.rows.push(
+        Row::new(
+            "stdout_throughput[chacha20-poly1305] client CPU",
+            "s/GiB",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(per_gib("vmssh_chacha"), per_gib("ssh_chacha"), None),
+    );
+    report.notes.push(format!(
+        "stdout_throughput: {} MiB; openssh = `ssh -c {AES}` (same cipher as vmssh) to /dev/null; MB/s from the remote \
+         command's start (it prints the time) to the client having all bytes (ssh: exiting); client CPU of the ssh \
+         process minus that of `ssh true`, of the transfer only for vmssh and old; \
+         vmssh defaults: window 2 MiB, packet 32 KiB, nodelay on, current_thread runtime; \
+         [chacha20-poly1305] rows use an sshd restricted to that cipher",
+        bytes / MIB
+    ));
+}
+
+fn delivery_latency(env: &Env, report: &mut Report) {
+    let lines: u64 = if env.quick { 200 } else { 500 };
+    let port = env.main.port;
+    let l = || ("lines", lines.to_string());
+    let ssh: RunFn<'_> = Box::new(|| {
+        let (meter, _) = run_ssh(
+            env.ssh(port, &["-c", AES], &measure::latency_command(lines)),
+            |so| {
+                let mut meter = LatencyMeter::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(k) = so.read(&mut buf) {
+                    if k == 0 {
+                        break;
+                    }
+                    meter.feed(&buf[..k], measure::now_ns());
+                }
+                meter
+            },
+        )?;
+        Some(Sample::from([
+            ("p50_ms".into(), measure::percentile(&meter.samples, 50.0)),
+            ("p99_ms".into(), measure::percentile(&meter.samples, 99.0)),
+            ("samples".into(), meter.samples.len() as f64),
+        ]))
+    });
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        (
+            "vmssh",
+            Box::new(|| {
+                run_child(
+                    Some(env.vmssh("delivery_latency", &[port], &[l()])),
+                    "vmssh",
+                )
+            }),
+        ),
+        ("ssh", ssh),
+        (
+            "old",
+            Box::new(|| run_child(env.old("delivery_latency", &[port], &[l()]), "old")),
+        ),
+    ];
+    let res = rounds("delivery_latency", env.rounds(3, 2), contenders, "p99_ms");
+    let m = |n: &str, k: &str| med(&res, n, k);
+    report.rows.push(
+        Row::new(
+            "delivery_latency_p99",
+            "ms",
+            Better::Lower,
+            Goal::Below(5.0),
+        )
+        .vals(m("vmssh", "p99_ms"), m("ssh", "p99_ms"), m("old", "p99_ms")),
+    );
+    report.rows.push(
+        Row::new("delivery_latency_p50", "ms", Better::Lower, Goal::Info).vals(
+            m("vmssh", "p50_ms"),
+            m("ssh", "p50_ms"),
+            m("old", "p50_ms"),
+        ),
+    );
+    report.notes.push(format!(
+        "delivery_latency: {lines} timestamps (perl, every 10 ms); ms from the remote write to the chunk's arrival \
+         (ssh: to the harness reading ssh's stdout pipe); p99/p50 per run, median over runs"
+    ));
+}
+
+fn slow_consumer(env: &Env, report: &mut Report) {
+    let bytes = mib(env.quick, 1024, 256);
+    let pause_ms: u64 = if env.quick { 1000 } else { 2000 };
+    let port = env.main.port;
+    let extra = || {
+        vec![
+            ("bytes", bytes.to_string()),
+            ("pause-ms", pause_ms.to_string()),
+        ]
+    };
+    let ssh: RunFn<'_> = Box::new(|| {
+        let cmd = format!("head -c {bytes} /dev/zero");
+        let (n, r) = run_ssh(env.ssh(port, &["-c", AES], &cmd), |so| {
+            let mut slow = SlowConsumer::new(bytes, Duration::from_millis(pause_ms));
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut n = 0u64;
+            while let Ok(k) = so.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+                if let Some(d) = slow.consumed(k as u64) {
+                    std::thread::sleep(d);
+                }
+            }
+            n
+        })?;
+        (n == bytes).then(|| {
+            Sample::from([(
+                "rss_growth_mib".into(),
+                r.max_rss_kib.saturating_sub(env.ssh_base_kib) as f64 / 1024.0,
+            )])
+        })
+    });
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        (
+            "vmssh",
+            Box::new(|| {
+                run_child(
+                    Some(env.vmssh("slow_consumer_rss", &[port], &extra())),
+                    "vmssh",
+                )
+            }),
+        ),
+        ("ssh", ssh),
+        (
+            "old",
+            Box::new(|| run_child(env.old("slow_consumer_rss", &[port], &extra()), "old")),
+        ),
+    ];
+    let res = rounds(
+        "slow_consumer_rss",
+        env.rounds(2, 2),
+        contenders,
+        "rss_growth_mib",
+    );
+    report.rows.push(
+        Row::new("slow_consumer_rss", "MiB", Better::Lower, Goal::Below(32.0)).vals(
+            med(&res, "vmssh", "rss_growth_mib"),
+            med(&res, "ssh", "rss_growth_mib"),
+            med(&res, "old", "rss_growth_mib"),
+        ),
+    );
+    report.notes.push(format!(
+        "slow_consumer_rss: {} MiB through a consumer that sleeps 1 ms per 2 MiB and pauses {pause_ms} ms at 1/4, 1/2, 3/4; \
+         peak RSS growth over the connected baseline (ssh: peak minus the peak of `ssh true`)",
+        bytes / MIB
+    ));
+}
+
+fn random_file(path: &Path, bytes: u64) {
+    if std::fs::metadata(path).map(|m| m.len()).ok() == Some(bytes) {
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut buf = vec![0u8; MIB as usize];
+    let mut f = std::fs::File::create(path).unwrap();
+    for _ in 0..bytes / MIB {
+        rng.fill_bytes(&mut buf);
+        std::io::Write::write_all(&mut f, &buf).unwrap();
+    }
+}
+
+fn sftp_upload(env: &Env, report: &mut Report) {
+    sftp_scenario(env, report, true);
+}
+
+fn sftp_download(env: &Env, report: &mut Report) {
+    sftp_scenario(env, report, false);
+}
+
+/// (label, chunk size, requests in flight, plain = no fsync, no atomic rename)
+const SFTP_VARIANTS: &[(&str, u32, usize, bool)] = &[
+    ("chunk=32KiB,in_flight=16", 32 * 1024, 16, false),
+    ("chunk=32KiB,in_flight=128", 32 * 1024, 128, false),
+    ("chunk=64KiB,in_flight=64", 64 * 1024, 64, false),
+    ("chunk=128KiB,in_flight=32", 128 * 1024, 32, false),
+    ("chunk=255KiB,in_flight=16", 255 * 1024, 16, false),
+    ("plain: fsync=off,atomic=off", 32 * 1024, 64, true),
+];
+
+fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
+    let name = if up { "sftp_upload" } else { "sftp_download" };
+    let bytes = mib(env.quick, 256, 64);
+    let port = env.main.port;
+    let src = env.data.join("source.bin");
+    random_file(&src, bytes);
+    let dest = |who: &str| env.data.join(format!("{name}-{who}.bin"));
+    // Checks the copy and removes it (tmpfs space).
+    let check = |p: &Path| -> bool {
+        let ok = std::fs::metadata(p).map(|m| m.len()).ok() == Some(bytes);
+        let _ = std::fs::remove_file(p);
+        ok
+    };
+    let paths = |who: &str| -> (String, String) {
+        // (local, remote) as the contender sees them; both on this machine.
+        let d = dest(who).display().to_string();
+        let s = src.display().to_string();
+        if up { (s, d) } else { (d, s) }
+    };
+    let vm = |who: &'static str, extra: Vec<(&'static str, String)>| -> RunFn<'_> {
+        Box::new(move || {
+            let (local, remote) = paths(who);
+            let mut x = vec![("local", local), ("remote", remote)];
+            x.extend(extra.clone());
+            let s = run_child(Some(env.vmssh(name, &[port], &x)), who)?;
+            check(&dest(who)).then_some(s)
+        })
+    };
+    let sftp: RunFn<'_> = Box::new(|| {
+        let (local, remote) = paths("sftp");
+        // sftp runs `!` lines locally: the dates around the transfer time
+        // it without the connection setup.
+        let op = if up {
+            format!("put {local} {remote}")
+        } else {
+            format!("get {remote} {local}")
+        };
+        let mut c = env.sftp_batch(port, &format!("!date +%s%N\n{op}\n!date +%s%N\n"));
+        c.stdout(Stdio::piped());
+        let mut child = c.spawn().ok()?;
+        let mut out = String::new();
+        child.stdout.take()?.read_to_string(&mut out).ok()?;
+        let r = reap(&child);
+        let stamps: Vec<u128> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let secs = (*stamps.last()? - *stamps.first()?) as f64 / 1e9;
+        (r.ok && stamps.len() == 2 && check(&dest("sftp"))).then(|| {
+            Sample::from([
+                ("mbps".into(), bytes as f64 / 1e6 / secs),
+                ("cpu".into(), (r.cpu - env.sftp_base.1).max(0.0)),
+                (
+                    "rss_growth_mib".into(),
+                    r.max_rss_kib.saturating_sub(env.sftp_base.2) as f64 / 1024.0,
+                ),
+            ])
+        })
+    });
+    let scp: RunFn<'_> = Box::new(|| {
+        let (local, remote) = paths("scp");
+        let remote = env.remote(Path::new(&remote));
+        let cmd = if up {
+            env.scp(port, &local, &remote)
+        } else {
+            env.scp(port, &remote, &local)
+        };
+        let (secs, _) = run_timed(cmd)?;
+        let secs = (secs - env.scp_base).max(1e-6);
+        check(&dest("scp")).then(|| Sample::from([("mbps".into(), bytes as f64 / 1e6 / secs)]))
+    });
+    let old: RunFn<'_> = Box::new(|| {
+        let (local, remote) = paths("old");
+        let s = run_child(
+            env.old(name, &[port], &[("local", local), ("remote", remote)]),
+            "old",
+        )?;
+        check(&dest("old")).then_some(s)
+    });
+    let mut contenders: Vec<(&str, RunFn<'_>)> = vec![
+        ("vmssh", vm("vmssh", vec![])),
+        ("sftp", sftp),
+        ("scp", scp),
+        ("old", old),
+    ];
+    for (i, (label, chunk, inflight, plain)) in SFTP_VARIANTS.iter().enumerate() {
+        let who: &'static str = ["v0", "v1", "v2", "v3", "v4", "v5"][i];
+        let _ = label;
+        contenders.push((
+            who,
+            vm(
+                who,
+                vec![
+                    ("chunk", chunk.to_string()),
+                    ("inflight", inflight.to_string()),
+                    ("plain", u8::from(*plain).to_string()),
+                ],
+            ),
+        ));
+    }
+    let res = rounds(name, env.rounds(5, 2), contenders, "mbps");
+    let m = |n: &str, k: &str| med(&res, n, k);
+    let sftp_mbps = m("sftp", "mbps");
+    report.rows.push(
+        Row::new(name, "MB/s", Better::Higher, Goal::AtLeastOpenssh(0.9)).vals(
+            m("vmssh", "mbps"),
+            sftp_mbps,
+            m("old", "mbps"),
+        ),
+    );
+    report.rows.push(
+        Row::new(format!("{name} vs scp"), "MB/s", Better::Higher, Goal::Info).vals(
+            m("vmssh", "mbps"),
+            m("scp", "mbps"),
+            None,
+        ),
+    );
+    report.rows.push(
+        Row::new(
+            format!("{name}_rss"),
+            "MiB",
+            Better::Lower,
+            Goal::Below(24.0),
+        )
+        .vals(
+            m("vmssh", "rss_growth_mib"),
+            m("sftp", "rss_growth_mib"),
+            m("old", "rss_growth_mib"),
+        ),
+    );
+    let per_gib = |n: &str| m(n, "cpu").map(|c| c * GIB / bytes as f64);
+    report.rows.push(
+        Row::new(
+            format!("{name} client CPU"),
+            "s/GiB",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(per_gib("vmssh"), per_gib("sftp"), per_gib("old")),
+    );
+    for (i, (label, ..)) in SFTP_VARIANTS.iter().enumerate() {
+        let who = ["v0", "v1", "v2", "v3", "v4", "v5"][i];
+        report.rows.push(
+            Row::new(
+                format!("{name}[{label}]"),
+                "MB/s",
+                Better::Higher,
+                Goal::Info,
+            )
+            .vals(m(who, "mbps"), sftp_mbps, None),
+        );
+    }
+    report.notes.push(format!(
+        "{name}: {} MiB random file, tmpfs on both ends; vmssh defaults: 64 requests x 32 KiB in flight, atomic rename, \
+         fsync; openssh = `sftp -b` ({}) timed by `!date` lines around it in the batch, CPU and RSS growth of sftp+ssh \
+         minus an empty batch's; `scp` (SFTP protocol since OpenSSH 9.0): wall time minus an empty file's ({:.0} ms)",
+        bytes / MIB,
+        if up { "put" } else { "get" },
+        env.scp_base * 1e3,
+    ));
+}
+
+fn connect_wake(env: &Env, report: &mut Report) {
+    /// Starts `client` (retrying against a port where nothing listens yet),
+    /// starts sshd there 0.3-1.5 s later, and returns ms from "listening"
+    /// to "connected" (the contender's `connected_ns`).
+    fn wake(env: &Env, client: impl FnOnce(u16) -> Option<Child>, label: &str) -> Option<Sample> {
+        let port = sshd::free_port();
+        let child = client(port)?;
+        std::thread::sleep(Duration::from_millis(
+            rand::thread_rng().gen_range(300..1500),
+        ));
+        let server = Sshd::spawn(&env.keys, port, &[]);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !sshd::listening(port) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let listen_ns = measure::now_ns();
+        let (map, _) = collect(child, label)?;
+        drop(server);
+        let connected: u128 = map.get("connected_ns")?.parse().ok()?;
+        Some(Sample::from([(
+            "wake_ms".into(),
+            (connected as f64 - listen_ns as f64) / 1e6,
+        )]))
+    }
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        (
+            "vmssh",
+            Box::new(|| {
+                wake(
+                    env,
+                    |p| env.vmssh("connect_wake", &[p], &[]).spawn().ok(),
+                    "vmssh",
+                )
+            }),
+        ),
+        (
+            "ssh",
+            Box::new(|| {
+                wake(
+                    env,
+                    |p| {
+                        // ssh's own retry: ConnectionAttempts, one second apart.
+                        let mut c = env.ssh(
+                            p,
+                            &["-c", AES, "-o", "ConnectionAttempts=30"],
+                            "echo RESULT connected_ns $(date +%s%N)",
+                        );
+                        c.stderr(Stdio::null());
+                        c.spawn().ok()
+                    },
+                    "ssh",
+                )
+            }),
+        ),
+        (
+            "old",
+            Box::new(|| {
+                wake(
+                    env,
+                    |p| env.old("connect_wake", &[p], &[])?.spawn().ok(),
+                    "old",
+                )
+            }),
+        ),
+    ];
+    let res = rounds("connect_wake", env.rounds(5, 3), contenders, "wake_ms");
+    report.rows.push(
+        Row::new("connect_wake", "ms", Better::Lower, Goal::Below(250.0)).vals(
+            med(&res, "vmssh", "wake_ms"),
+            med(&res, "ssh", "wake_ms"),
+            med(&res, "old", "wake_ms"),
+        ),
+    );
+    report.notes.push(
+        "connect_wake: sshd starts 0.3-1.5 s after the client; ms from the port listening (polled in /proc/net/tcp) \
+         to the session established (ssh: `-o ConnectionAttempts=30`, time taken by the remote `date`)"
+            .into(),
+    );
+}
+
+/// Several sshds: one cannot accept connections fast enough on 2 cores.
+fn server_pool(env: &Env, n: usize) -> Vec<Sshd> {
+    (0..n).map(|_| Sshd::start(&env.keys, None, &[])).collect()
+}
+
+fn concurrent_sessions(env: &Env, report: &mut Report) {
+    let sessions: u64 = if env.quick { 200 } else { 1000 };
+    let pool = server_pool(env, 4);
+    let ports: Vec<u16> = pool.iter().map(|s| s.port).collect();
+    let extra = || {
+        vec![
+            ("sessions", sessions.to_string()),
+            ("connect-cap", "32".to_string()),
+        ]
+    };
+    let settle = || std::thread::sleep(Duration::from_secs(1));
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        (
+            "vmssh",
+            Box::new(|| {
+                let s = run_child(
+                    Some(env.vmssh("concurrent_sessions", &ports, &extra())),
+                    "vmssh",
+                );
+                settle();
+                s
+            }),
+        ),
+        (
+            "old",
+            Box::new(|| {
+                let s = run_child(env.old("concurrent_sessions", &ports, &extra()), "old");
+                settle();
+                s
+            }),
+        ),
+    ];
+    let res = rounds("concurrent_sessions", env.rounds(2, 1), contenders, "secs");
+    let m = |n: &str, k: &str| med(&res, n, k);
+    report.rows.push(
+        Row::new("concurrent_sessions wall", "s", Better::Lower, Goal::Info).vals(
+            m("vmssh", "secs"),
+            None,
+            m("old", "secs"),
+        ),
+    );
+    report.rows.push(
+        Row::new("concurrent_sessions_rss", "MiB", Better::Lower, Goal::Info).vals(
+            m("vmssh", "rss_growth_mib"),
+            None,
+            m("old", "rss_growth_mib"),
+        ),
+    );
+    report.rows.push(
+        Row::new(
+            "concurrent_sessions threads",
+            "peak",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(m("vmssh", "threads_peak"), None, m("old", "threads_peak")),
+    );
+    report.rows.push(
+        Row::new(
+            "concurrent_sessions client CPU",
+            "s",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(m("vmssh", "cpu"), None, m("old", "cpu")),
+    );
+    let failed: f64 = ["vmssh", "old"]
+        .iter()
+        .filter_map(|n| res.get(n))
+        .flatten()
+        .filter_map(|s| s.get("failed"))
+        .sum();
+    report.notes.push(format!(
+        "concurrent_sessions: {sessions} sessions over {} sshds, 32 connects in flight, each runs `echo N`, all held \
+         open until the last is done; vmssh on one current_thread runtime, old on tokio's multi-thread runtime and \
+         default blocking pool; failed sessions over all runs: {failed}; testkit variant: TODO (vmssh::testkit \
+         does not exist yet)",
+        ports.len()
+    ));
+}
+
+fn fleet(env: &Env, report: &mut Report) {
+    let vms: u64 = if env.quick { 50 } else { 200 };
+    let pool = server_pool(env, 4);
+    let ports: Vec<u16> = pool.iter().map(|s| s.port).collect();
+    let payload = env.data.join("fleet-payload.bin");
+    random_file(&payload, MIB);
+    let script = env.data.join("fleet-setup.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nfor i in $(seq 1 100); do echo \"step $i\"; done\necho done >&2\n",
+    )
+    .unwrap();
+    let remote_dir = env.data.join("fleet-remote");
+    let extra = || {
+        vec![
+            ("vms", vms.to_string()),
+            ("concurrency", "64".to_string()),
+            ("connect-cap", "32".to_string()),
+            ("file", payload.display().to_string()),
+            ("script", script.display().to_string()),
+            ("remote-dir", remote_dir.display().to_string()),
+        ]
+    };
+    let cleanup = || {
+        let _ = std::fs::remove_dir_all(&remote_dir);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+        (
+            "vmssh",
+            Box::new(|| {
+                let s = run_child(Some(env.vmssh("fleet", &ports, &extra())), "vmssh");
+                cleanup();
+                s
+            }),
+        ),
+        (
+            "old",
+            Box::new(|| {
+                let s = run_child(env.old("fleet", &ports, &extra()), "old");
+                cleanup();
+                s
+            }),
+        ),
+    ];
+    let res = rounds("fleet", env.rounds(2, 1), contenders, "secs");
+    let m = |n: &str, k: &str| med(&res, n, k);
+    report
+        .rows
+        .push(Row::new("fleet wall", "s", Better::Lower, Goal::Info).vals(
+            m("vmssh", "secs"),
+            None,
+            m("old", "secs"),
+        ));
+    report.rows.push(
+        Row::new("fleet_rss", "MiB", Better::Lower, Goal::Info).vals(
+            m("vmssh", "rss_growth_mib"),
+            None,
+            m("old", "rss_growth_mib"),
+        ),
+    );
+    report.rows.push(
+        Row::new("fleet threads", "peak", Better::Lower, Goal::Info).vals(
+            m("vmssh", "threads_peak"),
+            None,
+            m("old", "threads_peak"),
+        ),
+    );
+    let failed: f64 = ["vmssh", "old"]
+        .iter()
+        .filter_map(|n| res.get(n))
+        .flatten()
+        .filter_map(|s| s.get("failed"))
+        .sum();
+    report.notes.push(format!(
+        "fleet: {vms} VMs over {} sshds, 64 at once, 32 connects in flight; plan: a command, a 1 MiB file, a script \
+         printing 100 lines; vmssh = vmssh::fleet::Fleet, old = the same steps with the old design; failed VMs over all runs: {failed}",
+        ports.len()
+    ));
+}
