@@ -452,8 +452,26 @@ impl Drop for ChannelGuard {
     }
 }
 
-/// Sends CHANNEL_CLOSE (dropping a russh channel does not) and frees the
-/// channel slot once the server has confirmed, waiting at most 10 s.
+/// How long an abandoned command gets to end after SIGTERM before its
+/// channel is closed from this side.
+const ABANDON_GRACE: Duration = Duration::from_millis(500);
+
+/// Ends a channel in the background and frees its slot (dropping a russh
+/// channel sends nothing).
+///
+/// Without `read`, the server has closed the channel already: answering
+/// is all that is left. With `read`, the command is being abandoned
+/// (stream dropped, timeout, output cap, setup cut short): the server is
+/// asked to send it SIGTERM, and the channel is drained until the server
+/// closes it, for at most [`ABANDON_GRACE`], before this side closes it.
+/// Only a close that comes from the server can be waited for: once this
+/// side has sent CHANNEL_CLOSE, russh forgets the channel and drops the
+/// server's reply. Closing alone is not enough either: OpenSSH closes the
+/// command's pipes (a writer dies of SIGPIPE, a silent command runs on),
+/// dropbear keeps them open (even a writer blocks forever, holding its
+/// channel), and dropbear before 2024.86 mishandles channels opened while
+/// an abandoned command is still exiting. Servers that refuse signal
+/// requests (OpenSSH for root logins) cost the grace period.
 pub(crate) fn close_in_background(
     session: &Session,
     write: std::sync::Arc<ChannelWriteHalf<Msg>>,
@@ -466,16 +484,26 @@ pub(crate) fn close_in_background(
     let guard = read.is_some().then(|| session.closing_guard());
     rt.spawn(async move {
         let _guard = guard;
-        let _ = write.close().await;
-        if let Some(mut read) = read {
-            let drain = async {
-                while let Some(msg) = read.wait().await {
-                    if matches!(msg, ChannelMsg::Close) {
-                        break;
+        let server_closed = match read {
+            None => false,
+            Some(mut read) => {
+                let _ = write.signal(Sig::TERM).await;
+                let drain = async {
+                    while let Some(msg) = read.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            return true;
+                        }
                     }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+                    false
+                };
+                // The read half is dropped here, before closing: a full
+                // channel queue would otherwise keep russh from reading.
+                tokio::time::timeout(ABANDON_GRACE, drain).await.unwrap_or(false)
+            }
+        };
+        // russh has answered a server's close itself.
+        if !server_closed {
+            let _ = write.close().await;
         }
         drop(permit);
     });
@@ -499,9 +527,12 @@ async fn feed_stdin(write: std::sync::Arc<ChannelWriteHalf<Msg>>, stdin: Stdin) 
 ///
 /// # Drop behavior
 ///
-/// Dropping the stream before it ended closes the channel (the remote
-/// process gets SIGHUP from OpenSSH's sshd when its session ends) and frees
-/// the channel slot once the server confirms.
+/// Dropping the stream before it ended abandons the command: the server is
+/// asked to send it SIGTERM, and the channel is closed in the background
+/// once the server has closed it or after half a second. What reaches the
+/// command depends on the server: dropbear delivers the signal; OpenSSH
+/// delivers it only to non-root logins, but closes the command's pipes, so
+/// a writer dies of SIGPIPE (a silent command runs on).
 #[must_use = "a command's output must be read, or the command blocks"]
 pub struct ExecStream {
     read: Option<ChannelReadHalf>,
@@ -599,7 +630,7 @@ impl ExecStream {
         Poll::Ready(Some(Err(err)))
     }
 
-    /// Closes the channel in the background.
+    /// Abandons the command and closes the channel in the background.
     fn spawn_close(&mut self) {
         close_in_background(&self.session, self.write.clone(), self.read.take(), self.permit.take());
     }
