@@ -180,6 +180,19 @@ pub(crate) fn decode_key(text: &str, passphrase: Option<&str>, origin: &str) -> 
         source,
     };
     let encrypted = looks_encrypted(text);
+    if encrypted && text.contains("BEGIN EC PRIVATE KEY") {
+        // russh decrypts legacy PEM (Proc-Type) keys but then parses them as
+        // RSA: an encrypted SEC1 key fails whatever the passphrase, which
+        // must not be reported as a wrong passphrase.
+        return Err(err(
+            KeyErrorKind::Unsupported,
+            Some(
+                "encrypted legacy PEM EC keys are not supported; re-encrypt the key in OpenSSH \
+                 format (ssh-keygen -p -f KEY) or as PKCS#8"
+                    .into(),
+            ),
+        ));
+    }
     if encrypted && passphrase.is_none() {
         return Err(err(KeyErrorKind::PassphraseRequired, None));
     }
