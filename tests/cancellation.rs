@@ -1,0 +1,125 @@
+//! Cancellation: dropping an upload, a provisioning run or a whole fleet
+//! mid-flight closes their channels, leaves the session usable and leaves
+//! no task behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use vmssh::fleet::{Fleet, Target};
+use vmssh::provision::{ProvisionDef, Provisioner};
+use vmssh::sftp::TransferOptions;
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
+/// Waits (bounded) until the runtime is back to `baseline` tasks: channel
+/// closes finish in the background once the server confirms.
+async fn settles_to(baseline: usize) {
+    let start = Instant::now();
+    while alive_tasks() > baseline {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{} tasks still alive, {baseline} expected",
+            alive_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Commands still running under the server for this test's marker.
+fn remote_sleepers(marker: &str) -> usize {
+    let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_upload_leaves_destination_and_session_intact() {
+    let Some(srv) = support::sshd() else { return };
+    let sess = srv.connect().await;
+    let baseline = alive_tasks();
+    let local = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let src = local.path().join("big");
+    std::fs::write(&src, vec![42u8; 64 * 1024 * 1024]).unwrap();
+    let dst = remote.path().join("dst");
+    std::fs::write(&dst, b"old").unwrap();
+    for _ in 0..5 {
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = started.clone();
+        let opts = TransferOptions::new().on_progress(move |p| {
+            if p.done > 0 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let upload = sess.upload_with(&src, dst.to_str().unwrap(), &opts);
+        tokio::select! {
+            r = upload => panic!("upload finished before it was cancelled: {r:?}"),
+            _ = async {
+                while !started.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } => {}
+        }
+        assert_eq!(std::fs::read(&dst).unwrap(), b"old");
+    }
+    settles_to(baseline).await;
+    // The session still works, channel slots were given back.
+    for _ in 0..12 {
+        assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
+    }
+    sess.upload(&src, dst.to_str().unwrap()).await.unwrap();
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 64 * 1024 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_provisioning_closes_its_channel() {
+    let Some(srv) = support::sshd() else { return };
+    let sess = srv.connect().await;
+    let baseline = alive_tasks();
+    let marker = format!("vmssh-cancel-{}", std::process::id());
+    // A command that keeps writing, as provisioning commands do: once its
+    // channel is closed its next write fails and it dies of SIGPIPE. (A
+    // silent command would run on: sshd refuses signal requests for root
+    // sessions, so only a PTY session is reliably hung up.)
+    let steps = [ProvisionDef::inline(format!(
+        "exec -a {marker} sh -c 'while true; do echo working; sleep 0.1; done'"
+    ))];
+    let p = Provisioner::new("cancel");
+    let run = p.run(&sess, &steps);
+    let cancelled = tokio::time::timeout(Duration::from_millis(500), run).await;
+    assert!(cancelled.is_err(), "the step should still have been running");
+    settles_to(baseline).await;
+    assert_eq!(sess.exec("echo still here").await.unwrap().stdout, b"still here\n");
+    // The remote command does not outlive its channel.
+    let start = Instant::now();
+    while remote_sleepers(&marker) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the remote command outlived its channel");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_fleet_leaves_no_task() {
+    let Some(srv) = support::sshd() else { return };
+    let baseline = alive_tasks();
+    let targets: Vec<Target> = (0..20)
+        .map(|i| {
+            Target::new(
+                format!("vm{i}"),
+                support::HOST,
+                srv.port(),
+                srv.config(),
+                vec![ProvisionDef::inline("sleep 30")],
+            )
+        })
+        .collect();
+    let fleet = Fleet::new().concurrency(20);
+    let run = fleet.provision(targets);
+    assert!(tokio::time::timeout(Duration::from_secs(2), run).await.is_err());
+    settles_to(baseline).await;
+}
