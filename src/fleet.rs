@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::config::SshConfig;
 use crate::error::Error;
-use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport, emit};
+use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
 use crate::session::Session;
 
 /// One VM to provision.
@@ -224,6 +224,7 @@ pub struct Fleet {
     connect_concurrency: usize,
     fail_fast: bool,
     connect_deadline: Duration,
+    reconnects: u32,
     log_dir: Option<PathBuf>,
     sinks: Vec<Arc<dyn Sink>>,
 }
@@ -235,6 +236,7 @@ impl fmt::Debug for Fleet {
             .field("connect_concurrency", &self.connect_concurrency)
             .field("fail_fast", &self.fail_fast)
             .field("connect_deadline", &self.connect_deadline)
+            .field("reconnects", &self.reconnects)
             .field("log_dir", &self.log_dir)
             .field("sinks", &self.sinks.len())
             .finish()
@@ -256,6 +258,7 @@ impl Fleet {
             connect_concurrency: 16,
             fail_fast: false,
             connect_deadline: Duration::from_secs(120),
+            reconnects: 0,
             log_dir: None,
             sinks: Vec::new(),
         }
@@ -292,6 +295,17 @@ impl Fleet {
     /// Default: 120 s.
     pub fn connect_deadline(mut self, d: Duration) -> Self {
         self.connect_deadline = d;
+        self
+    }
+
+    /// How many times a VM may be reconnected when its connection is found
+    /// gone at the start of a step (a VM that rebooted between steps); the
+    /// plan then resumes at that step. A connection lost while a step runs
+    /// fails the VM: the step may have had effects.
+    ///
+    /// Default: 0.
+    pub fn reconnects(mut self, n: u32) -> Self {
+        self.reconnects = n;
         self
     }
 
@@ -398,40 +412,6 @@ impl Fleet {
             steps: Vec::new(),
             total: Duration::ZERO,
         };
-        emit(&self.sinks, Event::Connecting { vm: vm.clone() }).await;
-        let session = {
-            let _slot = connect_slots.acquire_owned().await;
-            Session::connect_with_retry(&target.host, target.port, &target.config, self.connect_deadline).await
-        };
-        let session = match session {
-            Ok(s) => s,
-            Err(e) => {
-                let text = format!("connect failed: {e}");
-                emit(
-                    &self.sinks,
-                    Event::VmFinished {
-                        vm,
-                        ok: false,
-                        error: Some(text.clone()),
-                        duration: start.elapsed(),
-                    },
-                )
-                .await;
-                report.error = Some(text);
-                report.total = start.elapsed();
-                return report;
-            }
-        };
-        let connect = start.elapsed();
-        report.connect = Some(connect);
-        emit(
-            &self.sinks,
-            Event::Connected {
-                vm: vm.clone(),
-                duration: connect,
-            },
-        )
-        .await;
         let mut p = Provisioner::new(target.name.clone()).base_dir(target.base_dir.clone());
         for s in &self.sinks {
             p = p.shared_sink(s.clone());
@@ -439,22 +419,73 @@ impl Fleet {
         if let Some(dir) = &self.log_dir {
             p = p.log_dir(dir.join(&target.name));
         }
-        match p.run(&session, &target.steps).await {
-            Ok(steps) => {
-                report.steps = steps;
-                report.outcome = Outcome::Succeeded;
-            }
-            Err(e) => {
-                if let Error::ProvisionFailed { step, .. } = &e {
+        let result = self.connect_and_run(&target, &p, &connect_slots, &mut report).await;
+        match &result {
+            Ok(()) => report.outcome = Outcome::Succeeded,
+            Err(Failure::Connect(e)) => report.error = Some(format!("connect failed: {}", error_chain(e))),
+            Err(Failure::Plan(e)) => {
+                if let Error::ProvisionFailed { step, .. } = e {
                     report.failed_step = Some(*step);
                 }
-                report.error = Some(error_chain(&e));
+                report.error = Some(error_chain(e));
             }
         }
-        let _ = session.close().await;
+        p.emit(Event::VmFinished {
+            vm,
+            ok: result.is_ok(),
+            error: report.error.clone(),
+            duration: start.elapsed(),
+        })
+        .await;
         report.total = start.elapsed();
         report
     }
+
+    /// Connects (and reconnects when allowed) and runs the plan.
+    async fn connect_and_run(
+        &self,
+        target: &Target,
+        p: &Provisioner,
+        connect_slots: &Semaphore,
+        report: &mut VmReport,
+    ) -> Result<(), Failure> {
+        p.check_inputs(&target.steps).await.map_err(Failure::Plan)?;
+        let mut next = 0;
+        let mut reconnects = 0;
+        loop {
+            let vm: Arc<str> = Arc::from(target.name.as_str());
+            p.emit(Event::Connecting { vm: vm.clone() }).await;
+            let started = Instant::now();
+            let session = {
+                let _slot = connect_slots.acquire().await;
+                Session::connect_with_retry(&target.host, target.port, &target.config, self.connect_deadline).await
+            }
+            .map_err(Failure::Connect)?;
+            let took = started.elapsed();
+            *report.connect.get_or_insert(Duration::ZERO) += took;
+            p.emit(Event::Connected { vm, duration: took }).await;
+            let result = p.run_from(&session, &target.steps, next, &mut report.steps).await;
+            let _ = session.close().await;
+            match result {
+                Err(e) if reconnects < self.reconnects => match crate::provision::step_not_started(&e) {
+                    Some(step) => {
+                        tracing::info!(vm = %target.name, step, "connection gone before the step; reconnecting");
+                        report.steps.pop();
+                        reconnects += 1;
+                        next = step - 1;
+                    }
+                    None => return Err(Failure::Plan(e)),
+                },
+                other => return other.map_err(Failure::Plan),
+            }
+        }
+    }
+}
+
+/// Why a VM failed: it could not be reached, or its plan failed.
+enum Failure {
+    Connect(Error),
+    Plan(Error),
 }
 
 /// An error and its causes on one line.

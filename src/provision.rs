@@ -717,7 +717,15 @@ impl Provisioner {
     }
 
     async fn run_steps(&self, session: &Session, steps: &[ProvisionDef]) -> Result<Vec<StepReport>, Error> {
-        // Local inputs first: nothing runs on the guest if one is missing.
+        self.check_inputs(steps).await?;
+        let mut reports = Vec::with_capacity(steps.len());
+        self.run_from(session, steps, 0, &mut reports).await?;
+        Ok(reports)
+    }
+
+    /// Checks every local input (scripts, file sources) before anything
+    /// runs on the guest.
+    pub(crate) async fn check_inputs(&self, steps: &[ProvisionDef]) -> Result<(), Error> {
         for (i, step) in steps.iter().enumerate() {
             let local = match &step.kind {
                 StepKind::Script(p) => Some(p),
@@ -733,8 +741,18 @@ impl Provisioner {
                 }
             }
         }
-        let mut reports = Vec::with_capacity(steps.len());
-        for (i, step) in steps.iter().enumerate() {
+        Ok(())
+    }
+
+    /// Runs `steps[first..]`, appending a report per step that ran.
+    pub(crate) async fn run_from(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+        first: usize,
+        reports: &mut Vec<StepReport>,
+    ) -> Result<(), Error> {
+        for (i, step) in steps.iter().enumerate().skip(first) {
             let n = i + 1;
             let description = step.describe();
             self.emit(Event::StepStarted {
@@ -769,7 +787,7 @@ impl Provisioner {
             });
             result?;
         }
-        Ok(reports)
+        Ok(())
     }
 
     fn local_missing(&self, step: usize, def: &ProvisionDef, path: &Path, e: std::io::Error) -> Error {
@@ -787,6 +805,17 @@ impl Provisioner {
             stderr_tail: String::new(),
             source: Some(Box::new(Error::io(format!("cannot read {}", path.display()), e))),
         }
+    }
+
+    /// The failure of a step that could not start because the connection
+    /// was gone: nothing of it ran on the guest.
+    fn not_started(&self, step: usize, def: &ProvisionDef, what: &str, e: Error) -> Error {
+        let reason = if e.is_connection_lost() {
+            NOT_STARTED.to_string()
+        } else {
+            what.to_string()
+        };
+        self.failed(step, def, reason, None, String::new(), Some(e))
     }
 
     fn failed(&self, step: usize, def: &ProvisionDef, reason: String, status: Option<ExitStatus>, tail: String, source: Option<Error>) -> Error {
@@ -814,7 +843,7 @@ impl Provisioner {
                 let sftp = session
                     .sftp()
                     .await
-                    .map_err(|e| self.failed(n, step, "cannot open SFTP to upload the script".into(), None, String::new(), Some(e)))?;
+                    .map_err(|e| self.not_started(n, step, "cannot open SFTP to upload the script", e))?;
                 let opts = TransferOptions::new().mode(0o700).atomic(false).overwrite(false).fsync(false);
                 self.upload_reporting(&sftp, n, &local, &remote, opts)
                     .await
@@ -831,7 +860,7 @@ impl Provisioner {
                 let sftp = session
                     .sftp()
                     .await
-                    .map_err(|e| self.failed(n, step, "cannot open SFTP".into(), None, String::new(), Some(e)))?;
+                    .map_err(|e| self.not_started(n, step, "cannot open SFTP", e))?;
                 let opts = TransferOptions::new().create_parents(true);
                 self.upload_reporting(&sftp, n, &local, destination, opts)
                     .await
@@ -883,7 +912,7 @@ impl Provisioner {
         let mut stream = session
             .exec_streaming_command(cmd)
             .await
-            .map_err(|e| self.failed(n, step, "cannot start the command".into(), None, String::new(), Some(e)))?;
+            .map_err(|e| self.not_started(n, step, "cannot start the command", e))?;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -920,6 +949,18 @@ impl Provisioner {
         } else {
             Err(self.failed(n, step, status.to_string(), Some(status), tail.text(), None))
         }
+    }
+}
+
+/// The reason of a step that did not start because the connection was lost.
+pub(crate) const NOT_STARTED: &str = "the connection was lost before the step started";
+
+/// Whether `e` is a step failure that ran nothing on the guest because the
+/// connection was gone (a VM rebooting between steps).
+pub(crate) fn step_not_started(e: &Error) -> Option<usize> {
+    match e {
+        Error::ProvisionFailed { step, reason, .. } if reason == NOT_STARTED => Some(*step),
+        _ => None,
     }
 }
 

@@ -1,0 +1,78 @@
+//! A VM that "reboots" between two steps: its connection dies after step 1
+//! finished. Without reconnects the next step fails clearly; with
+//! `Fleet::reconnects` the fleet reconnects and resumes at that step.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use vmssh::fleet::{Fleet, Target};
+use vmssh::provision::{Event, ProvisionDef, Sink};
+
+/// Kills the server's per-connection processes once step 1 has finished,
+/// then waits for the client to notice.
+struct RebootAfterStep1 {
+    server: Arc<support::Server>,
+}
+
+impl Sink for RebootAfterStep1 {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Event::StepFinished { step: 1, .. } = event {
+                support::signal_pids("KILL", &self.server.connection_pids());
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    }
+}
+
+fn plan(dir: &std::path::Path) -> Vec<ProvisionDef> {
+    let d = dir.display();
+    vec![
+        ProvisionDef::inline(format!("echo ran >> '{d}/step1'")),
+        ProvisionDef::inline(format!("echo ran >> '{d}/step2'")),
+        ProvisionDef::inline(format!("echo ran >> '{d}/step3'")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_step_fails_clearly_without_reconnects() {
+    let Some(srv) = support::sshd() else { return };
+    let srv = Arc::new(srv);
+    let guest = tempfile::tempdir().unwrap();
+    let target = Target::new("rebooter", support::HOST, srv.port(), srv.config(), plan(guest.path()));
+    let report = Fleet::new()
+        .sink(RebootAfterStep1 { server: srv.clone() })
+        .provision(vec![target])
+        .await;
+    let vm = report.get("rebooter").unwrap();
+    assert_eq!(report.failed(), ["rebooter"]);
+    assert_eq!(vm.failed_step, Some(2));
+    let error = vm.error.as_deref().unwrap();
+    assert!(error.contains("connection was lost before the step started"), "{error}");
+    assert!(guest.path().join("step1").exists());
+    assert!(!guest.path().join("step2").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_reconnects_and_resumes_when_asked() {
+    let Some(srv) = support::sshd() else { return };
+    let srv = Arc::new(srv);
+    let guest = tempfile::tempdir().unwrap();
+    let target = Target::new("rebooter", support::HOST, srv.port(), srv.config(), plan(guest.path()));
+    let report = Fleet::new()
+        .reconnects(1)
+        .sink(RebootAfterStep1 { server: srv.clone() })
+        .provision(vec![target])
+        .await;
+    assert!(report.all_succeeded(), "{}", report.summary());
+    let vm = report.get("rebooter").unwrap();
+    assert_eq!(vm.steps.iter().map(|s| s.step).collect::<Vec<_>>(), [1, 2, 3]);
+    for step in ["step1", "step2", "step3"] {
+        // Each step ran exactly once: nothing was repeated on reconnect.
+        assert_eq!(std::fs::read_to_string(guest.path().join(step)).unwrap(), "ran\n", "{step}");
+    }
+}
