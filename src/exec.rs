@@ -47,7 +47,8 @@ impl Chunk {
 /// yields [`Error::MissingExitStatus`] instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitStatus {
-    kind: StatusKind,
+    // Boxed: keeps `ExitStatus`, and the errors that carry one, small.
+    kind: Box<StatusKind>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,24 +65,24 @@ impl ExitStatus {
     /// An exit status with this code.
     pub fn from_code(code: u32) -> Self {
         ExitStatus {
-            kind: StatusKind::Code(code),
+            kind: Box::new(StatusKind::Code(code)),
         }
     }
 
     /// An exit status for death by the signal `name` (without `SIG`).
     pub fn from_signal(name: impl Into<String>) -> Self {
         ExitStatus {
-            kind: StatusKind::Signal {
+            kind: Box::new(StatusKind::Signal {
                 name: name.into(),
                 core_dumped: false,
                 message: String::new(),
-            },
+            }),
         }
     }
 
     /// The exit code, unless the command was killed by a signal.
     pub fn code(&self) -> Option<u32> {
-        match self.kind {
+        match *self.kind {
             StatusKind::Code(c) => Some(c),
             StatusKind::Signal { .. } => None,
         }
@@ -89,7 +90,7 @@ impl ExitStatus {
 
     /// The signal that killed the command, without the `SIG` prefix (`"TERM"`).
     pub fn signal(&self) -> Option<&str> {
-        match &self.kind {
+        match &*self.kind {
             StatusKind::Code(_) => None,
             StatusKind::Signal { name, .. } => Some(name),
         }
@@ -97,7 +98,7 @@ impl ExitStatus {
 
     /// Whether the process dumped core when it was killed.
     pub fn core_dumped(&self) -> bool {
-        matches!(self.kind, StatusKind::Signal { core_dumped: true, .. })
+        matches!(*self.kind, StatusKind::Signal { core_dumped: true, .. })
     }
 
     /// True for exit code 0.
@@ -108,7 +109,7 @@ impl ExitStatus {
 
 impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &*self.kind {
             StatusKind::Code(c) => write!(f, "exit status {c}"),
             StatusKind::Signal {
                 name,
@@ -702,11 +703,11 @@ impl Stream for ExecStream {
                     ..
                 }) => {
                     this.status.get_or_insert(ExitStatus {
-                        kind: StatusKind::Signal {
+                        kind: Box::new(StatusKind::Signal {
                             name: signal_name(&sig),
                             core_dumped,
                             message: error_message,
-                        },
+                        }),
                     });
                 }
                 Some(ChannelMsg::Close) => {

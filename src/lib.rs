@@ -18,9 +18,6 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-// `Error` carries its context (host, path, VM, step) by value so callers can
-// match on it; it travels only on failure paths, where its size is no cost.
-#![allow(clippy::result_large_err)]
 
 pub mod auth;
 pub mod config;
@@ -32,6 +29,9 @@ pub mod session;
 pub mod plan;
 pub mod provision;
 pub mod sftp;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 
 pub use auth::Auth;
 pub use config::{RetryPolicy, SshConfig};
