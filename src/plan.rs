@@ -138,10 +138,6 @@ impl Plan {
     /// wrong type, unknown nodes inside `provision` or `ssh`, duplicate VM
     /// names, and a plan with neither a `vm` block nor a top-level
     /// `provision`.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the crate's one Error type; its size is the error module's concern"
-    )]
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, Error> {
         let cx = Cx {
             text,
