@@ -499,7 +499,9 @@ pub(crate) fn close_in_background(
                 };
                 // The read half is dropped here, before closing: a full
                 // channel queue would otherwise keep russh from reading.
-                tokio::time::timeout(ABANDON_GRACE, drain).await.unwrap_or(false)
+                tokio::time::timeout(ABANDON_GRACE, drain)
+                    .await
+                    .unwrap_or(false)
             }
         };
         // russh has answered a server's close itself.
