@@ -1,0 +1,332 @@
+//! Host key verification against real servers: known_hosts (plain,
+//! `[host]:port`, hashed), unknown and changed keys, pinned keys, trust on
+//! first use, and the explicit insecure policy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::Server;
+use vmssh::{Error, HostKeyPolicy, Session, SshConfig};
+
+/// The SHA256 fingerprint of an OpenSSH public key line, as `ssh-keygen
+/// -l` prints it (`SHA256:...`): an independent check of the library's.
+fn fingerprint(public_line: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.pub");
+    std::fs::write(&path, format!("{public_line}\n")).unwrap();
+    let keygen = support::find_bin("ssh-keygen").unwrap();
+    let out = Command::new(keygen)
+        .arg("-l")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// `ssh-ed25519 AAAA...` without the comment.
+fn key_only(public_line: &str) -> String {
+    public_line
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn with_policy(srv: &Server, policy: HostKeyPolicy) -> SshConfig {
+    srv.config().host_key(policy)
+}
+
+async fn connect_err(srv: &Server, cfg: &SshConfig) -> Error {
+    match Session::connect(srv.host(), srv.port(), cfg).await {
+        Ok(_) => panic!("{}: connect unexpectedly succeeded", srv.name()),
+        Err(e) => e,
+    }
+}
+
+async fn assert_connects(srv: &Server, cfg: &SshConfig) {
+    let sess = srv.connect_with(cfg).await;
+    assert!(sess.exec("true").await.unwrap().status.success());
+}
+
+/// A known_hosts entry `[127.0.0.1]:port`, plain and hashed by
+/// `ssh-keygen -H`.
+async fn known_hosts_entries(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let other = support::ed25519_key(dir.path(), "other");
+    std::fs::write(
+        &kh,
+        format!(
+            "# test file\n[127.0.0.1]:1 {}\n[127.0.0.1]:{} {}\n",
+            key_only(&other.public_line),
+            srv.port(),
+            srv.host_key_line()
+        ),
+    )
+    .unwrap();
+    assert_connects(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+
+    support::hash_known_hosts(&kh);
+    let hashed = std::fs::read_to_string(&kh).unwrap();
+    assert!(!hashed.contains("127.0.0.1"), "not hashed: {hashed}");
+    assert!(
+        hashed.lines().filter(|l| l.starts_with("|1|")).count() == 2,
+        "{hashed}"
+    );
+    assert_connects(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+}
+on_both_servers!(known_hosts_entries);
+
+/// No entry for this host (an empty file, entries for other ports, no file
+/// at all): refused, naming the presented key's fingerprint.
+async fn unknown_host_refused(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    // The right key, but for port 22 and another port: not this server.
+    std::fs::write(
+        &kh,
+        format!(
+            "127.0.0.1 {k}\n[127.0.0.1]:{p} {k}\n",
+            k = srv.host_key_line(),
+            p = srv.port().wrapping_add(1)
+        ),
+    )
+    .unwrap();
+    let expected = fingerprint(srv.host_key_line());
+    for path in [kh.clone(), dir.path().join("missing")] {
+        let err = connect_err(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&path))).await;
+        match &err {
+            Error::HostKeyUnknown {
+                fingerprint, port, ..
+            } => {
+                assert_eq!(fingerprint, &expected);
+                assert_eq!(*port, srv.port());
+            }
+            other => panic!("{}: expected HostKeyUnknown, got {other:?}", srv.name()),
+        }
+        assert!(err.is_host_key());
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains(&expected), "{err}");
+    }
+    assert!(
+        !dir.path().join("missing").exists(),
+        "known_hosts must not create the file"
+    );
+}
+on_both_servers!(unknown_host_refused);
+
+/// An entry with another key of the same type: the key changed. The error
+/// names both fingerprints.
+async fn changed_key_refused(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let impostor = support::ed25519_key(dir.path(), "impostor");
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            srv.port(),
+            key_only(&impostor.public_line)
+        ),
+    )
+    .unwrap();
+    let err = connect_err(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+    let (want_expected, want_actual) = (
+        fingerprint(&impostor.public_line),
+        fingerprint(srv.host_key_line()),
+    );
+    match &err {
+        Error::HostKeyChanged {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &vec![want_expected.clone()]);
+            assert_eq!(actual, &want_actual);
+        }
+        other => panic!("{}: expected HostKeyChanged, got {other:?}", srv.name()),
+    }
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&want_expected) && shown.contains(&want_actual),
+        "{shown}"
+    );
+    assert!(err.is_host_key());
+    assert!(!err.is_retryable());
+
+    // Hashed, the change is still seen.
+    support::hash_known_hosts(&kh);
+    let err = connect_err(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+    assert!(matches!(err, Error::HostKeyChanged { .. }), "{err:?}");
+
+    // A key of another type next to the right one is not a change.
+    let rsa = support::keygen(
+        dir.path(),
+        "rsa",
+        support::KeyType::Rsa,
+        support::KeyFormat::OpenSsh,
+        None,
+    );
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{p} {}\n[127.0.0.1]:{p} {}\n",
+            key_only(&rsa.public_line),
+            srv.host_key_line(),
+            p = srv.port()
+        ),
+    )
+    .unwrap();
+    assert_connects(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+}
+on_both_servers!(changed_key_refused);
+
+/// Pinned keys: the right one connects, a wrong one is refused, any of
+/// several may match, a malformed line is a store error.
+async fn pinned_keys(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = support::ed25519_key(dir.path(), "wrong");
+    assert_connects(
+        srv,
+        &with_policy(srv, HostKeyPolicy::pinned(srv.host_key_line())),
+    )
+    .await;
+    // Without the comment, too.
+    assert_connects(
+        srv,
+        &with_policy(srv, HostKeyPolicy::pinned(key_only(srv.host_key_line()))),
+    )
+    .await;
+
+    let err = connect_err(
+        srv,
+        &with_policy(srv, HostKeyPolicy::pinned(wrong.public_line.clone())),
+    )
+    .await;
+    match &err {
+        Error::HostKeyChanged {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &vec![fingerprint(&wrong.public_line)]);
+            assert_eq!(actual, &fingerprint(srv.host_key_line()));
+        }
+        other => panic!("{}: expected HostKeyChanged, got {other:?}", srv.name()),
+    }
+
+    let any =
+        HostKeyPolicy::pinned_any([wrong.public_line.clone(), srv.host_key_line().to_string()]);
+    assert_connects(srv, &with_policy(srv, any)).await;
+
+    let err = connect_err(
+        srv,
+        &with_policy(srv, HostKeyPolicy::pinned("ssh-ed25519 not-base64!")),
+    )
+    .await;
+    assert!(matches!(err, Error::HostKeyStore { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+}
+on_both_servers!(pinned_keys);
+
+fn learned_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Trust on first use: the first connect writes the entry (creating the
+/// file and its directory), later connects use it, with plain
+/// `known_hosts` too; a server with another key on the same port is
+/// refused.
+async fn accept_new(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("sub").join("known_hosts");
+    let policy = HostKeyPolicy::accept_new(&kh);
+    assert_connects(srv, &with_policy(srv, policy.clone())).await;
+    let lines = learned_lines(&kh);
+    assert_eq!(
+        lines,
+        vec![format!(
+            "[127.0.0.1]:{} {}",
+            srv.port(),
+            key_only(srv.host_key_line())
+        )]
+    );
+    assert_connects(srv, &with_policy(srv, policy.clone())).await;
+    assert_eq!(
+        learned_lines(&kh).len(),
+        1,
+        "a known key is not appended again"
+    );
+    assert_connects(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&kh))).await;
+
+    // ssh-keygen agrees with what was written.
+    let keygen = support::find_bin("ssh-keygen").unwrap();
+    let found = Command::new(keygen)
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{}", srv.port()))
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "ssh-keygen -F did not find the learned entry"
+    );
+}
+on_both_servers!(accept_new);
+
+/// The same port, a new server with a new host key: trust on first use
+/// refuses it and leaves the file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_new_refuses_changed_key() {
+    let Some(mut first) = support::sshd() else {
+        return;
+    };
+    let port = first.port();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let policy = HostKeyPolicy::accept_new(&kh);
+    assert_connects(&first, &with_policy(&first, policy.clone())).await;
+    let before = std::fs::read_to_string(&kh).unwrap();
+    first.stop();
+
+    let Some(second) = support::Sshd::builder().port(port).start() else {
+        return;
+    };
+    assert_ne!(
+        key_only(first.host_key_line()),
+        key_only(second.host_key_line())
+    );
+    let err = connect_err(&second, &with_policy(&second, policy)).await;
+    match &err {
+        Error::HostKeyChanged {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &vec![fingerprint(first.host_key_line())]);
+            assert_eq!(actual, &fingerprint(second.host_key_line()));
+        }
+        other => panic!("expected HostKeyChanged, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        before,
+        "the file must not change"
+    );
+}
+
+/// `insecure_accept_any` accepts whatever the server presents.
+async fn insecure_accept_any(srv: &Server) {
+    assert_connects(srv, &with_policy(srv, HostKeyPolicy::insecure_accept_any())).await;
+}
+on_both_servers!(insecure_accept_any);
