@@ -1,0 +1,214 @@
+//! Connecting: retry until a late server comes up, fail fast on what
+//! retrying cannot fix, and classify errors as retryable or not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{HOST, Server};
+use tokio::io::AsyncWriteExt;
+use vmssh::{Error, HostKeyPolicy, Session, SshConfig};
+
+/// A server that starts listening about a second after the client began
+/// trying: `connect_with_retry` gets through.
+async fn server_starts_late(kind: support::Kind) {
+    let port = support::reserve_port();
+    let builder = match kind {
+        support::Kind::OpenSsh => support::Sshd::builder(),
+        support::Kind::Dropbear => support::Dropbear::builder(),
+    };
+    let Some(prepared) = builder.port(port).prepare() else {
+        return;
+    };
+    let cfg = prepared.config();
+    let start = Instant::now();
+    let server = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        prepared.start()
+    });
+    let sess = Session::connect_with_retry(HOST, port, &cfg, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{kind:?}: {e} ({e:?})"));
+    let waited = start.elapsed();
+    let server = server.await.unwrap();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "connected before the server started?"
+    );
+    assert!(waited < Duration::from_secs(30), "took {waited:?}");
+    assert_eq!(sess.exec("echo up").await.unwrap().stdout, b"up\n");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_until_sshd_starts() {
+    server_starts_late(support::Kind::OpenSsh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_until_dropbear_starts() {
+    server_starts_late(support::Kind::Dropbear).await;
+}
+
+/// Wrong credentials and untrusted host keys are not retried: the error
+/// comes back long before the deadline.
+async fn fails_fast_on_permanent_errors(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = support::ed25519_key(dir.path(), "stranger");
+    let deadline = Duration::from_secs(120);
+
+    let cfg = srv.config_without_auth().auth(stranger.auth());
+    let start = Instant::now();
+    let err = Session::connect_with_retry(HOST, srv.port(), &cfg, deadline)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AuthFailed { .. }),
+        "{}: {err:?}",
+        srv.name()
+    );
+    assert!(!err.is_retryable());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    let wrong = support::ed25519_key(dir.path(), "wrong-host");
+    let cfg = srv
+        .config()
+        .host_key(HostKeyPolicy::pinned(wrong.public_line));
+    let start = Instant::now();
+    let err = Session::connect_with_retry(HOST, srv.port(), &cfg, deadline)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HostKeyChanged { .. }),
+        "{}: {err:?}",
+        srv.name()
+    );
+    assert!(err.is_host_key() && !err.is_retryable());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    let cfg = srv
+        .config()
+        .host_key(HostKeyPolicy::known_hosts(dir.path().join("empty")));
+    let err = Session::connect_with_retry(HOST, srv.port(), &cfg, deadline)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HostKeyUnknown { .. }),
+        "{}: {err:?}",
+        srv.name()
+    );
+    assert!(!err.is_retryable());
+
+    // No authentication method at all: a configuration error, at once.
+    let err = Session::connect_with_retry(HOST, srv.port(), &srv.config_without_auth(), deadline)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+}
+on_both_servers!(fails_fast_on_permanent_errors);
+
+fn any_config() -> SshConfig {
+    // Never gets as far as authenticating.
+    SshConfig::new("root")
+        .auth(vmssh::Auth::password("unused"))
+        .host_key(HostKeyPolicy::insecure_accept_any())
+}
+
+/// Nothing listens: refused, retryable; with retries, the last error
+/// comes back once the deadline has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_retryable() {
+    let port = support::reserve_port();
+    let err = Session::connect(HOST, port, &any_config())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Connect {
+            source, port: p, ..
+        } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+            assert_eq!(*p, port);
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+    assert!(!err.is_timeout());
+
+    let start = Instant::now();
+    let err = Session::connect_with_retry(HOST, port, &any_config(), Duration::from_millis(1500))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(
+        took >= Duration::from_millis(700),
+        "gave up early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "overran its deadline: {took:?}"
+    );
+}
+
+/// A peer that accepts and says nothing: the connect timeout fires, and
+/// that is retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_times_out() {
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let cfg = any_config().connect_timeout(Duration::from_secs(1));
+    let start = Instant::now();
+    let err = Session::connect(HOST, port, &cfg).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ConnectTimeout { after, .. } if after == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(err.is_timeout() && err.is_retryable());
+    assert!(start.elapsed() < Duration::from_secs(15));
+    hold.abort();
+}
+
+/// A peer that closes at once (a VM whose sshd is still starting):
+/// an early-close handshake error, retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_close_is_retryable() {
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let closer = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock.shutdown().await;
+        }
+    });
+    let err = Session::connect(HOST, port, &any_config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Handshake {
+                early_close: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    closer.abort();
+}
