@@ -674,3 +674,42 @@ fn current_user() -> String {
     }
     std::env::var("USER").unwrap_or_else(|_| uid.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::AssertUnwindSafe;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_a_server_task_fails_the_drop() {
+        let server = TestServer::start().await.unwrap();
+        server
+            .shared
+            .tasks
+            .spawn("test task", async { panic!("boom") });
+        for _ in 0..1000 {
+            if !server.failures().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(server.failures(), ["test task: boom"]);
+        let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(server)));
+        let payload = dropped.unwrap_err();
+        let message = payload.downcast_ref::<String>().unwrap();
+        assert!(message.contains("test task: boom"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_clean_server_drops_quietly() {
+        let server = TestServer::builder().password("pw").start().await.unwrap();
+        assert!(server.failures().is_empty());
+        assert!(
+            !format!("{server:?}").contains("pw\""),
+            "no password in Debug"
+        );
+        assert!(!format!("{server:?}").contains("PRIVATE KEY"));
+        drop(server);
+    }
+}
