@@ -378,6 +378,22 @@ impl Fleet {
                         cancelling = true;
                         tasks.abort_all();
                     }
+                    // The task is gone: tell the sinks (and the VM's log)
+                    // how it ended.
+                    let mut sinks = self.sinks.clone();
+                    if let Some(dir) = &self.log_dir {
+                        sinks.push(Arc::new(crate::provision::LogFileSink::new(dir.join(&t.name))));
+                    }
+                    crate::provision::emit(
+                        &sinks,
+                        Event::VmFinished {
+                            vm: Arc::from(t.name.as_str()),
+                            ok: false,
+                            error: error.clone(),
+                            duration: start.elapsed(),
+                        },
+                    )
+                    .await;
                     reports[index] = Some(VmReport {
                         name: t.name.clone(),
                         host: t.host.clone(),
@@ -456,10 +472,14 @@ impl Fleet {
             let vm: Arc<str> = Arc::from(target.name.as_str());
             p.emit(Event::Connecting { vm: vm.clone() }).await;
             let started = Instant::now();
-            let session = {
-                let _slot = connect_slots.acquire().await;
-                Session::connect_with_retry(&target.host, target.port, &target.config, self.connect_deadline).await
-            }
+            let session = Session::connect_with_retry_gated(
+                &target.host,
+                target.port,
+                &target.config,
+                self.connect_deadline,
+                Some(connect_slots),
+            )
+            .await
             .map_err(Failure::Connect)?;
             let took = started.elapsed();
             *report.connect.get_or_insert(Duration::ZERO) += took;

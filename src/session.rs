@@ -215,9 +215,27 @@ impl Session {
         cfg: &SshConfig,
         deadline: Duration,
     ) -> Result<Session, Error> {
+        Self::connect_with_retry_gated(host, port, cfg, deadline, None).await
+    }
+
+    /// [`connect_with_retry`](Self::connect_with_retry), holding a permit
+    /// of `gate` during each attempt (not during the backoff sleeps), so a
+    /// fleet caps handshakes in flight without letting booting VMs block
+    /// the ones that are up.
+    pub(crate) async fn connect_with_retry_gated(
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+        deadline: Duration,
+        gate: Option<&tokio::sync::Semaphore>,
+    ) -> Result<Session, Error> {
         let start = Instant::now();
         let mut attempt = 0u32;
         loop {
+            let permit = match gate {
+                Some(g) => g.acquire().await.ok(),
+                None => None,
+            };
             let remaining = deadline.saturating_sub(start.elapsed());
             let limit = cfg.connect_timeout.min(remaining.max(Duration::from_millis(1)));
             let result = match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg)).await {
@@ -228,6 +246,7 @@ impl Session {
                     after: limit,
                 }),
             };
+            drop(permit);
             match result {
                 Ok(s) => return Ok(s),
                 Err(e) if e.is_retryable() => {
