@@ -13,8 +13,19 @@
 //!    per session.
 //! 5. [`exec`]: commands on channels, collected ([`Output`]) or streamed
 //!    ([`ExecStream`] of [`Chunk`]s), then [`ExitStatus`].
-//! 6. [`error`]: one [`Error`] for all of it, with
-//!    [`is_retryable`](Error::is_retryable).
+//! 6. [`sftp`]: files over the SFTP subsystem ([`Sftp`]), streaming and
+//!    pipelined, atomic, with modes and progress ([`TransferOptions`]).
+//! 7. [`provision`]: a plan of steps run on one VM
+//!    ([`ProvisionDef`](provision::ProvisionDef),
+//!    [`Provisioner`](provision::Provisioner)), output to sinks.
+//! 8. [`plan`]: plans read from vmctl's `VMFile.kdl`.
+//! 9. [`fleet`]: many VMs at once ([`Fleet`](fleet::Fleet),
+//!    [`FleetReport`](fleet::FleetReport)).
+//! 10. `testkit` (feature `testkit`): an in-process SSH server for tests
+//!     and demos, with fault injection.
+//!
+//! [`error`] holds the one [`Error`] for all of it, with
+//! [`is_retryable`](Error::is_retryable).
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -25,9 +36,9 @@ pub mod error;
 pub mod exec;
 pub mod fleet;
 pub mod host_key;
-pub mod session;
 pub mod plan;
 pub mod provision;
+pub mod session;
 pub mod sftp;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
