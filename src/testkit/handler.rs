@@ -20,6 +20,10 @@ pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     valve: Arc<Valve>,
     output_sent: AtomicU64,
+    /// Session channels being served. Counted by the channel tasks, not
+    /// by `channel_close`: russh reports only closes the client starts, so
+    /// a channel this side closed first would never be uncounted.
+    open_channels: AtomicU64,
 }
 
 impl ConnCtx {
@@ -68,6 +72,7 @@ impl ConnHandler {
                 shared,
                 valve,
                 output_sent: AtomicU64::new(0),
+                open_channels: AtomicU64::new(0),
             }),
             channels: HashMap::new(),
         }
@@ -148,7 +153,8 @@ impl russh::server::Handler for ConnHandler {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= self.ctx.shared.opts.max_sessions {
+        let open = self.ctx.open_channels.load(std::sync::atomic::Ordering::SeqCst);
+        if open >= self.ctx.shared.opts.max_sessions as u64 {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -158,10 +164,11 @@ impl russh::server::Handler for ConnHandler {
         reply.accept().await;
         let handle = session.handle();
         let ctx = self.ctx.clone();
-        self.ctx
-            .shared
-            .tasks
-            .spawn("session channel", serve_channel(channel, handle, ctx));
+        ctx.open_channels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ctx.shared.tasks.spawn("session channel", async move {
+            serve_channel(channel, handle, ctx.clone()).await;
+            ctx.open_channels.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
         Ok(())
     }
 
