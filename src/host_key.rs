@@ -388,6 +388,36 @@ mod tests {
         assert_eq!(lookup(&kh, "host", 22, &key(KEY_A)), Lookup::Trusted);
     }
 
+    /// Seed corpus: every prefix, and single-byte mutations, of realistic
+    /// known_hosts text must parse without panicking.
+    #[test]
+    fn mangled_known_hosts_never_panic() {
+        let seed = format!(
+            "# c\n|1|O33ESRMWPVkMYIwJ1Uw+n877jTo=|nuuC5vEqXlEZ/8BXQR7m619W6Ak= {KEY_A}\n\
+             [127.0.0.1]:2222,*.lab,!bad.lab {KEY_B}\n@revoked * {KEY_A}\n@cert-authority *.x {KEY_B}\n"
+        );
+        let key_a = key(KEY_A);
+        let bytes = seed.as_bytes();
+        let replacements = [b'|', b'[', b']', b':', b',', b'!', b'*', b'?', b'@', b' ', b'\n', b'=', 0xff];
+        for cut in 0..=bytes.len() {
+            let text = String::from_utf8_lossy(&bytes[..cut]);
+            let _ = lookup(&text, "example.com", 22, &key_a);
+            let _ = lookup(&text, "127.0.0.1", 2222, &key_a);
+        }
+        for i in 0..bytes.len() {
+            for r in replacements {
+                let mut m = bytes.to_vec();
+                m[i] = r;
+                let text = String::from_utf8_lossy(&m);
+                let _ = lookup(&text, "vm1.lab", 22, &key_a);
+            }
+        }
+        for pat in ["", "*", "**", "?*?", "[", "]:", "|1|", "|1|x|y", "|1||", "!", "!*"] {
+            let _ = hosts_match(pat, "host");
+            let _ = parse_key_line(pat);
+        }
+    }
+
     #[test]
     fn wildcard_matcher() {
         assert!(wildcard_match("*", "anything"));
