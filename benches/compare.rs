@@ -430,6 +430,29 @@ fn rounds<'a>(
     out
 }
 
+/// "name min-max" of `key` for every contender, for the notes: how far
+/// apart the rounds were.
+fn spread(title: &str, results: &HashMap<&str, Vec<Sample>>, order: &[&str], key: &str) -> String {
+    let parts: Vec<String> = order
+        .iter()
+        .filter_map(|name| {
+            let v: Vec<f64> = results
+                .get(name)?
+                .iter()
+                .filter_map(|s| s.get(key).copied())
+                .collect();
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Some(format!(
+                "{name} {}-{}",
+                fmt_num(Some(lo)),
+                fmt_num(Some(hi))
+            ))
+        })
+        .collect();
+    format!("{title} {key} range over rounds: {}", parts.join(", "))
+}
+
 fn med(results: &HashMap<&str, Vec<Sample>>, name: &str, key: &str) -> Option<f64> {
     results.get(name).and_then(|s| median(s, key))
 }
@@ -732,6 +755,9 @@ fn run(opts: Opts) {
             .unwrap_or(Path::new("?"))
             .display()
     ));
+    report
+        .notes
+        .push(format!("load average at start: {}", loadavg()));
     cipher_probe(&env, &mut report);
     type Scenario = fn(&Env, &mut Report);
     let all: [(&str, Scenario); 8] = [
@@ -770,6 +796,14 @@ fn run(opts: Opts) {
         }
         let _ = std::fs::write(target.join("bench-report.txt"), &table);
     }
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the machine skews
+/// every figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Which cipher vmssh negotiates with sshd's defaults (from sshd's debug log).
@@ -852,6 +886,12 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
         ("ssh_chacha", ssh(chacha, CHACHA)),
     ];
     let res = rounds("stdout_throughput", env.rounds(5, 2), contenders, "mbps");
+    report.notes.push(spread(
+        "stdout_throughput",
+        &res,
+        &["vmssh", "ssh", "old"],
+        "mbps",
+    ));
     let m = |n: &str, k: &str| med(&res, n, k);
     let ssh_mbps = m("ssh", "mbps");
     report.rows.push(
@@ -961,6 +1001,12 @@ fn delivery_latency(env: &Env, report: &mut Report) {
         ),
     ];
     let res = rounds("delivery_latency", env.rounds(3, 2), contenders, "p99_ms");
+    report.notes.push(spread(
+        "delivery_latency",
+        &res,
+        &["vmssh", "ssh", "old"],
+        "p99_ms",
+    ));
     let m = |n: &str, k: &str| med(&res, n, k);
     report.rows.push(
         Row::new(
@@ -1040,6 +1086,12 @@ fn slow_consumer(env: &Env, report: &mut Report) {
         contenders,
         "rss_growth_mib",
     );
+    report.notes.push(spread(
+        "slow_consumer",
+        &res,
+        &["vmssh", "ssh", "old"],
+        "rss_growth_mib",
+    ));
     report.rows.push(
         Row::new("slow_consumer_rss", "MiB", Better::Lower, Goal::Below(32.0)).vals(
             med(&res, "vmssh", "rss_growth_mib"),
@@ -1183,6 +1235,14 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         ));
     }
     let res = rounds(name, env.rounds(5, 2), contenders, "mbps");
+    report.notes.push(spread(
+        name,
+        &res,
+        &[
+            "vmssh", "sftp", "scp", "old", "v0", "v1", "v2", "v3", "v4", "v5",
+        ],
+        "mbps",
+    ));
     let m = |n: &str, k: &str| med(&res, n, k);
     let sftp_mbps = m("sftp", "mbps");
     report.rows.push(
@@ -1222,6 +1282,14 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         )
         .vals(per_gib("vmssh"), per_gib("sftp"), per_gib("old")),
     );
+    let legend: Vec<String> = SFTP_VARIANTS
+        .iter()
+        .enumerate()
+        .map(|(i, (label, ..))| format!("v{i} = {label}"))
+        .collect();
+    report
+        .notes
+        .push(format!("{name} variants: {}", legend.join("; ")));
     for (i, (label, ..)) in SFTP_VARIANTS.iter().enumerate() {
         let who = ["v0", "v1", "v2", "v3", "v4", "v5"][i];
         report.rows.push(
@@ -1310,6 +1378,12 @@ fn connect_wake(env: &Env, report: &mut Report) {
         ),
     ];
     let res = rounds("connect_wake", env.rounds(5, 3), contenders, "wake_ms");
+    report.notes.push(spread(
+        "connect_wake",
+        &res,
+        &["vmssh", "ssh", "old"],
+        "wake_ms",
+    ));
     report.rows.push(
         Row::new("connect_wake", "ms", Better::Lower, Goal::Below(250.0)).vals(
             med(&res, "vmssh", "wake_ms"),
@@ -1362,6 +1436,12 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         ),
     ];
     let res = rounds("concurrent_sessions", env.rounds(2, 1), contenders, "secs");
+    report.notes.push(spread(
+        "concurrent_sessions",
+        &res,
+        &["vmssh", "old"],
+        "secs",
+    ));
     let m = |n: &str, k: &str| med(&res, n, k);
     report.rows.push(
         Row::new("concurrent_sessions wall", "s", Better::Lower, Goal::Info).vals(
@@ -1456,6 +1536,9 @@ fn fleet(env: &Env, report: &mut Report) {
         ),
     ];
     let res = rounds("fleet", env.rounds(2, 1), contenders, "secs");
+    report
+        .notes
+        .push(spread("fleet", &res, &["vmssh", "old"], "secs"));
     let m = |n: &str, k: &str| med(&res, n, k);
     report
         .rows

@@ -2,8 +2,8 @@
 //! shared by the compare bench and the old-design contender
 //! (`benches/old-design`, which includes this file by path).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`) or a plain count
