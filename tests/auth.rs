@@ -382,31 +382,3 @@ async fn agent_at_socket(srv: &Server) {
     assert!(matches!(err, Error::Agent { .. }), "{err:?}");
 }
 on_both_servers!(agent_at_socket);
-
-/// `Auth::agent()` finds the agent through `SSH_AUTH_SOCK`. nextest runs
-/// each test in its own process, so setting the variable is safe here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_from_environment() {
-    let Some(srv) = support::sshd() else { return };
-    let Some(agent) = support::agent() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let key = support::keygen(
-        dir.path(),
-        "agent_ecdsa",
-        KeyType::Ecdsa,
-        KeyFormat::OpenSsh,
-        None,
-    );
-    agent.add(&key);
-    srv.authorize(&key.public_line);
-    // SAFETY: no other thread of this test process reads or writes the
-    // environment at this point (the runtime's workers are idle).
-    unsafe { std::env::set_var("SSH_AUTH_SOCK", agent.socket()) };
-    login(&srv, Auth::agent(), "agent from SSH_AUTH_SOCK").await;
-    // SAFETY: as above.
-    unsafe { std::env::remove_var("SSH_AUTH_SOCK") };
-    let err = login_error(&srv, Auth::agent()).await;
-    assert!(matches!(err, Error::Agent { .. }), "{err:?}");
-}
