@@ -448,7 +448,13 @@ impl Drop for ChannelGuard {
     fn drop(&mut self) {
         if let Some((channel, permit)) = self.0.take() {
             let (read, write) = channel.split();
-            close_in_background(&self.1, std::sync::Arc::new(write), Some(read), Some(permit));
+            close_in_background(
+                &self.1,
+                std::sync::Arc::new(write),
+                Some(read),
+                Some(permit),
+                true,
+            );
         }
     }
 }
@@ -462,9 +468,10 @@ const ABANDON_GRACE: Duration = Duration::from_millis(500);
 ///
 /// Without `read`, the server has closed the channel already: answering
 /// is all that is left. With `read`, the command is being abandoned
-/// (stream dropped, timeout, output cap, setup cut short): the server is
-/// asked to send it SIGTERM, and the channel is drained until the server
-/// closes it, for at most [`ABANDON_GRACE`], before this side closes it.
+/// (stream dropped, timeout, output cap, setup cut short): unless it has
+/// ended already (`terminate` false), the server is asked to send it
+/// SIGTERM; then the channel is drained until the server closes it, for at
+/// most [`ABANDON_GRACE`], before this side closes it.
 /// Only a close that comes from the server can be waited for: once this
 /// side has sent CHANNEL_CLOSE, russh forgets the channel and drops the
 /// server's reply. Closing alone is not enough either: OpenSSH closes the
@@ -478,6 +485,7 @@ pub(crate) fn close_in_background(
     write: std::sync::Arc<ChannelWriteHalf<Msg>>,
     read: Option<ChannelReadHalf>,
     permit: Option<OwnedSemaphorePermit>,
+    terminate: bool,
 ) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
@@ -488,7 +496,9 @@ pub(crate) fn close_in_background(
         let server_closed = match read {
             None => false,
             Some(mut read) => {
-                let _ = write.signal(Sig::TERM).await;
+                if terminate {
+                    let _ = write.signal(Sig::TERM).await;
+                }
                 let drain = async {
                     while let Some(msg) = read.wait().await {
                         if matches!(msg, ChannelMsg::Close) {
@@ -635,7 +645,16 @@ impl ExecStream {
 
     /// Abandons the command and closes the channel in the background.
     fn spawn_close(&mut self) {
-        close_in_background(&self.session, self.write.clone(), self.read.take(), self.permit.take());
+        // A command whose exit status arrived has ended: no signal (its PID
+        // may already belong to another process).
+        let terminate = self.status.is_none();
+        close_in_background(
+            &self.session,
+            self.write.clone(),
+            self.read.take(),
+            self.permit.take(),
+            terminate,
+        );
     }
 }
 
@@ -715,7 +734,13 @@ impl Stream for ExecStream {
                 Some(ChannelMsg::Close) => {
                     // Answer the server's close so the channel is freed on
                     // both sides; russh does not do it for us.
-                    close_in_background(&this.session, this.write.clone(), None, this.permit.take());
+                    close_in_background(
+                        &this.session,
+                        this.write.clone(),
+                        None,
+                        this.permit.take(),
+                        false,
+                    );
                     this.finish();
                     return Poll::Ready(None);
                 }
