@@ -74,6 +74,12 @@ fn main() {
         }
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs the
+    // binary bare. Minutes of benchmarking are not a test: say so and stop.
+    if argv.is_empty() {
+        eprintln!("compare: a benchmark; run it with `cargo bench --bench compare [-- --quick]`");
+        return;
+    }
     let mut opts = Opts {
         quick: false,
         rounds: None,
@@ -885,7 +891,7 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
         ("vmssh_chacha", vm(chacha, vec![])),
         ("ssh_chacha", ssh(chacha, CHACHA)),
     ];
-    let res = rounds("stdout_throughput", env.rounds(5, 2), contenders, "mbps");
+    let res = rounds("stdout_throughput", env.rounds(5, 3), contenders, "mbps");
     report.notes.push(spread(
         "stdout_throughput",
         &res,
@@ -1234,7 +1240,7 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
             ),
         ));
     }
-    let res = rounds(name, env.rounds(5, 2), contenders, "mbps");
+    let res = rounds(name, env.rounds(5, 3), contenders, "mbps");
     report.notes.push(spread(
         name,
         &res,
