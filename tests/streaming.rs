@@ -26,14 +26,17 @@ async fn collect(stream: &mut ExecStream) -> (Vec<u8>, Vec<u8>) {
     (out, err)
 }
 
-/// 64 MiB of random data, checksummed on both sides.
+/// 64 MiB of random data, checksummed on both sides. (The remote sum is
+/// part of the pipeline, not a `>(...)` process substitution: dropbear
+/// closes a command's pipes once the shell has exited and they are empty,
+/// so output of a background process that comes later is lost.)
 async fn big_stream_checksummed(srv: &Server) {
     const LEN: u64 = 64 * 1024 * 1024;
     let sess = srv.connect().await;
     let start = Instant::now();
     let mut stream = sess
         .exec_streaming(&format!(
-            "set -o pipefail; head -c {LEN} /dev/urandom | tee >(sha256sum >&2)"
+            "set -o pipefail; {{ head -c {LEN} /dev/urandom | tee /dev/fd/3 | sha256sum >&2; }} 3>&1"
         ))
         .await
         .unwrap();
