@@ -1490,8 +1490,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
     report.notes.push(format!(
         "concurrent_sessions: {sessions} sessions over {} sshds, 32 connects in flight, each runs `echo N`, all held \
          open until the last is done; vmssh on one current_thread runtime, old on tokio's multi-thread runtime and \
-         default blocking pool; failed sessions over all runs: {failed}; testkit variant: TODO (vmssh::testkit \
-         does not exist yet)",
+         default blocking pool; failed sessions over all runs: {failed}; testkit variant: not measured \
+         yet (TODO: the same run against vmssh::testkit servers, behind --features testkit)",
         ports.len()
     ));
 }
