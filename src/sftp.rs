@@ -65,10 +65,18 @@ pub struct TransferOptions {
     atomic: bool,
     overwrite: bool,
     fsync: bool,
-    chunk_size: u32,
-    in_flight: usize,
+    chunk_size: Option<u32>,
+    in_flight: Option<usize>,
     progress: Option<ProgressFn>,
 }
+
+/// Defaults per direction, from `cargo bench --bench compare` (BENCHMARKS.md):
+/// uploads are bound by client CPU and gained nothing from more than 16
+/// writes in flight; downloads gained from larger reads.
+const UPLOAD_CHUNK: u32 = 32 * 1024;
+const UPLOAD_IN_FLIGHT: usize = 16;
+const DOWNLOAD_CHUNK: u32 = 128 * 1024;
+const DOWNLOAD_IN_FLIGHT: usize = 32;
 
 /// Options for [`Session::upload_with`]; the same type serves downloads.
 pub type UploadOptions = TransferOptions;
@@ -96,16 +104,16 @@ impl Default for TransferOptions {
             atomic: true,
             overwrite: true,
             fsync: true,
-            chunk_size: 32 * 1024,
-            in_flight: 64,
+            chunk_size: None,
+            in_flight: None,
             progress: None,
         }
     }
 }
 
 impl TransferOptions {
-    /// The defaults: atomic, overwrite, fsync, keep modes, 64 requests of
-    /// 32 KiB in flight (as OpenSSH's `sftp`).
+    /// The defaults: atomic, overwrite, fsync, keep modes; uploads keep 16
+    /// writes of 32 KiB in flight, downloads 32 reads of 128 KiB.
     pub fn new() -> Self {
         Self::default()
     }
@@ -157,17 +165,17 @@ impl TransferOptions {
 
     /// Bytes per read or write request (clamped to the server's limits).
     ///
-    /// Default: 32 KiB.
+    /// Default: 32 KiB for uploads, 128 KiB for downloads.
     pub fn chunk_size(mut self, bytes: u32) -> Self {
-        self.chunk_size = bytes.clamp(512, 255 * 1024);
+        self.chunk_size = Some(bytes.clamp(512, 255 * 1024));
         self
     }
 
     /// Requests kept outstanding at once.
     ///
-    /// Default: 64.
+    /// Default: 16 for uploads, 32 for downloads.
     pub fn requests_in_flight(mut self, n: usize) -> Self {
-        self.in_flight = n.clamp(1, 1024);
+        self.in_flight = Some(n.clamp(1, 1024));
         self
     }
 
@@ -1259,14 +1267,15 @@ impl Sftp {
         R: AsyncRead + Unpin + Send,
     {
         let raw = &self.inner.raw;
-        let chunk = opts.chunk_size.min(self.inner.max_write).max(1) as usize;
+        let chunk = opts.chunk_size.unwrap_or(UPLOAD_CHUNK).min(self.inner.max_write).max(1) as usize;
+        let max_in_flight = opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
         let mut in_flight = FuturesUnordered::new();
         let mut offset = 0u64;
         let mut acked = 0u64;
         let mut eof = false;
         opts.report(0, total);
         loop {
-            while !eof && in_flight.len() < opts.in_flight {
+            while !eof && in_flight.len() < max_in_flight {
                 let mut buf = vec![0u8; chunk];
                 let n = read_full(reader, &mut buf)
                     .await
@@ -1422,7 +1431,8 @@ impl Sftp {
                 });
             }
             let size = meta.size.filter(|s| *s > 0);
-            let chunk = opts.chunk_size.min(self.inner.max_read).max(1);
+            let chunk = opts.chunk_size.unwrap_or(DOWNLOAD_CHUNK).min(self.inner.max_read).max(1);
+            let max_in_flight = opts.in_flight.unwrap_or(DOWNLOAD_IN_FLIGHT);
             let mut next = 0u64;
             let mut written = 0u64;
             let mut in_flight = FuturesOrdered::new();
@@ -1432,7 +1442,7 @@ impl Sftp {
             loop {
                 // Pipeline up to the known size; past it (or with no size:
                 // /proc files, growing files) one read at a time until EOF.
-                while !hit_eof && in_flight.len() < opts.in_flight {
+                while !hit_eof && in_flight.len() < max_in_flight {
                     let ahead = match size {
                         Some(s) => next < s || in_flight.is_empty(),
                         None => in_flight.is_empty(),
