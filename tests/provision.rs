@@ -294,3 +294,34 @@ async fn slow_sink_bounds_memory() {
         "peak RSS grew by {growth_mib} MiB while streaming 256 MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_during_a_step() {
+    let Some(srv) = support::sshd() else { return };
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let steps = [
+        ProvisionDef::inline("echo started; sleep 30"),
+        ProvisionDef::inline("echo never"),
+    ];
+    let run = run_provisions(&sess, &steps, plan.path(), "killed", None);
+    tokio::pin!(run);
+    // Let the step start, then kill every server process.
+    assert!(tokio::time::timeout(Duration::from_millis(700), &mut run).await.is_err());
+    srv.kill_all("KILL");
+    let err = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("provisioning hung after the server died")
+        .unwrap_err();
+    match &err {
+        Error::ProvisionFailed { step, status, source, .. } => {
+            assert_eq!(*step, 1);
+            assert!(status.is_none(), "no exit status can have been reported");
+            assert!(
+                source.as_deref().is_some_and(Error::is_connection_lost),
+                "expected a lost connection as the cause: {err:?}"
+            );
+        }
+        other => panic!("expected ProvisionFailed, got {other:?}"),
+    }
+}
