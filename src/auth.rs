@@ -146,26 +146,29 @@ pub(crate) async fn load_key(
     cache
         .get_or_try_init(|| async {
             let text = match source {
-                KeySource::File(path) => tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| Error::Key {
-                        origin: source.origin(),
-                        kind: KeyErrorKind::Unreadable,
-                        source: Some(Box::new(e)),
-                    })?,
+                KeySource::File(path) => {
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|e| Error::Key {
+                            origin: source.origin(),
+                            kind: KeyErrorKind::Unreadable,
+                            source: Some(Box::new(e)),
+                        })?
+                }
                 KeySource::Pem(pem) => pem.expose().to_string(),
             };
             let origin = source.origin();
             let pass = passphrase.map(|p| p.expose().to_string());
             // Decrypting (bcrypt-pbkdf) costs tens to hundreds of ms of CPU:
             // keep it off the runtime's worker threads.
-            let key = tokio::task::spawn_blocking(move || decode_key(&text, pass.as_deref(), &origin))
-                .await
-                .map_err(|e| Error::Key {
-                    origin: source.origin(),
-                    kind: KeyErrorKind::Malformed,
-                    source: Some(Box::new(e)),
-                })??;
+            let key =
+                tokio::task::spawn_blocking(move || decode_key(&text, pass.as_deref(), &origin))
+                    .await
+                    .map_err(|e| Error::Key {
+                        origin: source.origin(),
+                        kind: KeyErrorKind::Malformed,
+                        source: Some(Box::new(e)),
+                    })??;
             Ok(Arc::new(key))
         })
         .await
@@ -173,7 +176,11 @@ pub(crate) async fn load_key(
 }
 
 /// Decodes a private key, classifying failures without echoing secrets.
-pub(crate) fn decode_key(text: &str, passphrase: Option<&str>, origin: &str) -> Result<PrivateKey, Error> {
+pub(crate) fn decode_key(
+    text: &str,
+    passphrase: Option<&str>,
+    origin: &str,
+) -> Result<PrivateKey, Error> {
     let err = |kind, source: Option<crate::error::BoxError>| Error::Key {
         origin: origin.to_string(),
         kind,
@@ -199,11 +206,16 @@ pub(crate) fn decode_key(text: &str, passphrase: Option<&str>, origin: &str) -> 
     match russh::keys::decode_secret_key(text, passphrase) {
         Ok(k) => Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(err(KeyErrorKind::PassphraseRequired, None)),
-        Err(russh::keys::Error::UnsupportedKeyType { .. }) => Err(err(KeyErrorKind::Unsupported, None)),
+        Err(russh::keys::Error::UnsupportedKeyType { .. }) => {
+            Err(err(KeyErrorKind::Unsupported, None))
+        }
         Err(e) if encrypted => {
             // Decryption with the wrong passphrase shows up as a padding,
             // checkint or decoding failure; the message says nothing secret.
-            Err(err(KeyErrorKind::WrongPassphrase, Some(e.to_string().into())))
+            Err(err(
+                KeyErrorKind::WrongPassphrase,
+                Some(e.to_string().into()),
+            ))
         }
         Err(e) => Err(err(KeyErrorKind::Malformed, Some(e.to_string().into()))),
     }

@@ -221,7 +221,11 @@ impl RetryPolicy {
     ///
     /// Default: 2.
     pub fn factor(mut self, factor: f64) -> Self {
-        self.factor = if factor.is_finite() { factor.max(1.0) } else { 2.0 };
+        self.factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            2.0
+        };
         self
     }
 

@@ -98,7 +98,13 @@ impl ExitStatus {
 
     /// Whether the process dumped core when it was killed.
     pub fn core_dumped(&self) -> bool {
-        matches!(*self.kind, StatusKind::Signal { core_dumped: true, .. })
+        matches!(
+            *self.kind,
+            StatusKind::Signal {
+                core_dumped: true,
+                ..
+            }
+        )
     }
 
     /// True for exit code 0.
@@ -318,7 +324,11 @@ impl Session {
             }
         }
         let status = stream.exit_status().await?;
-        Ok(Output { stdout, stderr, status })
+        Ok(Output {
+            stdout,
+            stderr,
+            status,
+        })
     }
 
     /// Starts `command` and returns its output as a stream of [`Chunk`]s.
@@ -365,7 +375,10 @@ impl Session {
         let mut attempt = 0;
         let (channel, permit) = loop {
             attempt += 1;
-            match self.start_command(&command.command, &command.env, command.pty).await {
+            match self
+                .start_command(&command.command, &command.env, command.pty)
+                .await
+            {
                 Err(Error::ChannelOpen { .. }) if attempt < 5 && !self.is_closed() => continue,
                 other => break other?,
             }
@@ -375,7 +388,10 @@ impl Session {
         let write = std::sync::Arc::new(write);
         let stdin_task = match command.stdin {
             None => {
-                write.eof().await.map_err(|_| self.lost("connection closed"))?;
+                write
+                    .eof()
+                    .await
+                    .map_err(|_| self.lost("connection closed"))?;
                 None
             }
             Some(stdin) => Some(tokio::spawn(feed_stdin(write.clone(), stdin))),
@@ -687,14 +703,12 @@ impl Stream for ExecStream {
         if let Some((after, sleep)) = this.deadline.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
         {
-            {
-                let err = Error::CommandTimeout {
-                    host: this.session.host().to_string(),
-                    port: this.session.port(),
-                    after: *after,
-                };
-                return this.fail(err);
-            }
+            let err = Error::CommandTimeout {
+                host: this.session.host().to_string(),
+                port: this.session.port(),
+                after: *after,
+            };
+            return this.fail(err);
         }
         loop {
             let Some(read) = this.read.as_mut() else {
@@ -710,12 +724,15 @@ impl Stream for ExecStream {
                 }
             };
             match msg {
-                Some(ChannelMsg::Data { data }) => return Poll::Ready(Some(Ok(Chunk::Stdout(data)))),
+                Some(ChannelMsg::Data { data }) => {
+                    return Poll::Ready(Some(Ok(Chunk::Stdout(data))));
+                }
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                     return Poll::Ready(Some(Ok(Chunk::Stderr(data))));
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    this.status.get_or_insert(ExitStatus::from_code(exit_status));
+                    this.status
+                        .get_or_insert(ExitStatus::from_code(exit_status));
                 }
                 Some(ChannelMsg::ExitSignal {
                     signal_name: sig,
@@ -786,7 +803,10 @@ mod tests {
     #[test]
     fn status_display() {
         assert_eq!(ExitStatus::from_code(7).to_string(), "exit status 7");
-        assert_eq!(ExitStatus::from_signal("TERM").to_string(), "killed by signal TERM");
+        assert_eq!(
+            ExitStatus::from_signal("TERM").to_string(),
+            "killed by signal TERM"
+        );
         assert!(ExitStatus::from_code(0).success());
         assert!(!ExitStatus::from_signal("KILL").success());
         assert_eq!(ExitStatus::from_signal("KILL").signal(), Some("KILL"));

@@ -175,16 +175,29 @@ impl FleetReport {
     /// A human summary table: one line per VM, then totals.
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
-        let width = self.vms.iter().map(|v| v.name.len()).max().unwrap_or(2).max(2);
+        let width = self
+            .vms
+            .iter()
+            .map(|v| v.name.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
         let mut s = String::new();
-        let _ = writeln!(s, "{:<width$}  {:<9}  {:>9}  {:>9}  detail", "VM", "RESULT", "CONNECT", "TOTAL");
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:<9}  {:>9}  {:>9}  detail",
+            "VM", "RESULT", "CONNECT", "TOTAL"
+        );
         for v in &self.vms {
             let result = match v.outcome {
                 Outcome::Succeeded => "ok",
                 Outcome::Failed => "FAILED",
                 Outcome::Cancelled => "cancelled",
             };
-            let connect = v.connect.map(|d| format!("{:.2}s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
+            let connect = v
+                .connect
+                .map(|d| format!("{:.2}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into());
             let detail = match (&v.error, v.failed_step) {
                 (Some(e), _) => e.lines().next().unwrap_or_default().to_string(),
                 (None, _) => format!("{} steps", v.steps.len()),
@@ -367,12 +380,20 @@ impl Fleet {
                     reports[index] = Some(report);
                 }
                 Err(e) => {
-                    let Some(&index) = ids.get(&e.id()) else { continue };
+                    let Some(&index) = ids.get(&e.id()) else {
+                        continue;
+                    };
                     let t = &targets[index];
                     let (outcome, error) = if e.is_cancelled() {
-                        (Outcome::Cancelled, Some("cancelled: another VM failed (fail_fast)".to_string()))
+                        (
+                            Outcome::Cancelled,
+                            Some("cancelled: another VM failed (fail_fast)".to_string()),
+                        )
                     } else {
-                        (Outcome::Failed, Some("provisioning task panicked".to_string()))
+                        (
+                            Outcome::Failed,
+                            Some("provisioning task panicked".to_string()),
+                        )
                     };
                     if outcome == Outcome::Failed && self.fail_fast && !cancelling {
                         cancelling = true;
@@ -382,7 +403,9 @@ impl Fleet {
                     // how it ended.
                     let mut sinks = self.sinks.clone();
                     if let Some(dir) = &self.log_dir {
-                        sinks.push(Arc::new(crate::provision::LogFileSink::new(dir.join(&t.name))));
+                        sinks.push(Arc::new(crate::provision::LogFileSink::new(
+                            dir.join(&t.name),
+                        )));
                     }
                     crate::provision::emit(
                         &sinks,
@@ -435,10 +458,14 @@ impl Fleet {
         if let Some(dir) = &self.log_dir {
             p = p.log_dir(dir.join(&target.name));
         }
-        let result = self.connect_and_run(&target, &p, &connect_slots, &mut report).await;
+        let result = self
+            .connect_and_run(&target, &p, &connect_slots, &mut report)
+            .await;
         match &result {
             Ok(()) => report.outcome = Outcome::Succeeded,
-            Err(Failure::Connect(e)) => report.error = Some(format!("connect failed: {}", error_chain(e))),
+            Err(Failure::Connect(e)) => {
+                report.error = Some(format!("connect failed: {}", error_chain(e)))
+            }
             Err(Failure::Plan(e)) => {
                 if let Error::ProvisionFailed { step, .. } = e {
                     report.failed_step = Some(*step);
@@ -484,18 +511,22 @@ impl Fleet {
             let took = started.elapsed();
             *report.connect.get_or_insert(Duration::ZERO) += took;
             p.emit(Event::Connected { vm, duration: took }).await;
-            let result = p.run_from(&session, &target.steps, next, &mut report.steps).await;
+            let result = p
+                .run_from(&session, &target.steps, next, &mut report.steps)
+                .await;
             let _ = session.close().await;
             match result {
-                Err(e) if reconnects < self.reconnects => match crate::provision::step_not_started(&e) {
-                    Some(step) => {
-                        tracing::info!(vm = %target.name, step, "connection gone before the step; reconnecting");
-                        report.steps.pop();
-                        reconnects += 1;
-                        next = step - 1;
+                Err(e) if reconnects < self.reconnects => {
+                    match crate::provision::step_not_started(&e) {
+                        Some(step) => {
+                            tracing::info!(vm = %target.name, step, "connection gone before the step; reconnecting");
+                            report.steps.pop();
+                            reconnects += 1;
+                            next = step - 1;
+                        }
+                        None => return Err(Failure::Plan(e)),
                     }
-                    None => return Err(Failure::Plan(e)),
-                },
+                }
                 other => return other.map_err(Failure::Plan),
             }
         }
@@ -520,10 +551,8 @@ fn error_chain(e: &Error) -> String {
     if let Error::ProvisionFailed { stderr_tail, .. } = e
         && !stderr_tail.is_empty()
     {
-        {
-            s.push_str("\n  stderr: ");
-            s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
-        }
+        s.push_str("\n  stderr: ");
+        s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
     }
     s
 }

@@ -31,7 +31,9 @@ enum PolicyKind {
 impl Default for HostKeyPolicy {
     /// `known_hosts` on `~/.ssh/known_hosts`.
     fn default() -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         HostKeyPolicy::known_hosts(home.join(".ssh").join("known_hosts"))
     }
 }
@@ -115,12 +117,14 @@ impl HostKeyPolicy {
                         port,
                         fingerprint: fingerprint(key),
                     }),
-                    Lookup::Changed(expected) | Lookup::Revoked(expected) => Err(Error::HostKeyChanged {
-                        host: host.to_string(),
-                        port,
-                        expected,
-                        actual: fingerprint(key),
-                    }),
+                    Lookup::Changed(expected) | Lookup::Revoked(expected) => {
+                        Err(Error::HostKeyChanged {
+                            host: host.to_string(),
+                            port,
+                            expected,
+                            actual: fingerprint(key),
+                        })
+                    }
                 }
             }
             PolicyKind::AcceptNew(path) => {
@@ -132,12 +136,14 @@ impl HostKeyPolicy {
                         tracing::info!(host, port, fingerprint = %fingerprint(key), "learned new host key");
                         Ok(())
                     }
-                    Lookup::Changed(expected) | Lookup::Revoked(expected) => Err(Error::HostKeyChanged {
-                        host: host.to_string(),
-                        port,
-                        expected,
-                        actual: fingerprint(key),
-                    }),
+                    Lookup::Changed(expected) | Lookup::Revoked(expected) => {
+                        Err(Error::HostKeyChanged {
+                            host: host.to_string(),
+                            port,
+                            expected,
+                            actual: fingerprint(key),
+                        })
+                    }
                 }
             }
         }
@@ -165,7 +171,13 @@ async fn read_known_hosts(path: &Path) -> Result<String, Error> {
     }
 }
 
-async fn append_known_host(path: &Path, existing: &str, host: &str, port: u16, key: &PublicKey) -> Result<(), Error> {
+async fn append_known_host(
+    path: &Path,
+    existing: &str,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Result<(), Error> {
     use tokio::io::AsyncWriteExt as _;
     let store_err = |reason: &str, e: std::io::Error| Error::HostKeyStore {
         path: path.to_path_buf(),
@@ -184,7 +196,14 @@ async fn append_known_host(path: &Path, existing: &str, host: &str, port: u16, k
     line.push_str(&host_pattern(host, port));
     line.push(' ');
     // Drop the comment, if any: algorithm and key only.
-    line.push_str(encoded.split_whitespace().take(2).collect::<Vec<_>>().join(" ").as_str());
+    line.push_str(
+        encoded
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .as_str(),
+    );
     line.push('\n');
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir)
@@ -228,7 +247,11 @@ enum Lookup {
 fn parse_key_line(line: &str) -> Option<PublicKey> {
     let mut fields = line.split_whitespace();
     let first = fields.next()?;
-    let b64 = if first.starts_with("AAAA") { first } else { fields.next()? };
+    let b64 = if first.starts_with("AAAA") {
+        first
+    } else {
+        fields.next()?
+    };
     russh::keys::parse_public_key_base64(b64).ok()
 }
 
@@ -350,8 +373,10 @@ fn wildcard_match(pattern: &str, s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
-    const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const KEY_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+    const KEY_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
 
     fn key(line: &str) -> PublicKey {
         parse_key_line(line).unwrap()
@@ -363,7 +388,10 @@ mod tests {
         assert_eq!(lookup(&kh, "example.com", 22, &key(KEY_A)), Lookup::Trusted);
         assert_eq!(lookup(&kh, "127.0.0.1", 2222, &key(KEY_B)), Lookup::Trusted);
         assert_eq!(lookup(&kh, "127.0.0.1", 22, &key(KEY_B)), Lookup::Unknown);
-        assert!(matches!(lookup(&kh, "example.com", 22, &key(KEY_B)), Lookup::Changed(_)));
+        assert!(matches!(
+            lookup(&kh, "example.com", 22, &key(KEY_B)),
+            Lookup::Changed(_)
+        ));
     }
 
     #[test]
@@ -379,12 +407,18 @@ mod tests {
         let kh = format!("*.lab,!bad.lab {KEY_A}\n@revoked * {KEY_B}\n");
         assert_eq!(lookup(&kh, "vm1.lab", 22, &key(KEY_A)), Lookup::Trusted);
         assert_eq!(lookup(&kh, "bad.lab", 22, &key(KEY_A)), Lookup::Unknown);
-        assert!(matches!(lookup(&kh, "vm1.lab", 22, &key(KEY_B)), Lookup::Revoked(_)));
+        assert!(matches!(
+            lookup(&kh, "vm1.lab", 22, &key(KEY_B)),
+            Lookup::Revoked(_)
+        ));
     }
 
     #[test]
     fn garbage_lines_are_skipped() {
-        let kh = format!("# comment\n\nnonsense\nhost ssh-ed25519 !!!notbase64\n{}\nhost {KEY_A}\n", "x".repeat(10_000));
+        let kh = format!(
+            "# comment\n\nnonsense\nhost ssh-ed25519 !!!notbase64\n{}\nhost {KEY_A}\n",
+            "x".repeat(10_000)
+        );
         assert_eq!(lookup(&kh, "host", 22, &key(KEY_A)), Lookup::Trusted);
     }
 
@@ -398,7 +432,9 @@ mod tests {
         );
         let key_a = key(KEY_A);
         let bytes = seed.as_bytes();
-        let replacements = [b'|', b'[', b']', b':', b',', b'!', b'*', b'?', b'@', b' ', b'\n', b'=', 0xff];
+        let replacements = [
+            b'|', b'[', b']', b':', b',', b'!', b'*', b'?', b'@', b' ', b'\n', b'=', 0xff,
+        ];
         for cut in 0..=bytes.len() {
             let text = String::from_utf8_lossy(&bytes[..cut]);
             let _ = lookup(&text, "example.com", 22, &key_a);
@@ -412,7 +448,9 @@ mod tests {
                 let _ = lookup(&text, "vm1.lab", 22, &key_a);
             }
         }
-        for pat in ["", "*", "**", "?*?", "[", "]:", "|1|", "|1|x|y", "|1||", "!", "!*"] {
+        for pat in [
+            "", "*", "**", "?*?", "[", "]:", "|1|", "|1|x|y", "|1||", "!", "!*",
+        ] {
             let _ = hosts_match(pat, "host");
             let _ = parse_key_line(pat);
         }

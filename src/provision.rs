@@ -138,7 +138,10 @@ impl ProvisionDef {
                 format!("inline: {d}")
             }
             StepKind::Script(p) => format!("script: {}", p.display()),
-            StepKind::File { source, destination } => {
+            StepKind::File {
+                source,
+                destination,
+            } => {
                 format!("file: {} -> {destination}", source.display())
             }
         }
@@ -317,7 +320,9 @@ pub struct TerminalSink {
 
 impl fmt::Debug for TerminalSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TerminalSink").field("color", &self.color).finish()
+        f.debug_struct("TerminalSink")
+            .field("color", &self.color)
+            .finish()
     }
 }
 
@@ -359,7 +364,9 @@ impl TerminalSink {
                 out.extend_from_slice(format!("{dim}[{vm}] connecting{reset}\n").as_bytes());
             }
             Event::Connected { vm, duration } => {
-                out.extend_from_slice(format!("{dim}[{vm}] connected in {duration:.2?}{reset}\n").as_bytes());
+                out.extend_from_slice(
+                    format!("{dim}[{vm}] connected in {duration:.2?}{reset}\n").as_bytes(),
+                );
             }
             Event::StepStarted {
                 vm,
@@ -367,11 +374,21 @@ impl TerminalSink {
                 total,
                 description,
             } => {
-                out.extend_from_slice(format!("{dim}[{vm}] ==> step {step}/{total}: {description}{reset}\n").as_bytes());
+                out.extend_from_slice(
+                    format!("{dim}[{vm}] ==> step {step}/{total}: {description}{reset}\n")
+                        .as_bytes(),
+                );
             }
-            Event::Output { vm, step, stream, data } => {
+            Event::Output {
+                vm,
+                step,
+                stream,
+                data,
+            } => {
                 let err = *stream == OutputStream::Stderr;
-                lines.push((vm.clone(), *step, err), data, |l| line(vm, err, l, &mut out));
+                lines.push((vm.clone(), *step, err), data, |l| {
+                    line(vm, err, l, &mut out)
+                });
             }
             Event::Upload { .. } => {}
             Event::StepFinished {
@@ -382,13 +399,30 @@ impl TerminalSink {
                 duration,
             } => {
                 lines.flush(vm, *step, |err, l| line(vm, err, l, &mut out));
-                let what = status.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "done".into());
+                let what = status
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "done".into());
                 let colour = if *ok { green } else { red };
-                out.extend_from_slice(format!("{colour}[{vm}] <== step {step} {what} in {duration:.2?}{reset}\n").as_bytes());
+                out.extend_from_slice(
+                    format!("{colour}[{vm}] <== step {step} {what} in {duration:.2?}{reset}\n")
+                        .as_bytes(),
+                );
             }
-            Event::VmFinished { vm, ok, error, duration } => {
-                let (colour, verdict) = if *ok { (green, "succeeded") } else { (red, "FAILED") };
-                out.extend_from_slice(format!("{colour}[{vm}] {verdict} in {duration:.2?}{reset}").as_bytes());
+            Event::VmFinished {
+                vm,
+                ok,
+                error,
+                duration,
+            } => {
+                let (colour, verdict) = if *ok {
+                    (green, "succeeded")
+                } else {
+                    (red, "FAILED")
+                };
+                out.extend_from_slice(
+                    format!("{colour}[{vm}] {verdict} in {duration:.2?}{reset}").as_bytes(),
+                );
                 if let Some(e) = error {
                     out.extend_from_slice(format!(": {e}").as_bytes());
                 }
@@ -424,7 +458,9 @@ pub struct LogFileSink {
 
 impl fmt::Debug for LogFileSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogFileSink").field("path", &self.path).finish()
+        f.debug_struct("LogFileSink")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -462,13 +498,15 @@ impl Sink for LogFileSink {
                     ok,
                     duration,
                 } => {
-                    let what = status.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "done".into());
+                    let what = status
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "done".into());
                     let verdict = if *ok { "ok" } else { "FAILED" };
-                    format!("<== [{vm}] step {step} {verdict}: {what} in {duration:.3?}\n").into_bytes()
+                    format!("<== [{vm}] step {step} {verdict}: {what} in {duration:.3?}\n")
+                        .into_bytes()
                 }
-                Event::VmFinished {
-                    vm, ok, error, ..
-                } => match error {
+                Event::VmFinished { vm, ok, error, .. } => match error {
                     Some(e) if !ok => format!("=== [{vm}] failed: {e}\n").into_bytes(),
                     _ => format!("=== [{vm}] finished\n").into_bytes(),
                 },
@@ -479,7 +517,12 @@ impl Sink for LogFileSink {
                 if let Some(dir) = self.path.parent() {
                     let _ = tokio::fs::create_dir_all(dir).await;
                 }
-                match tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await {
+                match tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .await
+                {
                     Ok(f) => *slot = Some(f),
                     Err(e) => {
                         tracing::warn!(path = %self.path.display(), error = %e, "cannot open provision log");
@@ -532,14 +575,26 @@ impl Sink for TracingSink {
             };
             match event {
                 Event::StepStarted {
-                    vm, step, description, ..
-                } => tracing::info!(target: "vmssh::provision", vm = &**vm, step, "step started: {description}"),
-                Event::Output { vm, step, stream, data } => {
+                    vm,
+                    step,
+                    description,
+                    ..
+                } => {
+                    tracing::info!(target: "vmssh::provision", vm = &**vm, step, "step started: {description}")
+                }
+                Event::Output {
+                    vm,
+                    step,
+                    stream,
+                    data,
+                } => {
                     let err = *stream == OutputStream::Stderr;
                     self.lines
                         .lock()
                         .await
-                        .push((vm.clone(), *step, err), data, |l| emit_line(vm, *step, err, l));
+                        .push((vm.clone(), *step, err), data, |l| {
+                            emit_line(vm, *step, err, l)
+                        });
                 }
                 Event::StepFinished {
                     vm,
@@ -555,7 +610,12 @@ impl Sink for TracingSink {
                     let status = status.as_ref().map(|s| s.to_string());
                     tracing::info!(target: "vmssh::provision", vm = &**vm, step, ok, ?status, ?duration, "step finished");
                 }
-                Event::VmFinished { vm, ok, error, duration } => {
+                Event::VmFinished {
+                    vm,
+                    ok,
+                    error,
+                    duration,
+                } => {
                     tracing::info!(target: "vmssh::provision", vm = &**vm, ok, ?error, ?duration, "vm finished");
                 }
                 _ => {}
@@ -699,7 +759,11 @@ impl Provisioner {
     ///
     /// Dropping the future closes the running step's channel; a script's
     /// temporary file may remain on the guest.
-    pub async fn run(&self, session: &Session, steps: &[ProvisionDef]) -> Result<Vec<StepReport>, Error> {
+    pub async fn run(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+    ) -> Result<Vec<StepReport>, Error> {
         let start = Instant::now();
         let result = self.run_steps(session, steps).await;
         let (ok, error) = match &result {
@@ -716,7 +780,11 @@ impl Provisioner {
         result
     }
 
-    async fn run_steps(&self, session: &Session, steps: &[ProvisionDef]) -> Result<Vec<StepReport>, Error> {
+    async fn run_steps(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+    ) -> Result<Vec<StepReport>, Error> {
         self.check_inputs(steps).await?;
         let mut reports = Vec::with_capacity(steps.len());
         self.run_from(session, steps, 0, &mut reports).await?;
@@ -736,7 +804,14 @@ impl Provisioner {
                 let full = self.base_dir.join(p);
                 match tokio::fs::metadata(&full).await {
                     Ok(m) if m.is_file() => {}
-                    Ok(_) => return Err(self.local_missing(i + 1, step, &full, std::io::ErrorKind::InvalidInput.into())),
+                    Ok(_) => {
+                        return Err(self.local_missing(
+                            i + 1,
+                            step,
+                            &full,
+                            std::io::ErrorKind::InvalidInput.into(),
+                        ));
+                    }
                     Err(e) => return Err(self.local_missing(i + 1, step, &full, e)),
                 }
             }
@@ -790,7 +865,13 @@ impl Provisioner {
         Ok(())
     }
 
-    fn local_missing(&self, step: usize, def: &ProvisionDef, path: &Path, e: std::io::Error) -> Error {
+    fn local_missing(
+        &self,
+        step: usize,
+        def: &ProvisionDef,
+        path: &Path,
+        e: std::io::Error,
+    ) -> Error {
         let what = if matches!(def.kind, StepKind::Script(_)) {
             "script"
         } else {
@@ -803,7 +884,10 @@ impl Provisioner {
             reason: format!("local {what} {} is missing or not a file", path.display()),
             status: None,
             stderr_tail: String::new(),
-            source: Some(Box::new(Error::io(format!("cannot read {}", path.display()), e))),
+            source: Some(Box::new(Error::io(
+                format!("cannot read {}", path.display()),
+                e,
+            ))),
         }
     }
 
@@ -818,7 +902,15 @@ impl Provisioner {
         self.failed(step, def, reason, None, String::new(), Some(e))
     }
 
-    fn failed(&self, step: usize, def: &ProvisionDef, reason: String, status: Option<ExitStatus>, tail: String, source: Option<Error>) -> Error {
+    fn failed(
+        &self,
+        step: usize,
+        def: &ProvisionDef,
+        reason: String,
+        status: Option<ExitStatus>,
+        tail: String,
+        source: Option<Error>,
+    ) -> Error {
         Error::ProvisionFailed {
             vm: self.vm.to_string(),
             step,
@@ -830,9 +922,17 @@ impl Provisioner {
         }
     }
 
-    async fn run_step(&self, session: &Session, n: usize, step: &ProvisionDef) -> Result<Option<ExitStatus>, Error> {
+    async fn run_step(
+        &self,
+        session: &Session,
+        n: usize,
+        step: &ProvisionDef,
+    ) -> Result<Option<ExitStatus>, Error> {
         match &step.kind {
-            StepKind::Inline(cmd) => self.run_command(session, n, step, cmd.clone()).await.map(Some),
+            StepKind::Inline(cmd) => self
+                .run_command(session, n, step, cmd.clone())
+                .await
+                .map(Some),
             StepKind::Script(path) => {
                 let local = self.base_dir.join(path);
                 let remote = format!(
@@ -840,22 +940,39 @@ impl Provisioner {
                     sanitize(&self.vm),
                     rand::random::<u64>()
                 );
-                let sftp = session
-                    .sftp()
-                    .await
-                    .map_err(|e| self.not_started(n, step, "cannot open SFTP to upload the script", e))?;
-                let opts = TransferOptions::new().mode(0o700).atomic(false).overwrite(false).fsync(false);
+                let sftp = session.sftp().await.map_err(|e| {
+                    self.not_started(n, step, "cannot open SFTP to upload the script", e)
+                })?;
+                let opts = TransferOptions::new()
+                    .mode(0o700)
+                    .atomic(false)
+                    .overwrite(false)
+                    .fsync(false);
                 self.upload_reporting(&sftp, n, &local, &remote, opts)
                     .await
-                    .map_err(|e| self.failed(n, step, "cannot upload the script".into(), None, String::new(), Some(e)))?;
-                let result = self.run_command(session, n, step, shell_quote(&remote)).await;
+                    .map_err(|e| {
+                        self.failed(
+                            n,
+                            step,
+                            "cannot upload the script".into(),
+                            None,
+                            String::new(),
+                            Some(e),
+                        )
+                    })?;
+                let result = self
+                    .run_command(session, n, step, shell_quote(&remote))
+                    .await;
                 // Remove it whatever happened, while the channel is up.
                 if let Err(e) = sftp.remove(&remote).await {
                     tracing::warn!(vm = &*self.vm, path = remote, error = %e, "cannot remove temporary script");
                 }
                 result.map(Some)
             }
-            StepKind::File { source, destination } => {
+            StepKind::File {
+                source,
+                destination,
+            } => {
                 let local = self.base_dir.join(source);
                 let sftp = session
                     .sftp()
@@ -864,13 +981,29 @@ impl Provisioner {
                 let opts = TransferOptions::new().create_parents(true);
                 self.upload_reporting(&sftp, n, &local, destination, opts)
                     .await
-                    .map_err(|e| self.failed(n, step, format!("cannot upload to {destination}"), None, String::new(), Some(e)))?;
+                    .map_err(|e| {
+                        self.failed(
+                            n,
+                            step,
+                            format!("cannot upload to {destination}"),
+                            None,
+                            String::new(),
+                            Some(e),
+                        )
+                    })?;
                 Ok(None)
             }
         }
     }
 
-    async fn upload_reporting(&self, sftp: &crate::Sftp, n: usize, local: &Path, remote: &str, opts: TransferOptions) -> Result<u64, Error> {
+    async fn upload_reporting(
+        &self,
+        sftp: &crate::Sftp,
+        n: usize,
+        local: &Path,
+        remote: &str,
+        opts: TransferOptions,
+    ) -> Result<u64, Error> {
         // Progress callbacks are synchronous; forward them through a small
         // watch channel so sinks are awaited outside the transfer.
         let (tx, mut rx) = tokio::sync::watch::channel(None::<(u64, Option<u64>)>);
@@ -895,7 +1028,13 @@ impl Provisioner {
         }
     }
 
-    async fn run_command(&self, session: &Session, n: usize, step: &ProvisionDef, line: String) -> Result<ExitStatus, Error> {
+    async fn run_command(
+        &self,
+        session: &Session,
+        n: usize,
+        step: &ProvisionDef,
+        line: String,
+    ) -> Result<ExitStatus, Error> {
         let line = if step.sudo {
             format!("sudo -n -- sh -c {}", shell_quote(&line))
         } else {
@@ -940,10 +1079,16 @@ impl Provisioner {
             })
             .await;
         }
-        let status = stream
-            .exit_status()
-            .await
-            .map_err(|e| self.failed(n, step, "ended without an exit status".into(), None, tail.text(), Some(e)))?;
+        let status = stream.exit_status().await.map_err(|e| {
+            self.failed(
+                n,
+                step,
+                "ended without an exit status".into(),
+                None,
+                tail.text(),
+                Some(e),
+            )
+        })?;
         if status.success() {
             Ok(status)
         } else {
@@ -1004,7 +1149,13 @@ impl StderrTail {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect()
 }
@@ -1027,7 +1178,9 @@ pub async fn run_provisions(
     vm_name: &str,
     log_dir: Option<&Path>,
 ) -> Result<Vec<StepReport>, Error> {
-    let mut p = Provisioner::new(vm_name).base_dir(base_dir).sink(TracingSink::new());
+    let mut p = Provisioner::new(vm_name)
+        .base_dir(base_dir)
+        .sink(TracingSink::new());
     if let Some(dir) = log_dir {
         p = p.log_dir(dir);
     }
@@ -1063,7 +1216,10 @@ mod tests {
 
     #[test]
     fn describe_is_one_line() {
-        assert_eq!(ProvisionDef::inline("echo hi").describe(), "inline: echo hi");
+        assert_eq!(
+            ProvisionDef::inline("echo hi").describe(),
+            "inline: echo hi"
+        );
         assert!(ProvisionDef::inline("a\nb").describe().ends_with('…'));
         assert_eq!(ProvisionDef::file("a", "/b").describe(), "file: a -> /b");
         assert_eq!(sanitize("vm 1/x"), "vm_1_x");

@@ -131,10 +131,15 @@ impl From<russh::Error> for HandlerError {
 impl client::Handler for ClientHandler {
     type Error = HandlerError;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => PublicKey::new(cert.public_key().clone(), ""),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                PublicKey::new(cert.public_key().clone(), "")
+            }
         };
         self.policy
             .verify(&self.host, self.port, &key)
@@ -143,11 +148,16 @@ impl client::Handler for ClientHandler {
         Ok(true)
     }
 
-    async fn disconnected(&mut self, reason: DisconnectReason<Self::Error>) -> Result<(), Self::Error> {
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
         match reason {
             DisconnectReason::ReceivedDisconnect(info) => {
-                self.state
-                    .set_reason(format!("server disconnected ({:?}): {}", info.reason_code, info.message));
+                self.state.set_reason(format!(
+                    "server disconnected ({:?}): {}",
+                    info.reason_code, info.message
+                ));
                 Ok(())
             }
             DisconnectReason::Error(e) => {
@@ -161,7 +171,9 @@ impl client::Handler for ClientHandler {
 fn describe_handler_error(e: &HandlerError) -> String {
     match e {
         HandlerError::HostKey(e) => e.to_string(),
-        HandlerError::Russh(russh::Error::KeepaliveTimeout) => "no answer to keepalives".to_string(),
+        HandlerError::Russh(russh::Error::KeepaliveTimeout) => {
+            "no answer to keepalives".to_string()
+        }
         HandlerError::Russh(russh::Error::InactivityTimeout) => "inactivity timeout".to_string(),
         HandlerError::Russh(russh::Error::IO(io)) => format!("I/O error: {io}"),
         HandlerError::Russh(e) => e.to_string(),
@@ -185,7 +197,8 @@ impl Session {
     ///
     /// Dropping the future abandons the attempt and closes the socket.
     pub async fn connect(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
-        match tokio::time::timeout(cfg.connect_timeout, Self::connect_inner(host, port, cfg)).await {
+        match tokio::time::timeout(cfg.connect_timeout, Self::connect_inner(host, port, cfg)).await
+        {
             Ok(r) => r,
             Err(_) => Err(Error::ConnectTimeout {
                 host: host.to_string(),
@@ -237,15 +250,18 @@ impl Session {
                 None => None,
             };
             let remaining = deadline.saturating_sub(start.elapsed());
-            let limit = cfg.connect_timeout.min(remaining.max(Duration::from_millis(1)));
-            let result = match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::ConnectTimeout {
-                    host: host.to_string(),
-                    port,
-                    after: limit,
-                }),
-            };
+            let limit = cfg
+                .connect_timeout
+                .min(remaining.max(Duration::from_millis(1)));
+            let result =
+                match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::ConnectTimeout {
+                        host: host.to_string(),
+                        port,
+                        after: limit,
+                    }),
+                };
             drop(permit);
             match result {
                 Ok(s) => return Ok(s),
@@ -269,11 +285,13 @@ impl Session {
                 reason: "no authentication method configured (SshConfig::auth)".to_string(),
             });
         }
-        let socket = TcpStream::connect((host, port)).await.map_err(|source| Error::Connect {
-            host: host.to_string(),
-            port,
-            source,
-        })?;
+        let socket = TcpStream::connect((host, port))
+            .await
+            .map_err(|source| Error::Connect {
+                host: host.to_string(),
+                port,
+                source,
+            })?;
         // Best effort: a socket that refuses the option still works.
         let _ = socket.set_nodelay(cfg.nodelay);
 
@@ -356,7 +374,11 @@ impl Session {
         Error::ConnectionLost {
             host: self.inner.host.clone(),
             port: self.inner.port,
-            reason: self.inner.state.reason().unwrap_or_else(|| fallback.to_string()),
+            reason: self
+                .inner
+                .state
+                .reason()
+                .unwrap_or_else(|| fallback.to_string()),
         }
     }
 
@@ -392,7 +414,9 @@ impl Session {
 
     /// Opens a session channel, waiting for a free slot under the channel
     /// limit. The permit is held as long as the channel lives.
-    pub(crate) async fn open_channel(&self) -> Result<(Channel<client::Msg>, OwnedSemaphorePermit), Error> {
+    pub(crate) async fn open_channel(
+        &self,
+    ) -> Result<(Channel<client::Msg>, OwnedSemaphorePermit), Error> {
         let permit = self
             .inner
             .channels
@@ -467,7 +491,9 @@ pub(crate) async fn wait_reply(
                 return Err(Error::ChannelOpen {
                     host: sess.inner.host.clone(),
                     port: sess.inner.port,
-                    reason: format!("the server closed the channel before accepting the {request} request"),
+                    reason: format!(
+                        "the server closed the channel before accepting the {request} request"
+                    ),
                 });
             }
             Some(_) => {}
@@ -543,7 +569,10 @@ async fn authenticate(
 ) -> Result<(), Error> {
     let user = cfg.user.as_str();
     let proto = |e: russh::Error| {
-        let early = matches!(e, russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError);
+        let early = matches!(
+            e,
+            russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError
+        );
         Error::Handshake {
             host: host.to_string(),
             port,
@@ -640,7 +669,10 @@ async fn agent_auth(
         } else {
             None
         };
-        match handle.authenticate_publickey_with(user, key, hash, &mut agent).await {
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
             Ok(r) if r.success() => return Ok(true),
             Ok(_) => {}
             Err(e) => {

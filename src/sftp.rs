@@ -14,9 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Future, StreamExt};
-use bytes::Bytes;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use russh_sftp::client::RawSftpSession;
@@ -301,7 +301,11 @@ struct SftpStream {
 }
 
 impl AsyncRead for SftpStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         loop {
             if !this.pending.is_empty() {
@@ -340,7 +344,11 @@ impl AsyncRead for SftpStream {
 }
 
 impl AsyncWrite for SftpStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let r = self.writer.as_mut().poll_write(cx, buf);
         if let Poll::Ready(Err(_)) = &r {
             self.closed.cancel();
@@ -377,7 +385,9 @@ impl Drop for SftpStream {
                             }
                         }
                     };
-                    tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.is_ok()
+                    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                        .await
+                        .is_ok()
                 }
             };
             if !server_closed {
@@ -389,7 +399,9 @@ impl Drop for SftpStream {
 }
 
 impl Session {
-    async fn open_sftp_channel(&self) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
+    async fn open_sftp_channel(
+        &self,
+    ) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
         let (mut channel, permit) = self.open_channel().await?;
         channel
             .request_subsystem(true, "sftp")
@@ -476,15 +488,13 @@ impl Session {
         if has(russh_sftp::extensions::LIMITS)
             && let Ok(l) = raw.limits().await
         {
-            {
-                if l.max_read_len > 0 {
-                    max_read = l.max_read_len.min(u64::from(u32::MAX)) as u32;
-                }
-                if l.max_write_len > 0 {
-                    max_write = l.max_write_len.min(u64::from(u32::MAX)) as u32;
-                }
-                raw.set_limits(russh_sftp::client::rawsession::Limits::from(l));
+            if l.max_read_len > 0 {
+                max_read = l.max_read_len.min(u64::from(u32::MAX)) as u32;
             }
+            if l.max_write_len > 0 {
+                max_write = l.max_write_len.min(u64::from(u32::MAX)) as u32;
+            }
+            raw.set_limits(russh_sftp::client::rawsession::Limits::from(l));
         }
         Ok(Sftp {
             inner: Arc::new(SftpInner {
@@ -515,7 +525,8 @@ impl Session {
     /// destination is untouched (a temporary file may remain if the
     /// connection is gone).
     pub async fn upload(&self, local: &Path, remote: &str) -> Result<u64, Error> {
-        self.upload_with(local, remote, &TransferOptions::default()).await
+        self.upload_with(local, remote, &TransferOptions::default())
+            .await
     }
 
     /// Uploads a local file with options. Returns the bytes sent.
@@ -531,13 +542,19 @@ impl Session {
     /// On a server without an SFTP subsystem (minimal images running
     /// dropbear alone), the file is streamed through `cat` over an exec
     /// channel instead, with the same atomic rename and mode.
-    pub async fn upload_with(&self, local: &Path, remote: &str, opts: &TransferOptions) -> Result<u64, Error> {
+    pub async fn upload_with(
+        &self,
+        local: &Path,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
         match self.sftp().await {
             Ok(sftp) => sftp.upload_with(local, remote, opts).await,
             Err(e) if is_unsupported(&e) => {
                 let (file, len, mode) = open_local(local).await?;
                 let mode = opts.mode.unwrap_or(mode);
-                self.upload_via_exec(file, Some(len), remote, mode, opts).await
+                self.upload_via_exec(file, Some(len), remote, mode, opts)
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -565,10 +582,14 @@ impl Session {
         R: AsyncRead + Unpin + Send + 'static,
     {
         match self.sftp().await {
-            Ok(sftp) => sftp.upload_from_reader(reader, size_hint, remote, opts).await,
+            Ok(sftp) => {
+                sftp.upload_from_reader(reader, size_hint, remote, opts)
+                    .await
+            }
             Err(e) if is_unsupported(&e) => {
                 let mode = opts.mode.unwrap_or(0o644);
-                self.upload_via_exec(reader, size_hint, remote, mode, opts).await
+                self.upload_via_exec(reader, size_hint, remote, mode, opts)
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -596,12 +617,12 @@ impl Session {
         if opts.create_parents
             && let Some(dir) = parent_of(remote)
         {
-            {
-                script.push_str(&format!("mkdir -p -- {}; ", shell_quote(dir)));
-            }
+            script.push_str(&format!("mkdir -p -- {}; ", shell_quote(dir)));
         }
         if !opts.overwrite {
-            script.push_str(&format!("if [ -e {dest} ]; then echo 'vmssh: destination exists' >&2; exit 17; fi; "));
+            script.push_str(&format!(
+                "if [ -e {dest} ]; then echo 'vmssh: destination exists' >&2; exit 17; fi; "
+            ));
         }
         if opts.atomic {
             script.push_str(&format!("trap 'rm -f -- {tmp}' EXIT; "));
@@ -658,7 +679,8 @@ impl Session {
     /// Dropping the future abandons the transfer; the local destination is
     /// untouched, the temporary file is removed where possible.
     pub async fn download(&self, remote: &str, local: &Path) -> Result<u64, Error> {
-        self.download_with(remote, local, &TransferOptions::default()).await
+        self.download_with(remote, local, &TransferOptions::default())
+            .await
     }
 
     /// Downloads `remote` to a local file, with options.
@@ -670,7 +692,12 @@ impl Session {
     /// # Cancel safety
     ///
     /// As [`download`](Self::download).
-    pub async fn download_with(&self, remote: &str, local: &Path, opts: &TransferOptions) -> Result<u64, Error> {
+    pub async fn download_with(
+        &self,
+        remote: &str,
+        local: &Path,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
         self.sftp().await?.download_with(remote, local, opts).await
     }
 
@@ -745,11 +772,19 @@ impl Session {
     /// # Cancel safety
     ///
     /// Dropping the future abandons the transfer.
-    pub async fn download_to_writer<W>(&self, remote: &str, writer: &mut W, opts: &TransferOptions) -> Result<u64, Error>
+    pub async fn download_to_writer<W>(
+        &self,
+        remote: &str,
+        writer: &mut W,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
     where
         W: AsyncWrite + Unpin + Send,
     {
-        self.sftp().await?.download_to_writer(remote, writer, opts).await
+        self.sftp()
+            .await?
+            .download_to_writer(remote, writer, opts)
+            .await
     }
 }
 
@@ -791,7 +826,11 @@ struct CountingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
@@ -809,7 +848,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
 }
 
 /// Maps a russh-sftp error to ours, naming the operation and path.
-fn sftp_error(sess: &Session, closed: &CancellationToken, op: &str, path: &str, e: SftpError) -> Error {
+fn sftp_error(
+    sess: &Session,
+    closed: &CancellationToken,
+    op: &str,
+    path: &str,
+    e: SftpError,
+) -> Error {
     let kind = match &e {
         SftpError::Status(s) => match s.status_code {
             StatusCode::NoSuchFile => SftpErrorKind::NotFound,
@@ -1017,7 +1062,9 @@ impl Sftp {
     ///
     /// Cancel safe.
     pub async fn remove(&self, path: &str) -> Result<(), Error> {
-        self.call("remove", path, self.inner.raw.remove(path)).await.map(drop)
+        self.call("remove", path, self.inner.raw.remove(path))
+            .await
+            .map(drop)
     }
 
     /// Removes an empty directory.
@@ -1030,7 +1077,9 @@ impl Sftp {
     ///
     /// Cancel safe.
     pub async fn remove_dir(&self, path: &str) -> Result<(), Error> {
-        self.call("rmdir", path, self.inner.raw.rmdir(path)).await.map(drop)
+        self.call("rmdir", path, self.inner.raw.rmdir(path))
+            .await
+            .map(drop)
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists (atomically
@@ -1069,7 +1118,9 @@ impl Sftp {
             Ok(_) => Ok(()),
             Err(_) if self.exists(to).await.unwrap_or(false) => {
                 self.remove(to).await?;
-                self.call("rename", to, self.inner.raw.rename(from, to)).await.map(drop)
+                self.call("rename", to, self.inner.raw.rename(from, to))
+                    .await
+                    .map(drop)
             }
             Err(e) => Err(self.err("rename", to, e)),
         }
@@ -1110,9 +1161,13 @@ impl Sftp {
     ///
     /// Cancel safe.
     pub async fn set_mode(&self, path: &str, mode: u32) -> Result<(), Error> {
-        self.call("setstat", path, self.inner.raw.setstat(path, mode_attrs(mode & 0o7777)))
-            .await
-            .map(drop)
+        self.call(
+            "setstat",
+            path,
+            self.inner.raw.setstat(path, mode_attrs(mode & 0o7777)),
+        )
+        .await
+        .map(drop)
     }
 
     /// Lists a directory (without `.` and `..`).
@@ -1126,7 +1181,10 @@ impl Sftp {
     /// Cancel safe; the directory handle may stay open until the channel
     /// closes.
     pub async fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, Error> {
-        let handle = self.call("opendir", path, self.inner.raw.opendir(path)).await?.handle;
+        let handle = self
+            .call("opendir", path, self.inner.raw.opendir(path))
+            .await?
+            .handle;
         let mut entries = Vec::new();
         let result = loop {
             let r = tokio::select! {
@@ -1160,7 +1218,12 @@ impl Sftp {
     /// # Cancel safety
     ///
     /// As [`Session::upload`].
-    pub async fn upload_with(&self, local: &Path, remote: &str, opts: &TransferOptions) -> Result<u64, Error> {
+    pub async fn upload_with(
+        &self,
+        local: &Path,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
         let (file, len, local_mode) = open_local(local).await?;
         let mut opts = opts.clone();
         if opts.mode.is_none() {
@@ -1170,10 +1233,12 @@ impl Sftp {
         self.upload_from_reader(reader, Some(len), remote, &opts)
             .await
             .map_err(|e| match e {
-                Error::Io { context, source } if context.starts_with("cannot read local") => Error::Io {
-                    context: format!("cannot read local file {}", local.display()),
-                    source,
-                },
+                Error::Io { context, source } if context.starts_with("cannot read local") => {
+                    Error::Io {
+                        context: format!("cannot read local file {}", local.display()),
+                        source,
+                    }
+                }
                 other => other,
             })
     }
@@ -1201,9 +1266,7 @@ impl Sftp {
         if opts.create_parents
             && let Some(dir) = parent_of(remote)
         {
-            {
-                self.mkdir_all(dir).await?;
-            }
+            self.mkdir_all(dir).await?;
         }
         if !opts.overwrite && self.exists(remote).await? {
             return Err(self.already_exists("open", remote));
@@ -1220,10 +1283,23 @@ impl Sftp {
         }
         // Create owner-only until complete; the final mode is set at the end.
         let handle = self
-            .call("open", remote, self.inner.raw.open(target.as_str(), flags, mode_attrs(0o600 | (mode & 0o700))))
+            .call(
+                "open",
+                remote,
+                self.inner
+                    .raw
+                    .open(target.as_str(), flags, mode_attrs(0o600 | (mode & 0o700))),
+            )
             .await
             .map_err(|e| match e {
-                Error::Sftp { host, port, op, kind, source, .. } => Error::Sftp {
+                Error::Sftp {
+                    host,
+                    port,
+                    op,
+                    kind,
+                    source,
+                    ..
+                } => Error::Sftp {
                     host,
                     port,
                     op,
@@ -1267,7 +1343,11 @@ impl Sftp {
         R: AsyncRead + Unpin + Send,
     {
         let raw = &self.inner.raw;
-        let chunk = opts.chunk_size.unwrap_or(UPLOAD_CHUNK).min(self.inner.max_write).max(1) as usize;
+        let chunk = opts
+            .chunk_size
+            .unwrap_or(UPLOAD_CHUNK)
+            .min(self.inner.max_write)
+            .max(1) as usize;
         let max_in_flight = opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
         let mut in_flight = FuturesUnordered::new();
         let mut offset = 0u64;
@@ -1308,7 +1388,8 @@ impl Sftp {
         if opts.fsync && self.inner.fsync {
             self.call("fsync", remote, raw.fsync(handle)).await?;
         }
-        self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode))).await?;
+        self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)))
+            .await?;
         self.call("close", remote, raw.close(handle)).await?;
         if opts.atomic {
             if opts.overwrite {
@@ -1329,16 +1410,19 @@ impl Sftp {
     /// # Cancel safety
     ///
     /// As [`Session::download`].
-    pub async fn download_with(&self, remote: &str, local: &Path, opts: &TransferOptions) -> Result<u64, Error> {
+    pub async fn download_with(
+        &self,
+        remote: &str,
+        local: &Path,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
         let io_err = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
         if opts.create_parents
             && let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty())
         {
-            {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| io_err("cannot create local directory", dir, e))?;
-            }
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err("cannot create local directory", dir, e))?;
         }
         if !opts.overwrite && tokio::fs::try_exists(local).await.unwrap_or(false) {
             return Err(io_err(
@@ -1348,7 +1432,10 @@ impl Sftp {
             ));
         }
         let target: PathBuf = if opts.atomic {
-            let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = local
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tag: u64 = rand::random();
             local.with_file_name(format!(".{name}.vmssh-{tag:016x}.tmp"))
         } else {
@@ -1359,12 +1446,18 @@ impl Sftp {
         if opts.atomic || !opts.overwrite {
             oo.create_new(true);
         }
-        let file = oo.open(&target).await.map_err(|e| io_err("cannot create local file", local, e))?;
+        let file = oo
+            .open(&target)
+            .await
+            .map_err(|e| io_err("cannot create local file", local, e))?;
         // Removes the temporary file if we fail or are cancelled.
         let mut cleanup = TempCleanup(opts.atomic.then(|| target.clone()));
         let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
         let (n, remote_mode) = self.read_into(remote, &mut writer, opts).await?;
-        writer.flush().await.map_err(|e| io_err("cannot write local file", local, e))?;
+        writer
+            .flush()
+            .await
+            .map_err(|e| io_err("cannot write local file", local, e))?;
         let file = writer.into_inner();
         if let Some(mode) = opts.mode.or(remote_mode) {
             use std::os::unix::fs::PermissionsExt as _;
@@ -1373,7 +1466,9 @@ impl Sftp {
                 .map_err(|e| io_err("cannot set mode of", local, e))?;
         }
         if opts.fsync {
-            file.sync_all().await.map_err(|e| io_err("cannot sync", local, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| io_err("cannot sync", local, e))?;
         }
         drop(file);
         if opts.atomic {
@@ -1394,7 +1489,12 @@ impl Sftp {
     /// # Cancel safety
     ///
     /// Dropping the future abandons the transfer.
-    pub async fn download_to_writer<W>(&self, remote: &str, writer: &mut W, opts: &TransferOptions) -> Result<u64, Error>
+    pub async fn download_to_writer<W>(
+        &self,
+        remote: &str,
+        writer: &mut W,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
     where
         W: AsyncWrite + Unpin + Send,
     {
@@ -1408,13 +1508,22 @@ impl Sftp {
 
     /// Pipelined read of `remote` into `writer`: reads are issued ahead at
     /// increasing offsets and written out in order.
-    async fn read_into<W>(&self, remote: &str, writer: &mut W, opts: &TransferOptions) -> Result<(u64, Option<u32>), Error>
+    async fn read_into<W>(
+        &self,
+        remote: &str,
+        writer: &mut W,
+        opts: &TransferOptions,
+    ) -> Result<(u64, Option<u32>), Error>
     where
         W: AsyncWrite + Unpin + Send,
     {
         let raw = &self.inner.raw;
         let handle = self
-            .call("open", remote, raw.open(remote, OpenFlags::READ, FileAttributes::empty()))
+            .call(
+                "open",
+                remote,
+                raw.open(remote, OpenFlags::READ, FileAttributes::empty()),
+            )
             .await?
             .handle;
         let result = async {

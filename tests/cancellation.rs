@@ -14,7 +14,9 @@ use vmssh::provision::{ProvisionDef, Provisioner};
 use vmssh::sftp::TransferOptions;
 
 fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
 }
 
 /// Waits (bounded) until the runtime is back to `baseline` tasks: channel
@@ -33,7 +35,10 @@ async fn settles_to(baseline: usize) {
 
 /// Commands still running under the server for this test's marker.
 fn remote_sleepers(marker: &str) -> usize {
-    let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -92,13 +97,22 @@ async fn dropped_provisioning_closes_its_channel() {
     let p = Provisioner::new("cancel");
     let run = p.run(&sess, &steps);
     let cancelled = tokio::time::timeout(Duration::from_millis(500), run).await;
-    assert!(cancelled.is_err(), "the step should still have been running");
+    assert!(
+        cancelled.is_err(),
+        "the step should still have been running"
+    );
     settles_to(baseline).await;
-    assert_eq!(sess.exec("echo still here").await.unwrap().stdout, b"still here\n");
+    assert_eq!(
+        sess.exec("echo still here").await.unwrap().stdout,
+        b"still here\n"
+    );
     // The remote command does not outlive its channel.
     let start = Instant::now();
     while remote_sleepers(&marker) > 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "the remote command outlived its channel");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the remote command outlived its channel"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -120,6 +134,10 @@ async fn dropped_fleet_leaves_no_task() {
         .collect();
     let fleet = Fleet::new().concurrency(20);
     let run = fleet.provision(targets);
-    assert!(tokio::time::timeout(Duration::from_secs(2), run).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), run)
+            .await
+            .is_err()
+    );
     settles_to(baseline).await;
 }

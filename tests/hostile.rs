@@ -50,16 +50,21 @@ fn peak_rss_mib() -> u64 {
 
 async fn connect_fails(port: u16) -> (Error, Duration) {
     let start = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(30), Session::connect(support::HOST, port, &cfg()))
-        .await
-        .expect("connect hung past its own timeout");
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        Session::connect(support::HOST, port, &cfg()),
+    )
+    .await
+    .expect("connect hung past its own timeout");
     (result.unwrap_err(), start.elapsed())
 }
 
 #[tokio::test]
 async fn garbage_instead_of_a_banner() {
     let port = fake_server(|mut sock| async move {
-        let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n<html>nope</html>\r\n").await;
+        let _ = sock
+            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n<html>nope</html>\r\n")
+            .await;
         let _ = sock.shutdown().await;
     })
     .await;
@@ -91,7 +96,10 @@ async fn endless_banner_is_bounded() {
     );
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let growth = peak_rss_mib().saturating_sub(before);
-    assert!(growth < 64, "memory grew by {growth} MiB reading an endless banner");
+    assert!(
+        growth < 64,
+        "memory grew by {growth} MiB reading an endless banner"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +118,10 @@ async fn close_in_the_middle_of_key_exchange() {
         Error::Handshake { early_close, .. } => assert!(*early_close, "{err:?}"),
         other => panic!("expected a handshake error, got {other:?}"),
     }
-    assert!(err.is_retryable(), "a server closing during key exchange may be booting: {err:?}");
+    assert!(
+        err.is_retryable(),
+        "a server closing during key exchange may be booting: {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +135,10 @@ async fn silent_server_times_out() {
     let (err, took) = connect_fails(port).await;
     assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
     assert!(err.is_retryable());
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(20), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
 }
 
 /// Forwards between a client and `target` until `cut` fires, then stops
@@ -133,11 +147,15 @@ async fn relay(target: u16, cut: tokio_util::sync::CancellationToken) -> u16 {
     let listener = TcpListener::bind((support::HOST, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        let Ok((client, _)) = listener.accept().await else { return };
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
         let server = TcpStream::connect((support::HOST, target)).await.unwrap();
         let (cr, cw) = client.into_split();
         let (sr, sw) = server.into_split();
-        let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, cut: tokio_util::sync::CancellationToken| async move {
+        let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
+                    mut to: tokio::net::tcp::OwnedWriteHalf,
+                    cut: tokio_util::sync::CancellationToken| async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = tokio::select! {
@@ -170,7 +188,10 @@ async fn black_hole_mid_transfer_is_detected_by_keepalive() {
         .keepalive_interval(Some(Duration::from_secs(1)))
         .keepalive_max(2);
     let sess = Session::connect(support::HOST, port, &cfg).await.unwrap();
-    let mut stream = sess.exec_streaming("while true; do echo tick; sleep 0.05; done").await.unwrap();
+    let mut stream = sess
+        .exec_streaming("while true; do echo tick; sleep 0.05; done")
+        .await
+        .unwrap();
     // Let some output through, then cut the wire silently.
     let first = stream.next().await.unwrap().unwrap();
     assert!(!first.bytes().is_empty());
@@ -188,6 +209,10 @@ async fn black_hole_mid_transfer_is_detected_by_keepalive() {
     .expect("the stream hung after the network went silent");
     let err = outcome.expect("the stream ended without an error");
     assert!(err.is_connection_lost(), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(sess.is_closed());
 }

@@ -46,7 +46,11 @@ async fn many_tiny_writes(srv: &support::Server) {
     let text = String::from_utf8(text).unwrap();
     let mut expected = 0u32;
     for line in text.lines() {
-        assert_eq!(line.parse::<u32>().unwrap(), expected, "out of order or lost");
+        assert_eq!(
+            line.parse::<u32>().unwrap(),
+            expected,
+            "out of order or lost"
+        );
         expected += 1;
     }
     assert_eq!(expected, LINES);
@@ -86,7 +90,8 @@ on_both_servers!(interleaved_stdout_and_stderr);
 
 async fn hostile_command_lines_and_values(srv: &support::Server) {
     let sess = srv.connect().await;
-    let nasty = "quote\" single' dollar $(echo INJECTED) `echo INJECTED` back\\slash\nnew line ünïcödé *";
+    let nasty =
+        "quote\" single' dollar $(echo INJECTED) `echo INJECTED` back\\slash\nnew line ünïcödé *";
     // The value travels as an env request or, where refused, quoted for the
     // shell by the crate: either way it arrives byte for byte.
     let out = sess

@@ -307,14 +307,23 @@ async fn server_killed_during_a_step() {
     let run = run_provisions(&sess, &steps, plan.path(), "killed", None);
     tokio::pin!(run);
     // Let the step start, then kill every server process.
-    assert!(tokio::time::timeout(Duration::from_millis(700), &mut run).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut run)
+            .await
+            .is_err()
+    );
     srv.kill_all("KILL");
     let err = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("provisioning hung after the server died")
         .unwrap_err();
     match &err {
-        Error::ProvisionFailed { step, status, source, .. } => {
+        Error::ProvisionFailed {
+            step,
+            status,
+            source,
+            ..
+        } => {
             assert_eq!(*step, 1);
             assert!(status.is_none(), "no exit status can have been reported");
             assert!(

@@ -43,16 +43,27 @@ async fn next_step_fails_clearly_without_reconnects() {
     let Some(srv) = support::sshd() else { return };
     let srv = Arc::new(srv);
     let guest = tempfile::tempdir().unwrap();
-    let target = Target::new("rebooter", support::HOST, srv.port(), srv.config(), plan(guest.path()));
+    let target = Target::new(
+        "rebooter",
+        support::HOST,
+        srv.port(),
+        srv.config(),
+        plan(guest.path()),
+    );
     let report = Fleet::new()
-        .sink(RebootAfterStep1 { server: srv.clone() })
+        .sink(RebootAfterStep1 {
+            server: srv.clone(),
+        })
         .provision(vec![target])
         .await;
     let vm = report.get("rebooter").unwrap();
     assert_eq!(report.failed(), ["rebooter"]);
     assert_eq!(vm.failed_step, Some(2));
     let error = vm.error.as_deref().unwrap();
-    assert!(error.contains("connection was lost before the step started"), "{error}");
+    assert!(
+        error.contains("connection was lost before the step started"),
+        "{error}"
+    );
     assert!(guest.path().join("step1").exists());
     assert!(!guest.path().join("step2").exists());
 }
@@ -62,17 +73,32 @@ async fn fleet_reconnects_and_resumes_when_asked() {
     let Some(srv) = support::sshd() else { return };
     let srv = Arc::new(srv);
     let guest = tempfile::tempdir().unwrap();
-    let target = Target::new("rebooter", support::HOST, srv.port(), srv.config(), plan(guest.path()));
+    let target = Target::new(
+        "rebooter",
+        support::HOST,
+        srv.port(),
+        srv.config(),
+        plan(guest.path()),
+    );
     let report = Fleet::new()
         .reconnects(1)
-        .sink(RebootAfterStep1 { server: srv.clone() })
+        .sink(RebootAfterStep1 {
+            server: srv.clone(),
+        })
         .provision(vec![target])
         .await;
     assert!(report.all_succeeded(), "{}", report.summary());
     let vm = report.get("rebooter").unwrap();
-    assert_eq!(vm.steps.iter().map(|s| s.step).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        vm.steps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     for step in ["step1", "step2", "step3"] {
         // Each step ran exactly once: nothing was repeated on reconnect.
-        assert_eq!(std::fs::read_to_string(guest.path().join(step)).unwrap(), "ran\n", "{step}");
+        assert_eq!(
+            std::fs::read_to_string(guest.path().join(step)).unwrap(),
+            "ran\n",
+            "{step}"
+        );
     }
 }

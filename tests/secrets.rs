@@ -57,7 +57,9 @@ async fn secrets_never_reach_errors_or_logs() {
     // Wrong password.
     let cfg = srv.config_without_auth().auth(Auth::password(PASSWORD));
     seen.push(format!("{cfg:?}"));
-    let err = Session::connect(support::HOST, srv.port(), &cfg).await.unwrap_err();
+    let err = Session::connect(support::HOST, srv.port(), &cfg)
+        .await
+        .unwrap_err();
     seen.push(format!("{err} {err:?}"));
     // Wrong passphrase, from memory and from a file.
     for auth in [
@@ -66,7 +68,9 @@ async fn secrets_never_reach_errors_or_logs() {
     ] {
         let cfg = srv.config_without_auth().auth(auth);
         seen.push(format!("{cfg:?}"));
-        let err = Session::connect(support::HOST, srv.port(), &cfg).await.unwrap_err();
+        let err = Session::connect(support::HOST, srv.port(), &cfg)
+            .await
+            .unwrap_err();
         seen.push(format!("{err} {err:?}"));
     }
     // The right passphrase, then a provisioning run and a fleet with it.
@@ -74,7 +78,9 @@ async fn secrets_never_reach_errors_or_logs() {
         .config_without_auth()
         .auth(Auth::key_pem(key_text.clone()).passphrase(PASSPHRASE));
     seen.push(format!("{cfg:?}"));
-    let sess = Session::connect(support::HOST, srv.port(), &cfg).await.unwrap();
+    let sess = Session::connect(support::HOST, srv.port(), &cfg)
+        .await
+        .unwrap();
     seen.push(format!("{sess:?}"));
     let err = vmssh::provision::run_provisions(
         &sess,
@@ -99,15 +105,27 @@ async fn secrets_never_reach_errors_or_logs() {
     seen.push(format!("{report:?}"));
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
-    assert!(!logs.is_empty(), "nothing was logged: the capture is not working");
-    assert!(logs.contains("russh"), "russh's log records are not captured");
+    assert!(
+        !logs.is_empty(),
+        "nothing was logged: the capture is not working"
+    );
+    assert!(
+        logs.contains("russh"),
+        "russh's log records are not captured"
+    );
     seen.push(logs);
     for text in &seen {
         for secret in [PASSWORD, PASSPHRASE, WRONG_PASSPHRASE] {
-            assert!(!text.contains(secret), "secret {secret:?} leaked into:\n{text}");
+            assert!(
+                !text.contains(secret),
+                "secret {secret:?} leaked into:\n{text}"
+            );
         }
         for line in &key_body {
-            assert!(!text.contains(line), "private key material leaked into:\n{text}");
+            assert!(
+                !text.contains(line),
+                "private key material leaked into:\n{text}"
+            );
         }
     }
 }

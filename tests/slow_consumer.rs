@@ -61,7 +61,10 @@ async fn long_pause_is_not_a_dead_peer() {
     // Pause for well over keepalive_interval * keepalive_max.
     tokio::time::sleep(Duration::from_secs(5)).await;
     while let Some(c) = stream.next().await {
-        got += c.expect("a paused consumer was taken for a dead peer").bytes().len();
+        got += c
+            .expect("a paused consumer was taken for a dead peer")
+            .bytes()
+            .len();
     }
     assert_eq!(got, TOTAL);
     assert!(stream.exit_status().await.unwrap().success());

@@ -34,17 +34,29 @@ fn rss_mib() -> u64 {
 }
 
 fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
 }
 
 /// Waits (bounded) for background closes to finish, then checks levels.
 async fn back_to(fds: usize, tasks: usize, rss: u64) {
     let start = Instant::now();
-    while (open_fds() > fds + 2 || alive_tasks() > tasks) && start.elapsed() < Duration::from_secs(20) {
+    while (open_fds() > fds + 2 || alive_tasks() > tasks)
+        && start.elapsed() < Duration::from_secs(20)
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(open_fds() <= fds + 2, "file descriptors leaked: {} now, {fds} before", open_fds());
-    assert!(alive_tasks() <= tasks, "tasks leaked: {} now, {tasks} before", alive_tasks());
+    assert!(
+        open_fds() <= fds + 2,
+        "file descriptors leaked: {} now, {fds} before",
+        open_fds()
+    );
+    assert!(
+        alive_tasks() <= tasks,
+        "tasks leaked: {} now, {tasks} before",
+        alive_tasks()
+    );
     let now = rss_mib();
     assert!(now <= rss + 40, "RSS grew from {rss} MiB to {now} MiB");
 }
@@ -56,7 +68,9 @@ async fn connect_exec_close_cycles() {
     let cycles = if full() { 10_000 } else { 300 };
     // Warm up allocator and runtime before taking the baseline.
     for _ in 0..5 {
-        let s = vmssh::Session::connect(server.host(), server.port(), &cfg).await.unwrap();
+        let s = vmssh::Session::connect(server.host(), server.port(), &cfg)
+            .await
+            .unwrap();
         s.exec("true").await.unwrap();
         s.close().await.unwrap();
     }
@@ -69,7 +83,10 @@ async fn connect_exec_close_cycles() {
             let (host, port) = (server.host().to_string(), server.port());
             async move {
                 let s = vmssh::Session::connect(&host, port, &cfg).await.unwrap();
-                let out = s.exec(&format!("echo {i}; echo e{i} >&2; exit {}", i % 7)).await.unwrap();
+                let out = s
+                    .exec(&format!("echo {i}; echo e{i} >&2; exit {}", i % 7))
+                    .await
+                    .unwrap();
                 assert_eq!(out.stdout, format!("{i}\n").into_bytes());
                 assert_eq!(out.stderr, format!("e{i}\n").into_bytes());
                 assert_eq!(out.status.code(), Some((i % 7) as u32));
@@ -97,7 +114,11 @@ async fn connect_exec_close_cycles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sftp_transfers() {
     let root = tempfile::tempdir().unwrap();
-    let server = TestServer::builder().sftp_root(root.path()).start().await.unwrap();
+    let server = TestServer::builder()
+        .sftp_root(root.path())
+        .start()
+        .await
+        .unwrap();
     let sess = server.connect().await.unwrap();
     let local = tempfile::tempdir().unwrap();
     let transfers = if full() { 1_000 } else { 60 };
@@ -112,9 +133,13 @@ async fn sftp_transfers() {
         let src = local.path().join("src");
         std::fs::write(&src, &data).unwrap();
         let remote = format!("/dir{}/f{i}", i % 5);
-        sess.upload_with(&src, &remote, &vmssh::TransferOptions::new().create_parents(true))
-            .await
-            .unwrap();
+        sess.upload_with(
+            &src,
+            &remote,
+            &vmssh::TransferOptions::new().create_parents(true),
+        )
+        .await
+        .unwrap();
         let back = local.path().join("back");
         sess.download(&remote, &back).await.unwrap();
         assert_eq!(

@@ -153,7 +153,10 @@ impl russh::server::Handler for ConnHandler {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let open = self.ctx.open_channels.load(std::sync::atomic::Ordering::SeqCst);
+        let open = self
+            .ctx
+            .open_channels
+            .load(std::sync::atomic::Ordering::SeqCst);
         if open >= self.ctx.shared.opts.max_sessions as u64 {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -164,10 +167,12 @@ impl russh::server::Handler for ConnHandler {
         reply.accept().await;
         let handle = session.handle();
         let ctx = self.ctx.clone();
-        ctx.open_channels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ctx.open_channels
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.ctx.shared.tasks.spawn("session channel", async move {
             serve_channel(channel, handle, ctx.clone()).await;
-            ctx.open_channels.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            ctx.open_channels
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
         Ok(())
     }
