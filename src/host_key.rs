@@ -108,34 +108,20 @@ impl HostKeyPolicy {
                     actual: fingerprint(key),
                 })
             }
-            PolicyKind::KnownHosts(path) => {
+            PolicyKind::KnownHosts(path) | PolicyKind::AcceptNew(path) => {
                 let text = read_known_hosts(path).await?;
                 match lookup(&text, host, port, key) {
                     Lookup::Trusted => Ok(()),
+                    Lookup::Unknown if matches!(self.kind, PolicyKind::AcceptNew(_)) => {
+                        append_known_host(path, &text, host, port, key).await?;
+                        tracing::info!(host, port, fingerprint = %fingerprint(key), "learned new host key");
+                        Ok(())
+                    }
                     Lookup::Unknown => Err(Error::HostKeyUnknown {
                         host: host.to_string(),
                         port,
                         fingerprint: fingerprint(key),
                     }),
-                    Lookup::Changed(expected) | Lookup::Revoked(expected) => {
-                        Err(Error::HostKeyChanged {
-                            host: host.to_string(),
-                            port,
-                            expected,
-                            actual: fingerprint(key),
-                        })
-                    }
-                }
-            }
-            PolicyKind::AcceptNew(path) => {
-                let text = read_known_hosts(path).await?;
-                match lookup(&text, host, port, key) {
-                    Lookup::Trusted => Ok(()),
-                    Lookup::Unknown => {
-                        append_known_host(path, &text, host, port, key).await?;
-                        tracing::info!(host, port, fingerprint = %fingerprint(key), "learned new host key");
-                        Ok(())
-                    }
                     Lookup::Changed(expected) | Lookup::Revoked(expected) => {
                         Err(Error::HostKeyChanged {
                             host: host.to_string(),

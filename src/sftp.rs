@@ -531,6 +531,10 @@ impl Session {
 
     /// Uploads a local file with options. Returns the bytes sent.
     ///
+    /// On a server without an SFTP subsystem (minimal images running
+    /// dropbear alone), the file is streamed through `cat` over an exec
+    /// channel instead, with the same atomic rename and mode.
+    ///
     /// # Errors
     ///
     /// As [`upload`](Self::upload).
@@ -538,10 +542,6 @@ impl Session {
     /// # Cancel safety
     ///
     /// As [`upload`](Self::upload).
-    ///
-    /// On a server without an SFTP subsystem (minimal images running
-    /// dropbear alone), the file is streamed through `cat` over an exec
-    /// channel instead, with the same atomic rename and mode.
     pub async fn upload_with(
         &self,
         local: &Path,
