@@ -246,3 +246,56 @@ fn looks_encrypted(text: &str) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway key generated for this test only.
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBm1qDxBs4aor9PEaDW6C7JqioLJoAJQg0qFx28eGtiTQAAAJA5aNxOOWjc
+TgAAAAtzc2gtZWQyNTUxOQAAACBm1qDxBs4aor9PEaDW6C7JqioLJoAJQg0qFx28eGtiTQ
+AAAEC8cxSLz6BkeD/028ndzBYuyDxoJrlG6wV2m1/mdTRE0GbWoPEGzhqiv08RoNboLsmq
+KgsmgAlCDSoXHbx4a2JNAAAACXRlc3Qtb25seQECAwQ=
+-----END OPENSSH PRIVATE KEY-----
+";
+
+    #[test]
+    fn whole_key_decodes() {
+        assert!(decode_key(KEY, None, "<test>").is_ok());
+    }
+
+    /// Truncated and corrupted keys give a typed error, never a panic, and
+    /// the error text never contains key material.
+    #[test]
+    fn truncated_and_corrupted_keys_are_typed_errors() {
+        let body_line = KEY.lines().nth(2).unwrap();
+        let mut cases: Vec<String> = (0..KEY.len())
+            .step_by(7)
+            .map(|n| KEY[..n].to_string())
+            .collect();
+        for i in (0..KEY.len()).step_by(5) {
+            let mut bytes = KEY.as_bytes().to_vec();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            cases.push(String::from_utf8(bytes).unwrap());
+        }
+        for text in cases {
+            match decode_key(&text, None, "<test>") {
+                Ok(_) => {}
+                Err(e @ Error::Key { .. }) => {
+                    let shown = format!("{e} {e:?}");
+                    assert!(!shown.contains(body_line), "key material in {shown}");
+                }
+                Err(other) => panic!("untyped error {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn encrypted_detection() {
+        assert!(!looks_encrypted(KEY));
+        assert!(looks_encrypted("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+        assert!(!looks_encrypted("garbage"));
+    }
+}
