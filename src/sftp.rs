@@ -625,7 +625,10 @@ impl Session {
             ));
         }
         if opts.atomic {
-            script.push_str(&format!("trap 'rm -f -- {tmp}' EXIT; "));
+            script.push_str(&format!(
+                "trap {} EXIT; ",
+                shell_quote(&format!("rm -f -- {tmp}"))
+            ));
         }
         script.push_str(&format!("umask 077; cat > {tmp}; chmod {mode:o} {tmp}; "));
         if opts.atomic {

@@ -354,3 +354,86 @@ async fn upload_cut_by_server_death(srv: &support::Server) {
     assert_eq!(std::fs::read(&dst).unwrap(), b"the old, intact contents");
 }
 on_both_servers!(upload_cut_by_server_death);
+
+/// Minimal images have no SFTP subsystem: uploads go through `cat` over
+/// exec, with the same atomic replace, mode and typed errors; downloads
+/// through `download_via_exec`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sftp_subsystem_falls_back_to_exec() {
+    let Some(srv) = support::Sshd::builder().no_sftp().start() else {
+        return;
+    };
+    let sess = srv.connect().await;
+    let err = sess.sftp().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::Unsupported,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let local = tempfile::tempdir().unwrap();
+    let remote = remote_dir();
+    let src = local.path().join("src");
+    let want = random_file(&src, 3 * 1024 * 1024 + 5);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let dst = remote.path().join("sub dir/it's here");
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::write(&dst, b"old").unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let seen = done.clone();
+    let opts = TransferOptions::new().on_progress(move |p| seen.store(p.done, Ordering::SeqCst));
+    let sent = sess
+        .upload_with(&src, dst.to_str().unwrap(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(sent, 3 * 1024 * 1024 + 5);
+    assert_eq!(done.load(Ordering::SeqCst), sent);
+    assert_eq!(digest(&dst), want);
+    assert_eq!(mode(&dst), 0o750);
+    let names: Vec<_> = std::fs::read_dir(dst.parent().unwrap()).unwrap().collect();
+    assert_eq!(names.len(), 1, "temporary file left behind");
+
+    let refuse = TransferOptions::new().overwrite(false);
+    let err = sess
+        .upload_with(&src, dst.to_str().unwrap(), &refuse)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::AlreadyExists,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = sess.upload(&src, "/proc/vmssh-test/f").await.unwrap_err();
+    assert!(matches!(err, Error::Sftp { .. }), "{err:?}");
+
+    let mut back = Vec::new();
+    let n = sess
+        .download_via_exec(dst.to_str().unwrap(), &mut back)
+        .await
+        .unwrap();
+    assert_eq!(n, back.len() as u64);
+    assert_eq!(<[u8; 32]>::from(Sha256::digest(&back)), want);
+    let err = sess
+        .download_via_exec("/nonexistent/vmssh", &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -388,6 +388,7 @@ pub struct ServerBuilder {
     accept_env: Vec<String>,
     extra_config: Vec<String>,
     extra_args: Vec<String>,
+    no_sftp: bool,
 }
 
 /// OpenSSH `sshd` fixture.
@@ -444,7 +445,15 @@ impl ServerBuilder {
             accept_env: Vec::new(),
             extra_config: Vec::new(),
             extra_args: Vec::new(),
+            no_sftp: false,
         }
+    }
+
+    /// sshd without an SFTP subsystem, like a minimal image. Ignored by
+    /// dropbear.
+    pub fn no_sftp(mut self) -> Self {
+        self.no_sftp = true;
+        self
     }
 
     /// Listen on this port (no retry on collision).
@@ -921,14 +930,15 @@ fn spawn_sshd(
          KbdInteractiveAuthentication no\n\
          MaxStartups 200\n\
          MaxSessions {ms}\n\
-         LogLevel VERBOSE\n\
-         Subsystem sftp {sftp}\n",
+         LogLevel VERBOSE\n",
         hk = host_key.display(),
         ak = authorized_keys.display(),
         pw = if opts.password_auth { "yes" } else { "no" },
         ms = opts.max_sessions.unwrap_or(10),
-        sftp = sftp.display(),
     );
+    if !opts.no_sftp {
+        config.push_str(&format!("Subsystem sftp {}\n", sftp.display()));
+    }
     for pat in &opts.accept_env {
         config.push_str(&format!("AcceptEnv {pat}\n"));
     }
