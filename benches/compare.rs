@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench compare                      # full run
+//! cargo bench --bench compare --features testkit   # + rows against vmssh::testkit
 //! cargo bench --bench compare -- --quick           # smaller, for CI
 //! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
 //! cargo bench --bench compare -- --no-old          # skip the libssh2 build
@@ -1140,7 +1141,8 @@ const SFTP_VARIANTS: &[(&str, u32, usize, bool)] = &[
     ("chunk=64KiB,in_flight=64", 64 * 1024, 64, false),
     ("chunk=128KiB,in_flight=32", 128 * 1024, 32, false),
     ("chunk=255KiB,in_flight=16", 255 * 1024, 16, false),
-    ("plain: fsync=off,atomic=off", 32 * 1024, 64, true),
+    // 0: the direction's default chunk size and requests in flight.
+    ("plain: fsync=off,atomic=off", 0, 0, true),
 ];
 
 fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
@@ -1230,14 +1232,16 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         let _ = label;
         contenders.push((
             who,
-            vm(
-                who,
-                vec![
-                    ("chunk", chunk.to_string()),
-                    ("inflight", inflight.to_string()),
-                    ("plain", u8::from(*plain).to_string()),
-                ],
-            ),
+            vm(who, {
+                let mut x = vec![("plain", u8::from(*plain).to_string())];
+                if *chunk > 0 {
+                    x.push(("chunk", chunk.to_string()));
+                }
+                if *inflight > 0 {
+                    x.push(("inflight", inflight.to_string()));
+                }
+                x
+            }),
         ));
     }
     let res = rounds(name, env.rounds(5, 3), contenders, "mbps");
@@ -1309,10 +1313,15 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         );
     }
     report.notes.push(format!(
-        "{name}: {} MiB random file, tmpfs on both ends; vmssh defaults: 64 requests x 32 KiB in flight, atomic rename, \
-         fsync; openssh = `sftp -b` ({}) timed by `!date` lines around it in the batch, CPU and RSS growth of sftp+ssh \
+        "{name}: {} MiB random file, tmpfs on both ends; vmssh defaults: {} in flight, atomic rename, \
+         fsync (v5: the same without them); openssh = `sftp -b` ({}) timed by `!date` lines around it in the batch, CPU and RSS growth of sftp+ssh \
          minus an empty batch's; `scp` (SFTP protocol since OpenSSH 9.0): wall time minus an empty file's ({:.0} ms)",
         bytes / MIB,
+        if up {
+            "16 requests x 32 KiB"
+        } else {
+            "32 requests x 128 KiB"
+        },
         if up { "put" } else { "get" },
         env.scp_base * 1e3,
     ));
@@ -1420,7 +1429,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         ]
     };
     let settle = || std::thread::sleep(Duration::from_secs(1));
-    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+    #[allow(unused_mut)]
+    let mut contenders: Vec<(&str, RunFn<'_>)> = vec![
         (
             "vmssh",
             Box::new(|| {
@@ -1441,11 +1451,25 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
             }),
         ),
     ];
+    // The same sessions against vmssh's own server (vmssh::testkit), in the
+    // vmssh process, on the same current_thread runtime.
+    #[cfg(feature = "testkit")]
+    contenders.push((
+        "testkit",
+        Box::new(|| {
+            let s = run_child(
+                Some(env.vmssh("concurrent_sessions_testkit", &[], &extra())),
+                "testkit",
+            );
+            settle();
+            s
+        }),
+    ));
     let res = rounds("concurrent_sessions", env.rounds(2, 1), contenders, "secs");
     report.notes.push(spread(
         "concurrent_sessions",
         &res,
-        &["vmssh", "old"],
+        &["vmssh", "old", "testkit"],
         "secs",
     ));
     let m = |n: &str, k: &str| med(&res, n, k);
@@ -1481,17 +1505,56 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         )
         .vals(m("vmssh", "cpu"), None, m("old", "cpu")),
     );
-    let failed: f64 = ["vmssh", "old"]
+    if cfg!(feature = "testkit") {
+        let label = "concurrent_sessions[testkit server]";
+        report.rows.push(
+            Row::new(format!("{label} wall"), "s", Better::Lower, Goal::Info).vals(
+                m("testkit", "secs"),
+                None,
+                None,
+            ),
+        );
+        report.rows.push(
+            Row::new(format!("{label} RSS"), "MiB", Better::Lower, Goal::Info).vals(
+                m("testkit", "rss_growth_mib"),
+                None,
+                None,
+            ),
+        );
+        report.rows.push(
+            Row::new(
+                format!("{label} threads"),
+                "peak",
+                Better::Lower,
+                Goal::Info,
+            )
+            .vals(m("testkit", "threads_peak"), None, None),
+        );
+        report.rows.push(
+            Row::new(format!("{label} CPU"), "s", Better::Lower, Goal::Info).vals(
+                m("testkit", "cpu"),
+                None,
+                None,
+            ),
+        );
+    }
+    let failed: f64 = ["vmssh", "old", "testkit"]
         .iter()
         .filter_map(|n| res.get(n))
         .flatten()
         .filter_map(|s| s.get("failed"))
         .sum();
+    let testkit = if cfg!(feature = "testkit") {
+        "[testkit server] rows: the same sessions against one vmssh::testkit::TestServer started inside the vmssh \
+         process, clients and server on its one current_thread runtime (the commands' shells are child processes); \
+         RSS growth, threads and CPU are client and server together"
+    } else {
+        "[testkit server] rows: not built (they need `--features testkit`)"
+    };
     report.notes.push(format!(
         "concurrent_sessions: {sessions} sessions over {} sshds, 32 connects in flight, each runs `echo N`, all held \
          open until the last is done; vmssh on one current_thread runtime, old on tokio's multi-thread runtime and \
-         default blocking pool; failed sessions over all runs: {failed}; testkit variant: not measured \
-         yet (TODO: the same run against vmssh::testkit servers, behind --features testkit)",
+         default blocking pool; failed sessions over all runs: {failed}; {testkit}",
         ports.len()
     ));
 }

@@ -120,6 +120,8 @@ pub(crate) fn main(scenario: &str, args: &Args) -> Res<()> {
             "sftp_download" => sftp_transfer(args, false).await,
             "connect_wake" => connect_wake(args).await,
             "concurrent_sessions" => concurrent_sessions(args).await,
+            #[cfg(feature = "testkit")]
+            "concurrent_sessions_testkit" => concurrent_sessions_testkit(args).await,
             "fleet" => fleet(args).await,
             other => Err(format!("unknown scenario {other}")),
         }
@@ -249,9 +251,30 @@ async fn connect_wake(args: &Args) -> Res<()> {
 }
 
 async fn concurrent_sessions(args: &Args) -> Res<()> {
-    let ports = args.ports()?;
-    let n = args.num("sessions")? as usize;
     let cfg = args.config()?;
+    many_sessions(HOST, &args.ports()?, &cfg, args).await
+}
+
+/// The same sessions against one `vmssh::testkit::TestServer` started in
+/// this process, on the same current_thread runtime as the clients: no
+/// sshd, no other process but the commands' shells. RSS, threads and CPU
+/// are the client's and the server's together.
+#[cfg(feature = "testkit")]
+async fn concurrent_sessions_testkit(args: &Args) -> Res<()> {
+    let server = vmssh::testkit::TestServer::start().await.map_err(err)?;
+    many_sessions(server.host(), &[server.port()], &server.config(), args).await?;
+    let failures = server.failures();
+    if !failures.is_empty() {
+        return Err(format!("testkit server tasks failed: {failures:?}"));
+    }
+    Ok(())
+}
+
+/// `--sessions` sessions spread over `ports`, at most `--connect-cap`
+/// connects in flight, each running `echo N`; all held open until the last
+/// is done. Prints wall time, failures, CPU, peak RSS growth and threads.
+async fn many_sessions(host: &str, ports: &[u16], cfg: &SshConfig, args: &Args) -> Res<()> {
+    let n = args.num("sessions")? as usize;
     let cap = Arc::new(Semaphore::new(args.num("connect-cap")? as usize));
     let baseline = measure::rss_kib();
     measure::reset_peak();
@@ -261,10 +284,11 @@ async fn concurrent_sessions(args: &Args) -> Res<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (cfg, cap, port) = (cfg.clone(), cap.clone(), ports[i % ports.len()]);
+        let host = host.to_string();
         tasks.spawn(async move {
             let sess = {
                 let _permit = cap.acquire().await.map_err(err)?;
-                Session::connect_with_retry(HOST, port, &cfg, Duration::from_secs(60))
+                Session::connect_with_retry(&host, port, &cfg, Duration::from_secs(60))
                     .await
                     .map_err(err)?
             };
