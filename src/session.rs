@@ -612,6 +612,18 @@ async fn authenticate(
         if ok {
             return Ok(());
         }
+        // russh reports a connection that died while a method was pending
+        // as a plain failure: that is not a rejection, and unlike one it is
+        // worth retrying (a VM rebooting under us).
+        if handle.is_closed() {
+            return Err(Error::Handshake {
+                host: host.to_string(),
+                port,
+                reason: "connection lost during authentication".to_string(),
+                early_close: true,
+                source: None,
+            });
+        }
     }
     Err(Error::AuthFailed {
         host: host.to_string(),
