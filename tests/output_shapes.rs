@@ -1,4 +1,4 @@
-//! Awkward output and input: a single 100 MiB line, hundreds of thousands
+//! Awkward output and input: a single 100 MiB line, a million
 //! of tiny flushed writes, stdout and stderr interleaved at full speed, and
 //! command lines or values full of quotes, `$()`, newlines and non-ASCII.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,7 +29,7 @@ on_both_servers!(one_huge_line);
 
 async fn many_tiny_writes(srv: &support::Server) {
     let sess = srv.connect().await;
-    const LINES: u32 = 200_000;
+    const LINES: u32 = 1_000_000;
     let mut stream = sess
         .exec_streaming(&format!(
             "awk 'BEGIN {{ for (i = 0; i < {LINES}; i++) {{ print i; fflush() }} }}'"
