@@ -359,13 +359,17 @@ impl Fleet {
         // Dropping a JoinSet aborts its tasks: cancelling this future cancels every VM.
         let mut tasks = JoinSet::new();
         let mut ids = std::collections::HashMap::new();
+        // What each VM got done, kept outside its task so that a VM aborted
+        // by fail_fast still reports its connect time and finished steps.
+        let progress: Vec<Arc<Recorder>> = targets.iter().map(|_| Arc::default()).collect();
         for (index, target) in targets.iter().cloned().enumerate() {
             let fleet = self.clone();
             let vm_slots = vm_slots.clone();
             let connect_slots = connect_slots.clone();
+            let recorder = progress[index].clone();
             let handle = tasks.spawn(async move {
                 let _slot = vm_slots.acquire_owned().await;
-                (index, fleet.run_one(target, connect_slots).await)
+                (index, fleet.run_one(target, connect_slots, recorder).await)
             });
             ids.insert(handle.id(), index);
         }
@@ -417,6 +421,7 @@ impl Fleet {
                         },
                     )
                     .await;
+                    let (connect, steps) = progress[index].take();
                     reports[index] = Some(VmReport {
                         name: t.name.clone(),
                         host: t.host.clone(),
@@ -424,8 +429,8 @@ impl Fleet {
                         outcome,
                         failed_step: None,
                         error,
-                        connect: None,
-                        steps: Vec::new(),
+                        connect,
+                        steps,
                         total: start.elapsed(),
                     });
                 }
@@ -437,7 +442,12 @@ impl Fleet {
         }
     }
 
-    async fn run_one(&self, target: Target, connect_slots: Arc<Semaphore>) -> VmReport {
+    async fn run_one(
+        &self,
+        target: Target,
+        connect_slots: Arc<Semaphore>,
+        recorder: Arc<Recorder>,
+    ) -> VmReport {
         let start = Instant::now();
         let vm: Arc<str> = Arc::from(target.name.as_str());
         let mut report = VmReport {
@@ -451,7 +461,9 @@ impl Fleet {
             steps: Vec::new(),
             total: Duration::ZERO,
         };
-        let mut p = Provisioner::new(target.name.clone()).base_dir(target.base_dir.clone());
+        let mut p = Provisioner::new(target.name.clone())
+            .base_dir(target.base_dir.clone())
+            .shared_sink(recorder);
         for s in &self.sinks {
             p = p.shared_sink(s.clone());
         }
@@ -530,6 +542,63 @@ impl Fleet {
                 other => return other.map_err(Failure::Plan),
             }
         }
+    }
+}
+
+/// Records a VM's connect time and finished steps from its events.
+#[derive(Default)]
+struct Recorder {
+    state: std::sync::Mutex<RecorderState>,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    connect: Option<Duration>,
+    started: std::collections::HashMap<usize, String>,
+    steps: Vec<StepReport>,
+}
+
+impl Recorder {
+    fn take(&self) -> (Option<Duration>, Vec<StepReport>) {
+        match self.state.lock() {
+            Ok(mut s) => (s.connect, std::mem::take(&mut s.steps)),
+            Err(_) => (None, Vec::new()),
+        }
+    }
+}
+
+impl Sink for Recorder {
+    fn event<'a>(&'a self, event: &'a Event) -> futures::future::BoxFuture<'a, ()> {
+        if let Ok(mut s) = self.state.lock() {
+            match event {
+                Event::Connected { duration, .. } => {
+                    *s.connect.get_or_insert(Duration::ZERO) += *duration;
+                }
+                Event::StepStarted {
+                    step, description, ..
+                } => {
+                    s.started.insert(*step, description.clone());
+                }
+                Event::StepFinished {
+                    step,
+                    status,
+                    ok,
+                    duration,
+                    ..
+                } => {
+                    let description = s.started.remove(step).unwrap_or_default();
+                    s.steps.push(StepReport {
+                        step: *step,
+                        description,
+                        ok: *ok,
+                        status: status.as_ref().map(|st| st.to_string()),
+                        duration: *duration,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Box::pin(async {})
     }
 }
 

@@ -211,3 +211,35 @@ async fn report_round_trips_and_merges() {
     assert_eq!(a.succeeded(), ["a1", "a2", "b1"]);
     assert!(a.all_succeeded());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_vms_keep_their_progress() {
+    let Some(servers) = servers() else { return };
+    let plan = targets(&servers, 10, |i| {
+        if i == 0 {
+            vec![ProvisionDef::inline("sleep 2.5; exit 1")]
+        } else {
+            vec![
+                ProvisionDef::inline("echo one"),
+                ProvisionDef::inline("sleep 30"),
+            ]
+        }
+    });
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        Fleet::new().fail_fast(true).provision(plan),
+    )
+    .await
+    .expect("fail-fast fleet hung");
+    assert_eq!(report.failed(), ["vm00"], "{}", report.summary());
+    assert_eq!(report.cancelled().len(), 9, "{}", report.summary());
+    for v in report
+        .vms
+        .iter()
+        .filter(|v| v.outcome == Outcome::Cancelled)
+    {
+        assert!(v.connect.is_some(), "{}: connect time lost", v.name);
+        assert_eq!(v.steps.len(), 1, "{}: {:?}", v.name, v.steps);
+        assert!(v.steps[0].ok && v.steps[0].description == "inline: echo one");
+    }
+}
