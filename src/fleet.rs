@@ -463,7 +463,7 @@ impl Fleet {
         };
         let mut p = Provisioner::new(target.name.clone())
             .base_dir(target.base_dir.clone())
-            .shared_sink(recorder);
+            .shared_sink(recorder.clone());
         for s in &self.sinks {
             p = p.shared_sink(s.clone());
         }
@@ -471,8 +471,9 @@ impl Fleet {
             p = p.log_dir(dir.join(&target.name));
         }
         let result = self
-            .connect_and_run(&target, &p, &connect_slots, &mut report)
+            .connect_and_run(&target, &p, &connect_slots, &recorder)
             .await;
+        (report.connect, report.steps) = recorder.take();
         match &result {
             Ok(()) => report.outcome = Outcome::Succeeded,
             Err(Failure::Connect(e)) => {
@@ -502,7 +503,7 @@ impl Fleet {
         target: &Target,
         p: &Provisioner,
         connect_slots: &Semaphore,
-        report: &mut VmReport,
+        recorder: &Recorder,
     ) -> Result<(), Failure> {
         p.check_inputs(&target.steps).await.map_err(Failure::Plan)?;
         let mut next = 0;
@@ -520,11 +521,14 @@ impl Fleet {
             )
             .await
             .map_err(Failure::Connect)?;
-            let took = started.elapsed();
-            *report.connect.get_or_insert(Duration::ZERO) += took;
-            p.emit(Event::Connected { vm, duration: took }).await;
+            p.emit(Event::Connected {
+                vm,
+                duration: started.elapsed(),
+            })
+            .await;
+            // The recorder keeps the step reports (from the events).
             let result = p
-                .run_from(&session, &target.steps, next, &mut report.steps)
+                .run_from(&session, &target.steps, next, &mut Vec::new())
                 .await;
             let _ = session.close().await;
             match result {
@@ -532,7 +536,7 @@ impl Fleet {
                     match crate::provision::step_not_started(&e) {
                         Some(step) => {
                             tracing::info!(vm = %target.name, step, "connection gone before the step; reconnecting");
-                            report.steps.pop();
+                            recorder.forget_last_step();
                             reconnects += 1;
                             next = step - 1;
                         }
@@ -545,7 +549,9 @@ impl Fleet {
     }
 }
 
-/// Records a VM's connect time and finished steps from its events.
+/// Records a VM's connect time and finished steps from its events: the one
+/// source of both in its report, kept outside the VM's task so that a VM
+/// aborted by fail_fast still reports them.
 #[derive(Default)]
 struct Recorder {
     state: std::sync::Mutex<RecorderState>,
@@ -559,6 +565,13 @@ struct RecorderState {
 }
 
 impl Recorder {
+    /// Drops the report of a step that will run again after a reconnect.
+    fn forget_last_step(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.steps.pop();
+        }
+    }
+
     fn take(&self) -> (Option<Duration>, Vec<StepReport>) {
         match self.state.lock() {
             Ok(mut s) => (s.connect, std::mem::take(&mut s.steps)),
