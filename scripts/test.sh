@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, the whole test suite against real
-# OpenSSH and dropbear servers, doc tests and docs.
+# The test command: installs what the tests need, then formatting, lints,
+# the whole test suite against real servers, doc tests and docs.
 #
-# On a fresh Debian/Ubuntu machine, run as root: the servers are installed
-# through apt when missing. Without root, install them first:
-#   apt-get install openssh-server openssh-client dropbear-bin
+# On a fresh Debian/Ubuntu machine, run as root: each scripts/deps/*.sh
+# installs one group of test servers (through apt, pip, ...) when missing.
+# Without root, install them first (each file says what it needs).
 #
-# Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes a missing
-# server a test failure.
+# Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes build.rs
+# fail the build when a test server is missing, instead of marking its
+# tests ignored.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,30 +17,32 @@ step() { printf '\n==> %s\n' "$*"; }
 
 have() { [ -x "$1" ] || command -v "$1" >/dev/null 2>&1; }
 
-missing=()
-have /usr/sbin/sshd || missing+=(openssh-server)
-have /usr/sbin/dropbear || missing+=(dropbear-bin)
-# ssh-keygen, ssh-agent and ssh-add come with openssh-client.
-if ! have ssh-keygen || ! have ssh-agent || ! have ssh-add; then
-    missing+=(openssh-client)
-fi
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
 
-if [ "${#missing[@]}" -gt 0 ]; then
+# apt_install PKG...: installs Debian packages (no recommends), running
+# `apt-get update` once per run. Fails with a clear message where it cannot.
+apt_updated=
+apt_install() {
+    [ "$#" -gt 0 ] || return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "error: the tests need ${missing[*]}, which are not installed, and this is not root." >&2
-        echo "Install them first:  sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
+        die "the tests need $*, which are not installed, and this is not root. Install them first:  sudo apt-get install -y $*"
     fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: the tests need ${missing[*]}, and apt-get is not available to install them." >&2
-        exit 1
+    have apt-get || die "the tests need $*, and apt-get is not available to install them."
+    step "installing $*"
+    if [ -z "$apt_updated" ]; then
+        apt-get update
+        apt_updated=1
     fi
-    step "installing ${missing[*]}"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    # The packages' own services are not needed: each test starts its own
-    # server on a free loopback port.
-fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
+for deps in scripts/deps/*.sh; do
+    # shellcheck source=/dev/null
+    . "$deps"
+done
 
 export VMSSH_REQUIRE_SERVERS=1
 

@@ -11,11 +11,11 @@ use support::{KeyFormat, KeyType};
 use vmssh::{Auth, Error, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn agent_from_environment() {
-    let Some(srv) = support::sshd() else { return };
-    let Some(agent) = support::agent() else {
-        return;
-    };
+    let srv = support::sshd();
+    let agent = support::agent();
     let dir = tempfile::tempdir().unwrap();
     let key = support::keygen(
         dir.path(),

@@ -43,8 +43,9 @@ fn remote_sleepers(marker: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn dropped_upload_leaves_destination_and_session_intact() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let sess = srv.connect().await;
     let baseline = alive_tasks();
     let local = tempfile::tempdir().unwrap();
@@ -82,8 +83,9 @@ async fn dropped_upload_leaves_destination_and_session_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn dropped_provisioning_closes_its_channel() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let sess = srv.connect().await;
     let baseline = alive_tasks();
     let marker = format!("vmssh-cancel-{}", std::process::id());
@@ -118,8 +120,9 @@ async fn dropped_provisioning_closes_its_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn dropped_fleet_leaves_no_task() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let baseline = alive_tasks();
     let targets: Vec<Target> = (0..20)
         .map(|i| {

@@ -18,9 +18,7 @@ async fn server_starts_late(kind: support::Kind) {
         support::Kind::OpenSsh => support::Sshd::builder(),
         support::Kind::Dropbear => support::Dropbear::builder(),
     };
-    let Some(prepared) = builder.port(port).prepare() else {
-        return;
-    };
+    let prepared = builder.port(port).prepare();
     let cfg = prepared.config();
     let start = Instant::now();
     let server = tokio::task::spawn_blocking(move || {
@@ -42,11 +40,13 @@ async fn server_starts_late(kind: support::Kind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn retry_until_sshd_starts() {
     server_starts_late(support::Kind::OpenSsh).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
 async fn retry_until_dropbear_starts() {
     server_starts_late(support::Kind::Dropbear).await;
 }

@@ -14,7 +14,7 @@ use vmssh::fleet::{Fleet, FleetReport, Outcome, Target};
 use vmssh::provision::{Event, ProvisionDef, Sink};
 
 /// Four sshd instances stand in for forty VMs (ten each).
-fn servers() -> Option<Vec<support::Server>> {
+fn servers() -> Vec<support::Server> {
     (0..4).map(|_| support::sshd()).collect()
 }
 
@@ -48,8 +48,9 @@ impl Sink for Counter {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn forty_vms_with_one_failure_isolated() {
-    let Some(servers) = servers() else { return };
+    let servers = servers();
     let guest = tempfile::tempdir().unwrap();
     let g = guest.path().display().to_string();
     let plan = targets(&servers, 40, |i| {
@@ -104,8 +105,9 @@ async fn forty_vms_with_one_failure_isolated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn fail_fast_cancels_the_rest() {
-    let Some(servers) = servers() else { return };
+    let servers = servers();
     let guest = tempfile::tempdir().unwrap();
     let g = guest.path().display().to_string();
     let plan = targets(&servers, 40, |i| {
@@ -150,8 +152,9 @@ async fn fail_fast_cancels_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn unreachable_vm_is_reported_not_fatal() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let dead_port = support::free_port();
     let plan = vec![
         Target::new(
@@ -185,8 +188,9 @@ async fn unreachable_vm_is_reported_not_fatal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn report_round_trips_and_merges() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let run = |names: &[&str]| {
         let plan: Vec<Target> = names
             .iter()
@@ -213,8 +217,9 @@ async fn report_round_trips_and_merges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn cancelled_vms_keep_their_progress() {
-    let Some(servers) = servers() else { return };
+    let servers = servers();
     let plan = targets(&servers, 10, |i| {
         if i == 0 {
             vec![ProvisionDef::inline("sleep 2.5; exit 1")]

@@ -180,8 +180,9 @@ async fn missing_inputs_run_nothing(srv: &support::Server) {
 on_both_servers!(missing_inputs_run_nothing);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn events_arrive_in_order() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let sess = srv.connect().await;
     let plan = plan_dir();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
@@ -264,8 +265,9 @@ fn peak_rss_kib() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn slow_sink_bounds_memory() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let sess = srv.connect().await;
     let bytes = Arc::new(AtomicU64::new(0));
     let before = peak_rss_kib();
@@ -296,8 +298,9 @@ async fn slow_sink_bounds_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn server_killed_during_a_step() {
-    let Some(srv) = support::sshd() else { return };
+    let srv = support::sshd();
     let sess = srv.connect().await;
     let plan = plan_dir();
     let steps = [

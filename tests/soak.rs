@@ -4,7 +4,6 @@
 //!
 //! The CI variant is short. The full run (10,000 cycles, 1,000 transfers):
 //! `VMSSH_SOAK=full cargo test --release --all-features --test soak`.
-#![cfg(feature = "testkit")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};

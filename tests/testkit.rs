@@ -1,7 +1,6 @@
 //! The embedded test server (`vmssh::testkit`): real commands, SFTP, flow
 //! control, every fault knob, and a thousand connections to one process.
 //! Each test starts its own server through the `TestServer` API; no sshd.
-#![cfg(feature = "testkit")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;

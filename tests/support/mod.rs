@@ -3,10 +3,12 @@
 //! temporary directory, host key, client key and authorized_keys, killed
 //! (by PID) when dropped.
 //!
-//! When a binary is missing the fixture prints a loud `SKIPPED:` line and
-//! returns `None`, unless `VMSSH_REQUIRE_SERVERS` is set (as
-//! `scripts/test.sh` does), in which case it panics: CI never skips
-//! silently.
+//! A test that needs a server is marked
+//! `#[cfg_attr(not(vmssh_have_sshd), ignore = "...")]` (the cfgs come from
+//! the package's `build.rs`, which probes for the binaries): where a server
+//! is missing the runner reports the test as ignored, never as passed, and
+//! with `VMSSH_REQUIRE_SERVERS` set (as `scripts/test.sh` does) the build
+//! fails instead. The fixtures themselves panic when a binary is missing.
 //!
 //! Root's `.bashrc` is slow on these machines and bash sources it for every
 //! command a server runs; the fixtures avoid it without touching the home
@@ -35,30 +37,35 @@ use vmssh::{Auth, HostKeyPolicy, Session, SshConfig};
 /// Where every test server listens.
 pub const HOST: &str = "127.0.0.1";
 
-/// Environment variable that turns "skip when a server is missing" into a
-/// panic.
+/// Set by `scripts/test.sh`: `build.rs` then fails the build when a probed
+/// test server is missing, instead of marking its tests ignored.
 pub const REQUIRE_ENV: &str = "VMSSH_REQUIRE_SERVERS";
 
 /// Runs an `async fn(&Server)` test body once per server kind, as two
-/// tests named `<body>::sshd` and `<body>::dropbear`. Each skips (or, with
-/// `VMSSH_REQUIRE_SERVERS`, fails) when its server is not installed.
+/// tests named `<body>::sshd` and `<body>::dropbear`. Each is ignored when
+/// its server is not installed.
 #[macro_export]
 macro_rules! on_both_servers {
     ($body:ident) => {
+        $crate::on_both_servers!($body, requires all());
+    };
+    // `requires CFG`: a further probe (from build.rs) both tests need, such
+    // as `vmssh_have_agent`.
+    ($body:ident, requires $also:meta) => {
         mod $body {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+            #[cfg_attr(not($also), ignore = "needs a further test server (see build.rs)")]
             async fn sshd() {
-                let Some(srv) = $crate::support::sshd() else {
-                    return;
-                };
+                let srv = $crate::support::sshd();
                 super::$body(&srv).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+            #[cfg_attr(not($also), ignore = "needs a further test server (see build.rs)")]
             async fn dropbear() {
-                let Some(srv) = $crate::support::dropbear() else {
-                    return;
-                };
+                let srv = $crate::support::dropbear();
                 super::$body(&srv).await;
             }
         }
@@ -66,12 +73,7 @@ macro_rules! on_both_servers {
 }
 
 // ---------------------------------------------------------------------------
-// Skipping
-
-/// Whether missing servers must fail tests instead of skipping them.
-pub fn servers_required() -> bool {
-    std::env::var_os(REQUIRE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
-}
+// Finding binaries
 
 /// Finds `name` on `PATH` or in the usual system directories (`sshd` lives
 /// in `/usr/sbin`, which a non-root `PATH` may lack).
@@ -83,28 +85,24 @@ pub fn find_bin(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The paths of all `names`, or `None` after reporting the missing ones
-/// (panicking when servers are required).
-fn require_bins(what: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
+/// The paths of all `names`. Panics when one is missing: the test should
+/// have been ignored by its `cfg_attr` (see `build.rs`).
+fn require_bins(what: &str, names: &[&str]) -> Vec<PathBuf> {
     let found: Vec<_> = names.iter().map(|n| (n, find_bin(n))).collect();
     let missing: Vec<&str> = found
         .iter()
         .filter(|(_, p)| p.is_none())
         .map(|(n, _)| **n)
         .collect();
-    if missing.is_empty() {
-        return Some(found.into_iter().filter_map(|(_, p)| p).collect());
-    }
-    let msg = format!(
-        "{what} needs {} which {} not installed (Debian: apt-get install openssh-server openssh-client dropbear-bin)",
+    assert!(
+        missing.is_empty(),
+        "{what} needs {} which {} not installed, and the test was not marked ignored for it \
+         (add a cfg_attr(not(vmssh_have_...), ignore) from build.rs; Debian: apt-get install \
+         openssh-server openssh-client dropbear-bin)",
         missing.join(", "),
         if missing.len() == 1 { "is" } else { "are" }
     );
-    if servers_required() {
-        panic!("{REQUIRE_ENV} is set but {msg}");
-    }
-    eprintln!("\n=== SKIPPED: {msg} ===\n");
-    None
+    found.into_iter().filter_map(|(_, p)| p).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -396,9 +394,8 @@ pub struct ServerBuilder {
 pub struct Sshd;
 
 impl Sshd {
-    /// An sshd with default options; `None` (after a SKIPPED line) when
-    /// sshd is not installed.
-    pub fn start() -> Option<Server> {
+    /// An sshd with default options.
+    pub fn start() -> Server {
         Self::builder().start()
     }
 
@@ -413,9 +410,8 @@ impl Sshd {
 pub struct Dropbear;
 
 impl Dropbear {
-    /// A dropbear with default options; `None` (after a SKIPPED line) when
-    /// dropbear is not installed.
-    pub fn start() -> Option<Server> {
+    /// A dropbear with default options.
+    pub fn start() -> Server {
         Self::builder().start()
     }
 
@@ -426,12 +422,12 @@ impl Dropbear {
 }
 
 /// Shorthand for [`Sshd::start`].
-pub fn sshd() -> Option<Server> {
+pub fn sshd() -> Server {
     Sshd::start()
 }
 
 /// Shorthand for [`Dropbear::start`].
-pub fn dropbear() -> Option<Server> {
+pub fn dropbear() -> Server {
     Dropbear::start()
 }
 
@@ -495,22 +491,20 @@ impl ServerBuilder {
         self
     }
 
-    /// Starts the server and waits until it listens. `None` (after a
-    /// SKIPPED line) when a binary is missing; panics when it is installed
-    /// but does not start.
-    pub fn start(self) -> Option<Server> {
-        Some(self.prepare()?.start())
+    /// Starts the server and waits until it listens; panics when it does
+    /// not start.
+    pub fn start(self) -> Server {
+        self.prepare().start()
     }
 
     /// Makes the temporary directory and the keys without starting the
     /// server, so that a test can build its client settings first (a server
-    /// that starts late). `None` (after a SKIPPED line) when a binary is
-    /// missing.
-    pub fn prepare(self) -> Option<PreparedServer> {
+    /// that starts late).
+    pub fn prepare(self) -> PreparedServer {
         let bins = match self.kind {
-            Kind::OpenSsh => require_bins("OpenSSH sshd test", &["sshd", "ssh-keygen"])?,
+            Kind::OpenSsh => require_bins("OpenSSH sshd test", &["sshd", "ssh-keygen"]),
             Kind::Dropbear => {
-                require_bins("dropbear test", &["dropbear", "dropbearkey", "ssh-keygen"])?
+                require_bins("dropbear test", &["dropbear", "dropbearkey", "ssh-keygen"])
             }
         };
         let dir = tempfile::Builder::new()
@@ -522,14 +516,14 @@ impl ServerBuilder {
             Kind::OpenSsh => ed25519_key(dir.path(), "ssh_host_ed25519_key").public_line,
             Kind::Dropbear => dropbear_host_key(dir.path()),
         };
-        Some(PreparedServer {
+        PreparedServer {
             opts: self,
             bin: bins[0].clone(),
             dir,
             user: current_user(),
             client_key,
             host_key_line,
-        })
+        }
     }
 }
 
@@ -1185,9 +1179,9 @@ pub struct Agent {
     child: Child,
 }
 
-/// Starts an ssh-agent; `None` (after a SKIPPED line) when it is missing.
-pub fn agent() -> Option<Agent> {
-    let bins = require_bins("ssh-agent test", &["ssh-agent", "ssh-add"])?;
+/// Starts an ssh-agent.
+pub fn agent() -> Agent {
+    let bins = require_bins("ssh-agent test", &["ssh-agent", "ssh-add"]);
     let dir = tempfile::Builder::new()
         .prefix("vmssh-agent-")
         .tempdir()
@@ -1215,7 +1209,7 @@ pub fn agent() -> Option<Agent> {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    Some(Agent { dir, socket, child })
+    Agent { dir, socket, child }
 }
 
 impl Agent {

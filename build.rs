@@ -1,0 +1,110 @@
+//! Finds the real servers the integration tests start, so that a test whose
+//! server is missing is reported by the test runner as *ignored* (skipped),
+//! never as a pass.
+//!
+//! Each probe sets `cfg(vmssh_have_NAME)` when all of its binaries exist.
+//! Tests that need one carry
+//! `#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]`.
+//! With `VMSSH_REQUIRE_SERVERS=1` (as `scripts/test.sh` sets) a missing
+//! probe fails the build instead: CI never skips.
+//!
+//! The library itself uses none of these cfgs.
+
+use std::path::{Path, PathBuf};
+
+/// `(cfg name, what it is, binaries that must all exist)`. A binary is
+/// looked up on `PATH` and in the system directories, or taken as given
+/// when it is a path (relative paths are relative to this package).
+const PROBES: &[(&str, &str, &[&str])] = &[
+    (
+        "sshd",
+        "OpenSSH sshd (Debian: openssh-server)",
+        &["sshd", "ssh-keygen"],
+    ),
+    (
+        "dropbear",
+        "dropbear (Debian: dropbear-bin)",
+        &["dropbear", "dropbearkey", "ssh-keygen"],
+    ),
+    (
+        "agent",
+        "ssh-agent (Debian: openssh-client)",
+        &["ssh-agent", "ssh-add"],
+    ),
+    (
+        "openssh_client",
+        "OpenSSH's clients (Debian: openssh-client)",
+        &["ssh", "sftp", "scp", "ssh-keygen"],
+    ),
+];
+
+const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/lib/openssh"];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=VMSSH_REQUIRE_SERVERS");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let required =
+        std::env::var_os("VMSSH_REQUIRE_SERVERS").is_some_and(|v| !v.is_empty() && v != "0");
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let mut missing_required = Vec::new();
+    for (name, what, bins) in PROBES {
+        println!("cargo::rustc-check-cfg=cfg(vmssh_have_{name})");
+        let mut missing = Vec::new();
+        for bin in *bins {
+            match find(bin, &manifest) {
+                Some(path) => println!("cargo::rerun-if-changed={}", path.display()),
+                None => missing.push(*bin),
+            }
+        }
+        if missing.is_empty() {
+            println!("cargo::rustc-cfg=vmssh_have_{name}");
+        } else {
+            // Installing the binary changes its directory: probe again then.
+            for dir in watch_dirs(bins, &manifest) {
+                println!("cargo::rerun-if-changed={}", dir.display());
+            }
+            println!(
+                "cargo::warning=tests needing {what} will be reported as ignored: {} not found",
+                missing.join(", ")
+            );
+            missing_required.push(format!("{what}: {} not found", missing.join(", ")));
+        }
+    }
+    if required && !missing_required.is_empty() {
+        eprintln!(
+            "VMSSH_REQUIRE_SERVERS is set but some test servers are missing:\n  {}\n\
+             run ./scripts/test.sh (it installs them) or install them by hand",
+            missing_required.join("\n  ")
+        );
+        std::process::exit(1);
+    }
+}
+
+fn find(bin: &str, manifest: &Path) -> Option<PathBuf> {
+    if bin.contains('/') {
+        let p = manifest.join(bin);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(bin))
+        .find(|p| p.is_file())
+}
+
+fn watch_dirs(bins: &[&str], manifest: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for bin in bins {
+        if bin.contains('/') {
+            // A missing path is always stale to cargo: probed at every build
+            // until it exists (never watch an ancestor: it may be target/).
+            dirs.push(manifest.join(bin));
+        } else {
+            dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
