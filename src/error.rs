@@ -277,6 +277,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// An OpenSSH client configuration file (`~/.ssh/config`) is invalid:
+    /// an unknown directive, an `Include` loop, a bad value, a token that
+    /// cannot be expanded, or a file that cannot be read.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    SshConfig {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line, when the problem is on one line.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+        /// Underlying cause (an I/O error).
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// Any other protocol-level failure.
     #[error("{host}:{port}: SSH protocol error: {reason}")]
     Protocol {

@@ -24,6 +24,9 @@
 //! 10. `testkit` (feature `testkit`): an in-process SSH server for tests
 //!     and demos, with fault injection.
 //!
+//! [`ssh_config`] turns an OpenSSH `~/.ssh/config` alias into the
+//! [`SshConfig`] and address (or jump hosts) for step 4.
+//!
 //! [`error`] holds the one [`Error`] for all of it, with
 //! [`is_retryable`](Error::is_retryable).
 #![deny(missing_docs, missing_debug_implementations)]
@@ -40,6 +43,7 @@ pub mod plan;
 pub mod provision;
 pub mod session;
 pub mod sftp;
+pub mod ssh_config;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;

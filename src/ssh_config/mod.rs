@@ -1,0 +1,793 @@
+//! OpenSSH client configuration (`~/.ssh/config`): a host alias resolved
+//! the way `ssh -G ALIAS` resolves it, into a ready [`SshConfig`] and the
+//! address (and jump hosts or proxy command) to connect to.
+//!
+//! What is read, as OpenSSH reads it: `Host` and `Match` blocks (`host`,
+//! `originalhost`, `user`, `localuser`, `exec`, `final`, `canonical`,
+//! `all`), the first value of each option, `Include` (globs, relative to
+//! `~/.ssh` or `/etc/ssh`), `IgnoreUnknown`, quoting, and the `%` tokens
+//! (`%h %p %r %u %n %d %i %k %l %L %C %%`), `~` and `${VAR}` where OpenSSH
+//! expands them.
+//!
+//! What is applied: `HostName`, `Port`, `User`, `IdentityFile` (several),
+//! `IdentitiesOnly`, `IdentityAgent`, `ProxyJump` (comma chains; each hop
+//! resolved through the same files, as `ssh -J` does), `ProxyCommand`,
+//! `UserKnownHostsFile`, `StrictHostKeyChecking` (`yes`, `accept-new`,
+//! `no`, `ask`), `ConnectTimeout`, `ServerAliveInterval` and
+//! `ServerAliveCountMax`. Every other OpenSSH option that applies to the
+//! host is listed in [`ResolvedHost::warnings`], never silently dropped;
+//! an unknown directive is an error naming its file and line, as it is for
+//! OpenSSH.
+//!
+//! No existing parser crate reads `Match`, names the line of an `Include`
+//! loop or follows OpenSSH's first-value and token rules closely enough;
+//! the tests hold this module to `ssh -G` on a corpus of files.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vmssh::Error> {
+//! let web = vmssh::ssh_config::resolve("web").await?;
+//! for w in web.warnings() {
+//!     eprintln!("warning: {w}");
+//! }
+//! println!("{}@{}:{}", web.user(), web.host(), web.port());
+//! let cfg = web.ssh_config();
+//! # let _ = cfg;
+//! # Ok(())
+//! # }
+//! ```
+
+mod expand;
+mod lex;
+mod reader;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::Auth;
+use crate::config::SshConfig;
+use crate::error::Error;
+use crate::host_key::HostKeyPolicy;
+
+use expand::LocalUser;
+use reader::{Files, Loc, Query, Set};
+
+/// The system-wide file read after `~/.ssh/config`.
+const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
+
+/// How deep `ProxyJump` chains may nest (each hop resolved again).
+const MAX_JUMP_DEPTH: usize = 16;
+
+/// Resolves `alias` from `~/.ssh/config` and then `/etc/ssh/ssh_config`,
+/// as `ssh -G ALIAS` does.
+///
+/// # Errors
+///
+/// [`Error::SshConfig`], naming the file and line, for an unknown
+/// directive, an `Include` loop, a bad value or token, a file others can
+/// write, or an unreadable file. Missing files are not errors.
+///
+/// # Cancel safety
+///
+/// Cancel safe; the files are read on a blocking thread, which finishes
+/// on its own.
+pub async fn resolve(alias: &str) -> Result<ResolvedHost, Error> {
+    let files = Files::Default {
+        system: PathBuf::from(SYSTEM_CONFIG),
+    };
+    run(files, alias).await
+}
+
+/// Resolves `alias` from `file` alone, as `ssh -G -F FILE ALIAS` does.
+///
+/// # Errors
+///
+/// As [`resolve`]; a missing `file` is an error too.
+///
+/// # Cancel safety
+///
+/// Cancel safe, as [`resolve`].
+pub async fn resolve_file(file: impl AsRef<Path>, alias: &str) -> Result<ResolvedHost, Error> {
+    run(Files::Explicit(file.as_ref().to_path_buf()), alias).await
+}
+
+async fn run(files: Files, alias: &str) -> Result<ResolvedHost, Error> {
+    let query = Query {
+        host_arg: alias.to_string(),
+        ..Query::default()
+    };
+    // Reading files (and `Match exec` commands) blocks: keep it off the
+    // runtime's worker threads.
+    tokio::task::spawn_blocking(move || {
+        let me = LocalUser::current().map_err(|reason| Error::Config { reason })?;
+        resolve_query(&files, &query, &me, &mut Vec::new())
+    })
+    .await
+    .map_err(|e| Error::Config {
+        reason: format!("ssh_config resolution did not finish: {e}"),
+    })?
+}
+
+/// A host as the configuration files describe it: where to connect, as
+/// whom, how, and through what.
+#[derive(Clone, Debug)]
+pub struct ResolvedHost {
+    alias: String,
+    host: String,
+    port: u16,
+    user: String,
+    identity_files: Vec<PathBuf>,
+    identities_only: bool,
+    agent: Option<PathBuf>,
+    certificate_files: Vec<PathBuf>,
+    proxy: Option<Proxy>,
+    known_hosts: Vec<PathBuf>,
+    strict: StrictHostKeyChecking,
+    host_key_alias: Option<String>,
+    connect_timeout: Option<Duration>,
+    server_alive_interval: Option<Duration>,
+    server_alive_count_max: u32,
+    warnings: Vec<Warning>,
+}
+
+/// How a host is reached when not directly.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Proxy {
+    /// Through an SSH session to this jump host (`ProxyJump`), itself
+    /// resolved through the configuration and possibly behind its own
+    /// proxy.
+    Jump(Box<ResolvedHost>),
+    /// Through the standard input and output of this command
+    /// (`ProxyCommand`), tokens expanded, to be run as
+    /// `$SHELL -c "exec COMMAND"`.
+    Command(String),
+}
+
+/// `StrictHostKeyChecking`: what happens to a host key not yet recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StrictHostKeyChecking {
+    /// Unknown keys are refused (`yes`).
+    Yes,
+    /// Unknown keys are recorded and trusted (`accept-new`).
+    AcceptNew,
+    /// OpenSSH records unknown keys and connects, with restrictions, even
+    /// when a key has changed (`no`). vmssh records unknown keys but still
+    /// refuses changed ones.
+    No,
+    /// OpenSSH asks the user (`ask`, the default). vmssh cannot ask and
+    /// refuses unknown keys, as OpenSSH does in batch mode.
+    Ask,
+}
+
+/// An option that applies to the host but is not (fully) applied by vmssh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    path: PathBuf,
+    line: usize,
+    kind: WarningKind,
+    option: String,
+}
+
+/// What a [`Warning`] is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// An OpenSSH option vmssh does not apply.
+    Unsupported,
+    /// An option OpenSSH itself no longer applies.
+    Deprecated,
+    /// An `IdentityFile` that does not exist; skipped, as OpenSSH does.
+    MissingIdentity(PathBuf),
+    /// A known_hosts file after the first; vmssh consults only the first.
+    ExtraKnownHostsFile(PathBuf),
+    /// `StrictHostKeyChecking no`: vmssh still refuses changed host keys.
+    StillRefusesChangedKeys,
+}
+
+impl Warning {
+    /// The file the option is in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The option's 1-based line.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// What the warning is about.
+    pub fn kind(&self) -> &WarningKind {
+        &self.kind
+    }
+
+    /// The option, lowercased as OpenSSH compares it (`sendenv`).
+    pub fn option(&self) -> &str {
+        &self.option
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: ",
+            self.path.display(),
+            self.line,
+            self.option
+        )?;
+        match &self.kind {
+            WarningKind::Unsupported => f.write_str("not supported by vmssh; ignored"),
+            WarningKind::Deprecated => f.write_str("deprecated; ignored, as OpenSSH does"),
+            WarningKind::MissingIdentity(p) => write!(f, "{} does not exist; skipped", p.display()),
+            WarningKind::ExtraKnownHostsFile(p) => write!(
+                f,
+                "{} is not consulted (vmssh reads only the first file)",
+                p.display()
+            ),
+            WarningKind::StillRefusesChangedKeys => {
+                f.write_str("unknown keys are accepted, changed keys are still refused")
+            }
+        }
+    }
+}
+
+impl ResolvedHost {
+    /// The name that was resolved, as given (`%n`).
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// The host to connect to: `HostName` with `%h` expanded, else the
+    /// alias; lowercased unless an address, as OpenSSH does.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port. Default: 22.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The remote user. Default: the local user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The identity files in the order OpenSSH tries them, expanded:
+    /// the configured ones, or OpenSSH's defaults (`~/.ssh/id_rsa`,
+    /// `id_ecdsa`, ...) when none is configured. Files that do not exist
+    /// are listed here but not used.
+    pub fn identity_files(&self) -> &[PathBuf] {
+        &self.identity_files
+    }
+
+    /// `IdentitiesOnly`: use only the identity files, not the agent.
+    pub fn identities_only(&self) -> bool {
+        self.identities_only
+    }
+
+    /// `CertificateFile` entries, expanded.
+    pub fn certificate_files(&self) -> &[PathBuf] {
+        &self.certificate_files
+    }
+
+    /// The agent socket used (`IdentityAgent`, else `SSH_AUTH_SOCK`), if
+    /// any.
+    pub fn identity_agent(&self) -> Option<&Path> {
+        self.agent.as_deref()
+    }
+
+    /// How the host is reached when not directly.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// `UserKnownHostsFile`, expanded. Default: `~/.ssh/known_hosts` and
+    /// `~/.ssh/known_hosts2`.
+    pub fn known_hosts_files(&self) -> &[PathBuf] {
+        &self.known_hosts
+    }
+
+    /// `StrictHostKeyChecking`. Default: [`StrictHostKeyChecking::Ask`].
+    pub fn strict_host_key_checking(&self) -> StrictHostKeyChecking {
+        self.strict
+    }
+
+    /// `HostKeyAlias`, lowercased: the name the host key is recorded under
+    /// instead of `host:port`.
+    pub fn host_key_alias(&self) -> Option<&str> {
+        self.host_key_alias.as_deref()
+    }
+
+    /// `ConnectTimeout`, when set (and not 0).
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// `ServerAliveInterval`, when set; zero means off.
+    pub fn server_alive_interval(&self) -> Option<Duration> {
+        self.server_alive_interval
+    }
+
+    /// `ServerAliveCountMax`. Default: 3.
+    pub fn server_alive_count_max(&self) -> u32 {
+        self.server_alive_count_max
+    }
+
+    /// Options that apply to this host but that vmssh does not (fully)
+    /// apply, each naming its file and line. A jump host has its own.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The connection settings for this host, ready for
+    /// [`Session::connect`](crate::Session::connect) to
+    /// [`host`](Self::host):[`port`](Self::port):
+    ///
+    /// - the user;
+    /// - authentication: the agent first (unless `IdentitiesOnly` or
+    ///   `IdentityAgent none`, and only when a socket is known), then each
+    ///   identity file that exists, in order;
+    /// - host keys: the first known_hosts file (`/dev/null` for `none`),
+    ///   [`HostKeyPolicy::known_hosts`] for `yes` and `ask`,
+    ///   [`HostKeyPolicy::accept_new`] for `accept-new` and `no`;
+    /// - `ConnectTimeout` as [`SshConfig::connect_timeout`] (the whole
+    ///   connect, not only TCP), `ServerAliveInterval` and
+    ///   `ServerAliveCountMax` as the keepalive settings. Where the files
+    ///   say nothing, vmssh's defaults stay (keepalive on every 15 s).
+    pub fn ssh_config(&self) -> SshConfig {
+        let mut cfg = SshConfig::new(self.user.clone());
+        if !self.identities_only
+            && let Some(sock) = &self.agent
+        {
+            cfg = cfg.auth(Auth::agent_at(sock));
+        }
+        for file in self.identity_files.iter().filter(|f| f.is_file()) {
+            cfg = cfg.auth(Auth::key_file(file));
+        }
+        let known = self
+            .known_hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("/dev/null"));
+        cfg = cfg.host_key(match self.strict {
+            StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => {
+                HostKeyPolicy::known_hosts(known)
+            }
+            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
+                HostKeyPolicy::accept_new(known)
+            }
+        });
+        if let Some(t) = self.connect_timeout {
+            cfg = cfg.connect_timeout(t);
+        }
+        if let Some(i) = self.server_alive_interval {
+            cfg = cfg.keepalive_interval((!i.is_zero()).then_some(i));
+        }
+        cfg.keepalive_max(self.server_alive_count_max as usize)
+    }
+}
+
+/// OpenSSH's identity files when none is configured (9.x order).
+const DEFAULT_IDENTITIES: [&str; 7] = [
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ecdsa",
+    "~/.ssh/id_ecdsa_sk",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ed25519_sk",
+    "~/.ssh/id_xmss",
+    "~/.ssh/id_dsa",
+];
+
+const DEFAULT_KNOWN_HOSTS: [&str; 2] = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"];
+
+/// Resolves one host; `chain` holds the hosts whose jump led here, to
+/// catch `ProxyJump` loops.
+fn resolve_query(
+    files: &Files,
+    q: &Query,
+    me: &LocalUser,
+    chain: &mut Vec<String>,
+) -> Result<ResolvedHost, Error> {
+    chain.push(query_key(q));
+    let host = resolve_one(files, q, me, chain);
+    chain.pop();
+    host
+}
+
+/// What makes two hops the same hop.
+fn query_key(q: &Query) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        q.host_arg,
+        q.user,
+        q.port,
+        q.jump.as_ref().map(|j| &j.value)
+    )
+}
+
+fn resolve_one(
+    files: &Files,
+    q: &Query,
+    me: &LocalUser,
+    chain: &mut Vec<String>,
+) -> Result<ResolvedHost, Error> {
+    let ev = reader::evaluate(files, q, me)?;
+    let mut opts = ev.opts;
+    let host = ev.host;
+    let port = opts.port.as_ref().map(|p| p.value).unwrap_or(22);
+    let user = opts
+        .user
+        .as_ref()
+        .map(|u| u.value.clone())
+        .unwrap_or_else(|| me.name.clone());
+    let host_key_alias = opts
+        .host_key_alias
+        .as_ref()
+        .map(|a| a.value.to_ascii_lowercase());
+
+    let port_s = port.to_string();
+    let home = me.home.to_string_lossy().into_owned();
+    let uid = me.uid.to_string();
+    let hash = reader::connection_hash(&me.hostname, &host, &port_s, &user);
+    let keyalias = host_key_alias.clone().unwrap_or_else(|| q.host_arg.clone());
+    let tokens = [
+        ('C', hash.as_str()),
+        ('L', me.short_hostname()),
+        ('d', home.as_str()),
+        ('h', host.as_str()),
+        ('i', uid.as_str()),
+        ('k', keyalias.as_str()),
+        ('l', me.hostname.as_str()),
+        ('n', q.host_arg.as_str()),
+        ('p', port_s.as_str()),
+        ('r', user.as_str()),
+        ('u', me.name.as_str()),
+    ];
+    let path_of = |s: &Set<String>, what: &str| -> Result<PathBuf, Error> {
+        let t = expand::tilde(&s.value, me).map_err(|e| s.at.error(format!("{what}: {e}")))?;
+        expand::percent(&t, &tokens, true)
+            .map(PathBuf::from)
+            .map_err(|e| s.at.error(format!("{what}: {e}")))
+    };
+
+    let mut warnings = std::mem::take(&mut opts.warnings);
+    let mut identity_files = Vec::new();
+    if opts.identity_files.is_empty() {
+        for d in DEFAULT_IDENTITIES {
+            let t = expand::tilde(d, me).map_err(|reason| Error::Config { reason })?;
+            identity_files.push(PathBuf::from(t));
+        }
+    } else {
+        for s in &opts.identity_files {
+            if s.value.eq_ignore_ascii_case("none") {
+                continue;
+            }
+            let p = path_of(s, "IdentityFile")?;
+            if !p.exists() {
+                warnings.push(warning(
+                    &s.at,
+                    "identityfile",
+                    WarningKind::MissingIdentity(p.clone()),
+                ));
+            }
+            identity_files.push(p);
+        }
+    }
+    let mut certificate_files = Vec::new();
+    for s in &opts.certificate_files {
+        certificate_files.push(path_of(s, "CertificateFile")?);
+        warnings.push(warning(&s.at, "certificatefile", WarningKind::Unsupported));
+    }
+
+    let mut known_hosts = Vec::new();
+    match &opts.user_known_hosts {
+        Some(set) => {
+            for v in &set.value {
+                if v.eq_ignore_ascii_case("none") {
+                    continue;
+                }
+                let one = Set {
+                    value: v.clone(),
+                    at: set.at.clone(),
+                };
+                known_hosts.push(path_of(&one, "UserKnownHostsFile")?);
+            }
+            for extra in known_hosts.iter().skip(1) {
+                warnings.push(warning(
+                    &set.at,
+                    "userknownhostsfile",
+                    WarningKind::ExtraKnownHostsFile(extra.clone()),
+                ));
+            }
+        }
+        None => {
+            for d in DEFAULT_KNOWN_HOSTS {
+                let t = expand::tilde(d, me).map_err(|reason| Error::Config { reason })?;
+                known_hosts.push(PathBuf::from(t));
+            }
+        }
+    }
+    let strict = opts
+        .strict
+        .as_ref()
+        .map(|s| s.value)
+        .unwrap_or(StrictHostKeyChecking::Ask);
+    if let Some(s) = &opts.strict
+        && s.value == StrictHostKeyChecking::No
+    {
+        warnings.push(warning(
+            &s.at,
+            "stricthostkeychecking",
+            WarningKind::StillRefusesChangedKeys,
+        ));
+    }
+    if let Some(a) = &opts.host_key_alias {
+        // Wired into the host key check with the session changes.
+        warnings.push(warning(&a.at, "hostkeyalias", WarningKind::Unsupported));
+    }
+
+    let agent = match &opts.identity_agent {
+        Some(s) if s.value.eq_ignore_ascii_case("none") => None,
+        Some(s) if s.value == "SSH_AUTH_SOCK" => {
+            std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from)
+        }
+        Some(s) => Some(path_of(s, "IdentityAgent")?),
+        None => std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+
+    let proxy_tokens = [
+        ('h', host.as_str()),
+        ('n', q.host_arg.as_str()),
+        ('p', port_s.as_str()),
+        ('r', user.as_str()),
+    ];
+    let proxy = match (&opts.jump, &opts.proxy_command) {
+        (Some(j), _) if !j.value.eq_ignore_ascii_case("none") => {
+            let spec = expand::percent(&j.value, &proxy_tokens, false)
+                .map_err(|e| j.at.error(format!("ProxyJump: {e}")))?;
+            Some(Proxy::Jump(Box::new(resolve_jump(
+                files,
+                &spec,
+                &j.at,
+                (&host, port, &user),
+                me,
+                chain,
+            )?)))
+        }
+        (_, Some(c)) if !c.value.eq_ignore_ascii_case("none") => Some(Proxy::Command(
+            expand::percent(&c.value, &proxy_tokens, false)
+                .map_err(|e| c.at.error(format!("ProxyCommand: {e}")))?,
+        )),
+        _ => None,
+    };
+
+    Ok(ResolvedHost {
+        alias: q.host_arg.clone(),
+        host,
+        port,
+        user,
+        identity_files,
+        identities_only: opts.identities_only.map(|s| s.value).unwrap_or(false),
+        agent,
+        certificate_files,
+        proxy,
+        known_hosts,
+        strict,
+        host_key_alias,
+        connect_timeout: opts
+            .connect_timeout
+            .map(|s| s.value)
+            .filter(|t| !t.is_zero()),
+        server_alive_interval: opts.server_alive_interval.map(|s| s.value),
+        server_alive_count_max: opts.server_alive_count_max.map(|s| s.value).unwrap_or(3),
+        warnings,
+    })
+}
+
+/// The last hop of a `ProxyJump` chain, resolved as `ssh -J REST HOP`
+/// would resolve it: its user and port from the spec when given, the hops
+/// before it as its own jump.
+fn resolve_jump(
+    files: &Files,
+    spec: &str,
+    at: &Loc,
+    (host, port, user): (&str, u16, &str),
+    me: &LocalUser,
+    chain: &mut Vec<String>,
+) -> Result<ResolvedHost, Error> {
+    if chain.len() >= MAX_JUMP_DEPTH {
+        return Err(at.error(format!(
+            "ProxyJump: more than {MAX_JUMP_DEPTH} nested jump hosts"
+        )));
+    }
+    let (rest, last) = match spec.rsplit_once(',') {
+        Some((rest, last)) => (Some(rest), last),
+        None => (None, spec),
+    };
+    let hop = reader::parse_jump_host(last).map_err(|e| at.error(format!("ProxyJump: {e}")))?;
+    let hop_user = hop.user.clone().unwrap_or_else(|| user.to_string());
+    if hop.host == host && hop.port.unwrap_or(22) == port && hop_user == user {
+        return Err(at.error(format!("ProxyJump: jump host loop via {}", hop.host)));
+    }
+    let q = Query {
+        host_arg: hop.host,
+        user: hop.user,
+        port: hop.port,
+        jump: rest.map(|r| Set {
+            value: r.to_string(),
+            at: at.clone(),
+        }),
+    };
+    if chain.contains(&query_key(&q)) {
+        return Err(at.error(format!(
+            "ProxyJump loop: {} is reached through itself",
+            q.host_arg
+        )));
+    }
+    resolve_query(files, &q, me, chain)
+}
+
+fn warning(at: &Loc, option: &str, kind: WarningKind) -> Warning {
+    Warning {
+        path: at.path.clone(),
+        line: at.line,
+        kind,
+        option: option.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn resolve_in(path: &Path, alias: &str) -> Result<ResolvedHost, Error> {
+        let me = LocalUser::current().unwrap();
+        let q = Query {
+            host_arg: alias.to_string(),
+            ..Query::default()
+        };
+        resolve_query(
+            &Files::Explicit(path.to_path_buf()),
+            &q,
+            &me,
+            &mut Vec::new(),
+        )
+    }
+
+    fn line_of(e: &Error) -> (PathBuf, Option<usize>) {
+        match e {
+            Error::SshConfig { path, line, .. } => (path.clone(), *line),
+            other => panic!("not an ssh_config error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_directive_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "c", "Host a\n  Port 2\n\n  Frobnicate yes\n");
+        let e = resolve_in(&f, "other").unwrap_err();
+        assert_eq!(line_of(&e), (f.clone(), Some(4)));
+        assert!(
+            e.to_string().contains(&format!("{}:4:", f.display())),
+            "{e}"
+        );
+        let f = write(dir.path(), "d", "IgnoreUnknown frob*\nFrobnicate yes\n");
+        assert!(resolve_in(&f, "a").is_ok());
+    }
+
+    #[test]
+    fn include_loop_names_the_include_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, format!("Host x\n  Port 3\nInclude {}\n", b.display())).unwrap();
+        std::fs::write(&b, format!("# b\nInclude {}\n", a.display())).unwrap();
+        let e = resolve_in(&a, "x").unwrap_err();
+        assert_eq!(line_of(&e), (b, Some(2)));
+        assert!(e.to_string().contains("Include loop"), "{e}");
+    }
+
+    #[test]
+    fn first_value_wins_and_jump_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host web\n  User u1\n  ProxyJump j1,j2@j2h:2022\nHost *\n  User u2\n  Port 7\n\
+             Host j1\n  ProxyJump none\n  HostName 10.0.0.1\n",
+        );
+        let web = resolve_in(&f, "web").unwrap();
+        assert_eq!((web.user(), web.port()), ("u1", 7));
+        let Some(Proxy::Jump(j2)) = web.proxy() else {
+            panic!("no jump: {web:?}")
+        };
+        assert_eq!((j2.alias(), j2.user(), j2.port()), ("j2h", "j2", 2022));
+        let Some(Proxy::Jump(j1)) = j2.proxy() else {
+            panic!("no inner jump: {j2:?}")
+        };
+        assert_eq!((j1.host(), j1.user(), j1.port()), ("10.0.0.1", "u2", 7));
+        assert!(j1.proxy().is_none());
+    }
+
+    #[test]
+    fn self_jump_is_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "c", "Host a\n  ProxyJump a\n");
+        let e = resolve_in(&f, "a").unwrap_err();
+        assert_eq!(line_of(&e).1, Some(2));
+        let f = write(
+            dir.path(),
+            "d",
+            "Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n",
+        );
+        let e = resolve_in(&f, "a").unwrap_err();
+        assert_eq!(line_of(&e).1, Some(4), "{e}");
+    }
+
+    #[test]
+    fn unsupported_options_are_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host a\n  ForwardAgent yes\n  SendEnv LANG\nHost b\n  Compression yes\n",
+        );
+        let a = resolve_in(&f, "a").unwrap();
+        let opts: Vec<_> = a
+            .warnings()
+            .iter()
+            .map(|w| (w.option(), w.line()))
+            .collect();
+        assert_eq!(opts, [("forwardagent", 2), ("sendenv", 3)]);
+        assert!(
+            a.warnings()[0]
+                .to_string()
+                .ends_with("c:2: forwardagent: not supported by vmssh; ignored")
+        );
+    }
+
+    #[test]
+    fn ready_ssh_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = write(dir.path(), "id", "not a real key");
+        let kh = dir.path().join("kh");
+        let f = write(
+            dir.path(),
+            "c",
+            &format!(
+                "Host a\n  IdentityFile {}\n  IdentityFile {}/missing\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {}\n  StrictHostKeyChecking accept-new\n  ConnectTimeout 7\n  \
+                 ServerAliveInterval 0\n",
+                key.display(),
+                dir.path().display(),
+                kh.display()
+            ),
+        );
+        let a = resolve_in(&f, "a").unwrap();
+        assert!(matches!(
+            a.warnings()[0].kind(),
+            WarningKind::MissingIdentity(_)
+        ));
+        let cfg = a.ssh_config();
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains(&key.display().to_string()), "{shown}");
+        assert!(!shown.contains("missing"), "{shown}");
+        assert!(!shown.contains("Agent"), "{shown}");
+        assert!(shown.contains("AcceptNew"), "{shown}");
+        assert!(shown.contains("connect_timeout: 7s"), "{shown}");
+        assert!(shown.contains("keepalive_interval: None"), "{shown}");
+    }
+}
