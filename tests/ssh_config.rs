@@ -475,6 +475,7 @@ fn check(ours: &ResolvedHost, args: &[&str], what: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(vmssh_have_openssh_client), ignore = "needs OpenSSH's ssh client")]
 async fn corpus_resolves_like_ssh_g() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), CORPUS);
@@ -499,6 +500,7 @@ async fn corpus_resolves_like_ssh_g() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(vmssh_have_openssh_client), ignore = "needs OpenSSH's ssh client")]
 async fn bad_files_fail_in_both_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<(&str, &str)> = BAD
@@ -578,6 +580,7 @@ async fn warnings_name_what_is_not_applied() {
 /// Debian's `Include`) against plain `ssh -G`, options only: a real user
 /// file may name proxies, which must not run here.
 #[tokio::test]
+#[cfg_attr(not(vmssh_have_openssh_client), ignore = "needs OpenSSH's ssh client")]
 async fn default_files_resolve_like_ssh_g() {
     let alias = "vmssh-default-files.invalid";
     let ours = ssh_config::resolve(alias).await.unwrap();
