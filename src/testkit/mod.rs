@@ -21,9 +21,13 @@
 //!   stderr is merged into stdout (as on a terminal), but there is no line
 //!   discipline (no `\r\n`, `isatty` is false).
 //! - The `sftp` subsystem serves the local filesystem (paths used as
-//!   given), or a directory as `/` ([`TestServerBuilder::sftp_root`]),
-//!   with the `limits`, `fsync`, `hardlink` and `posix-rename` OpenSSH
-//!   extensions.
+//!   given), or a directory as `/` ([`TestServerBuilder::sftp_root`]), as
+//!   OpenSSH's sftp-server does: listings with `.`, `..` and `ls -l`
+//!   lines, symlinks, `realpath` resolving them, and the `limits`,
+//!   `fsync`, `hardlink`, `posix-rename`, `statvfs`, `fstatvfs`,
+//!   `expand-path` and `copy-data` extensions. It ends with exit status 0
+//!   when the client sends EOF, so OpenSSH's `ssh`, `sftp` and `scp` work
+//!   against it as against sshd (tested in `tests/openssh_clients.rs`).
 //! - Many connections, several channels each (at most
 //!   [`max_sessions`](TestServerBuilder::max_sessions) open at once, like
 //!   OpenSSH's `MaxSessions`).
@@ -92,6 +96,7 @@ mod handler;
 mod process;
 mod sftp;
 mod tasks;
+mod users;
 mod valve;
 
 use std::borrow::Cow;
@@ -424,7 +429,7 @@ impl TestServerBuilder {
             host_key_line,
             client_key_pem,
             client_key_line,
-            user: current_user(),
+            user: users::current_user(),
             shared,
         })
     }
@@ -651,28 +656,6 @@ fn new_key(comment: &str) -> Result<PrivateKey, russh::keys::ssh_key::Error> {
     let mut key = PrivateKey::random(&mut rand_10::rng(), Algorithm::Ed25519)?;
     key.set_comment(comment);
     Ok(key)
-}
-
-/// The name of the effective user, from the password database (`USER` may
-/// be unset, as in containers), else `USER`, else the numeric id.
-fn current_user() -> String {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let uid = unsafe { libc::geteuid() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all-zero is a valid `passwd` (integers and null pointers).
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, writable memory of the stated
-    // size; getpwuid_r writes the strings into `buf`, which outlives `pwd`'s
-    // use below.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated
-        // string inside `buf`.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return name.to_string_lossy().into_owned();
-    }
-    std::env::var("USER").unwrap_or_else(|_| uid.to_string())
 }
 
 #[cfg(test)]

@@ -1,109 +1,32 @@
-//! The `sftp` subsystem: russh-sftp's server [`Handler`] over the local
-//! filesystem (optionally under a root directory), driven by a loop of our
-//! own so that it runs as a cancellable, panic-reporting server task.
+//! The filesystem behind the `sftp` subsystem: russh-sftp's server
+//! [`Handler`] over the local filesystem, optionally under a root directory,
+//! answering as OpenSSH's sftp-server does (directory listings with `.` and
+//! `..` and `ls -l` lines, symlinks with OpenSSH's argument order, `realpath`
+//! resolving symlinks).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{FileTimes, Metadata, Permissions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes};
-use russh::Channel;
-use russh::server::Msg;
 use russh_sftp::protocol::{
-    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
-    StatusCode, Version,
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use russh_sftp::server::{Handler, StatusReply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The largest request accepted, as OpenSSH's sftp-server.
-const MAX_PACKET: u32 = 256 * 1024;
-/// The most bytes one read or write moves (`limits@openssh.com`).
-const MAX_IO: u32 = MAX_PACKET - 1024;
+use super::longname::longname;
+use super::{MAX_IO, ext};
+use crate::testkit::users::Names;
+
 /// Directory entries per `SSH_FXP_NAME` reply.
 const DIR_BATCH: usize = 128;
 
-/// Serves SFTP on `channel` until the client closes it.
-pub(crate) async fn serve(channel: Channel<Msg>, root: Option<PathBuf>) {
-    let mut stream = channel.into_stream();
-    let mut fs = SftpFs::new(root);
-    loop {
-        let Ok(len) = stream.read_u32().await else {
-            return;
-        };
-        if len > MAX_PACKET {
-            // Out of sync or hostile: drop the channel (closing it).
-            return;
-        }
-        let mut body = vec![0; len as usize];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let mut body = Bytes::from(body);
-        let reply = match Packet::try_from(&mut body) {
-            Ok(request) => dispatch(&mut fs, request).await,
-            Err(_) => Packet::error(0, StatusCode::BadMessage),
-        };
-        let Ok(out) = Bytes::try_from(reply) else {
-            return;
-        };
-        if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Calls the handler method for `request`, as russh-sftp's own server
-/// loop does, turning errors into status replies.
-async fn dispatch(fs: &mut SftpFs, request: Packet) -> Packet {
-    let id = request.get_request_id();
-    let result: Result<Packet, StatusReply> = match request {
-        Packet::Init(p) => fs.init(p.version, p.extensions).await.map(Into::into),
-        Packet::Open(p) => fs
-            .open(p.id, p.filename, p.pflags, p.attrs)
-            .await
-            .map(Into::into),
-        Packet::Close(p) => fs.close(p.id, p.handle).await.map(Into::into),
-        Packet::Read(p) => fs
-            .read(p.id, p.handle, p.offset, p.len)
-            .await
-            .map(Into::into),
-        Packet::Write(p) => fs
-            .write(p.id, p.handle, p.offset, p.data)
-            .await
-            .map(Into::into),
-        Packet::Lstat(p) => fs.lstat(p.id, p.path).await.map(Into::into),
-        Packet::Fstat(p) => fs.fstat(p.id, p.handle).await.map(Into::into),
-        Packet::SetStat(p) => fs.setstat(p.id, p.path, p.attrs).await.map(Into::into),
-        Packet::FSetStat(p) => fs.fsetstat(p.id, p.handle, p.attrs).await.map(Into::into),
-        Packet::OpenDir(p) => fs.opendir(p.id, p.path).await.map(Into::into),
-        Packet::ReadDir(p) => fs.readdir(p.id, p.handle).await.map(Into::into),
-        Packet::Remove(p) => fs.remove(p.id, p.filename).await.map(Into::into),
-        Packet::MkDir(p) => fs.mkdir(p.id, p.path, p.attrs).await.map(Into::into),
-        Packet::RmDir(p) => fs.rmdir(p.id, p.path).await.map(Into::into),
-        Packet::RealPath(p) => fs.realpath(p.id, p.path).await.map(Into::into),
-        Packet::Stat(p) => fs.stat(p.id, p.path).await.map(Into::into),
-        Packet::Rename(p) => fs.rename(p.id, p.oldpath, p.newpath).await.map(Into::into),
-        Packet::ReadLink(p) => fs.readlink(p.id, p.path).await.map(Into::into),
-        Packet::Symlink(p) => fs
-            .symlink(p.id, p.linkpath, p.targetpath)
-            .await
-            .map(Into::into),
-        Packet::Extended(p) => fs.extended(p.id, p.request, p.data).await,
-        _ => Err(StatusReply::new(StatusCode::BadMessage)),
-    };
-    result.unwrap_or_else(|e| {
-        let message = e.error_message.unwrap_or_else(|| e.status_code.to_string());
-        Packet::status(id, e.status_code, &message, "en-US")
-    })
-}
-
-enum Node {
+/// What an open handle refers to.
+pub(super) enum Node {
     File(Arc<std::fs::File>),
     Dir {
         path: PathBuf,
@@ -112,18 +35,20 @@ enum Node {
 }
 
 /// The SFTP handler of one channel: open handles and the path mapping.
-struct SftpFs {
+pub(super) struct SftpFs {
     root: Option<PathBuf>,
     handles: HashMap<String, Node>,
     next_handle: u64,
+    names: Names,
 }
 
 impl SftpFs {
-    fn new(root: Option<PathBuf>) -> Self {
+    pub(super) fn new(root: Option<PathBuf>) -> Self {
         SftpFs {
             root,
             handles: HashMap::new(),
             next_handle: 0,
+            names: Names::default(),
         }
     }
 
@@ -153,7 +78,7 @@ impl SftpFs {
     /// Where `path` is on the local filesystem. Under a root, `..` cannot
     /// climb above it (lexically; symlinks inside the root can lead out:
     /// this is a convenience, not a sandbox).
-    fn local(&self, path: &str) -> PathBuf {
+    pub(super) fn local(&self, path: &str) -> PathBuf {
         match &self.root {
             None => PathBuf::from(if path.is_empty() { "." } else { path }),
             Some(root) => root.join(self.client_path(path).trim_start_matches('/')),
@@ -167,15 +92,57 @@ impl SftpFs {
         h
     }
 
-    fn file(&self, handle: &str) -> Result<Arc<std::fs::File>, StatusReply> {
+    pub(super) fn file(&self, handle: &str) -> Result<Arc<std::fs::File>, StatusReply> {
         match self.handles.get(handle) {
             Some(Node::File(f)) => Ok(f.clone()),
             _ => Err(StatusCode::Failure.with_message("invalid handle")),
         }
     }
+
+    pub(super) fn node(&self, handle: &str) -> Result<&Node, StatusReply> {
+        self.handles
+            .get(handle)
+            .ok_or_else(|| StatusCode::Failure.with_message("invalid handle"))
+    }
+
+    /// The client's view of `path` with symlinks resolved, as sshd's
+    /// `realpath`: every component but the last must exist. Under a root,
+    /// `..` is applied first (it cannot climb out), and a symlink that
+    /// leads out of the root is shown unresolved.
+    pub(super) async fn resolve(&self, path: &str) -> Result<String, StatusReply> {
+        let local = self.local(path);
+        let real = match tokio::fs::canonicalize(&local).await {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
+                    return Err(io_status(&e));
+                };
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                tokio::fs::canonicalize(parent)
+                    .await
+                    .map_err(|e| io_status(&e))?
+                    .join(name)
+            }
+            Err(e) => return Err(io_status(&e)),
+        };
+        let Some(root) = &self.root else {
+            return Ok(real.to_string_lossy().into_owned());
+        };
+        let root = tokio::fs::canonicalize(root)
+            .await
+            .map_err(|e| io_status(&e))?;
+        Ok(match real.strip_prefix(&root) {
+            Ok(inside) => Path::new("/").join(inside).to_string_lossy().into_owned(),
+            Err(_) => self.client_path(path),
+        })
+    }
 }
 
-fn ok(id: u32) -> Status {
+pub(super) fn ok(id: u32) -> Status {
     Status {
         id,
         status_code: StatusCode::Ok,
@@ -185,7 +152,7 @@ fn ok(id: u32) -> Status {
 }
 
 /// Maps an I/O error to an SFTP status as OpenSSH's sftp-server does.
-fn io_status(e: &io::Error) -> StatusReply {
+pub(super) fn io_status(e: &io::Error) -> StatusReply {
     let code = match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR | libc::EBADF | libc::ELOOP) => StatusCode::NoSuchFile,
         Some(libc::EPERM | libc::EACCES | libc::EFAULT) => StatusCode::PermissionDenied,
@@ -202,7 +169,7 @@ fn io_status(e: &io::Error) -> StatusReply {
 }
 
 /// Runs blocking file work (positional reads and writes) off the runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, StatusReply> {
     match tokio::task::spawn_blocking(f).await {
@@ -249,18 +216,6 @@ fn apply_attrs(file: &std::fs::File, attrs: &FileAttributes) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads an SSH string (u32 length, then bytes) from extension data.
-fn ssh_string(data: &mut Bytes) -> Option<String> {
-    if data.remaining() < 4 {
-        return None;
-    }
-    let len = data.get_u32() as usize;
-    if data.remaining() < len {
-        return None;
-    }
-    String::from_utf8(data.split_to(len).to_vec()).ok()
-}
-
 impl Handler for SftpFs {
     type Error = StatusReply;
 
@@ -274,13 +229,8 @@ impl Handler for SftpFs {
         _extensions: HashMap<String, String>,
     ) -> Result<Version, Self::Error> {
         let mut v = Version::new();
-        for ext in [
-            russh_sftp::extensions::LIMITS,
-            russh_sftp::extensions::FSYNC,
-            russh_sftp::extensions::HARDLINK,
-            "posix-rename@openssh.com",
-        ] {
-            v.extensions.insert(ext.to_string(), "1".to_string());
+        for (name, version) in ext::ADVERTISED {
+            v.extensions.insert(name.to_string(), version.to_string());
         }
         Ok(v)
     }
@@ -429,18 +379,34 @@ impl Handler for SftpFs {
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
-        let Some(Node::Dir { path, entries }) = self.handles.get_mut(&handle) else {
+        let SftpFs { handles, names, .. } = self;
+        let Some(Node::Dir { path, entries }) = handles.get_mut(&handle) else {
             return Err(StatusCode::Failure.with_message("invalid handle"));
         };
         if entries.is_none() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
             let mut list = Vec::new();
+            let mut entry = |name: &str, m: &Metadata| File {
+                filename: name.to_string(),
+                longname: longname(name, m, names, now),
+                attrs: attrs_of(m),
+            };
+            // readdir(3) lists `.` and `..` too, and so does sftp-server.
+            for dot in [".", ".."] {
+                let m = tokio::fs::symlink_metadata(path.join(dot))
+                    .await
+                    .map_err(|e| io_status(&e))?;
+                list.push(entry(dot, &m));
+            }
             let mut rd = tokio::fs::read_dir(&*path)
                 .await
                 .map_err(|e| io_status(&e))?;
-            while let Some(entry) = rd.next_entry().await.map_err(|e| io_status(&e))? {
+            while let Some(e) = rd.next_entry().await.map_err(|e| io_status(&e))? {
                 // The entry may vanish meanwhile: skip it then.
-                if let Ok(m) = tokio::fs::symlink_metadata(entry.path()).await {
-                    list.push(File::new(entry.file_name().to_string_lossy(), attrs_of(&m)));
+                if let Ok(m) = tokio::fs::symlink_metadata(e.path()).await {
+                    list.push(entry(&e.file_name().to_string_lossy(), &m));
                 }
             }
             list.reverse();
@@ -488,7 +454,7 @@ impl Handler for SftpFs {
     async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
         Ok(Name {
             id,
-            files: vec![File::dummy(self.client_path(&path))],
+            files: vec![File::dummy(self.resolve(&path).await?)],
         })
     }
 
@@ -530,51 +496,29 @@ impl Handler for SftpFs {
         })
     }
 
+    /// OpenSSH's client sends the target first and the link second (the
+    /// reverse of the draft, whose names russh-sftp uses): sftp-server
+    /// follows the client, and so does this. The target is stored as given.
+    async fn symlink(
+        &mut self,
+        id: u32,
+        linkpath: String,
+        targetpath: String,
+    ) -> Result<Status, Self::Error> {
+        let (target, link) = (linkpath, targetpath);
+        tokio::fs::symlink(target, self.local(&link))
+            .await
+            .map_err(|e| io_status(&e))?;
+        Ok(ok(id))
+    }
+
     async fn extended(
         &mut self,
         id: u32,
         request: String,
         data: Vec<u8>,
     ) -> Result<Packet, Self::Error> {
-        let mut data = Bytes::from(data);
-        let bad = || StatusReply::new(StatusCode::BadMessage);
-        match request.as_str() {
-            russh_sftp::extensions::LIMITS => {
-                let mut out = Vec::with_capacity(32);
-                for v in [
-                    u64::from(MAX_PACKET),
-                    u64::from(MAX_IO),
-                    u64::from(MAX_IO),
-                    0,
-                ] {
-                    out.extend_from_slice(&v.to_be_bytes());
-                }
-                Ok(ExtendedReply { id, data: out }.into())
-            }
-            russh_sftp::extensions::FSYNC => {
-                let handle = ssh_string(&mut data).ok_or_else(bad)?;
-                let file = self.file(&handle)?;
-                blocking(move || file.sync_all()).await?;
-                Ok(ok(id).into())
-            }
-            "posix-rename@openssh.com" => {
-                let from = ssh_string(&mut data).ok_or_else(bad)?;
-                let to = ssh_string(&mut data).ok_or_else(bad)?;
-                tokio::fs::rename(self.local(&from), self.local(&to))
-                    .await
-                    .map_err(|e| io_status(&e))?;
-                Ok(ok(id).into())
-            }
-            russh_sftp::extensions::HARDLINK => {
-                let from = ssh_string(&mut data).ok_or_else(bad)?;
-                let to = ssh_string(&mut data).ok_or_else(bad)?;
-                tokio::fs::hard_link(self.local(&from), self.local(&to))
-                    .await
-                    .map_err(|e| io_status(&e))?;
-                Ok(ok(id).into())
-            }
-            _ => Err(self.unimplemented()),
-        }
+        ext::extended(self, id, &request, data).await
     }
 }
 
