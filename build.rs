@@ -36,6 +36,16 @@ const PROBES: &[(&str, &str, &[&str])] = &[
         "OpenSSH's clients (Debian: openssh-client)",
         &["ssh", "sftp", "scp", "ssh-keygen"],
     ),
+    (
+        "qemu",
+        "QEMU and the real-VM image (scripts/deps/40-qemu.sh installs and builds both)",
+        &[
+            "qemu-system-x86_64",
+            "target/vm-image/vmlinuz",
+            "target/vm-image/initrd.img",
+            "target/vm-image/id_ed25519",
+        ],
+    ),
 ];
 
 const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/lib/openssh"];

@@ -94,6 +94,7 @@
 
 mod handler;
 mod process;
+pub mod qemu;
 mod sftp;
 mod tasks;
 mod users;

@@ -1233,3 +1233,6 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(feature = "testkit")]
+pub mod qemu;
