@@ -6,6 +6,10 @@
 //! cargo run --example fleet --features testkit
 //! cargo run --example fleet --features testkit -- --vms 40
 //!
+//! # Real VMs: the demo plan on 2 QEMU guests booted here (QEMU and the
+//! # image: scripts/deps/40-qemu.sh), stopped at the end
+//! cargo run --example fleet --features testkit -- --qemu 2
+//!
 //! # Real hosts: matched to the plan's `vm` blocks by name; the plan's
 //! # top-level `provision` steps run on every host
 //! cargo run --example fleet --features testkit -- --plan VMFile.kdl \
@@ -92,6 +96,11 @@ struct Args {
     /// Demo: make this VM's script step fail (to see a failure).
     #[arg(long, value_name = "VM", conflicts_with = "plan", hide = true)]
     break_vm: Option<String>,
+
+    /// Demo on real VMs: boot N QEMU guests (image from scripts/vm-image.sh,
+    /// built on first use) and provision them with the demo plan.
+    #[arg(long, value_name = "N", conflicts_with_all = ["plan", "vms"])]
+    qemu: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -138,7 +147,14 @@ fn parse_host(s: &str) -> Result<HostArg, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let prepared = if args.plan.is_some() {
+    // Real guests, stopped (killed by PID) when this drops at the end.
+    let mut _guests = Vec::new();
+    let prepared = if let Some(n) = args.qemu {
+        qemu_vms::targets(n).await.map(|(targets, sizes, guests)| {
+            _guests = guests;
+            (targets, sizes, demo::Servers::default())
+        })
+    } else if args.plan.is_some() {
         hosts_targets(&args).await
     } else {
         demo::targets(&args).await
@@ -759,5 +775,76 @@ mod demo {
             }
             _ => step,
         }
+    }
+}
+
+/// `--qemu N`: the demo plan on real QEMU guests, booted with
+/// [`vmssh::testkit::qemu`] (the launcher the real-VM tests use).
+mod qemu_vms {
+    use super::*;
+    use vmssh::testkit::qemu::{Guest, GuestSsh, Image};
+
+    /// Builds (or reuses) the image, boots `n` guests, alternately running
+    /// OpenSSH's sshd and dropbear, and targets them with the demo plan.
+    /// The fleet connects while they boot.
+    pub(crate) async fn targets(
+        n: usize,
+    ) -> Result<(Vec<Target>, Vec<(String, usize)>, Vec<Guest>), String> {
+        if n == 0 {
+            return Err("--qemu needs at least one VM".into());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if n > cores {
+            eprintln!(
+                "fleet: note: {n} guests on {cores} cores: each guest emulates its CPU (TCG) and needs a core to boot in seconds"
+            );
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        eprintln!("fleet: building or reusing the VM image (scripts/vm-image.sh)");
+        let built = tokio::process::Command::new(root.join("scripts/vm-image.sh"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run scripts/vm-image.sh: {e}"))?;
+        if !built.status.success() {
+            return Err(format!("scripts/vm-image.sh failed ({})", built.status));
+        }
+        let dir = String::from_utf8_lossy(&built.stdout).trim().to_string();
+        let image = Image::open(&dir).map_err(|e| chain(&e))?;
+
+        let path = root.join("examples/plans/demo/VMFile.kdl");
+        let plan = Plan::load(&path).await.map_err(|e| chain(&e))?;
+        plan.check_local_files().await.map_err(|e| chain(&e))?;
+
+        let boots = (1..=n).map(|i| {
+            let ssh = if i % 2 == 1 {
+                GuestSsh::OpenSsh
+            } else {
+                GuestSsh::Dropbear
+            };
+            let name = format!("vm-{i}");
+            let guest = image.guest().ssh(ssh).hostname(&name);
+            async move { (name, ssh, guest.boot().await) }
+        });
+        let mut guests = Vec::with_capacity(n);
+        let mut targets = Vec::with_capacity(n);
+        let mut sizes = Vec::with_capacity(n);
+        for (name, ssh, booted) in futures::future::join_all(boots).await {
+            let guest = booted.map_err(|e| format!("cannot boot {name}: {}", chain(&e)))?;
+            eprintln!(
+                "fleet: {name}: QEMU pid {} running {ssh:?}, ssh on {}:{}",
+                guest.pid().unwrap_or(0),
+                guest.host(),
+                guest.port()
+            );
+            let steps = plan.steps_for(&name);
+            sizes.push((name.clone(), steps.len()));
+            targets.push(
+                Target::new(&name, guest.host(), guest.port(), guest.config(), steps)
+                    .base_dir(&plan.base_dir),
+            );
+            guests.push(guest);
+        }
+        Ok((targets, sizes, guests))
     }
 }
