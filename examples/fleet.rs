@@ -231,6 +231,16 @@ fn print_report(report: &FleetReport, tty: bool) {
     }
 }
 
+/// Reads a plan, prints its warnings and checks its local files.
+async fn load_plan(path: &Path) -> Result<Plan, String> {
+    let plan = Plan::load(path).await.map_err(|e| chain(&e))?;
+    for w in plan.warnings() {
+        eprintln!("fleet: warning: {w}");
+    }
+    plan.check_local_files().await.map_err(|e| chain(&e))?;
+    Ok(plan)
+}
+
 /// An error and its causes, on one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -250,8 +260,7 @@ async fn hosts_targets(args: &Args) -> Result<Prepared, String> {
     let Some(plan_path) = &args.plan else {
         return Err("--plan is required with --host".into());
     };
-    let plan = Plan::load(plan_path).await.map_err(|e| chain(&e))?;
-    plan.check_local_files().await.map_err(|e| chain(&e))?;
+    let plan = load_plan(plan_path).await?;
 
     let mut seen = HashSet::new();
     for h in &args.hosts {
@@ -294,12 +303,11 @@ async fn hosts_targets(args: &Args) -> Result<Prepared, String> {
             ));
         }
         let ssh = vm.map(|v| v.ssh.clone()).unwrap_or_default();
-        let user = args.user.clone().or(ssh.user).ok_or_else(|| {
-            format!(
-                "no user for host {}: pass --user or set ssh {{ user \"...\" }} in its vm block",
-                h.name
-            )
-        })?;
+        // vmctl's default user when the plan names none.
+        let user = args.user.clone().unwrap_or_else(|| {
+            vm.map_or(vmssh::plan::DEFAULT_USER, |v| v.user())
+                .to_string()
+        });
         let mut cfg = SshConfig::new(user).host_key(host_key.clone());
         let key = args.key.clone().or(ssh.private_key);
         if let Some(k) = &key {
@@ -709,8 +717,7 @@ mod demo {
 
     pub(crate) async fn targets(args: &Args) -> Result<Prepared, String> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans/demo/VMFile.kdl");
-        let plan = Plan::load(&path).await.map_err(|e| chain(&e))?;
-        plan.check_local_files().await.map_err(|e| chain(&e))?;
+        let plan = load_plan(&path).await?;
         let dir = tempfile::Builder::new()
             .prefix("vmssh-demo-")
             .tempdir()
@@ -721,7 +728,9 @@ mod demo {
         let mut targets = Vec::with_capacity(args.vms);
         let mut sizes = Vec::with_capacity(args.vms);
         for i in 1..=args.vms {
-            let name = format!("vm-{i:0width$}");
+            // The embedded VMs take the plan's vm blocks in turn.
+            let block = &plan.vms[(i - 1) % plan.vms.len()];
+            let name = format!("{}-{i:0width$}", block.name);
             // The servers share this machine: each gets its own directory,
             // and file destinations are placed under it.
             let root = dir.path().join(&name);
@@ -734,7 +743,7 @@ mod demo {
                 .await
                 .map_err(|e| format!("cannot start embedded server {name}: {e}"))?;
             let mut steps: Vec<ProvisionDef> = plan
-                .steps_for(&name)
+                .steps_for(&block.name)
                 .into_iter()
                 .map(|s| under(&root, s))
                 .collect();

@@ -1,16 +1,16 @@
-//! Provisioning plans read from vmctl's `VMFile.kdl`.
+//! Provisioning plans read from vmctl's `VMFile.kdl`, meaning what they mean
+//! to vmctl.
 //!
-//! A plan is the `ssh` and `provision` parts of a VMFile, so existing
-//! VMFiles work unchanged; everything else vmctl reads (`image-url`,
-//! `vcpus`, `cloud-init { ... }`, ...) is ignored here.
+//! A plan is the `ssh` and `provision` parts of a VMFile. Everything else
+//! vmctl reads (`image`, `vcpus`, `cloud-init { ... }`, ...) is left to
+//! vmctl.
 //!
 //! ```kdl
 //! vm "webserver" {
-//!     image-url "https://example.com/noble.img"   // ignored
+//!     image-url "https://example.com/noble.img"   // vmctl's business
 //!     ssh {
-//!         user "ubuntu"
-//!         private-key "keys/id_ed25519"   // relative to the VMFile's directory
-//!         port 22
+//!         user "ubuntu"                        // "vm" when not given
+//!         private-key "keys/id_ed25519"        // relative to the VMFile's directory
 //!     }
 //!     provision "shell" {
 //!         inline "sudo apt-get update && sudo apt-get install -y nginx"
@@ -23,26 +23,36 @@
 //!         destination "/etc/nginx/nginx.conf"
 //!     }
 //! }
-//!
-//! // Outside any vm block: applied to every host.
-//! provision "shell" {
-//!     inline "uptime"
-//! }
 //! ```
 //!
-//! The syntax is KDL 2 (what vmctl's `kdl` 6 parser reads). Beyond vmctl, a
-//! `provision "shell"` block may also hold `timeout 300` (seconds),
-//! `env NAME="value" ...` and `sudo #true`
-//! (see [`ProvisionDef::timeout`], [`ProvisionDef::env`],
-//! [`ProvisionDef::sudo`]), and `ssh` may hold `port`.
+//! # Read as vmctl reads it
 //!
-//! # Validation
+//! The syntax is KDL 2, what vmctl's `kdl` 6 parser reads, and the reading
+//! is vmctl's:
 //!
-//! Mistakes are reported as [`Error::Plan`] with `origin` set to
-//! `FILE:LINE`. Unknown nodes inside `provision` and `ssh` are errors, so a
-//! typo cannot pass silently. Unknown nodes at the top level and inside
-//! `vm` are ignored (vmctl has many), except near-misspellings of
-//! `provision` and `ssh`.
+//! - only top-level `vm` nodes are VMs, each needs a name, names are
+//!   unique, and a file without one is refused;
+//! - of a repeated field (`ssh`, `user`, `inline`, `source`, ...) the first
+//!   counts; a field whose value is not a string counts as absent;
+//! - unknown nodes, extra arguments and properties are ignored;
+//! - `ssh { user }` defaults to `"vm"` ([`VmPlan::user`]), `provision`
+//!   without a type is a shell step;
+//! - a shell step needs exactly one of `inline` and `script`, a file step
+//!   both `source` and `destination`; `provision` and `ssh` need a body;
+//! - a node name in quotes (`"vm"`, `"provision"`) is not a `vm` or
+//!   `provision` node to vmctl, and is ignored here too.
+//!
+//! Everything ignored is reported in [`Plan::warnings`], with its line, so
+//! a typo stays visible.
+//!
+//! # vmssh extensions
+//!
+//! vmctl ignores these; vmssh uses them, and each use is a warning:
+//! `timeout 300` (seconds), `env NAME="value" ...` and `sudo #true` in a
+//! shell step (see [`ProvisionDef::timeout`], [`ProvisionDef::env`],
+//! [`ProvisionDef::sudo`]), `port` in `ssh`, and `provision` nodes at the
+//! top level, which run on every host before its own steps. Their values
+//! are checked: a malformed extension is an error, not a warning.
 //!
 //! # Example
 //!
@@ -53,20 +63,27 @@
 //! let plan = Plan::parse(
 //!     r#"
 //!     vm "web" {
-//!         ssh { user "ubuntu" }
-//!         provision "shell" { inline "echo hello" }
+//!         image "noble.qcow2"
+//!         ssh { port 2222; }
+//!         provision "shell" { inline "echo hello"; }
+//!         provision "shell" { inline "echo twice"; }
 //!     }
 //!     "#,
 //!     "VMFile.kdl",
 //!     Path::new("."),
 //! )?;
-//! assert_eq!(plan.vms[0].name, "web");
-//! assert_eq!(plan.vms[0].ssh.user.as_deref(), Some("ubuntu"));
-//! assert_eq!(plan.steps_for("web").len(), 1);
+//! let web = plan.vm("web").unwrap();
+//! assert_eq!(web.user(), "vm");
+//! assert_eq!(web.steps.len(), 2);
+//! assert_eq!(
+//!     plan.warnings()[0].to_string(),
+//!     "VMFile.kdl:4: port is a vmssh extension: vmctl ignores it"
+//! );
 //! # Ok::<(), vmssh::Error>(())
 //! ```
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,20 +92,25 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use crate::error::Error;
 use crate::provision::ProvisionDef;
 
+/// The user vmctl logs in as when the VMFile names none.
+pub const DEFAULT_USER: &str = "vm";
+
 /// A parsed plan: per-VM steps and SSH settings, plus steps for every host.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Plan {
     /// The `vm` blocks, in file order.
     pub vms: Vec<VmPlan>,
-    /// Top-level `provision` nodes: run on every host, before a matching
-    /// VM's own steps.
+    /// Top-level `provision` nodes (a vmssh extension): run on every host,
+    /// before a matching VM's own steps.
     pub shared: Vec<ProvisionDef>,
     /// The directory `script` and `file` sources are relative to (the
     /// VMFile's directory).
     pub base_dir: PathBuf,
     origin: String,
     local_files: Vec<LocalFile>,
+    warnings: Vec<Warning>,
+    shared_labels: Vec<String>,
 }
 
 /// One `vm` block.
@@ -101,19 +123,81 @@ pub struct VmPlan {
     pub ssh: SshSettings,
     /// Its `provision` steps, in order.
     pub steps: Vec<ProvisionDef>,
+    labels: Vec<String>,
 }
 
 /// The `ssh` block of a `vm`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SshSettings {
-    /// `user`.
+    /// `user`, as written; see [`VmPlan::user`] for the effective one.
     pub user: Option<String>,
     /// `private-key`, resolved against the plan's directory (`~/` is the
     /// home directory).
     pub private_key: Option<PathBuf>,
-    /// `port`.
+    /// `port` (a vmssh extension).
     pub port: Option<u16>,
+}
+
+impl VmPlan {
+    /// The user to log in as: `ssh { user }`, or `"vm"` (vmctl's default)
+    /// when the VMFile names none.
+    pub fn user(&self) -> &str {
+        self.ssh.user.as_deref().unwrap_or(DEFAULT_USER)
+    }
+}
+
+/// Something in the plan that vmctl and vmssh read differently from what
+/// it looks like, or that vmctl would not accept. Displays as
+/// `FILE:LINE: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    file: String,
+    line: usize,
+    kind: WarningKind,
+    message: String,
+}
+
+/// What a [`Warning`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// Ignored, by vmctl and by vmssh alike: an unknown node, a repeated
+    /// field, an extra argument, a value of the wrong type.
+    Ignored,
+    /// A vmssh extension: vmssh uses it, vmctl ignores it.
+    Extension,
+    /// vmctl would refuse the file or the VM (no image, a provisioned VM
+    /// without an `ssh` block, ...); vmssh does not need what is missing.
+    VmctlRefuses,
+}
+
+impl Warning {
+    /// The plan's file name, as given to [`Plan::load`] or [`Plan::parse`].
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The 1-based line.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// What kind of warning this is.
+    pub fn kind(&self) -> WarningKind {
+        self.kind
+    }
+
+    /// The message, without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
 }
 
 /// A local file the plan refers to, with where it was named.
@@ -125,33 +209,47 @@ struct LocalFile {
 }
 
 impl Plan {
-    /// Parses a VMFile's text. `origin` names it in errors (usually its
-    /// path); `base_dir` is where relative paths in it are resolved.
+    /// Parses a VMFile's text. `origin` names it in errors and warnings
+    /// (usually its path); `base_dir` is where relative paths in it are
+    /// resolved.
     ///
     /// Nothing is read from disk: see
     /// [`check_local_files`](Self::check_local_files).
     ///
     /// # Errors
     ///
-    /// [`Error::Plan`] with `origin` set to `ORIGIN:LINE`: KDL syntax errors,
-    /// unknown provision types, missing or repeated fields, values of the
-    /// wrong type, unknown nodes inside `provision` or `ssh`, duplicate VM
-    /// names, and a plan with neither a `vm` block nor a top-level
-    /// `provision`.
+    /// [`Error::Plan`] with `origin` set to `ORIGIN:LINE` where vmctl
+    /// refuses the file too: KDL syntax errors, no `vm` block, a `vm`
+    /// without a name or body, duplicate VM names, `ssh` or `provision`
+    /// without a body, unknown provision types, a shell step without
+    /// exactly one of `inline`/`script`, a file step without `source` or
+    /// `destination`. Also malformed vmssh extensions (`timeout "5m"`).
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, Error> {
-        let cx = Cx {
-            text,
+        let mut cx = Cx {
             origin,
             base_dir,
+            lines: LineIndex::new(text),
+            warnings: Vec::new(),
+            local_files: Vec::new(),
         };
-        cx.plan().map_err(|bad| Error::Plan {
-            origin: format!("{origin}:{}", bad.line),
-            reason: bad.reason,
-        })
+        let doc = cx.parse_kdl(text).map_err(|bad| cx.error(bad))?;
+        match cx.plan(&doc) {
+            Ok((vms, (shared, shared_labels))) => Ok(Plan {
+                vms,
+                shared,
+                base_dir: base_dir.to_path_buf(),
+                origin: origin.to_string(),
+                local_files: cx.local_files,
+                warnings: cx.warnings,
+                shared_labels,
+            }),
+            Err(bad) => Err(cx.error(bad)),
+        }
     }
 
     /// Reads and parses the VMFile at `path`; relative paths in it are
-    /// resolved against its directory.
+    /// resolved against its directory (`.` for a bare file name, as
+    /// vmctl does).
     ///
     /// # Errors
     ///
@@ -170,6 +268,13 @@ impl Plan {
             _ => PathBuf::from("."),
         };
         Plan::parse(&text, &path.display().to_string(), &base_dir)
+    }
+
+    /// What the plan holds that is ignored, a vmssh extension, or not
+    /// accepted by vmctl, in file order. Each displays as
+    /// `FILE:LINE: message`.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     /// The `vm` block called `name`.
@@ -227,48 +332,48 @@ struct Invalid {
     reason: String,
 }
 
-/// Parsing context: the text (for line numbers) and where it came from.
-struct Cx<'a> {
-    text: &'a str,
-    origin: &'a str,
-    base_dir: &'a Path,
+/// Byte offsets of line starts, for line numbers of spans.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex(starts)
+    }
+
+    /// The 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
+/// Parsing context: where the plan came from, and what was found so far.
+struct Cx<'a> {
+    origin: &'a str,
+    base_dir: &'a Path,
+    lines: LineIndex,
+    warnings: Vec<Warning>,
+    local_files: Vec<LocalFile>,
+}
+
+/// The steps of a block and their vmctl log labels.
+type Steps = (Vec<ProvisionDef>, Vec<String>);
+
+/// A node's name as vmctl's `doc.get(...)` matches it (the value).
 fn name(node: &KdlNode) -> &str {
     node.name().value()
 }
 
-fn parse_kdl(cx: &Cx<'_>) -> Result<KdlDocument, Invalid> {
-    // The parser is third-party code fed untrusted text: a panic inside it
-    // becomes a plan error instead of taking the caller down.
-    let parsed = std::panic::catch_unwind(|| KdlDocument::parse_v2(cx.text));
-    match parsed {
-        Ok(Ok(doc)) => Ok(doc),
-        Ok(Err(e)) => {
-            let Some(first) = e.diagnostics.first() else {
-                return Err(cx.err_at(0, "invalid KDL".into()));
-            };
-            let mut reason = format!(
-                "invalid KDL: {}",
-                first.message.as_deref().unwrap_or("syntax error")
-            );
-            if let Some(help) = &first.help {
-                reason.push_str(&format!(" ({help})"));
-            }
-            if e.diagnostics.len() > 1 {
-                let more = e.diagnostics.len() - 1;
-                reason.push_str(&format!(
-                    " and {more} more error{}",
-                    if more == 1 { "" } else { "s" }
-                ));
-            }
-            Err(cx.err_at(first.span.offset(), reason))
-        }
-        Err(_) => Err(cx.err_at(0, "invalid KDL: the parser failed on this input".into())),
-    }
+/// Whether vmctl's loops over `vm` and `provision` nodes see `node` as
+/// `want`: they compare the name as written, so `"vm"` in quotes is not
+/// `vm`.
+fn written_as(node: &KdlNode, want: &str) -> bool {
+    node.name().to_string() == want
 }
 
-/// Nodes vmctl reads inside `vm` that plans do not use.
+/// Nodes vmctl reads inside `vm` that plans leave to vmctl; of each, vmctl
+/// reads the first.
 const VMCTL_VM_NODES: &[&str] = &[
     "image",
     "image-url",
@@ -279,71 +384,67 @@ const VMCTL_VM_NODES: &[&str] = &[
     "cloud-init",
 ];
 
+const TOP_NODES: &[&str] = &["vm", "provision"];
+const VM_NODES: &[&str] = &[
+    "provision",
+    "ssh",
+    "image",
+    "image-url",
+    "vcpus",
+    "memory",
+    "disk",
+    "network",
+    "cloud-init",
+];
+const SSH_NODES: &[&str] = &["user", "private-key", "port"];
+const SHELL_NODES: &[&str] = &["inline", "script", "timeout", "env", "sudo"];
+const FILE_NODES: &[&str] = &["source", "destination"];
+
 impl Cx<'_> {
-    fn plan(&self) -> Result<Plan, Invalid> {
-        let cx = self;
-        let doc = parse_kdl(cx)?;
-        let mut plan = Plan {
-            vms: Vec::new(),
-            shared: Vec::new(),
-            base_dir: cx.base_dir.to_path_buf(),
-            origin: cx.origin.to_string(),
-            local_files: Vec::new(),
-        };
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for node in doc.nodes() {
-            match name(node) {
-                "vm" => {
-                    let vm = cx.vm(node, &mut plan.local_files)?;
-                    let line = cx.line(node);
-                    if let Some(first) = seen.insert(vm.name.clone(), line) {
-                        return Err(cx.err(
-                            node,
-                            format!(
-                                "duplicate vm name \"{}\" (first defined at line {first})",
-                                vm.name
-                            ),
-                        ));
-                    }
-                    plan.vms.push(vm);
-                }
-                "provision" => plan.shared.push(cx.provision(node, &mut plan.local_files)?),
-                "ssh" => {
-                    return Err(cx.err(
-                        node,
-                        "ssh at the top level is not supported (expected inside a vm block)"
-                            .to_string(),
-                    ));
-                }
-                other => cx.check_typo(node, other, "at the top level")?,
-            }
+    fn error(&self, bad: Invalid) -> Error {
+        Error::Plan {
+            origin: format!("{}:{}", self.origin, bad.line),
+            reason: bad.reason,
         }
-        if plan.vms.is_empty() && plan.shared.is_empty() {
-            return Err(Invalid {
-                line: 1,
-                reason: "no vm block and no top-level provision found (expected vm \"NAME\" { ... } or provision \"shell\" { ... })".into(),
-            });
-        }
-        Ok(plan)
     }
 
-    /// The 1-based line of a byte offset.
-    fn line_at(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+    fn parse_kdl(&self, text: &str) -> Result<KdlDocument, Invalid> {
+        // The parser is third-party code fed untrusted text: a panic inside it
+        // becomes a plan error instead of taking the caller down.
+        let parsed = std::panic::catch_unwind(|| KdlDocument::parse_v2(text));
+        match parsed {
+            Ok(Ok(doc)) => Ok(doc),
+            Ok(Err(e)) => {
+                let Some(first) = e.diagnostics.first() else {
+                    return Err(self.err_at(0, "invalid KDL".into()));
+                };
+                let mut reason = format!(
+                    "invalid KDL: {}",
+                    first.message.as_deref().unwrap_or("syntax error")
+                );
+                if let Some(help) = &first.help {
+                    reason.push_str(&format!(" ({help})"));
+                }
+                if e.diagnostics.len() > 1 {
+                    let more = e.diagnostics.len() - 1;
+                    reason.push_str(&format!(
+                        " and {more} more error{}",
+                        if more == 1 { "" } else { "s" }
+                    ));
+                }
+                Err(self.err_at(first.span.offset(), reason))
+            }
+            Err(_) => Err(self.err_at(0, "invalid KDL: the parser failed on this input".into())),
+        }
     }
 
     fn line(&self, node: &KdlNode) -> usize {
-        self.line_at(node.name().span().offset())
+        self.lines.line(node.name().span().offset())
     }
 
     fn err_at(&self, offset: usize, reason: String) -> Invalid {
         Invalid {
-            line: self.line_at(offset),
+            line: self.lines.line(offset),
             reason,
         }
     }
@@ -356,55 +457,198 @@ impl Cx<'_> {
         self.err_at(entry.span().offset(), reason)
     }
 
-    /// Unknown nodes outside `provision`/`ssh` are ignored, unless they look
-    /// like a misspelled `provision` or `ssh`.
-    fn check_typo(&self, node: &KdlNode, found: &str, place: &str) -> Result<(), Invalid> {
-        let guess = if edit_distance(found, "provision") <= 2 {
-            Some("provision")
-        } else if found.len() >= 3 && edit_distance(found, "ssh") == 1 {
-            Some("ssh")
-        } else {
-            None
+    fn warn_line(&mut self, line: usize, kind: WarningKind, message: String) {
+        self.warnings.push(Warning {
+            file: self.origin.to_string(),
+            line,
+            kind,
+            message,
+        });
+    }
+
+    fn warn(&mut self, node: &KdlNode, kind: WarningKind, message: String) {
+        let line = self.line(node);
+        self.warn_line(line, kind, message);
+    }
+
+    fn warn_entry(&mut self, entry: &KdlEntry, kind: WarningKind, message: String) {
+        let line = self.lines.line(entry.span().offset());
+        self.warn_line(line, kind, message);
+    }
+
+    fn extension(&mut self, node: &KdlNode) {
+        let field = name(node).to_string();
+        self.warn(
+            node,
+            WarningKind::Extension,
+            format!("{field} is a vmssh extension: vmctl ignores it"),
+        );
+    }
+
+    /// An unknown node: ignored, with a hint when it looks like a known one.
+    fn unknown(&mut self, node: &KdlNode, place: &str, known: &[&str]) {
+        let found = name(node);
+        let hint = match suggest(found, known) {
+            Some(g) => format!(" (did you mean {g}?)"),
+            None => String::new(),
         };
-        match guess {
-            Some(g) => Err(self.err(
+        let message = format!("unknown node \"{found}\" {place} ignored{hint}");
+        self.warn(node, WarningKind::Ignored, message);
+    }
+
+    /// A repeated field: vmctl reads the first.
+    fn repeated(&mut self, node: &KdlNode, place: &str, first: usize) {
+        let message = format!(
+            "{} repeated {place}: vmctl reads only the first (line {first}); this one is ignored",
+            name(node)
+        );
+        self.warn(node, WarningKind::Ignored, message);
+    }
+
+    /// Arguments after the first `keep`, properties (except those named in
+    /// `props`) and a child block of a node that takes none: ignored.
+    fn extras(&mut self, node: &KdlNode, keep: usize, props: &[&str], block: bool) {
+        let field = name(node).to_string();
+        let mut args = 0;
+        for e in node.entries() {
+            match e.name() {
+                None => {
+                    args += 1;
+                    if args > keep {
+                        self.warn_entry(
+                            e,
+                            WarningKind::Ignored,
+                            format!("extra argument {} of {field} ignored", show(e.value())),
+                        );
+                    }
+                }
+                Some(p) if props.contains(&p.value()) => {}
+                Some(_) => self.warn_entry(
+                    e,
+                    WarningKind::Ignored,
+                    format!("property {} of {field} ignored", entry_text(e)),
+                ),
+            }
+        }
+        if !block && node.children().is_some() {
+            self.warn(
                 node,
-                format!("unknown node \"{found}\" {place} (did you mean {g}?)"),
-            )),
-            None => Ok(()),
+                WarningKind::Ignored,
+                format!("the block of {field} is ignored"),
+            );
         }
     }
 
-    fn vm(&self, node: &KdlNode, files: &mut Vec<LocalFile>) -> Result<VmPlan, Invalid> {
-        let vm_name = match positional(node).as_slice() {
-            [e] => match e.value() {
-                KdlValue::String(s) if !s.is_empty() => s.clone(),
-                _ => {
-                    return Err(self.err_entry(
-                        e,
-                        format!(
-                            "vm expects a name string, e.g. vm \"web\" {{ ... }} (found {})",
-                            show(e.value())
-                        ),
+    /// The first argument of a field as vmctl reads it
+    /// (`get(0).as_string()`): a missing or non-string value counts as no
+    /// value at all.
+    fn string_field(&mut self, node: &KdlNode, absent: &str) -> Option<String> {
+        self.extras(node, 1, &[], false);
+        let field = name(node).to_string();
+        match node.get(0) {
+            Some(KdlValue::String(s)) => Some(s.clone()),
+            Some(other) => {
+                let shown = show(other);
+                self.warn(
+                    node,
+                    WarningKind::Ignored,
+                    format!("{field} {shown} is not a string: vmctl ignores it ({absent})"),
+                );
+                None
+            }
+            None => {
+                self.warn(
+                    node,
+                    WarningKind::Ignored,
+                    format!("{field} without a value: vmctl ignores it ({absent})"),
+                );
+                None
+            }
+        }
+    }
+
+    fn plan(&mut self, doc: &KdlDocument) -> Result<(Vec<VmPlan>, Steps), Invalid> {
+        let mut vms: Vec<VmPlan> = Vec::new();
+        let mut shared = Vec::new();
+        let mut shared_labels = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for node in doc.nodes() {
+            if written_as(node, "vm") {
+                let vm_name = self.vm_name(node)?;
+                let line = self.line(node);
+                if let Some(first) = seen.get(&vm_name) {
+                    return Err(self.err(
+                        node,
+                        format!("duplicate vm name \"{vm_name}\" (first defined at line {first})"),
                     ));
                 }
-            },
-            [] => {
-                return Err(self.err(
-                    node,
-                    "vm expects a name string, e.g. vm \"web\" { ... } (found no argument)".into(),
-                ));
+                seen.insert(vm_name.clone(), line);
+                vms.push(self.vm(node, vm_name)?);
+                continue;
             }
-            many => {
-                return Err(self.err(
+            match name(node) {
+                "vm" => self.quoted(node),
+                "provision" => {
+                    let line = self.line(node);
+                    self.warn_line(
+                        line,
+                        WarningKind::Extension,
+                        "provision outside a vm block is a vmssh extension: vmctl ignores it, \
+                         vmssh runs it on every host before the host's own steps"
+                            .into(),
+                    );
+                    let (step, label) = self.provision(node)?;
+                    shared.push(step);
+                    shared_labels.push(label);
+                }
+                "ssh" => self.warn(
                     node,
-                    format!(
-                        "vm expects one name string (found {} arguments)",
-                        many.len()
-                    ),
-                ));
+                    WarningKind::Ignored,
+                    "ssh outside a vm block ignored (it belongs inside vm \"NAME\" { ... })".into(),
+                ),
+                _ => self.unknown(node, "at the top level", TOP_NODES),
             }
-        };
+        }
+        if vms.is_empty() {
+            return Err(Invalid {
+                line: 1,
+                reason: "no vm block found (expected vm \"NAME\" { ... }; vmctl refuses a file \
+                         without one)"
+                    .into(),
+            });
+        }
+        Ok((vms, (shared, shared_labels)))
+    }
+
+    /// A `vm` or `provision` node whose name is written in quotes: vmctl
+    /// does not see it.
+    fn quoted(&mut self, node: &KdlNode) {
+        let message = format!(
+            "node name {} is written in quotes: vmctl does not read it as {}, so it is ignored",
+            node.name(),
+            name(node)
+        );
+        self.warn(node, WarningKind::Ignored, message);
+    }
+
+    fn vm_name(&mut self, node: &KdlNode) -> Result<String, Invalid> {
+        match node.get(0) {
+            Some(KdlValue::String(s)) => {
+                let s = s.clone();
+                self.extras(node, 1, &[], true);
+                Ok(s)
+            }
+            found => {
+                let found = found.map_or_else(|| "no argument".to_string(), show);
+                Err(self.err(
+                    node,
+                    format!("vm expects a name string, e.g. vm \"web\" {{ ... }} (found {found})"),
+                ))
+            }
+        }
+    }
+
+    fn vm(&mut self, node: &KdlNode, vm_name: String) -> Result<VmPlan, Invalid> {
         let Some(children) = node.children() else {
             return Err(self.err(
                 node,
@@ -415,112 +659,169 @@ impl Cx<'_> {
             name: vm_name,
             ssh: SshSettings::default(),
             steps: Vec::new(),
+            labels: Vec::new(),
         };
-        let mut ssh_line = None;
+        let place = format!("in vm \"{}\"", vm.name);
+        let mut first: HashMap<&str, usize> = HashMap::new();
         for child in children.nodes() {
-            match name(child) {
-                "provision" => vm.steps.push(self.provision(child, files)?),
-                "ssh" => {
-                    if let Some(first) = ssh_line {
-                        return Err(self.err(
-                            child,
-                            format!(
-                                "ssh given twice in vm \"{}\" (first at line {first})",
-                                vm.name
-                            ),
-                        ));
+            if written_as(child, "provision") {
+                let (step, label) = self.provision(child)?;
+                vm.steps.push(step);
+                vm.labels.push(label);
+                continue;
+            }
+            let field = name(child);
+            match field {
+                "provision" => self.quoted(child),
+                "ssh" => match first.get("ssh") {
+                    Some(line) => {
+                        let line = *line;
+                        self.repeated(child, &place, line);
                     }
-                    ssh_line = Some(self.line(child));
-                    vm.ssh = self.ssh(child, files)?;
-                }
-                known if VMCTL_VM_NODES.contains(&known) => {}
-                other => self.check_typo(child, other, &format!("in vm \"{}\"", vm.name))?,
+                    None => {
+                        first.insert("ssh", self.line(child));
+                        vm.ssh = self.ssh(child)?;
+                    }
+                },
+                known if VMCTL_VM_NODES.contains(&known) => match first.get(known) {
+                    Some(line) => {
+                        let line = *line;
+                        self.repeated(child, &place, line);
+                    }
+                    None => {
+                        first.insert(known, self.line(child));
+                    }
+                },
+                _ => self.unknown(child, &place, VM_NODES),
             }
         }
+        self.vmctl_checks(node, children, &vm);
         Ok(vm)
     }
 
-    fn ssh(&self, node: &KdlNode, files: &mut Vec<LocalFile>) -> Result<SshSettings, Invalid> {
-        if let Some(e) = node.entries().first() {
-            return Err(self.err_entry(
-                e,
-                format!(
-                    "ssh takes no arguments, only a block {{ user \"...\" }} (found {})",
-                    entry_text(e)
-                ),
-            ));
+    /// What vmctl refuses in parts of a `vm` block that vmssh does not
+    /// read: reported, not enforced.
+    fn vmctl_checks(&mut self, node: &KdlNode, children: &KdlDocument, vm: &VmPlan) {
+        let refuses = |what: String| format!("vm \"{}\": {what}", vm.name);
+        let image = children.get_arg("image").and_then(KdlValue::as_string);
+        let url = children.get_arg("image-url").and_then(KdlValue::as_string);
+        match (image, url) {
+            (None, None) => self.warn(
+                node,
+                WarningKind::VmctlRefuses,
+                refuses("no image or image-url: vmctl refuses this file".into()),
+            ),
+            (Some(_), Some(_)) => self.warn(
+                node,
+                WarningKind::VmctlRefuses,
+                refuses("both image and image-url: vmctl refuses this file".into()),
+            ),
+            _ => {}
         }
+        if let Some(net) = children.get("network") {
+            let mode = net.get(0).and_then(KdlValue::as_string).unwrap_or("user");
+            let problem = match mode {
+                "user" | "tap" | "none" => None,
+                "vnic" if net.get("name").and_then(KdlValue::as_string).is_some() => None,
+                "vnic" => Some("network \"vnic\" without name=\"...\"".to_string()),
+                other => Some(format!("unknown network type \"{other}\"")),
+            };
+            if let Some(p) = problem {
+                self.warn(
+                    net,
+                    WarningKind::VmctlRefuses,
+                    refuses(format!("{p}: vmctl refuses this file")),
+                );
+            }
+            if net.children().is_some() {
+                // vmctl's documentation shows `network "tap" { bridge "br0" }`,
+                // but its parser reads only the properties.
+                self.warn(
+                    net,
+                    WarningKind::Ignored,
+                    refuses(format!(
+                        "the block of network is ignored by vmctl, which reads properties \
+                         only (network \"{mode}\" bridge=\"...\" name=\"...\")"
+                    )),
+                );
+            }
+        }
+        if !vm.steps.is_empty() && children.get("ssh").is_none() {
+            self.warn(
+                node,
+                WarningKind::VmctlRefuses,
+                refuses(format!(
+                    "provision steps but no ssh block: vmctl refuses to provision it; \
+                     vmssh logs in as \"{DEFAULT_USER}\""
+                )),
+            );
+        }
+    }
+
+    fn ssh(&mut self, node: &KdlNode) -> Result<SshSettings, Invalid> {
+        self.extras(node, 0, &[], true);
+        let Some(children) = node.children() else {
+            return Err(self.err(
+                node,
+                "ssh needs a body: ssh { user \"...\" } (vmctl refuses a bare ssh)".into(),
+            ));
+        };
         let mut ssh = SshSettings::default();
-        let mut seen = Seen::default();
-        for child in node.children().map(|c| c.nodes()).unwrap_or_default() {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for child in children.nodes() {
             let field = name(child);
+            if !SSH_NODES.contains(&field) {
+                self.unknown(child, "in ssh", SSH_NODES);
+                continue;
+            }
+            if let Some(line) = first.get(field) {
+                let line = *line;
+                self.repeated(child, "in ssh", line);
+                continue;
+            }
+            first.insert(field, self.line(child));
             match field {
                 "user" => {
-                    seen.once(self, child)?;
-                    ssh.user = Some(self.string_arg(child)?);
+                    ssh.user = self.string_field(child, &format!("user \"{DEFAULT_USER}\""));
                 }
                 "private-key" => {
-                    seen.once(self, child)?;
-                    let raw = self.string_arg(child)?;
-                    let path = expand_tilde(&raw);
-                    files.push(LocalFile {
-                        what: "private-key",
-                        path: path.clone(),
-                        line: self.line(child),
-                    });
-                    ssh.private_key = Some(self.base_dir.join(path));
+                    if let Some(raw) = self.string_field(child, "the key vmctl generated") {
+                        let path = expand_tilde(&raw);
+                        let line = self.line(child);
+                        self.local_files.push(LocalFile {
+                            what: "private-key",
+                            path: path.clone(),
+                            line,
+                        });
+                        ssh.private_key = Some(self.base_dir.join(path));
+                    }
                 }
-                "port" => {
-                    seen.once(self, child)?;
+                _ => {
+                    self.extension(child);
                     ssh.port = Some(self.port_arg(child)?);
-                }
-                other => {
-                    return Err(self.err(
-                        child,
-                        format!(
-                            "unknown node \"{other}\" in ssh (expected user, private-key or port)"
-                        ),
-                    ));
                 }
             }
         }
         Ok(ssh)
     }
 
-    fn provision(
-        &self,
-        node: &KdlNode,
-        files: &mut Vec<LocalFile>,
-    ) -> Result<ProvisionDef, Invalid> {
-        // vmctl treats a provision without a type as a shell step.
-        let kind = match positional(node).as_slice() {
-            [] => "shell".to_string(),
-            [e] => match e.value() {
-                KdlValue::String(s) => s.clone(),
-                v => {
-                    return Err(self.err_entry(
-                        e,
-                        format!(
-                            "provision expects a type string, \"shell\" or \"file\" (found {})",
-                            show(v)
-                        ),
-                    ));
-                }
-            },
-            many => return Err(self.err(
-                node,
-                format!(
-                    "provision takes one type argument, \"shell\" or \"file\" (found {} arguments)",
-                    many.len()
-                ),
-            )),
+    /// One `provision` node: the step and vmctl's log label for it.
+    fn provision(&mut self, node: &KdlNode) -> Result<(ProvisionDef, String), Invalid> {
+        // vmctl: `get(0).and_then(as_string).unwrap_or("shell")`.
+        let kind = match node.get(0) {
+            Some(KdlValue::String(s)) => s.clone(),
+            Some(other) => {
+                let shown = show(other);
+                self.warn(
+                    node,
+                    WarningKind::Ignored,
+                    format!("provision type {shown} is not a string: vmctl runs it as \"shell\""),
+                );
+                "shell".to_string()
+            }
+            None => "shell".to_string(),
         };
-        if let Some(p) = node.entries().iter().find(|e| e.name().is_some()) {
-            return Err(self.err_entry(
-                p,
-                format!("provision takes no properties (found {})", entry_text(p)),
-            ));
-        }
+        self.extras(node, 1, &[], true);
         if kind != "shell" && kind != "file" {
             return Err(self.err(
                 node,
@@ -539,67 +840,81 @@ impl Cx<'_> {
             ));
         };
         if kind == "file" {
-            return self.file_step(node, children, files);
+            self.file_step(node, children)
+        } else {
+            self.shell_step(node, children)
         }
-        let mut seen = Seen::default();
-        let mut command: Option<(&str, String, usize)> = None;
+    }
+
+    fn shell_step(
+        &mut self,
+        node: &KdlNode,
+        children: &KdlDocument,
+    ) -> Result<(ProvisionDef, String), Invalid> {
+        const PLACE: &str = "in provision \"shell\"";
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut inline: Option<(String, usize)> = None;
+        let mut script: Option<(String, usize)> = None;
         let mut timeout = None;
         let mut env = Vec::new();
         let mut sudo = false;
         for child in children.nodes() {
             let field = name(child);
+            if !SHELL_NODES.contains(&field) {
+                self.unknown(child, PLACE, SHELL_NODES);
+                continue;
+            }
+            if field == "env" {
+                self.extension(child);
+                env.extend(self.env_props(child)?);
+                continue;
+            }
+            if let Some(line) = first.get(field) {
+                let line = *line;
+                self.repeated(child, PLACE, line);
+                continue;
+            }
+            let line = self.line(child);
+            first.insert(field, line);
             match field {
-                "inline" | "script" => {
-                    if let Some((first, _, line)) = &command {
-                        let found = if *first == field {
-                            format!("{field} twice")
-                        } else {
-                            format!("{first} and {field}")
-                        };
-                        return Err(self.err(
-                            child,
-                            format!("provision \"shell\" needs exactly one of inline or script (found {found}; first at line {line})"),
-                        ));
-                    }
-                    command = Some((
-                        if field == "inline" {
-                            "inline"
-                        } else {
-                            "script"
-                        },
-                        self.string_arg(child)?,
-                        self.line(child),
-                    ));
+                "inline" => {
+                    inline = self.string_field(child, "no command").map(|s| (s, line));
+                }
+                "script" => {
+                    script = self.string_field(child, "no script").map(|s| (s, line));
                 }
                 "timeout" => {
-                    seen.once(self, child)?;
+                    self.extension(child);
                     timeout = Some(self.seconds_arg(child)?);
                 }
-                "env" => env.extend(self.env_props(child)?),
-                "sudo" => {
-                    seen.once(self, child)?;
+                _ => {
+                    self.extension(child);
                     sudo = self.flag_arg(child)?;
-                }
-                other => {
-                    return Err(self.err(
-                        child,
-                        format!("unknown node \"{other}\" in provision \"shell\" (expected inline, script, timeout, env or sudo)"),
-                    ));
                 }
             }
         }
-        let step = match command {
-            Some(("inline", cmd, _)) => ProvisionDef::inline(cmd),
-            Some((_, path, line)) => {
-                let path = expand_tilde(&path);
-                files.push(LocalFile {
+        let (step, label) = match (inline, script) {
+            (Some((cmd, _)), None) => (ProvisionDef::inline(cmd.clone()), cmd),
+            (None, Some((raw, line))) => {
+                let path = expand_tilde(&raw);
+                self.local_files.push(LocalFile {
                     what: "script",
                     path: path.clone(),
                     line,
                 });
-                ProvisionDef::script(path)
+                (ProvisionDef::script(path), raw)
             }
-            None => {
+            (Some((_, a)), Some((_, b))) => {
+                return Err(Invalid {
+                    line: a.max(b),
+                    reason: format!(
+                        "provision \"shell\" needs exactly one of inline or script (found both; \
+                         first at line {})",
+                        a.min(b)
+                    ),
+                });
+            }
+            (None, None) => {
                 return Err(self.err(
                     node,
                     "provision \"shell\" needs exactly one of inline or script (found neither)"
@@ -614,42 +929,49 @@ impl Cx<'_> {
         for (k, v) in env {
             step = step.env(k, v);
         }
-        Ok(step)
+        Ok((step, label))
     }
 
     fn file_step(
-        &self,
+        &mut self,
         node: &KdlNode,
         children: &KdlDocument,
-        files: &mut Vec<LocalFile>,
-    ) -> Result<ProvisionDef, Invalid> {
-        let mut seen = Seen::default();
+    ) -> Result<(ProvisionDef, String), Invalid> {
+        const PLACE: &str = "in provision \"file\"";
+        let mut first: HashMap<&str, usize> = HashMap::new();
         let mut source = None;
         let mut destination = None;
         for child in children.nodes() {
-            match name(child) {
-                "source" => {
-                    seen.once(self, child)?;
-                    source = Some((self.string_arg(child)?, self.line(child)));
-                }
-                "destination" => {
-                    seen.once(self, child)?;
-                    destination = Some(self.string_arg(child)?);
-                }
-                other => {
-                    return Err(self.err(child, format!("unknown node \"{other}\" in provision \"file\" (expected source and destination)")));
-                }
+            let field = name(child);
+            if !FILE_NODES.contains(&field) {
+                self.unknown(child, PLACE, FILE_NODES);
+                continue;
+            }
+            if let Some(line) = first.get(field) {
+                let line = *line;
+                self.repeated(child, PLACE, line);
+                continue;
+            }
+            let line = self.line(child);
+            first.insert(field, line);
+            if field == "source" {
+                source = self.string_field(child, "no source").map(|s| (s, line));
+            } else {
+                destination = self.string_field(child, "no destination");
             }
         }
         match (source, destination) {
             (Some((source, line)), Some(destination)) => {
                 let source = expand_tilde(&source);
-                files.push(LocalFile {
+                self.local_files.push(LocalFile {
                     what: "source",
                     path: source.clone(),
                     line,
                 });
-                Ok(ProvisionDef::file(source, destination))
+                Ok((
+                    ProvisionDef::file(source, destination),
+                    "file-upload".to_string(),
+                ))
             }
             (s, d) => {
                 let missing = match (s.is_none(), d.is_none()) {
@@ -665,7 +987,8 @@ impl Cx<'_> {
         }
     }
 
-    /// The single argument of `node`, with no properties or children.
+    /// The single argument of an extension field, with no properties or
+    /// children.
     fn single_arg<'n>(&self, node: &'n KdlNode, expects: &str) -> Result<&'n KdlEntry, Invalid> {
         let field = name(node);
         if node.children().is_some() {
@@ -689,21 +1012,6 @@ impl Cx<'_> {
             many => Err(self.err(
                 node,
                 format!("{field} expects {expects} (found {} arguments)", many.len()),
-            )),
-        }
-    }
-
-    fn string_arg(&self, node: &KdlNode) -> Result<String, Invalid> {
-        let field = name(node);
-        let e = self.single_arg(node, "a string argument")?;
-        match e.value() {
-            KdlValue::String(s) if s.trim().is_empty() => {
-                Err(self.err_entry(e, format!("{field} expects a non-empty string argument")))
-            }
-            KdlValue::String(s) => Ok(s.clone()),
-            v => Err(self.err_entry(
-                e,
-                format!("{field} expects a string argument (found {})", show(v)),
             )),
         }
     }
@@ -802,30 +1110,6 @@ impl Cx<'_> {
     }
 }
 
-/// Remembers which fields of a block were given, to refuse repeats.
-#[derive(Default)]
-struct Seen(HashMap<String, usize>);
-
-impl Seen {
-    fn once(&mut self, cx: &Cx<'_>, node: &KdlNode) -> Result<(), Invalid> {
-        let line = cx.line(node);
-        match self.0.insert(name(node).to_string(), line) {
-            Some(first) => Err(cx.err(
-                node,
-                format!("{} given twice (first at line {first})", name(node)),
-            )),
-            None => Ok(()),
-        }
-    }
-}
-
-fn positional(node: &KdlNode) -> Vec<&KdlEntry> {
-    node.entries()
-        .iter()
-        .filter(|e| e.name().is_none())
-        .collect()
-}
-
 fn entry_text(e: &KdlEntry) -> String {
     match e.name() {
         Some(n) => format!("{}={}", n.value(), show(e.value())),
@@ -842,7 +1126,7 @@ fn show(v: &KdlValue) -> String {
 }
 
 /// `~` and `~/...` name the home directory, as in vmctl.
-fn expand_tilde(raw: &str) -> PathBuf {
+pub(crate) fn expand_tilde(raw: &str) -> PathBuf {
     let home = || std::env::var_os("HOME").map(PathBuf::from);
     if raw == "~"
         && let Some(h) = home()
@@ -855,6 +1139,21 @@ fn expand_tilde(raw: &str) -> PathBuf {
         return h.join(rest);
     }
     PathBuf::from(raw)
+}
+
+/// The known name `found` is probably a misspelling of, if any.
+fn suggest<'k>(found: &str, known: &[&'k str]) -> Option<&'k str> {
+    let found_len = found.chars().count();
+    known
+        .iter()
+        .map(|k| (edit_distance(found, k), *k))
+        .filter(|(d, k)| {
+            // Short names need a closer match to be a plausible typo.
+            let limit = if k.len() <= 4 || found_len <= 3 { 1 } else { 2 };
+            *d > 0 && *d <= limit
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 /// Levenshtein distance, for "did you mean" hints on short node names.
@@ -887,16 +1186,22 @@ mod tests {
     }
 
     #[test]
+    fn suggestions() {
+        assert_eq!(suggest("provison", VM_NODES), Some("provision"));
+        assert_eq!(suggest("shh", VM_NODES), Some("ssh"));
+        assert_eq!(suggest("inlne", SHELL_NODES), Some("inline"));
+        assert_eq!(suggest("gpu", VM_NODES), None);
+        assert_eq!(suggest("ssh", VM_NODES), None);
+    }
+
+    #[test]
     fn lines_count_bytes() {
-        let cx = Cx {
-            text: "a\né\nc",
-            origin: "f",
-            base_dir: Path::new("."),
-        };
-        assert_eq!(cx.line_at(0), 1);
-        assert_eq!(cx.line_at(2), 2);
-        assert_eq!(cx.line_at(5), 3);
-        assert_eq!(cx.line_at(500), 3);
+        let lines = LineIndex::new("a\né\nc");
+        assert_eq!(lines.line(0), 1);
+        assert_eq!(lines.line(1), 1);
+        assert_eq!(lines.line(2), 2);
+        assert_eq!(lines.line(5), 3);
+        assert_eq!(lines.line(500), 3);
     }
 
     #[test]

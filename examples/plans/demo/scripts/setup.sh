@@ -2,7 +2,7 @@
 # The demo's script step: uploaded to each VM, run there, then removed.
 set -eu
 echo "setting up ${HOSTNAME:-$(uname -n)} as $(id -un)"
-for pkg in ${PACKAGES:-nginx}; do
+for pkg in ${PACKAGES:-nginx curl jq}; do
     echo "installing $pkg (pretend)"
     sleep 0.15
 done
