@@ -1,10 +1,14 @@
-//! Authentication methods and private key loading.
+//! Authentication: the methods ([`Auth`]), private key loading, and the
+//! loop that tries the configured methods in order.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::keys::PrivateKey;
+use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, KeyErrorKind};
@@ -173,6 +177,144 @@ pub(crate) async fn load_key(
         })
         .await
         .cloned()
+}
+
+/// Tries `methods` in order until the server accepts one.
+pub(crate) async fn authenticate<H: client::Handler>(
+    handle: &mut Handle<H>,
+    host: &str,
+    port: u16,
+    user: &str,
+    methods: &[Auth],
+) -> Result<(), Error> {
+    let proto = |e: russh::Error| {
+        let early = matches!(
+            e,
+            russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError
+        );
+        Error::Handshake {
+            host: host.to_string(),
+            port,
+            reason: "connection lost during authentication".to_string(),
+            early_close: early,
+            source: Some(Box::new(e)),
+        }
+    };
+    let mut tried = Vec::new();
+    for method in methods {
+        tried.push(method.method_name().to_string());
+        let ok = match &method.kind {
+            AuthKind::Key {
+                source,
+                passphrase,
+                decoded,
+            } => {
+                let key = load_key(source, passphrase.as_ref(), decoded).await?;
+                let hash = if key.algorithm().is_rsa() {
+                    rsa_hash(handle).await
+                } else {
+                    None
+                };
+                handle
+                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                    .await
+                    .map_err(proto)?
+                    .success()
+            }
+            AuthKind::Agent { socket } => agent_auth(handle, user, socket.as_deref()).await?,
+            AuthKind::Password(pw) => handle
+                .authenticate_password(user, pw.expose())
+                .await
+                .map_err(proto)?
+                .success(),
+        };
+        if ok {
+            return Ok(());
+        }
+        // russh reports a connection that died while a method was pending
+        // as a plain failure: that is not a rejection, and unlike one it is
+        // worth retrying (a VM rebooting under us).
+        if handle.is_closed() {
+            return Err(Error::Handshake {
+                host: host.to_string(),
+                port,
+                reason: "connection lost during authentication".to_string(),
+                early_close: true,
+                source: None,
+            });
+        }
+    }
+    Err(Error::AuthFailed {
+        host: host.to_string(),
+        port,
+        user: user.to_string(),
+        tried,
+    })
+}
+
+/// rsa-sha2-512/256 where the server announced them, else rsa-sha2-256.
+async fn rsa_hash<H: client::Handler>(handle: &Handle<H>) -> Option<russh::keys::HashAlg> {
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(best)) => best,
+        _ => Some(russh::keys::HashAlg::Sha256),
+    }
+}
+
+async fn agent_auth<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    socket: Option<&std::path::Path>,
+) -> Result<bool, Error> {
+    let agent_err = |reason: &str, e: russh::keys::Error| Error::Agent {
+        reason: reason.to_string(),
+        source: Some(Box::new(e)),
+    };
+    let mut agent = match socket {
+        Some(path) => AgentClient::connect_uds(path)
+            .await
+            .map_err(|e| agent_err(&format!("cannot connect to {}", path.display()), e))?
+            .dynamic(),
+        None => {
+            if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+                return Err(Error::Agent {
+                    reason: "SSH_AUTH_SOCK is not set".to_string(),
+                    source: None,
+                });
+            }
+            AgentClient::connect_env()
+                .await
+                .map_err(|e| agent_err("cannot connect to SSH_AUTH_SOCK", e))?
+                .dynamic()
+        }
+    };
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| agent_err("cannot list identities", e))?;
+    for id in identities {
+        let AgentIdentity::PublicKey { key, .. } = id else {
+            continue;
+        };
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash(handle).await
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Agent {
+                    reason: "signing failed".to_string(),
+                    source: Some(e.to_string().into()),
+                });
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Decodes a private key, classifying failures without echoing secrets.

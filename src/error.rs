@@ -259,7 +259,7 @@ pub enum Error {
         /// Short reason (`exit status 7`, `killed by signal TERM`, ...).
         reason: String,
         /// The exit status, when the step was a command that ran to the end.
-        status: Option<crate::exec::ExitStatus>,
+        status: Option<crate::status::ExitStatus>,
         /// The last lines of the step's stderr.
         stderr_tail: String,
         /// The underlying error, when the step did not complete (connection

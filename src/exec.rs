@@ -4,19 +4,20 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use russh::client::Msg;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
-use tokio::io::AsyncRead;
-use tokio::sync::OwnedSemaphorePermit;
+use russh::{ChannelMsg, Sig};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
+use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request};
 use crate::error::Error;
-use crate::session::{Session, wait_reply};
+use crate::session::Session;
+pub use crate::status::ExitStatus;
 
 /// A piece of a command's output, in arrival order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,99 +40,6 @@ impl Chunk {
     /// Whether this chunk came from standard error.
     pub fn is_stderr(&self) -> bool {
         matches!(self, Chunk::Stderr(_))
-    }
-}
-
-/// How a remote command ended: an exit code or a signal, as the server
-/// reported it. Nothing is invented: a command that ended without a report
-/// yields [`Error::MissingExitStatus`] instead.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitStatus {
-    // Boxed: keeps `ExitStatus`, and the errors that carry one, small.
-    kind: Box<StatusKind>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum StatusKind {
-    Code(u32),
-    Signal {
-        name: String,
-        core_dumped: bool,
-        message: String,
-    },
-}
-
-impl ExitStatus {
-    /// An exit status with this code.
-    pub fn from_code(code: u32) -> Self {
-        ExitStatus {
-            kind: Box::new(StatusKind::Code(code)),
-        }
-    }
-
-    /// An exit status for death by the signal `name` (without `SIG`).
-    pub fn from_signal(name: impl Into<String>) -> Self {
-        ExitStatus {
-            kind: Box::new(StatusKind::Signal {
-                name: name.into(),
-                core_dumped: false,
-                message: String::new(),
-            }),
-        }
-    }
-
-    /// The exit code, unless the command was killed by a signal.
-    pub fn code(&self) -> Option<u32> {
-        match *self.kind {
-            StatusKind::Code(c) => Some(c),
-            StatusKind::Signal { .. } => None,
-        }
-    }
-
-    /// The signal that killed the command, without the `SIG` prefix (`"TERM"`).
-    pub fn signal(&self) -> Option<&str> {
-        match &*self.kind {
-            StatusKind::Code(_) => None,
-            StatusKind::Signal { name, .. } => Some(name),
-        }
-    }
-
-    /// Whether the process dumped core when it was killed.
-    pub fn core_dumped(&self) -> bool {
-        matches!(
-            *self.kind,
-            StatusKind::Signal {
-                core_dumped: true,
-                ..
-            }
-        )
-    }
-
-    /// True for exit code 0.
-    pub fn success(&self) -> bool {
-        self.code() == Some(0)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.kind {
-            StatusKind::Code(c) => write!(f, "exit status {c}"),
-            StatusKind::Signal {
-                name,
-                core_dumped,
-                message,
-            } => {
-                write!(f, "killed by signal {name}")?;
-                if *core_dumped {
-                    f.write_str(" (core dumped)")?;
-                }
-                if !message.is_empty() {
-                    write!(f, ": {message}")?;
-                }
-                Ok(())
-            }
-        }
     }
 }
 
@@ -214,16 +122,22 @@ impl Command {
         }
     }
 
-    /// Sets an environment variable for the command. Sent as an SSH `env`
-    /// request; where the server refuses it (OpenSSH's default `AcceptEnv`
-    /// lets few through), the variable is exported by the command line
-    /// instead, quoted for a POSIX shell.
+    /// Adds an environment variable for the command.
+    ///
+    /// The value never appears on a remote command line (where any user
+    /// of the VM could read it in `ps`): it travels over the command's
+    /// stdin, ahead of the data, to a few lines of POSIX shell that export
+    /// it before the command runs. With a [`pty`](Self::pty), where stdin
+    /// passes through a terminal, variables are sent as SSH `env` requests
+    /// instead, and a server that refuses one (OpenSSH's default
+    /// `AcceptEnv` lets few through) fails the command with
+    /// [`Error::RequestRefused`].
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
     }
 
-    /// Bytes to write to the command's stdin, followed by end-of-file.
+    /// Sets bytes to write to the command's stdin, followed by end-of-file.
     ///
     /// Default: empty stdin (end-of-file at once).
     pub fn stdin_bytes(mut self, data: impl Into<Bytes>) -> Self {
@@ -231,15 +145,15 @@ impl Command {
         self
     }
 
-    /// A reader copied to the command's stdin as the command runs, followed
-    /// by end-of-file.
+    /// Sets a reader copied to the command's stdin as the command runs,
+    /// followed by end-of-file.
     pub fn stdin_reader(mut self, reader: impl AsyncRead + Send + Unpin + 'static) -> Self {
         self.stdin = Some(Stdin::Reader(Box::new(reader)));
         self
     }
 
-    /// Runs the command on a pseudo-terminal (stderr then arrives merged
-    /// into stdout, with terminal line endings).
+    /// Sets whether the command runs on a pseudo-terminal (stderr then
+    /// arrives merged into stdout, with terminal line endings).
     ///
     /// Default: no pseudo-terminal.
     pub fn pty(mut self, on: bool) -> Self {
@@ -247,14 +161,68 @@ impl Command {
         self
     }
 
-    /// Fails with [`Error::CommandTimeout`] and closes the channel when the
-    /// command has not finished after `timeout`.
+    /// Sets a limit: the command fails with [`Error::CommandTimeout`] and
+    /// its channel is closed when it has not finished after `timeout`.
     ///
     /// Default: none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Checks the environment: names a shell accepts, values without NUL.
+    fn check(&self) -> Result<(), Error> {
+        for (key, value) in &self.env {
+            if !valid_env_name(key) {
+                return Err(Error::Config {
+                    reason: format!("invalid environment variable name {key:?}"),
+                });
+            }
+            if value.contains('\0') {
+                return Err(Error::Config {
+                    reason: format!("environment variable {key} contains a NUL byte"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The remote command line and the bytes to send ahead of stdin.
+    fn remote_line(&self) -> (String, Option<Bytes>) {
+        if self.env.is_empty() || self.pty {
+            return (self.command.clone(), None);
+        }
+        let mut line = String::from(ENV_READER);
+        line.push_str(&self.command);
+        (line, Some(env_preamble(&self.env)))
+    }
+}
+
+/// Reads `NAME=VALUE` lines from stdin up to an empty line, each value
+/// escaped for `printf %b`, and exports them; byte by byte (as shells read
+/// pipes), so the command's own stdin follows untouched. POSIX shell.
+const ENV_READER: &str = "while IFS= read -r __vmssh_kv && [ -n \"$__vmssh_kv\" ]; do \
+     __vmssh_v=$(printf '%bx' \"${__vmssh_kv#*=}\"); \
+     export \"${__vmssh_kv%%=*}=${__vmssh_v%x}\"; done; unset __vmssh_kv __vmssh_v; ";
+
+/// The lines [`ENV_READER`] reads: every byte that is not plainly safe
+/// becomes an octal `\0NNN` escape, so a value is one line of ASCII.
+fn env_preamble(env: &[(String, String)]) -> Bytes {
+    let mut out = Vec::new();
+    for (key, value) in env {
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        for &b in value.as_bytes() {
+            if b.is_ascii_alphanumeric() || b"_-./:,+@".contains(&b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("\\0{b:03o}").as_bytes());
+            }
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    Bytes::from(out)
 }
 
 /// Quotes `s` for a POSIX shell.
@@ -313,8 +281,8 @@ impl Session {
             let chunk = chunk?;
             if stdout.len() + stderr.len() + chunk.bytes().len() > limit {
                 return Err(Error::OutputTooLarge {
-                    host: self.inner.host.clone(),
-                    port: self.inner.port,
+                    host: self.host().to_string(),
+                    port: self.port(),
                     limit,
                 });
             }
@@ -363,46 +331,29 @@ impl Session {
     ///
     /// As [`exec_streaming`](Self::exec_streaming).
     pub async fn exec_streaming_command(&self, command: Command) -> Result<ExecStream, Error> {
-        for (key, _) in &command.env {
-            if !valid_env_name(key) {
-                return Err(Error::Config {
-                    reason: format!("invalid environment variable name {key:?}"),
-                });
-            }
+        command.check()?;
+        let (line, preamble) = command.remote_line();
+        let mut requests = Vec::new();
+        if command.pty {
+            requests.extend(command.env.iter().map(|(k, v)| Request::Env(k, v)));
+            requests.push(Request::Pty);
         }
-        // A channel the server closed before accepting the request ran
-        // nothing: retry it on a fresh channel a few times.
-        let mut attempt = 0;
-        let (channel, permit) = loop {
-            attempt += 1;
-            match self
-                .start_command(&command.command, &command.env, command.pty)
-                .await
-            {
-                Err(Error::ChannelOpen { .. }) if attempt < 5 && !self.is_closed() => continue,
-                other => break other?,
-            }
-        };
-
-        let (read, write) = channel.split();
-        let write = std::sync::Arc::new(write);
-        let stdin_task = match command.stdin {
-            None => {
-                write
-                    .eof()
-                    .await
-                    .map_err(|_| self.lost("connection closed"))?;
+        requests.push(Request::Exec(&line));
+        let lease = channel::start(self, Closing::Terminate, &requests).await?;
+        let writer = lease.writer().clone();
+        let stdin_task = match (preamble, command.stdin) {
+            (None, None) => {
+                writer.eof().await?;
                 None
             }
-            Some(stdin) => Some(tokio::spawn(feed_stdin(write.clone(), stdin))),
+            (preamble, stdin) => Some(tokio::spawn(feed_stdin(writer.clone(), preamble, stdin))),
         };
         Ok(ExecStream {
-            read: Some(read),
-            write,
+            lease: Some(lease),
+            writer,
             session: self.clone(),
             status: None,
             finished: false,
-            permit: Some(permit),
             stdin_task,
             deadline: command
                 .timeout
@@ -411,140 +362,33 @@ impl Session {
     }
 }
 
-impl Session {
-    /// Opens a channel and sends the env, pty and exec requests.
-    async fn start_command(
-        &self,
-        command_line: &str,
-        env: &[(String, String)],
-        pty: bool,
-    ) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
-        let (channel, permit) = self.open_channel().await?;
-        // Until setup completes, an early return or cancellation must close
-        // the channel: the guard does it unless defused.
-        let mut guard = ChannelGuard(Some((channel, permit)), self.clone());
-        let Some((channel, _)) = guard.0.as_mut() else {
-            return Err(self.lost("channel vanished"));
-        };
-        let mut line = String::new();
-        for (key, value) in env {
-            channel
-                .set_env(true, key.as_str(), value.as_str())
-                .await
-                .map_err(|_| self.lost("connection closed"))?;
-            match wait_reply(self, channel, "env").await {
-                Ok(()) => {}
-                Err(Error::RequestRefused { .. }) => {
-                    line.push_str(&format!("export {key}={}; ", shell_quote(value)));
+/// Copies the env preamble and then stdin to the channel, then sends
+/// end-of-file.
+async fn feed_stdin(writer: Arc<ChannelWriter>, preamble: Option<Bytes>, stdin: Option<Stdin>) {
+    let result = async {
+        if let Some(p) = preamble {
+            writer.data(p).await?;
+        }
+        match stdin {
+            None => {}
+            Some(Stdin::Bytes(b)) => writer.data(b).await?,
+            Some(Stdin::Reader(mut r)) => {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    let n = match r.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(_) => return Ok(false),
+                    };
+                    writer.data(Bytes::copy_from_slice(&buf[..n])).await?;
                 }
-                Err(e) => return Err(e),
             }
         }
-        if pty {
-            channel
-                .request_pty(true, "xterm", 80, 24, 0, 0, &[])
-                .await
-                .map_err(|_| self.lost("connection closed"))?;
-            wait_reply(self, channel, "pty-req").await?;
-        }
-        line.push_str(command_line);
-        channel
-            .exec(true, line.into_bytes())
-            .await
-            .map_err(|_| self.lost("connection closed"))?;
-        wait_reply(self, channel, "exec").await?;
-        guard.0.take().ok_or_else(|| self.lost("channel vanished"))
+        Ok::<_, Error>(true)
     }
-}
-
-/// Closes a half-set-up channel when setup is abandoned.
-struct ChannelGuard(Option<(russh::Channel<Msg>, OwnedSemaphorePermit)>, Session);
-
-impl Drop for ChannelGuard {
-    fn drop(&mut self) {
-        if let Some((channel, permit)) = self.0.take() {
-            let (read, write) = channel.split();
-            close_in_background(
-                &self.1,
-                std::sync::Arc::new(write),
-                Some(read),
-                Some(permit),
-                true,
-            );
-        }
-    }
-}
-
-/// How long an abandoned command gets to end after SIGTERM before its
-/// channel is closed from this side.
-const ABANDON_GRACE: Duration = Duration::from_millis(500);
-
-/// Ends a channel in the background and frees its slot (dropping a russh
-/// channel sends nothing).
-///
-/// Without `read`, the server has closed the channel already: answering
-/// is all that is left. With `read`, the command is being abandoned
-/// (stream dropped, timeout, output cap, setup cut short): unless it has
-/// ended already (`terminate` false), the server is asked to send it
-/// SIGTERM; then the channel is drained until the server closes it, for at
-/// most [`ABANDON_GRACE`], before this side closes it.
-/// Only a close that comes from the server can be waited for: once this
-/// side has sent CHANNEL_CLOSE, russh forgets the channel and drops the
-/// server's reply. Closing alone is not enough either: OpenSSH closes the
-/// command's pipes (a writer dies of SIGPIPE, a silent command runs on),
-/// dropbear keeps them open (even a writer blocks forever, holding its
-/// channel), and dropbear before 2024.86 mishandles channels opened while
-/// an abandoned command is still exiting. Servers that refuse signal
-/// requests (OpenSSH for root logins) cost the grace period.
-pub(crate) fn close_in_background(
-    session: &Session,
-    write: std::sync::Arc<ChannelWriteHalf<Msg>>,
-    read: Option<ChannelReadHalf>,
-    permit: Option<OwnedSemaphorePermit>,
-    terminate: bool,
-) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let guard = read.is_some().then(|| session.closing_guard());
-    rt.spawn(async move {
-        let _guard = guard;
-        let server_closed = match read {
-            None => false,
-            Some(mut read) => {
-                if terminate {
-                    let _ = write.signal(Sig::TERM).await;
-                }
-                let drain = async {
-                    while let Some(msg) = read.wait().await {
-                        if matches!(msg, ChannelMsg::Close) {
-                            return true;
-                        }
-                    }
-                    false
-                };
-                // The read half is dropped here, before closing: a full
-                // channel queue would otherwise keep russh from reading.
-                tokio::time::timeout(ABANDON_GRACE, drain)
-                    .await
-                    .unwrap_or(false)
-            }
-        };
-        // russh has answered a server's close itself.
-        if !server_closed {
-            let _ = write.close().await;
-        }
-        drop(permit);
-    });
-}
-
-async fn feed_stdin(write: std::sync::Arc<ChannelWriteHalf<Msg>>, stdin: Stdin) {
-    let result = match stdin {
-        Stdin::Bytes(b) => write.data_bytes(b).await,
-        Stdin::Reader(r) => write.data(r).await,
-    };
-    if result.is_ok() {
-        let _ = write.eof().await;
+    .await;
+    if let Ok(true) = result {
+        let _ = writer.eof().await;
     }
 }
 
@@ -564,12 +408,12 @@ async fn feed_stdin(write: std::sync::Arc<ChannelWriteHalf<Msg>>, stdin: Stdin) 
 /// a writer dies of SIGPIPE (a silent command runs on).
 #[must_use = "a command's output must be read, or the command blocks"]
 pub struct ExecStream {
-    read: Option<ChannelReadHalf>,
-    write: std::sync::Arc<ChannelWriteHalf<Msg>>,
+    /// The channel, until the stream ended; dropping it closes the channel.
+    lease: Option<ChannelLease>,
+    writer: Arc<ChannelWriter>,
     session: Session,
     status: Option<ExitStatus>,
     finished: bool,
-    permit: Option<OwnedSemaphorePermit>,
     stdin_task: Option<JoinHandle<()>>,
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
@@ -637,40 +481,23 @@ impl ExecStream {
             "USR1" => Sig::USR1,
             other => Sig::Custom(other.to_string()),
         };
-        self.write
-            .signal(sig)
-            .await
-            .map_err(|_| self.session.lost("connection closed"))
+        self.writer.signal(sig).await
     }
 
+    /// Ends the stream; dropping the lease closes the channel as its
+    /// state says (answered, drained or abandoned).
     fn finish(&mut self) {
         self.finished = true;
-        self.read = None;
-        self.permit = None;
+        self.lease = None;
         if let Some(t) = self.stdin_task.take() {
             t.abort();
         }
     }
 
-    /// Ends the stream early with an error and closes the channel.
+    /// Ends the stream early with an error, abandoning the command.
     fn fail(&mut self, err: Error) -> Poll<Option<Result<Chunk, Error>>> {
-        self.spawn_close();
         self.finish();
         Poll::Ready(Some(Err(err)))
-    }
-
-    /// Abandons the command and closes the channel in the background.
-    fn spawn_close(&mut self) {
-        // A command whose exit status arrived has ended: no signal (its PID
-        // may already belong to another process).
-        let terminate = self.status.is_none();
-        close_in_background(
-            &self.session,
-            self.write.clone(),
-            self.read.take(),
-            self.permit.take(),
-            terminate,
-        );
     }
 }
 
@@ -688,7 +515,7 @@ fn signal_name(sig: &Sig) -> String {
         Sig::SEGV => "SEGV".into(),
         Sig::TERM => "TERM".into(),
         Sig::USR1 => "USR1".into(),
-        Sig::Custom(s) => s.trim_start_matches("SIG").to_string(),
+        Sig::Custom(s) => s.clone(),
     }
 }
 
@@ -711,17 +538,12 @@ impl Stream for ExecStream {
             return this.fail(err);
         }
         loop {
-            let Some(read) = this.read.as_mut() else {
+            let Some(lease) = this.lease.as_mut() else {
                 return Poll::Ready(None);
             };
-            // `wait` is a thin wrapper over a cancel-safe mpsc receive, so a
-            // fresh future per poll loses nothing.
-            let msg = {
-                let fut = std::pin::pin!(read.wait());
-                match fut.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(m) => m,
-                }
+            let msg = match lease.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(m) => m,
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => {
@@ -740,24 +562,13 @@ impl Stream for ExecStream {
                     error_message,
                     ..
                 }) => {
-                    this.status.get_or_insert(ExitStatus {
-                        kind: Box::new(StatusKind::Signal {
-                            name: signal_name(&sig),
-                            core_dumped,
-                            message: error_message,
-                        }),
-                    });
+                    this.status.get_or_insert(ExitStatus::signalled(
+                        signal_name(&sig),
+                        core_dumped,
+                        error_message,
+                    ));
                 }
                 Some(ChannelMsg::Close) => {
-                    // Answer the server's close so the channel is freed on
-                    // both sides; russh does not do it for us.
-                    close_in_background(
-                        &this.session,
-                        this.write.clone(),
-                        None,
-                        this.permit.take(),
-                        false,
-                    );
                     this.finish();
                     return Poll::Ready(None);
                 }
@@ -780,9 +591,6 @@ impl futures::stream::FusedStream for ExecStream {
 
 impl Drop for ExecStream {
     fn drop(&mut self) {
-        if !self.finished {
-            self.spawn_close();
-        }
         if let Some(t) = self.stdin_task.take() {
             t.abort();
         }
@@ -801,21 +609,23 @@ mod tests {
     }
 
     #[test]
-    fn status_display() {
-        assert_eq!(ExitStatus::from_code(7).to_string(), "exit status 7");
-        assert_eq!(
-            ExitStatus::from_signal("TERM").to_string(),
-            "killed by signal TERM"
-        );
-        assert!(ExitStatus::from_code(0).success());
-        assert!(!ExitStatus::from_signal("KILL").success());
-        assert_eq!(ExitStatus::from_signal("KILL").signal(), Some("KILL"));
-    }
-
-    #[test]
     fn env_names() {
         assert!(valid_env_name("LC_ALL"));
         assert!(!valid_env_name("1X"));
         assert!(!valid_env_name("A;B"));
+    }
+
+    #[test]
+    fn env_values_stay_off_the_command_line() {
+        let secret = "s3cr3t value\n'$(x)'";
+        let cmd = Command::new("env").env("TOKEN", secret);
+        let (line, preamble) = cmd.remote_line();
+        assert!(!line.contains("s3cr3t"), "{line}");
+        let preamble = preamble.unwrap();
+        assert_eq!(
+            &preamble[..],
+            &b"TOKEN=s3cr3t\\0040value\\0012\\0047\\0044\\0050x\\0051\\0047\n\n"[..]
+        );
+        assert!(preamble.is_ascii());
     }
 }

@@ -34,6 +34,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod auth;
+mod channel;
 pub mod config;
 pub mod error;
 pub mod exec;
@@ -44,6 +45,7 @@ pub mod provision;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
+mod status;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
@@ -51,7 +53,8 @@ pub mod testkit;
 pub use auth::Auth;
 pub use config::{RetryPolicy, SshConfig};
 pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
-pub use exec::{Chunk, Command, ExecStream, ExitStatus, Output};
+pub use exec::{Chunk, Command, ExecStream, Output};
 pub use host_key::HostKeyPolicy;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions, UploadOptions};
+pub use status::ExitStatus;

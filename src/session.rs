@@ -5,14 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::client::{self, DisconnectReason, Handle};
-use russh::keys::agent::AgentIdentity;
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{Channel, ChannelMsg};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::auth::{self, AuthKind};
+use crate::auth;
+use crate::channel::Closings;
 use crate::config::SshConfig;
 use crate::error::Error;
 use crate::host_key::HostKeyPolicy;
@@ -69,23 +67,8 @@ pub(crate) struct SharedState {
     disconnect: Mutex<Option<String>>,
     /// Cancelled when the connection's task ends, whatever the reason.
     closed: tokio_util::sync::CancellationToken,
-    /// Channels we are closing and waiting for the server to confirm.
-    closing: std::sync::atomic::AtomicUsize,
-    closing_done: tokio::sync::Notify,
-}
-
-/// Held while a channel is being closed in the background; new channels
-/// wait until none is (see [`Session::open_channel`]).
-#[derive(Debug)]
-pub(crate) struct ClosingGuard(Arc<SharedState>);
-
-impl Drop for ClosingGuard {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.0.closing.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.closing_done.notify_waiters();
-        }
-    }
+    /// Channels being closed, which new channels wait for.
+    closings: Closings,
 }
 
 impl SharedState {
@@ -305,7 +288,7 @@ impl Session {
         let mut handle = client::connect_stream(Arc::new(russh_config(cfg)), socket, handler)
             .await
             .map_err(|e| handshake_error(host, port, e))?;
-        authenticate(&mut handle, host, port, cfg).await?;
+        auth::authenticate(&mut handle, host, port, &cfg.user, &cfg.auth).await?;
         tracing::debug!(host, port, user = %cfg.user, "session established");
         Ok(Session {
             inner: Arc::new(Inner {
@@ -382,122 +365,19 @@ impl Session {
         }
     }
 
-    /// Marks a channel as closing until the guard is dropped.
-    pub(crate) fn closing_guard(&self) -> ClosingGuard {
-        self.inner
-            .state
-            .closing
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        ClosingGuard(self.inner.state.clone())
+    /// The channel slots of this session.
+    pub(crate) fn channel_slots(&self) -> Arc<Semaphore> {
+        self.inner.channels.clone()
     }
 
-    /// Waits (at most 5 s) until channels being closed are confirmed closed
-    /// by the server. Dropbear before 2024.86 closes a fresh channel when
-    /// an unrelated child process exits between the channel's open and its
-    /// request, then can abort the whole connection on the request.
-    async fn wait_for_closing(&self) {
-        use std::sync::atomic::Ordering;
-        let state = &self.inner.state;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let notified = state.closing_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if state.closing.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
-            }
-        }
+    /// Channels of this session being closed.
+    pub(crate) fn closings(&self) -> &Closings {
+        &self.inner.state.closings
     }
 
-    /// Opens a session channel, waiting for a free slot under the channel
-    /// limit. The permit is held as long as the channel lives.
-    pub(crate) async fn open_channel(
-        &self,
-    ) -> Result<(Channel<client::Msg>, OwnedSemaphorePermit), Error> {
-        let permit = self
-            .inner
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.lost("session closed"))?;
-        if self.is_closed() {
-            return Err(self.lost("connection closed"));
-        }
-        self.wait_for_closing().await;
-        // OpenSSH frees a closed channel's session slot only at the end of
-        // its event-loop pass, so an open that follows a close in the same
-        // batch can be refused although the slot is about to be free.
-        // Retry such refusals briefly with a growing delay before giving up.
-        let mut delay = Duration::from_millis(2);
-        let give_up = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.inner.handle.channel_open_session().await {
-                Ok(ch) => return Ok((ch, permit)),
-                Err(russh::Error::ChannelOpenFailure(reason)) => {
-                    if Instant::now() + delay < give_up && !self.is_closed() {
-                        tracing::debug!(host = %self.inner.host, ?reason, "channel open refused, retrying in {delay:?}");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_millis(200));
-                        continue;
-                    }
-                    return Err(Error::ChannelOpen {
-                        host: self.inner.host.clone(),
-                        port: self.inner.port,
-                        reason: format!("{reason:?}"),
-                    });
-                }
-                Err(e) if self.is_closed() => return Err(self.lost(&e.to_string())),
-                Err(e) => {
-                    return Err(Error::Protocol {
-                        host: self.inner.host.clone(),
-                        port: self.inner.port,
-                        reason: "channel open failed".to_string(),
-                        source: Some(Box::new(e)),
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// Waits for the reply to a `want_reply` channel request.
-pub(crate) async fn wait_reply(
-    sess: &Session,
-    channel: &mut Channel<client::Msg>,
-    request: &str,
-) -> Result<(), Error> {
-    loop {
-        match channel.wait().await {
-            Some(ChannelMsg::Success) => return Ok(()),
-            Some(ChannelMsg::Failure) => {
-                return Err(Error::RequestRefused {
-                    host: sess.inner.host.clone(),
-                    port: sess.inner.port,
-                    request: request.to_string(),
-                });
-            }
-            Some(ChannelMsg::Close) | None if sess.is_closed() => {
-                return Err(sess.lost("connection closed during a channel request"));
-            }
-            // Nothing ran: the server closes a channel before answering only
-            // when it never started the request (dropbear up to 2024.85
-            // closes fresh channels when an unrelated child exits). Callers
-            // may open a new channel and try again.
-            Some(ChannelMsg::Close) | None => {
-                return Err(Error::ChannelOpen {
-                    host: sess.inner.host.clone(),
-                    port: sess.inner.port,
-                    reason: format!(
-                        "the server closed the channel before accepting the {request} request"
-                    ),
-                });
-            }
-            Some(_) => {}
-        }
+    /// The russh connection.
+    pub(crate) fn handle(&self) -> &Handle<ClientHandler> {
+        &self.inner.handle
     }
 }
 
@@ -559,141 +439,4 @@ fn handshake_error(host: &str, port: u16, e: HandlerError) -> Error {
         early_close,
         source: Some(Box::new(e)),
     }
-}
-
-async fn authenticate(
-    handle: &mut Handle<ClientHandler>,
-    host: &str,
-    port: u16,
-    cfg: &SshConfig,
-) -> Result<(), Error> {
-    let user = cfg.user.as_str();
-    let proto = |e: russh::Error| {
-        let early = matches!(
-            e,
-            russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError
-        );
-        Error::Handshake {
-            host: host.to_string(),
-            port,
-            reason: "connection lost during authentication".to_string(),
-            early_close: early,
-            source: Some(Box::new(e)),
-        }
-    };
-    let mut tried = Vec::new();
-    for method in &cfg.auth {
-        tried.push(method.method_name().to_string());
-        let ok = match &method.kind {
-            AuthKind::Key {
-                source,
-                passphrase,
-                decoded,
-            } => {
-                let key = auth::load_key(source, passphrase.as_ref(), decoded).await?;
-                let hash = if key.algorithm().is_rsa() {
-                    rsa_hash(handle).await
-                } else {
-                    None
-                };
-                handle
-                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-                    .await
-                    .map_err(proto)?
-                    .success()
-            }
-            AuthKind::Agent { socket } => agent_auth(handle, user, socket.as_deref()).await?,
-            AuthKind::Password(pw) => handle
-                .authenticate_password(user, pw.expose())
-                .await
-                .map_err(proto)?
-                .success(),
-        };
-        if ok {
-            return Ok(());
-        }
-        // russh reports a connection that died while a method was pending
-        // as a plain failure: that is not a rejection, and unlike one it is
-        // worth retrying (a VM rebooting under us).
-        if handle.is_closed() {
-            return Err(Error::Handshake {
-                host: host.to_string(),
-                port,
-                reason: "connection lost during authentication".to_string(),
-                early_close: true,
-                source: None,
-            });
-        }
-    }
-    Err(Error::AuthFailed {
-        host: host.to_string(),
-        port,
-        user: user.to_string(),
-        tried,
-    })
-}
-
-/// rsa-sha2-512/256 where the server announced them, else rsa-sha2-256.
-async fn rsa_hash(handle: &Handle<ClientHandler>) -> Option<russh::keys::HashAlg> {
-    match handle.best_supported_rsa_hash().await {
-        Ok(Some(best)) => best,
-        _ => Some(russh::keys::HashAlg::Sha256),
-    }
-}
-
-async fn agent_auth(
-    handle: &mut Handle<ClientHandler>,
-    user: &str,
-    socket: Option<&std::path::Path>,
-) -> Result<bool, Error> {
-    let agent_err = |reason: &str, e: russh::keys::Error| Error::Agent {
-        reason: reason.to_string(),
-        source: Some(Box::new(e)),
-    };
-    let mut agent = match socket {
-        Some(path) => AgentClient::connect_uds(path)
-            .await
-            .map_err(|e| agent_err(&format!("cannot connect to {}", path.display()), e))?
-            .dynamic(),
-        None => {
-            if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-                return Err(Error::Agent {
-                    reason: "SSH_AUTH_SOCK is not set".to_string(),
-                    source: None,
-                });
-            }
-            AgentClient::connect_env()
-                .await
-                .map_err(|e| agent_err("cannot connect to SSH_AUTH_SOCK", e))?
-                .dynamic()
-        }
-    };
-    let identities = agent
-        .request_identities()
-        .await
-        .map_err(|e| agent_err("cannot list identities", e))?;
-    for id in identities {
-        let AgentIdentity::PublicKey { key, .. } = id else {
-            continue;
-        };
-        let hash = if key.algorithm().is_rsa() {
-            rsa_hash(handle).await
-        } else {
-            None
-        };
-        match handle
-            .authenticate_publickey_with(user, key, hash, &mut agent)
-            .await
-        {
-            Ok(r) if r.success() => return Ok(true),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Error::Agent {
-                    reason: "signing failed".to_string(),
-                    source: Some(e.to_string().into()),
-                });
-            }
-        }
-    }
-    Ok(false)
 }

@@ -17,19 +17,18 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Future, StreamExt};
-use russh::client::Msg;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh::ChannelMsg;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::extensions::HardlinkExtension;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
+use crate::channel::{self, ChannelLease, Closing, LeaseWriter, Request};
 use crate::error::{Error, SftpErrorKind};
 use crate::exec::{Command, shell_quote};
-use crate::session::{Session, wait_reply};
+use crate::session::Session;
 
 /// Progress of one transfer: bytes acknowledged so far and the total when
 /// known.
@@ -266,7 +265,6 @@ struct SftpInner {
     max_write: u32,
     fsync: bool,
     posix_rename: bool,
-    _stop_watch: DropGuard,
 }
 
 impl fmt::Debug for Sftp {
@@ -283,21 +281,14 @@ impl fmt::Debug for Sftp {
 
 /// The SFTP channel as a byte stream for russh-sftp, firing `closed` when
 /// the server ends it so pending requests fail at once instead of timing
-/// out.
-///
-/// On drop it does not slam the channel shut: it waits (bounded) for the
-/// server to close it after `sftp-server` has exited. Dropbear frees a
-/// channel whose subprocess is still running and can then deliver that
-/// process's exit to the next channel given the same number.
+/// out. Its lease closes the channel when russh-sftp drops the stream;
+/// russh-sftp's shutdown is the channel's one end-of-file.
 struct SftpStream {
-    read: Option<ChannelReadHalf>,
+    lease: ChannelLease,
     pending: Bytes,
     eof: bool,
-    write: Arc<ChannelWriteHalf<Msg>>,
-    writer: Pin<Box<dyn AsyncWrite + Send + Sync>>,
+    writer: LeaseWriter,
     closed: CancellationToken,
-    permit: Option<OwnedSemaphorePermit>,
-    session: Session,
 }
 
 impl AsyncRead for SftpStream {
@@ -316,25 +307,14 @@ impl AsyncRead for SftpStream {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let Some(read) = this.read.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            let msg = {
-                let fut = std::pin::pin!(read.wait());
-                match fut.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(m) => m,
-                }
+            let msg = match this.lease.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(m) => m,
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => this.pending = data,
-                Some(ChannelMsg::Eof) => {
+                Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
                     this.eof = true;
-                    this.closed.cancel();
-                }
-                Some(ChannelMsg::Close) | None => {
-                    this.eof = true;
-                    this.read = None;
                     this.closed.cancel();
                 }
                 Some(_) => {}
@@ -349,83 +329,21 @@ impl AsyncWrite for SftpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let r = self.writer.as_mut().poll_write(cx, buf);
+        let r = Pin::new(&mut self.writer).poll_write(cx, buf);
         if let Poll::Ready(Err(_)) = &r {
             self.closed.cancel();
         }
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.writer.as_mut().poll_flush(cx)
+        Pin::new(&mut self.writer).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.writer.as_mut().poll_shutdown(cx)
-    }
-}
-
-impl Drop for SftpStream {
-    fn drop(&mut self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let write = self.write.clone();
-        let read = self.read.take();
-        let permit = self.permit.take();
-        let guard = read.is_some().then(|| self.session.closing_guard());
-        rt.spawn(async move {
-            let _guard = guard;
-            let _ = write.eof().await;
-            let server_closed = match read {
-                None => true,
-                Some(mut read) => {
-                    let wait = async {
-                        while let Some(msg) = read.wait().await {
-                            if matches!(msg, ChannelMsg::Close) {
-                                break;
-                            }
-                        }
-                    };
-                    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
-                        .await
-                        .is_ok()
-                }
-            };
-            if !server_closed {
-                let _ = write.close().await;
-            }
-            drop(permit);
-        });
+        Pin::new(&mut self.writer).poll_shutdown(cx)
     }
 }
 
 impl Session {
-    async fn open_sftp_channel(
-        &self,
-    ) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit), Error> {
-        let (mut channel, permit) = self.open_channel().await?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(|_| self.lost("connection closed"))?;
-        match wait_reply(self, &mut channel, "subsystem sftp").await {
-            Ok(()) => Ok((channel, permit)),
-            Err(e) => {
-                let _ = channel.close().await;
-                Err(match e {
-                    Error::RequestRefused { .. } => Error::Sftp {
-                        host: self.host().to_string(),
-                        port: self.port(),
-                        op: "subsystem".to_string(),
-                        path: String::new(),
-                        kind: SftpErrorKind::Unsupported,
-                        source: None,
-                    },
-                    other => other,
-                })
-            }
-        }
-    }
-
     /// Opens an SFTP subsystem channel.
     ///
     /// # Errors
@@ -438,41 +356,26 @@ impl Session {
     ///
     /// Dropping the future closes the half-opened channel.
     pub async fn sftp(&self) -> Result<Sftp, Error> {
-        // A channel the server closed before accepting the subsystem
-        // request ran nothing: retry on a fresh one a few times.
-        let mut attempt = 0;
-        let (channel, permit) = loop {
-            attempt += 1;
-            match self.open_sftp_channel().await {
-                Err(Error::ChannelOpen { .. }) if attempt < 5 && !self.is_closed() => continue,
-                other => break other?,
-            }
-        };
+        let lease = channel::start(self, Closing::Drain, &[Request::Subsystem("sftp")])
+            .await
+            .map_err(|e| match e {
+                Error::RequestRefused { .. } => Error::Sftp {
+                    host: self.host().to_string(),
+                    port: self.port(),
+                    op: "subsystem".to_string(),
+                    path: String::new(),
+                    kind: SftpErrorKind::Unsupported,
+                    source: None,
+                },
+                other => other,
+            })?;
         let closed = CancellationToken::new();
-        // Also fire when the whole connection ends.
-        let stop_watch = CancellationToken::new();
-        {
-            let closed = closed.clone();
-            let stop = stop_watch.clone();
-            let sess = self.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = sess.closed() => closed.cancel(),
-                }
-            });
-        }
-        let (read, write) = channel.split();
-        let write = Arc::new(write);
         let stream = SftpStream {
-            read: Some(read),
+            writer: lease.writer().writer(),
+            lease,
             pending: Bytes::new(),
             eof: false,
-            writer: Box::pin(write.make_writer()),
-            write,
             closed: closed.clone(),
-            permit: Some(permit),
-            session: self.clone(),
         };
         let cfg = russh_sftp::client::Config {
             request_timeout_secs: 3600,
@@ -482,6 +385,7 @@ impl Session {
         let version = tokio::select! {
             v = raw.init() => v.map_err(|e| sftp_error(self, &closed, "init", "", e))?,
             _ = closed.cancelled() => return Err(self.lost("SFTP channel closed during init")),
+            _ = self.closed() => return Err(self.lost("SFTP channel closed during init")),
         };
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
@@ -505,7 +409,6 @@ impl Session {
                 max_write,
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
-                _stop_watch: stop_watch.drop_guard(),
             }),
         })
     }
@@ -938,6 +841,19 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::
 }
 
 impl Sftp {
+    /// Resolves when the channel or the whole connection has ended.
+    async fn gone(&self) {
+        tokio::select! {
+            _ = self.inner.closed.cancelled() => {}
+            _ = self.inner.session.closed() => {}
+        }
+    }
+
+    /// Whether the channel or the whole connection has ended.
+    fn is_gone(&self) -> bool {
+        self.inner.closed.is_cancelled() || self.inner.session.is_closed()
+    }
+
     fn err(&self, op: &str, path: &str, e: SftpError) -> Error {
         sftp_error(&self.inner.session, &self.inner.closed, op, path, e)
     }
@@ -951,7 +867,7 @@ impl Sftp {
     ) -> Result<T, Error> {
         tokio::select! {
             r = fut => r.map_err(|e| self.err(op, path, e)),
-            _ = self.inner.closed.cancelled() => Err(self.inner.session.lost("SFTP channel closed")),
+            _ = self.gone() => Err(self.inner.session.lost("SFTP channel closed")),
         }
     }
 
@@ -1043,7 +959,7 @@ impl Sftp {
         for dir in missing.into_iter().rev() {
             let r = tokio::select! {
                 r = self.inner.raw.mkdir(dir, mode_attrs(0o755)) => r,
-                _ = self.inner.closed.cancelled() => return Err(self.inner.session.lost("SFTP channel closed")),
+                _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed")),
             };
             if let Err(e) = r {
                 // Someone else may have created it meanwhile.
@@ -1192,7 +1108,7 @@ impl Sftp {
         let result = loop {
             let r = tokio::select! {
                 r = self.inner.raw.readdir(handle.as_str()) => r,
-                _ = self.inner.closed.cancelled() => break Err(self.inner.session.lost("SFTP channel closed")),
+                _ = self.gone() => break Err(self.inner.session.lost("SFTP channel closed")),
             };
             match r {
                 Ok(name) => entries.extend(
@@ -1208,7 +1124,7 @@ impl Sftp {
                 Err(e) => break Err(self.err("readdir", path, e)),
             }
         };
-        let _ = self.inner.raw.close(handle).await;
+        let _ = self.call("close", path, self.inner.raw.close(handle)).await;
         result.map(|()| entries)
     }
 
@@ -1320,10 +1236,14 @@ impl Sftp {
             Ok(n) => Ok(n),
             Err(e) => {
                 // Leave no partial file behind where we still can.
-                if !self.inner.closed.is_cancelled() {
-                    let _ = self.inner.raw.close(handle.as_str()).await;
+                if !self.is_gone() {
+                    let _ = self
+                        .call("close", remote, self.inner.raw.close(handle.as_str()))
+                        .await;
                     if opts.atomic {
-                        let _ = self.inner.raw.remove(target.as_str()).await;
+                        let _ = self
+                            .call("remove", &target, self.inner.raw.remove(target.as_str()))
+                            .await;
                     }
                 }
                 Err(e)
@@ -1380,7 +1300,7 @@ impl Sftp {
             }
             let done = tokio::select! {
                 r = in_flight.next() => r,
-                _ = self.inner.closed.cancelled() => return Err(self.inner.session.lost("SFTP channel closed during upload")),
+                _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed during upload")),
             };
             if let Some(r) = done {
                 acked += r.map_err(|e| self.err("write", remote, e))?;
@@ -1568,7 +1488,7 @@ impl Sftp {
                 }
                 let Some((at, r)) = (tokio::select! {
                     r = in_flight.next() => r,
-                    _ = self.inner.closed.cancelled() => return Err(self.inner.session.lost("SFTP channel closed during download")),
+                    _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed during download")),
                 }) else {
                     break;
                 };
@@ -1587,7 +1507,7 @@ impl Sftp {
                         while got < u64::from(chunk) {
                             let more = tokio::select! {
                                 r = raw.read(h, at + got, chunk - got as u32) => r,
-                                _ = self.inner.closed.cancelled() => return Err(self.inner.session.lost("SFTP channel closed during download")),
+                                _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed during download")),
                             };
                             match more {
                                 Ok(d) if !d.data.is_empty() => {
@@ -1618,8 +1538,8 @@ impl Sftp {
             Ok((written, meta.mode))
         }
         .await;
-        if !self.inner.closed.is_cancelled() {
-            let _ = raw.close(handle).await;
+        if !self.is_gone() {
+            let _ = self.call("close", remote, raw.close(handle)).await;
         }
         result
     }

@@ -153,17 +153,36 @@ async fn environment(srv: &Server) {
 }
 on_both_servers!(environment);
 
-/// The env request itself (not the fallback) where the server accepts it.
+/// With a PTY, variables go as `env` requests (stdin passes through the
+/// terminal): accepted where the server allows them, a clear refusal where
+/// it does not (never a fallback onto the command line).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn environment_accepted_by_sshd() {
     let srv = support::Sshd::builder().accept_env("VMSSH_*").start();
     let sess = srv.connect().await;
     let out = sess
-        .exec_command(Command::new(r#"printf %s "$VMSSH_X""#).env("VMSSH_X", "a b'c"))
+        .exec_command(
+            Command::new(r#"printf %s "$VMSSH_X""#)
+                .env("VMSSH_X", "a b'c")
+                .pty(true),
+        )
         .await
         .unwrap();
     assert_eq!(out.stdout, b"a b'c");
+    let err = sess
+        .exec_command(
+            Command::new(r#"printf %s "$OTHER""#)
+                .env("OTHER", "x")
+                .pty(true),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RequestRefused { request, .. } if request == "env"),
+        "{err:?}"
+    );
+    assert!(sess.exec("true").await.unwrap().status.success());
 }
 
 async fn stdin_round_trip(srv: &Server) {

@@ -130,3 +130,59 @@ async fn secrets_never_reach_errors_or_logs() {
         }
     }
 }
+
+/// Every process whose command line holds `needle`, as `ps` would show it
+/// to any user of the machine (the servers run on this host).
+fn processes_whose_argv_holds(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// An environment value never reaches a remote command line, whether the
+/// server takes `env` requests (dropbear) or refuses them (OpenSSH's
+/// default): the command's argv is read from `/proc` while it runs.
+async fn env_values_stay_out_of_remote_argv(srv: &support::Server) {
+    use futures::StreamExt;
+    let sess = srv.connect().await;
+    let secret = format!("env-Secret-{}-{}", std::process::id(), srv.port());
+    // stdin stays open until the check is done, so the command is running.
+    let (stdin, remote_stdin) = tokio::io::duplex(64);
+    let mut stream = sess
+        .exec_streaming_command(
+            vmssh::Command::new(r#"echo ready; cat; printf '%s' "$TOKEN""#)
+                .env("TOKEN", secret.clone())
+                .stdin_reader(remote_stdin),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while !out.ends_with(b"ready\n") {
+        match stream.next().await.unwrap().unwrap() {
+            vmssh::Chunk::Stdout(b) => out.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let leaks = processes_whose_argv_holds(&secret);
+    drop(stdin);
+    assert!(
+        leaks.is_empty(),
+        "{}: the env value is on a command line: {leaks:?}",
+        srv.name()
+    );
+    out.clear();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(chunk.unwrap().bytes());
+    }
+    assert!(stream.exit_status().await.unwrap().success());
+    assert_eq!(String::from_utf8_lossy(&out), secret, "{}", srv.name());
+}
+on_both_servers!(env_values_stay_out_of_remote_argv);

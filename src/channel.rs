@@ -1,0 +1,473 @@
+//! Channels (private): open one under the session's limit, make requests on
+//! it, and own it until it is closed.
+//!
+//! [`ChannelLease`] is the one owner of a channel, from the moment the
+//! server confirms it. Whatever drops it (a finished command, a dropped
+//! stream, a cancelled setup, an SFTP session ending) closes the channel
+//! the same way and frees its slot, and the end-of-file and close messages
+//! go out at most once each. Dropping a bare russh channel sends nothing,
+//! so no other code in the crate holds one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use tokio::io::AsyncWrite;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+
+use crate::error::Error;
+use crate::session::Session;
+
+/// How long an abandoned command gets to end after SIGTERM before its
+/// channel is closed from this side.
+const ABANDON_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a subsystem (SFTP) gets to exit after end-of-file before its
+/// channel is closed from this side.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a channel runs once its requests are accepted, which decides how
+/// it is closed when its lease is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// A command: when abandoned before it ended, the server is asked to
+    /// send it SIGTERM; then the channel is drained until the server closes
+    /// it, for at most [`ABANDON_GRACE`], before this side closes it.
+    Terminate,
+    /// A subsystem that ends at end-of-file (SFTP): end-of-file, then wait
+    /// (at most [`DRAIN_GRACE`]) for the server to close the channel.
+    /// Dropbear frees a channel whose subprocess is still running and can
+    /// then deliver that process's exit to the next channel given the same
+    /// number.
+    Drain,
+}
+
+/// A channel request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Request<'a> {
+    /// `env NAME VALUE`.
+    Env(&'a str, &'a str),
+    /// `pty-req` for an 80x24 `xterm`.
+    Pty,
+    /// `exec COMMAND`: the request that runs something.
+    Exec(&'a str),
+    /// `subsystem NAME`.
+    Subsystem(&'a str),
+}
+
+impl Request<'_> {
+    /// The request's name in errors.
+    fn name(&self) -> String {
+        match self {
+            Request::Env(..) => "env".to_string(),
+            Request::Pty => "pty-req".to_string(),
+            Request::Exec(_) => "exec".to_string(),
+            Request::Subsystem(name) => format!("subsystem {name}"),
+        }
+    }
+
+    /// Whether the request starts a program on the server.
+    fn starts_program(&self) -> bool {
+        matches!(self, Request::Exec(_) | Request::Subsystem(_))
+    }
+}
+
+/// Channels of one session that are being closed, so that new channels
+/// can wait until they are gone (see [`open`]).
+#[derive(Debug, Default)]
+pub(crate) struct Closings {
+    count: AtomicUsize,
+    done: Notify,
+}
+
+/// Held while a channel is being closed in the background.
+#[derive(Debug)]
+struct ClosingGuard(Session);
+
+impl ClosingGuard {
+    fn new(session: &Session) -> Self {
+        session.closings().count.fetch_add(1, Ordering::AcqRel);
+        ClosingGuard(session.clone())
+    }
+}
+
+impl Drop for ClosingGuard {
+    fn drop(&mut self) {
+        let closings = self.0.closings();
+        if closings.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            closings.done.notify_waiters();
+        }
+    }
+}
+
+/// Waits (at most 5 s) until channels being closed are confirmed closed by
+/// the server. Dropbear before 2024.86 closes a fresh channel when an
+/// unrelated child process exits between the channel's open and its
+/// request, then can abort the whole connection on the request.
+async fn wait_for_closing(session: &Session) {
+    let closings = session.closings();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let notified = closings.done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if closings.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The sending side of a leased channel, shareable with a task that feeds
+/// the channel (a command's stdin). End-of-file goes out at most once.
+pub(crate) struct ChannelWriter {
+    half: ChannelWriteHalf<Msg>,
+    eof_sent: AtomicBool,
+    session: Session,
+}
+
+impl ChannelWriter {
+    /// Sends bytes, waiting for window space.
+    pub(crate) async fn data(&self, data: Bytes) -> Result<(), Error> {
+        self.half
+            .data_bytes(data)
+            .await
+            .map_err(|_| self.session.lost("connection closed"))
+    }
+
+    /// Sends end-of-file, unless it was sent already.
+    pub(crate) async fn eof(&self) -> Result<(), Error> {
+        if self.eof_sent.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.half
+            .eof()
+            .await
+            .map_err(|_| self.session.lost("connection closed"))
+    }
+
+    /// Asks the server to send `sig` to the channel's program.
+    pub(crate) async fn signal(&self, sig: Sig) -> Result<(), Error> {
+        self.half
+            .signal(sig)
+            .await
+            .map_err(|_| self.session.lost("connection closed"))
+    }
+
+    /// An [`AsyncWrite`] of the channel's data whose shutdown is the one
+    /// end-of-file.
+    pub(crate) fn writer(self: &Arc<Self>) -> LeaseWriter {
+        LeaseWriter {
+            inner: Box::pin(self.half.make_writer()),
+            writer: self.clone(),
+            shutting_down: false,
+        }
+    }
+}
+
+/// See [`ChannelWriter::writer`].
+pub(crate) struct LeaseWriter {
+    inner: Pin<Box<dyn AsyncWrite + Send + Sync>>,
+    writer: Arc<ChannelWriter>,
+    shutting_down: bool,
+}
+
+impl AsyncWrite for LeaseWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.inner.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.shutting_down {
+            // Claimed before sending: a second shutdown, or the lease's
+            // drop, must not send another end-of-file.
+            if self.writer.eof_sent.swap(true, Ordering::AcqRel) {
+                return Poll::Ready(Ok(()));
+            }
+            self.shutting_down = true;
+        }
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// The one owner of an open channel; dropping it closes the channel (see
+/// [`Closing`]) and then frees its slot under the session's limit.
+pub(crate) struct ChannelLease {
+    session: Session,
+    read: Option<ChannelReadHalf>,
+    write: Arc<ChannelWriter>,
+    permit: Option<OwnedSemaphorePermit>,
+    closing: Closing,
+    /// A program-starting request was sent: something may be running.
+    started: bool,
+    /// The program's exit status arrived: it must not be signalled (its
+    /// PID may already belong to another process).
+    ended: bool,
+    /// The server closed the channel (russh answers that close itself).
+    server_closed: bool,
+}
+
+impl std::fmt::Debug for ChannelLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelLease")
+            .field("id", &self.write.half.id())
+            .field("closing", &self.closing)
+            .field("started", &self.started)
+            .field("ended", &self.ended)
+            .field("server_closed", &self.server_closed)
+            .finish()
+    }
+}
+
+/// Opens a session channel, waiting for a free slot under the session's
+/// channel limit; the slot is held until the lease has closed the channel.
+pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
+    let permit = session
+        .channel_slots()
+        .acquire_owned()
+        .await
+        .map_err(|_| session.lost("session closed"))?;
+    if session.is_closed() {
+        return Err(session.lost("connection closed"));
+    }
+    wait_for_closing(session).await;
+    // OpenSSH frees a closed channel's session slot only at the end of its
+    // event-loop pass, so an open that follows a close in the same batch
+    // can be refused although the slot is about to be free. Retry such
+    // refusals briefly with a growing delay before giving up.
+    let mut delay = Duration::from_millis(2);
+    let give_up = Instant::now() + Duration::from_secs(2);
+    loop {
+        match session.handle().channel_open_session().await {
+            Ok(channel) => {
+                let (read, write) = channel.split();
+                return Ok(ChannelLease {
+                    session: session.clone(),
+                    read: Some(read),
+                    write: Arc::new(ChannelWriter {
+                        half: write,
+                        eof_sent: AtomicBool::new(false),
+                        session: session.clone(),
+                    }),
+                    permit: Some(permit),
+                    closing,
+                    started: false,
+                    ended: false,
+                    server_closed: false,
+                });
+            }
+            Err(russh::Error::ChannelOpenFailure(reason)) => {
+                if Instant::now() + delay < give_up && !session.is_closed() {
+                    tracing::debug!(host = %session.host(), ?reason, "channel open refused, retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                    continue;
+                }
+                return Err(Error::ChannelOpen {
+                    host: session.host().to_string(),
+                    port: session.port(),
+                    reason: format!("{reason:?}"),
+                });
+            }
+            Err(e) if session.is_closed() => return Err(session.lost(&e.to_string())),
+            Err(e) => {
+                return Err(Error::Protocol {
+                    host: session.host().to_string(),
+                    port: session.port(),
+                    reason: "channel open failed".to_string(),
+                    source: Some(Box::new(e)),
+                });
+            }
+        }
+    }
+}
+
+/// Opens a channel and makes `requests` on it, in order, each answered
+/// before the next is sent. A channel the server closed before accepting
+/// a request ran nothing: that is retried on a fresh channel a few times.
+pub(crate) async fn start(
+    session: &Session,
+    closing: Closing,
+    requests: &[Request<'_>],
+) -> Result<ChannelLease, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut lease = open(session, closing).await?;
+        match lease.request_all(requests).await {
+            Ok(()) => return Ok(lease),
+            Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl ChannelLease {
+    /// The sending side, shareable with a feeding task.
+    pub(crate) fn writer(&self) -> &Arc<ChannelWriter> {
+        &self.write
+    }
+
+    async fn request_all(&mut self, requests: &[Request<'_>]) -> Result<(), Error> {
+        for request in requests {
+            self.request(request).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one request with `want_reply` and waits for the answer.
+    async fn request(&mut self, request: &Request<'_>) -> Result<(), Error> {
+        let half = &self.write.half;
+        let sent = match request {
+            Request::Env(key, value) => half.set_env(true, *key, *value).await,
+            Request::Pty => half.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await,
+            Request::Exec(line) => half.exec(true, line.as_bytes()).await,
+            Request::Subsystem(name) => half.request_subsystem(true, *name).await,
+        };
+        if request.starts_program() {
+            self.started = true;
+        }
+        sent.map_err(|_| self.session.lost("connection closed"))?;
+        self.wait_reply(&request.name()).await
+    }
+
+    /// Waits for the reply to a `want_reply` channel request.
+    async fn wait_reply(&mut self, request: &str) -> Result<(), Error> {
+        loop {
+            match self.recv().await {
+                Some(ChannelMsg::Success) => return Ok(()),
+                Some(ChannelMsg::Failure) => {
+                    return Err(Error::RequestRefused {
+                        host: self.session.host().to_string(),
+                        port: self.session.port(),
+                        request: request.to_string(),
+                    });
+                }
+                Some(ChannelMsg::Close) | None if self.session.is_closed() => {
+                    return Err(self
+                        .session
+                        .lost("connection closed during a channel request"));
+                }
+                // Nothing ran: the server closes a channel before answering
+                // only when it never started the request (dropbear up to
+                // 2024.85 closes fresh channels when an unrelated child
+                // exits). Callers may open a new channel and try again.
+                Some(ChannelMsg::Close) | None => {
+                    return Err(Error::ChannelOpen {
+                        host: self.session.host().to_string(),
+                        port: self.session.port(),
+                        reason: format!(
+                            "the server closed the channel before accepting the {request} request"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Polls for the next message; `None` once the channel is gone.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ChannelMsg>> {
+        let Some(read) = self.read.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // `wait` is a thin wrapper over a cancel-safe mpsc receive, so a
+        // fresh future per poll loses nothing.
+        let msg = {
+            let fut = std::pin::pin!(read.wait());
+            match fut.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(m) => m,
+            }
+        };
+        match &msg {
+            Some(ChannelMsg::Close) | None => {
+                self.server_closed = true;
+                // Not kept: a full queue would keep russh from reading.
+                self.read = None;
+            }
+            Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }) => {
+                self.ended = true;
+            }
+            _ => {}
+        }
+        Poll::Ready(msg)
+    }
+
+    /// The next message; `None` once the channel is gone.
+    pub(crate) async fn recv(&mut self) -> Option<ChannelMsg> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl Drop for ChannelLease {
+    fn drop(&mut self) {
+        let permit = self.permit.take();
+        if self.server_closed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let write = self.write.clone();
+        let read = if self.started { self.read.take() } else { None };
+        let (terminate, eof, grace) = match self.closing {
+            Closing::Terminate => (!self.ended, false, ABANDON_GRACE),
+            Closing::Drain => (false, true, DRAIN_GRACE),
+        };
+        // A channel that never ran anything is closed at once; others hold
+        // back new channels until the server has closed them.
+        let guard = read.is_some().then(|| ClosingGuard::new(&self.session));
+        rt.spawn(async move {
+            let _guard = guard;
+            let mut server_closed = false;
+            if let Some(mut read) = read {
+                if terminate {
+                    let _ = write.signal(Sig::TERM).await;
+                }
+                if eof {
+                    let _ = write.eof().await;
+                }
+                let drain = async {
+                    while let Some(msg) = read.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            return true;
+                        }
+                    }
+                    false
+                };
+                // Only a close that comes from the server can be waited
+                // for: once this side has sent CHANNEL_CLOSE, russh forgets
+                // the channel and drops the server's reply. Closing alone
+                // is not enough either: OpenSSH closes the command's pipes
+                // (a writer dies of SIGPIPE, a silent command runs on),
+                // dropbear keeps them open (even a writer blocks forever,
+                // holding its channel). Servers that refuse signal requests
+                // (OpenSSH for root logins) cost the grace period.
+                server_closed = tokio::time::timeout(grace, drain).await.unwrap_or(false);
+                // The read half is dropped here, before closing: a full
+                // channel queue would otherwise keep russh from reading.
+            }
+            if !server_closed {
+                let _ = write.half.close().await;
+            }
+            drop(permit);
+        });
+    }
+}
