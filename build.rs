@@ -46,6 +46,25 @@ const PROBES: &[(&str, &str, &[&str])] = &[
             "target/vm-image/id_ed25519",
         ],
     ),
+    (
+        "asyncssh",
+        "asyncssh's server (PyPI, in target/asyncssh: scripts/deps/30-asyncssh.sh)",
+        &[
+            "target/asyncssh/bin/python3",
+            "target/asyncssh/installed",
+            "ssh-keygen",
+        ],
+    ),
+    (
+        "tinysshd",
+        "tinysshd (Debian: tinysshd)",
+        &[
+            "tinysshd",
+            "tinysshd-makekey",
+            "tinysshd-printkey",
+            "ssh-keygen",
+        ],
+    ),
 ];
 
 const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/lib/openssh"];

@@ -1,7 +1,9 @@
 //! The one fixture module of the integration tests: real OpenSSH `sshd`,
 //! dropbear and `ssh-agent` processes on loopback, each with its own
 //! temporary directory, host key, client key and authorized_keys, killed
-//! (by PID) when dropped.
+//! (by PID) when dropped. The interop matrix's other servers have files
+//! of their own: [`asyncssh`], [`tinysshd`], and [`endpoint`] for what
+//! they all offer.
 //!
 //! A test that needs a server is marked
 //! `#[cfg_attr(not(vmssh_have_sshd), ignore = "...")]` (the cfgs come from
@@ -21,6 +23,10 @@
     clippy::expect_used,
     clippy::panic
 )]
+
+pub mod asyncssh;
+pub mod endpoint;
+pub mod tinysshd;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -152,7 +158,7 @@ impl KeyPair {
 }
 
 /// Runs a command to completion, panicking with its output on failure.
-fn run(cmd: &mut Command) -> Vec<u8> {
+pub fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -332,7 +338,7 @@ pub fn reserve_port() -> u16 {
 
 /// Collects a child's stderr in the background so that the pipe never
 /// fills (a server blocked on logging looks frozen).
-fn drain(mut from: impl Read + Send + 'static, echo: bool) -> Arc<Mutex<Vec<u8>>> {
+pub fn drain(mut from: impl Read + Send + 'static, echo: bool) -> Arc<Mutex<Vec<u8>>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
     std::thread::spawn(move || {
@@ -354,7 +360,7 @@ fn drain(mut from: impl Read + Send + 'static, echo: bool) -> Arc<Mutex<Vec<u8>>
     log
 }
 
-fn current_user() -> String {
+pub fn current_user() -> String {
     let out = run(Command::new("id").arg("-un"));
     String::from_utf8(out).unwrap().trim().to_string()
 }
@@ -387,6 +393,7 @@ pub struct ServerBuilder {
     extra_config: Vec<String>,
     extra_args: Vec<String>,
     no_sftp: bool,
+    host_key_type: KeyType,
 }
 
 /// OpenSSH `sshd` fixture.
@@ -442,6 +449,7 @@ impl ServerBuilder {
             extra_config: Vec::new(),
             extra_args: Vec::new(),
             no_sftp: false,
+            host_key_type: KeyType::Ed25519,
         }
     }
 
@@ -449,6 +457,15 @@ impl ServerBuilder {
     /// dropbear.
     pub fn no_sftp(mut self) -> Self {
         self.no_sftp = true;
+        self
+    }
+
+    /// sshd's only host key is of this type (an RSA-only server, say).
+    /// Ignored by dropbear.
+    ///
+    /// Default: ed25519.
+    pub fn host_key_type(mut self, ty: KeyType) -> Self {
+        self.host_key_type = ty;
         self
     }
 
@@ -513,7 +530,16 @@ impl ServerBuilder {
             .unwrap();
         let client_key = ed25519_key(dir.path(), "id_ed25519");
         let host_key_line = match self.kind {
-            Kind::OpenSsh => ed25519_key(dir.path(), "ssh_host_ed25519_key").public_line,
+            Kind::OpenSsh => {
+                keygen(
+                    dir.path(),
+                    SSHD_HOST_KEY,
+                    self.host_key_type,
+                    KeyFormat::OpenSsh,
+                    None,
+                )
+                .public_line
+            }
             Kind::Dropbear => dropbear_host_key(dir.path()),
         };
         PreparedServer {
@@ -865,7 +891,8 @@ impl Drop for Server {
     }
 }
 
-fn client_config(user: &str, host_key_line: &str) -> SshConfig {
+/// Settings that trust exactly `host_key_line`, without authentication.
+pub fn client_config(user: &str, host_key_line: &str) -> SshConfig {
     SshConfig::new(user)
         .host_key(HostKeyPolicy::pinned(host_key_line))
         .connect_timeout(Duration::from_secs(30))
@@ -889,6 +916,9 @@ fn append_line(path: &Path, line: &str) {
     f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
+/// sshd's host key file in its directory, whatever the key type.
+const SSHD_HOST_KEY: &str = "ssh_host_key";
+
 fn spawn_sshd(
     opts: &ServerBuilder,
     bin: &Path,
@@ -900,7 +930,7 @@ fn spawn_sshd(
     if is_root() {
         std::fs::create_dir_all("/run/sshd").unwrap();
     }
-    let host_key = dir.join("ssh_host_ed25519_key");
+    let host_key = dir.join(SSHD_HOST_KEY);
     let authorized_keys = dir.join("authorized_keys");
     if !authorized_keys.exists() {
         append_line(
@@ -981,21 +1011,8 @@ fn spawn_dropbear(
         if !ak.exists() {
             append_line(&ak, &client.public_line);
         }
-        // A private mount namespace in which the home directory is our
-        // temporary one: dropbear reads authorized_keys from it, and its
-        // commands find no slow .bashrc.
-        cmd = Command::new("unshare");
-        cmd.arg("-m")
-            .arg("--propagation")
-            .arg("private")
-            .arg("sh")
-            .arg("-c")
-            .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
-            .arg("sh")
-            .arg(&fake_home)
-            .arg(&home)
-            .arg(bin)
-            .args(&args);
+        cmd = with_home(&fake_home, &home, bin);
+        cmd.args(&args);
         (ak, DropbearHome::Namespace)
     } else {
         let shared = SharedAuthorizedKeys::new(&home);
@@ -1012,6 +1029,25 @@ fn spawn_dropbear(
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     (child, authorized_keys, mode)
+}
+
+/// `bin` in a private mount namespace in which `home` is `fake_home`: a
+/// server that reads `~/.ssh/authorized_keys` (dropbear, tinysshd) reads
+/// ours, and its commands find no slow `.bashrc`. Needs
+/// [`namespaces_work`].
+pub fn with_home(fake_home: &Path, home: &Path, bin: &Path) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.arg("-m")
+        .arg("--propagation")
+        .arg("private")
+        .arg("sh")
+        .arg("-c")
+        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .arg("sh")
+        .arg(fake_home)
+        .arg(home)
+        .arg(bin);
+    cmd
 }
 
 /// Makes dropbear's host key in `dir` and returns its public line.
@@ -1033,7 +1069,7 @@ fn dropbear_host_key(dir: &Path) -> String {
 
 /// The current user's home directory as the passwd database says (what
 /// dropbear uses), not `$HOME`.
-fn real_home() -> PathBuf {
+pub fn real_home() -> PathBuf {
     let user = current_user();
     let out = Command::new("getent").args(["passwd", &user]).output();
     let passwd = out
@@ -1047,7 +1083,7 @@ fn real_home() -> PathBuf {
 
 /// Whether `unshare -m` with a bind mount works here (root with
 /// CAP_SYS_ADMIN). Set `VMSSH_TEST_NO_NAMESPACES=1` to force the fallback.
-fn namespaces_work() -> bool {
+pub fn namespaces_work() -> bool {
     static WORKS: OnceLock<bool> = OnceLock::new();
     *WORKS.get_or_init(|| {
         if std::env::var_os("VMSSH_TEST_NO_NAMESPACES").is_some() || find_bin("unshare").is_none() {
@@ -1078,7 +1114,7 @@ fn namespaces_work() -> bool {
 /// this process; lines of dead test processes are cleaned up on the next
 /// use. Edits are serialized by an exclusive lock across processes.
 #[derive(Debug)]
-struct SharedAuthorizedKeys {
+pub struct SharedAuthorizedKeys {
     path: PathBuf,
     lock: PathBuf,
     marker: String,
@@ -1087,7 +1123,7 @@ struct SharedAuthorizedKeys {
 const SHARED_MARKER: &str = "vmssh-test-fixture";
 
 impl SharedAuthorizedKeys {
-    fn new(home: &Path) -> Self {
+    pub fn new(home: &Path) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let ssh = home.join(".ssh");
         if !ssh.exists() {
@@ -1141,7 +1177,7 @@ impl SharedAuthorizedKeys {
         drop(lock);
     }
 
-    fn add(&self, public_line: &str) {
+    pub fn add(&self, public_line: &str) {
         let mut fields = public_line.split_whitespace();
         let (alg, b64) = (fields.next().unwrap(), fields.next().unwrap());
         self.edit(|_| true, Some(format!("{alg} {b64} {}", self.marker)));
