@@ -49,6 +49,7 @@ mod status;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+mod transfer;
 
 pub use auth::Auth;
 pub use config::{RetryPolicy, SshConfig};

@@ -1,0 +1,166 @@
+//! How a transfer runs: [`TransferOptions`] and [`Progress`].
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Progress of one transfer: bytes acknowledged so far and the total when
+/// known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes written (upload: acknowledged by the server; download:
+    /// written locally).
+    pub done: u64,
+    /// Total size, when known in advance.
+    pub total: Option<u64>,
+}
+
+pub(crate) type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Options for uploads and downloads.
+///
+/// # Example
+///
+/// ```
+/// use vmssh::sftp::TransferOptions;
+///
+/// let opts = TransferOptions::new()
+///     .mode(0o755)
+///     .create_parents(true)
+///     .on_progress(|p| eprintln!("{} / {:?}", p.done, p.total));
+/// # let _ = opts;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TransferOptions {
+    pub(crate) mode: Option<u32>,
+    pub(crate) create_parents: bool,
+    pub(crate) atomic: bool,
+    pub(crate) overwrite: bool,
+    pub(crate) fsync: bool,
+    pub(crate) chunk_size: Option<u32>,
+    pub(crate) in_flight: Option<usize>,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+/// Defaults per direction, from `cargo bench --bench compare` (BENCHMARKS.md):
+/// uploads are bound by client CPU and gained nothing from more than 16
+/// writes in flight; downloads gained from larger reads.
+pub(crate) const UPLOAD_CHUNK: u32 = 32 * 1024;
+pub(crate) const UPLOAD_IN_FLIGHT: usize = 16;
+pub(crate) const DOWNLOAD_CHUNK: u32 = 128 * 1024;
+pub(crate) const DOWNLOAD_IN_FLIGHT: usize = 32;
+
+/// Options for [`Session::upload_with`](crate::Session::upload_with); the same type serves downloads.
+pub type UploadOptions = TransferOptions;
+
+impl fmt::Debug for TransferOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransferOptions")
+            .field("mode", &self.mode.map(|m| format!("{m:o}")))
+            .field("create_parents", &self.create_parents)
+            .field("atomic", &self.atomic)
+            .field("overwrite", &self.overwrite)
+            .field("fsync", &self.fsync)
+            .field("chunk_size", &self.chunk_size)
+            .field("in_flight", &self.in_flight)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            mode: None,
+            create_parents: false,
+            atomic: true,
+            overwrite: true,
+            fsync: true,
+            chunk_size: None,
+            in_flight: None,
+            progress: None,
+        }
+    }
+}
+
+impl TransferOptions {
+    /// The defaults: atomic, overwrite, fsync, keep modes; uploads keep 16
+    /// writes of 32 KiB in flight, downloads 32 reads of 128 KiB.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits of the destination file.
+    ///
+    /// Default: an upload from a file keeps the local file's mode, from a
+    /// reader 0644; a download keeps the remote file's mode.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Create missing parent directories of the destination.
+    ///
+    /// Default: false.
+    pub fn create_parents(mut self, on: bool) -> Self {
+        self.create_parents = on;
+        self
+    }
+
+    /// Write to a temporary file in the destination's directory, then
+    /// rename it over the destination, so readers never see a partial file
+    /// and a failed transfer leaves the old one intact.
+    ///
+    /// Default: true.
+    pub fn atomic(mut self, on: bool) -> Self {
+        self.atomic = on;
+        self
+    }
+
+    /// Replace an existing destination. When false, an existing destination
+    /// fails the transfer with [`SftpErrorKind::AlreadyExists`](crate::SftpErrorKind::AlreadyExists).
+    ///
+    /// Default: true.
+    pub fn overwrite(mut self, on: bool) -> Self {
+        self.overwrite = on;
+        self
+    }
+
+    /// Flush the file to disk before the rename, where the server supports
+    /// `fsync@openssh.com` (uploads) or locally (downloads).
+    ///
+    /// Default: true.
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.fsync = on;
+        self
+    }
+
+    /// Bytes per read or write request (clamped to the server's limits).
+    ///
+    /// Default: 32 KiB for uploads, 128 KiB for downloads.
+    pub fn chunk_size(mut self, bytes: u32) -> Self {
+        self.chunk_size = Some(bytes.clamp(512, 255 * 1024));
+        self
+    }
+
+    /// Requests kept outstanding at once.
+    ///
+    /// Default: 16 for uploads, 32 for downloads.
+    pub fn requests_in_flight(mut self, n: usize) -> Self {
+        self.in_flight = Some(n.clamp(1, 1024));
+        self
+    }
+
+    /// Called as the transfer advances (after each acknowledged request).
+    /// Keep it cheap: it runs on the transfer's task.
+    pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn report(&self, done: u64, total: Option<u64>) {
+        if let Some(p) = &self.progress {
+            p(Progress { done, total });
+        }
+    }
+}

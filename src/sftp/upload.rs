@@ -1,0 +1,276 @@
+//! The pipelined upload engine: many writes in flight, atomic rename.
+
+use std::path::Path;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use russh_sftp::protocol::OpenFlags;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::atomic::{parent_of, temp_name_for};
+use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
+use super::{Sftp, mode_attrs};
+use crate::error::Error;
+
+impl Sftp {
+    /// Uploads a local file. See [`Session::upload_with`](crate::Session::upload_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::upload`](crate::Session::upload).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Session::upload`](crate::Session::upload).
+    pub async fn upload_with(
+        &self,
+        local: &Path,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
+        let (file, len, local_mode) = open_local(local).await?;
+        let mut opts = opts.clone();
+        if opts.mode.is_none() {
+            opts.mode = Some(local_mode);
+        }
+        let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+        self.upload_reader(reader, Some(len), remote, &opts, Some(local))
+            .await
+    }
+
+    /// Uploads everything `reader` yields. See
+    /// [`Session::upload_from_reader`](crate::Session::upload_from_reader).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::upload`](crate::Session::upload).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Session::upload`](crate::Session::upload).
+    pub async fn upload_from_reader<R>(
+        &self,
+        reader: R,
+        size_hint: Option<u64>,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.upload_reader(reader, size_hint, remote, opts, None)
+            .await
+    }
+
+    /// Uploads from `reader`; `local` names the file it reads, for errors.
+    async fn upload_reader<R>(
+        &self,
+        mut reader: R,
+        size_hint: Option<u64>,
+        remote: &str,
+        opts: &TransferOptions,
+        local: Option<&Path>,
+    ) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        if opts.create_parents
+            && let Some(dir) = parent_of(remote)
+        {
+            self.mkdir_all(dir).await?;
+        }
+        if !opts.overwrite && self.exists(remote).await? {
+            return Err(self.already_exists("open", remote));
+        }
+        let mode = opts.mode.unwrap_or(0o644);
+        let target = if opts.atomic {
+            temp_name_for(remote)
+        } else {
+            remote.to_string()
+        };
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        if opts.atomic || !opts.overwrite {
+            flags |= OpenFlags::EXCLUDE;
+        }
+        // Create owner-only until complete; the final mode is set at the end.
+        let handle = self
+            .call(
+                "open",
+                remote,
+                self.inner
+                    .raw
+                    .open(target.as_str(), flags, mode_attrs(0o600 | (mode & 0o700))),
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Sftp {
+                    host,
+                    port,
+                    op,
+                    kind,
+                    source,
+                    ..
+                } => Error::Sftp {
+                    host,
+                    port,
+                    op,
+                    path: remote.to_string(),
+                    kind,
+                    source,
+                },
+                other => other,
+            })?
+            .handle;
+        let job = Job {
+            handle: &handle,
+            remote,
+            target: &target,
+            mode,
+            total: size_hint,
+            local,
+            opts,
+        };
+        let result = self.write_all_pipelined(&job, &mut reader).await;
+        match result {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                // Leave no partial file behind where we still can.
+                if !self.is_gone() {
+                    let _ = self
+                        .call("close", remote, self.inner.raw.close(handle.as_str()))
+                        .await;
+                    if opts.atomic {
+                        let _ = self
+                            .call("remove", &target, self.inner.raw.remove(target.as_str()))
+                            .await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let Job {
+            handle,
+            remote,
+            target,
+            mode,
+            total,
+            local,
+            opts,
+        } = *job;
+        let raw = &self.inner.raw;
+        let chunk = opts
+            .chunk_size
+            .unwrap_or(UPLOAD_CHUNK)
+            .min(self.inner.max_write)
+            .max(1) as usize;
+        let max_in_flight = opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
+        let mut in_flight = FuturesUnordered::new();
+        let mut offset = 0u64;
+        let mut acked = 0u64;
+        let mut eof = false;
+        opts.report(0, total);
+        loop {
+            while !eof && in_flight.len() < max_in_flight {
+                let mut buf = vec![0u8; chunk];
+                let n = read_full(reader, &mut buf).await.map_err(|e| match local {
+                    Some(path) => {
+                        Error::io(format!("cannot read local file {}", path.display()), e)
+                    }
+                    None => Error::io("cannot read local data", e),
+                })?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                buf.truncate(n);
+                let at = offset;
+                offset += n as u64;
+                in_flight.push(async move { raw.write(handle, at, buf).await.map(|_| n as u64) });
+                if n < chunk {
+                    eof = true;
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let done = tokio::select! {
+                r = in_flight.next() => r,
+                _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed during upload")),
+            };
+            if let Some(r) = done {
+                acked += r.map_err(|e| self.err("write", remote, e))?;
+                opts.report(acked, total);
+            }
+        }
+        drop(in_flight);
+        if opts.fsync && self.inner.fsync {
+            self.call("fsync", remote, raw.fsync(handle)).await?;
+        }
+        self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)))
+            .await?;
+        self.call("close", remote, raw.close(handle)).await?;
+        if opts.atomic {
+            if opts.overwrite {
+                self.rename(target, remote).await?;
+            } else {
+                self.rename_no_replace(target, remote).await?;
+            }
+        }
+        Ok(acked)
+    }
+}
+
+/// One upload in progress.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    /// The open remote file.
+    handle: &'a str,
+    /// The destination.
+    remote: &'a str,
+    /// What is written: the destination, or its temporary name.
+    target: &'a str,
+    /// The final mode.
+    mode: u32,
+    /// The size, when known.
+    total: Option<u64>,
+    /// The local file read, for errors.
+    local: Option<&'a Path>,
+    opts: &'a TransferOptions,
+}
+
+/// Opens a local file for upload: the file, its length and its mode.
+pub(crate) async fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u32), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| Error::io(format!("cannot open local file {}", local.display()), e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| Error::io(format!("cannot stat local file {}", local.display()), e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            format!("local path {} is a directory", local.display()),
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        ));
+    }
+    Ok((file, meta.len(), meta.permissions().mode() & 0o7777))
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
