@@ -9,6 +9,7 @@
 //! cargo bench --bench compare -- --quick           # smaller, for CI
 //! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
 //! cargo bench --bench compare -- --no-old          # skip the libssh2 build
+//! cargo bench --bench compare -- --rtt 2,20,50      # + the rtt_* scenarios through a delaying relay
 //! ```
 //!
 //! Each scenario runs every contender once per round, in rotating order,
@@ -21,8 +22,16 @@
 
 #[path = "compare/child.rs"]
 mod child;
+#[path = "compare/fleet_testkit.rs"]
+mod fleet_testkit;
 #[path = "compare/measure.rs"]
 mod measure;
+#[path = "compare/peers.rs"]
+mod peers;
+#[path = "compare/relay.rs"]
+mod relay;
+#[path = "compare/rtt.rs"]
+mod rtt;
 #[path = "compare/sshd.rs"]
 mod sshd;
 
@@ -52,6 +61,10 @@ struct Opts {
     rounds: Option<usize>,
     scenarios: Vec<String>,
     old: bool,
+    /// `--rtt`: round-trip times (ms) for the `rtt_*` scenarios.
+    rtts: Vec<u64>,
+    /// `--peers`: the peers of issue 16 to run (default: all).
+    peers: Vec<&'static str>,
 }
 
 const SCENARIOS: &[&str] = &[
@@ -63,6 +76,11 @@ const SCENARIOS: &[&str] = &[
     "connect_wake",
     "concurrent_sessions",
     "fleet",
+    "rtt_stdout",
+    "rtt_upload",
+    "rtt_download",
+    "rtt_small_steps",
+    "fleet_testkit",
 ];
 
 fn main() {
@@ -73,6 +91,11 @@ fn main() {
             eprintln!("vmssh child: {scenario}: {e}");
             std::process::exit(1);
         }
+        return;
+    }
+    // The relay's own figures, without servers or contenders.
+    if argv.first().map(String::as_str) == Some("--relay-selftest") {
+        rtt::relay_selftest(&argv[1..]);
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs the
@@ -86,6 +109,8 @@ fn main() {
         rounds: None,
         scenarios: Vec::new(),
         old: true,
+        rtts: Vec::new(),
+        peers: peers::parse("all").unwrap_or_default(),
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -93,6 +118,18 @@ fn main() {
             "--quick" => opts.quick = true,
             "--no-old" => opts.old = false,
             "--rounds" => opts.rounds = it.next().and_then(|v| v.parse().ok()),
+            "--peers" => match peers::parse(it.next().map_or("", String::as_str)) {
+                Ok(p) => opts.peers = p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(2);
+                }
+            },
+            "--rtt" => opts.rtts.extend(
+                it.next()
+                    .into_iter()
+                    .flat_map(|v| v.split(',').filter_map(|r| r.trim().parse::<u64>().ok())),
+            ),
             "--scenario" => opts.scenarios.extend(
                 it.next()
                     .into_iter()
@@ -145,6 +182,8 @@ struct Row {
     vmssh: Option<f64>,
     openssh: Option<f64>,
     old: Option<f64>,
+    /// The peers' figures (issue 16), by column name.
+    peers: Vec<(&'static str, Option<f64>)>,
     better: Better,
     goal: Goal,
 }
@@ -157,9 +196,45 @@ impl Row {
             vmssh: None,
             openssh: None,
             old: None,
+            peers: Vec::new(),
             better,
             goal,
         }
+    }
+
+    /// The median of `key` (scaled by `f`) for each of `names` in `res`.
+    fn peers_from(
+        mut self,
+        names: &[&'static str],
+        res: &HashMap<&str, Vec<Sample>>,
+        key: &str,
+        f: impl Fn(f64) -> f64,
+    ) -> Row {
+        for n in names {
+            self.peers.push((n, med(res, n, key).map(&f)));
+        }
+        self
+    }
+
+    fn peer(&self, name: &str) -> Option<f64> {
+        self.peers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| *v)
+    }
+
+    /// The best peer's figure on this row among `columns`, and its name.
+    fn best_peer(&self, columns: &[&'static str]) -> Option<(&'static str, f64)> {
+        columns
+            .iter()
+            .filter_map(|n| Some((*n, self.peer(n).filter(|v| v.is_finite())?)))
+            .reduce(|a, b| {
+                let b_better = match self.better {
+                    Better::Higher => b.1 > a.1,
+                    Better::Lower => b.1 < a.1,
+                };
+                if b_better { b } else { a }
+            })
     }
 
     fn vals(mut self, vmssh: Option<f64>, openssh: Option<f64>, old: Option<f64>) -> Row {
@@ -207,6 +282,8 @@ impl Row {
 struct Report {
     rows: Vec<Row>,
     notes: Vec<String>,
+    /// Peer columns (those `--peers` selected), in order.
+    peer_columns: Vec<&'static str>,
 }
 
 fn fmt_num(v: Option<f64>) -> String {
@@ -227,21 +304,22 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 impl Report {
     fn table(&self) -> String {
-        let header = [
-            "scenario",
-            "unit",
-            "better",
-            "vmssh",
-            "openssh",
-            "old",
-            "vs openssh",
-            "vs old",
-            "target",
-            "verdict",
-        ];
-        let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+        let peers = &self.peer_columns;
+        let mut header: Vec<String> = ["scenario", "unit", "better", "vmssh", "openssh", "old"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        header.extend(peers.iter().map(|p| p.to_string()));
+        header.extend(["vs openssh", "vs old"].map(String::from));
+        if !peers.is_empty() {
+            header.push("vs best peer".into());
+        }
+        header.extend(["target", "verdict"].map(String::from));
+        // Right-aligned: the figures and ratios.
+        let numeric = 3..header.len() - 2;
+        let mut lines: Vec<Vec<String>> = vec![header.clone()];
         for r in &self.rows {
-            lines.push(vec![
+            let mut l = vec![
                 r.scenario.clone(),
                 r.unit.to_string(),
                 if r.better == Better::Higher {
@@ -253,11 +331,19 @@ impl Report {
                 fmt_num(r.vmssh),
                 fmt_num(r.openssh),
                 fmt_num(r.old),
-                ratio(r.vmssh, r.openssh),
-                ratio(r.vmssh, r.old),
-                r.target_text(),
-                r.verdict().to_string(),
-            ]);
+            ];
+            l.extend(peers.iter().map(|p| fmt_num(r.peer(p))));
+            l.push(ratio(r.vmssh, r.openssh));
+            l.push(ratio(r.vmssh, r.old));
+            if !peers.is_empty() {
+                l.push(match r.best_peer(peers) {
+                    Some((name, v)) => format!("{} ({name})", ratio(r.vmssh, Some(v))),
+                    None => "-".into(),
+                });
+            }
+            l.push(r.target_text());
+            l.push(r.verdict().to_string());
+            lines.push(l);
         }
         let widths: Vec<usize> = (0..header.len())
             .map(|i| {
@@ -274,7 +360,7 @@ impl Report {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    if (3..8).contains(&i) {
+                    if numeric.contains(&i) {
                         format!("{c:>w$}", w = widths[i])
                     } else {
                         format!("{c:<w$}", w = widths[i])
@@ -305,8 +391,13 @@ impl Report {
             .rows
             .iter()
             .map(|r| {
+                let peers: String = self
+                    .peer_columns
+                    .iter()
+                    .map(|p| format!(", \"{p}\": {}", num(r.peer(p))))
+                    .collect();
                 format!(
-                    "  {{\"scenario\": \"{}\", \"unit\": \"{}\", \"vmssh\": {}, \"openssh\": {}, \"old\": {}, \"better\": \"{}\"}}",
+                    "  {{\"scenario\": \"{}\", \"unit\": \"{}\", \"vmssh\": {}, \"openssh\": {}, \"old\": {}{peers}, \"better\": \"{}\"}}",
                     r.scenario.replace('"', "'"),
                     r.unit,
                     num(r.vmssh),
@@ -460,6 +551,11 @@ fn spread(title: &str, results: &HashMap<&str, Vec<Sample>>, order: &[&str], key
     format!("{title} {key} range over rounds: {}", parts.join(", "))
 }
 
+/// `base` contenders followed by `peers`, for the notes.
+fn and_peers<'a>(base: &[&'a str], peers: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(peers).copied().collect()
+}
+
 fn med(results: &HashMap<&str, Vec<Sample>>, name: &str, key: &str) -> Option<f64> {
     results.get(name).and_then(|s| median(s, key))
 }
@@ -470,6 +566,8 @@ fn med(results: &HashMap<&str, Vec<Sample>>, name: &str, key: &str) -> Option<f6
 struct Env {
     quick: bool,
     rounds: Option<usize>,
+    /// RTTs (ms) of the `rtt_*` scenarios.
+    rtts: Vec<u64>,
     keys: Keys,
     data: PathBuf,
     host_key_file: PathBuf,
@@ -477,6 +575,8 @@ struct Env {
     main: Sshd,
     chacha: Sshd,
     old_bin: Option<PathBuf>,
+    /// The peers of issue 16 that were built or installed.
+    peers: peers::Peers,
     /// Peak RSS of `ssh ... true`: the baseline for OpenSSH's RSS growth.
     ssh_base_kib: u64,
     /// CPU seconds of `ssh ... true`.
@@ -494,12 +594,31 @@ impl Env {
         self.rounds.unwrap_or(if self.quick { quick } else { full })
     }
 
+    /// How the contenders log in to the bench's sshds.
+    fn login(&self) -> peers::Login<'_> {
+        peers::Login {
+            user: &self.keys.user,
+            key: &self.keys.client_key,
+            host_key_file: &self.host_key_file,
+        }
+    }
+
     fn vmssh(&self, scenario: &str, ports: &[u16], extra: &[(&str, String)]) -> Command {
+        self.vmssh_as(&self.login(), scenario, ports, extra)
+    }
+
+    fn vmssh_as(
+        &self,
+        login: &peers::Login<'_>,
+        scenario: &str,
+        ports: &[u16],
+        extra: &[(&str, String)],
+    ) -> Command {
         let mut c = Command::new(&self.exe);
         c.arg("--child").arg(scenario);
-        c.arg("--user").arg(&self.keys.user);
-        c.arg("--key").arg(&self.keys.client_key);
-        c.arg("--host-key").arg(&self.host_key_file);
+        c.arg("--user").arg(login.user);
+        c.arg("--key").arg(login.key);
+        c.arg("--host-key").arg(login.host_key_file);
         c.arg("--ports").arg(join_ports(ports));
         for (k, v) in extra {
             c.arg(format!("--{k}")).arg(v);
@@ -511,11 +630,21 @@ impl Env {
     }
 
     fn old(&self, scenario: &str, ports: &[u16], extra: &[(&str, String)]) -> Option<Command> {
+        self.old_as(&self.login(), scenario, ports, extra)
+    }
+
+    fn old_as(
+        &self,
+        login: &peers::Login<'_>,
+        scenario: &str,
+        ports: &[u16],
+        extra: &[(&str, String)],
+    ) -> Option<Command> {
         let mut c = Command::new(self.old_bin.as_ref()?);
         c.arg(scenario);
         c.arg("--host").arg(HOST);
-        c.arg("--user").arg(&self.keys.user);
-        c.arg("--key").arg(&self.keys.client_key);
+        c.arg("--user").arg(login.user);
+        c.arg("--key").arg(login.key);
         c.arg("--ports").arg(join_ports(ports));
         for (k, v) in extra {
             c.arg(format!("--{k}")).arg(v);
@@ -524,6 +653,42 @@ impl Env {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         Some(c)
+    }
+
+    /// `peer`'s command for `scenario`, or `None` when it is not ready.
+    fn peer(
+        &self,
+        peer: &str,
+        scenario: &str,
+        ports: &[u16],
+        extra: &[(&str, String)],
+    ) -> Option<Command> {
+        self.peers
+            .command(peer, scenario, &self.login(), ports, extra)
+    }
+
+    /// A contender closure for each ready peer of `scenario`, run with the
+    /// arguments `extra()` gives.
+    fn peer_contenders<'a>(
+        &'a self,
+        scenario: &'a str,
+        ports: &'a [u16],
+        extra: impl Fn() -> Vec<(&'static str, String)> + Clone + 'a,
+        after: impl Fn() + Clone + 'a,
+    ) -> Vec<(&'static str, RunFn<'a>)> {
+        self.peers
+            .for_scenario(scenario)
+            .into_iter()
+            .map(|p| {
+                let (extra, after) = (extra.clone(), after.clone());
+                let f: RunFn<'a> = Box::new(move || {
+                    let s = run_child(self.peer(p, scenario, ports, &extra()), p);
+                    after();
+                    s
+                });
+                (p, f)
+            })
+            .collect()
     }
 
     fn common_opts(&self, c: &mut Command) {
@@ -656,9 +821,19 @@ fn setup(opts: &Opts) -> Env {
     let chacha = Sshd::start(&keys, None, &[&format!("Ciphers {CHACHA}")]);
     let exe = std::env::current_exe().unwrap();
     let old_bin = if opts.old { build_old(&exe) } else { None };
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent);
+    let peers = match target {
+        Some(t) => peers::Peers::setup(opts.peers.clone(), t, |s| opts.wanted(s)),
+        None => peers::Peers::default(),
+    };
     let mut env = Env {
         quick: opts.quick,
         rounds: opts.rounds,
+        rtts: if opts.rtts.is_empty() {
+            rtt::DEFAULT_RTTS.to_vec()
+        } else {
+            opts.rtts.clone()
+        },
         keys,
         data,
         host_key_file,
@@ -666,6 +841,7 @@ fn setup(opts: &Opts) -> Env {
         main,
         chacha,
         old_bin,
+        peers,
         ssh_base_kib: 0,
         ssh_base_cpu: 0.0,
         sftp_base: (0.0, 0.0, 0),
@@ -742,11 +918,24 @@ fn build_old(exe: &Path) -> Option<PathBuf> {
     }
 }
 
+impl Opts {
+    /// Loopback scenarios run unless others are named; the `rtt_*` ones
+    /// when named or when `--rtt` is given.
+    fn wanted(&self, s: &str) -> bool {
+        self.scenarios.iter().any(|w| w == s)
+            || (self.scenarios.is_empty() && (!s.starts_with("rtt_") || !self.rtts.is_empty()))
+    }
+}
+
 fn run(opts: Opts) {
-    let wanted = |s: &str| opts.scenarios.is_empty() || opts.scenarios.iter().any(|w| w == s);
+    let wanted = |s: &str| opts.wanted(s);
     let started = Instant::now();
     let env = setup(&opts);
-    let mut report = Report::default();
+    let mut report = Report {
+        peer_columns: opts.peers.clone(),
+        ..Report::default()
+    };
+    report.notes.extend(env.peers.notes.iter().cloned());
     if env.old_bin.is_none() {
         report.notes.push(
             "old: not built (--no-old, or the libssh2/OpenSSL build failed); its column is empty"
@@ -767,7 +956,7 @@ fn run(opts: Opts) {
         .push(format!("load average at start: {}", loadavg()));
     cipher_probe(&env, &mut report);
     type Scenario = fn(&Env, &mut Report);
-    let all: [(&str, Scenario); 8] = [
+    let all: [(&str, Scenario); 13] = [
         ("stdout_throughput", stdout_throughput),
         ("delivery_latency_p99", delivery_latency),
         ("slow_consumer_rss", slow_consumer),
@@ -776,7 +965,15 @@ fn run(opts: Opts) {
         ("connect_wake", connect_wake),
         ("concurrent_sessions", concurrent_sessions),
         ("fleet", fleet),
+        ("fleet_testkit", fleet_testkit::fleet_testkit),
+        ("rtt_stdout", rtt::rtt_stdout),
+        ("rtt_upload", rtt::rtt_upload),
+        ("rtt_download", rtt::rtt_download),
+        ("rtt_small_steps", rtt::rtt_small_steps),
     ];
+    if all.iter().any(|(n, _)| n.starts_with("rtt_") && wanted(n)) {
+        rtt::relay_notes(&env, &mut report);
+    }
     for (name, f) in all {
         if wanted(name) {
             let t = Instant::now();
@@ -839,7 +1036,6 @@ fn mib(quick: bool, full: u64, q: u64) -> u64 {
 
 fn stdout_throughput(env: &Env, report: &mut Report) {
     let bytes = mib(env.quick, 256, 64);
-    let cmd = measure::throughput_command(bytes);
     let (port, chacha) = (env.main.port, env.chacha.port);
     let b = || ("bytes", bytes.to_string());
     let vm = move |port: u16, extra: Vec<(&'static str, String)>| -> RunFn<'_> {
@@ -850,30 +1046,14 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
         })
     };
     let ssh = |port: u16, cipher: &'static str| -> RunFn<'_> {
-        let cmd = cmd.clone();
-        Box::new(move || {
-            let mut c = env.ssh(port, &["-c", cipher], &cmd);
-            c.stdout(Stdio::null()).stderr(Stdio::piped());
-            let mut child = c.spawn().ok()?;
-            let mut stderr = Vec::new();
-            child.stderr.take()?.read_to_end(&mut stderr).ok()?;
-            let r = reap(&child);
-            let end = measure::now_ns();
-            let start = measure::parse_start(&stderr)?;
-            let secs = (end - start) as f64 / 1e9;
-            let cpu = (r.cpu - env.ssh_base_cpu).max(0.0);
-            r.ok.then(|| {
-                Sample::from([
-                    ("mbps".into(), bytes as f64 / 1e6 / secs),
-                    ("cpu".into(), cpu),
-                ])
-            })
-        })
+        Box::new(move || ssh_stdout(env, port, cipher, bytes))
     };
     let old: RunFn<'_> =
         Box::new(|| run_child(env.old("stdout_throughput", &[port], &[b()]), "old"));
     let kv = |k: &'static str, v: u64| (k, v.to_string());
-    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+    let ports = [port];
+    let peer_names = env.peers.for_scenario("stdout_throughput");
+    let mut contenders: Vec<(&str, RunFn<'_>)> = vec![
         ("vmssh", vm(port, vec![])),
         ("ssh", ssh(port, AES)),
         ("old", old),
@@ -892,11 +1072,12 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
         ("vmssh_chacha", vm(chacha, vec![])),
         ("ssh_chacha", ssh(chacha, CHACHA)),
     ];
+    contenders.extend(env.peer_contenders("stdout_throughput", &ports, move || vec![b()], || {}));
     let res = rounds("stdout_throughput", env.rounds(5, 3), contenders, "mbps");
     report.notes.push(spread(
         "stdout_throughput",
         &res,
-        &["vmssh", "ssh", "old"],
+        &and_peers(&["vmssh", "ssh", "old"], &peer_names),
         "mbps",
     ));
     let m = |n: &str, k: &str| med(&res, n, k);
@@ -908,7 +1089,8 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
             Better::Higher,
             Goal::AtLeastOpenssh(0.9),
         )
-        .vals(m("vmssh", "mbps"), ssh_mbps, m("old", "mbps")),
+        .vals(m("vmssh", "mbps"), ssh_mbps, m("old", "mbps"))
+        .peers_from(&peer_names, &res, "mbps", |v| v),
     );
     let per_gib = |n: &str| m(n, "cpu").map(|c| c * GIB / bytes as f64);
     report.rows.push(
@@ -918,7 +1100,8 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
             Better::Lower,
             Goal::Info,
         )
-        .vals(per_gib("vmssh"), per_gib("ssh"), per_gib("old")),
+        .vals(per_gib("vmssh"), per_gib("ssh"), per_gib("old"))
+        .peers_from(&peer_names, &res, "cpu", |c| c * GIB / bytes as f64),
     );
     for (name, label) in [
         ("win8m", "window=8MiB"),
@@ -966,6 +1149,27 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
     ));
 }
 
+/// `ssh` running the throughput command, stdout to /dev/null: MB/s from
+/// the remote command's start to ssh's exit, CPU net of `ssh true`.
+fn ssh_stdout(env: &Env, port: u16, cipher: &str, bytes: u64) -> Option<Sample> {
+    let mut c = env.ssh(port, &["-c", cipher], &measure::throughput_command(bytes));
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().ok()?;
+    let mut stderr = Vec::new();
+    child.stderr.take()?.read_to_end(&mut stderr).ok()?;
+    let r = reap(&child);
+    let end = measure::now_ns();
+    let start = measure::parse_start(&stderr)?;
+    let secs = (end - start) as f64 / 1e9;
+    let cpu = (r.cpu - env.ssh_base_cpu).max(0.0);
+    r.ok.then(|| {
+        Sample::from([
+            ("mbps".into(), bytes as f64 / 1e6 / secs),
+            ("cpu".into(), cpu),
+        ])
+    })
+}
+
 fn delivery_latency(env: &Env, report: &mut Report) {
     let lines: u64 = if env.quick { 200 } else { 500 };
     let port = env.main.port;
@@ -991,7 +1195,7 @@ fn delivery_latency(env: &Env, report: &mut Report) {
             ("samples".into(), meter.samples.len() as f64),
         ]))
     });
-    let contenders: Vec<(&str, RunFn<'_>)> = vec![
+    let mut contenders: Vec<(&str, RunFn<'_>)> = vec![
         (
             "vmssh",
             Box::new(|| {
@@ -1007,11 +1211,14 @@ fn delivery_latency(env: &Env, report: &mut Report) {
             Box::new(|| run_child(env.old("delivery_latency", &[port], &[l()]), "old")),
         ),
     ];
+    let ports = [port];
+    let peer_names = env.peers.for_scenario("delivery_latency");
+    contenders.extend(env.peer_contenders("delivery_latency", &ports, move || vec![l()], || {}));
     let res = rounds("delivery_latency", env.rounds(3, 2), contenders, "p99_ms");
     report.notes.push(spread(
         "delivery_latency",
         &res,
-        &["vmssh", "ssh", "old"],
+        &and_peers(&["vmssh", "ssh", "old"], &peer_names),
         "p99_ms",
     ));
     let m = |n: &str, k: &str| med(&res, n, k);
@@ -1022,14 +1229,13 @@ fn delivery_latency(env: &Env, report: &mut Report) {
             Better::Lower,
             Goal::Below(5.0),
         )
-        .vals(m("vmssh", "p99_ms"), m("ssh", "p99_ms"), m("old", "p99_ms")),
+        .vals(m("vmssh", "p99_ms"), m("ssh", "p99_ms"), m("old", "p99_ms"))
+        .peers_from(&peer_names, &res, "p99_ms", |v| v),
     );
     report.rows.push(
-        Row::new("delivery_latency_p50", "ms", Better::Lower, Goal::Info).vals(
-            m("vmssh", "p50_ms"),
-            m("ssh", "p50_ms"),
-            m("old", "p50_ms"),
-        ),
+        Row::new("delivery_latency_p50", "ms", Better::Lower, Goal::Info)
+            .vals(m("vmssh", "p50_ms"), m("ssh", "p50_ms"), m("old", "p50_ms"))
+            .peers_from(&peer_names, &res, "p50_ms", |v| v),
     );
     report.notes.push(format!(
         "delivery_latency: {lines} timestamps (perl, every 10 ms); ms from the remote write to the chunk's arrival \
@@ -1175,43 +1381,13 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
     };
     let sftp: RunFn<'_> = Box::new(|| {
         let (local, remote) = paths("sftp");
-        // sftp runs `!` lines locally: the dates around the transfer time
-        // it without the connection setup.
-        let op = if up {
-            format!("put {local} {remote}")
-        } else {
-            format!("get {remote} {local}")
-        };
-        let mut c = env.sftp_batch(port, &format!("!date +%s%N\n{op}\n!date +%s%N\n"));
-        c.stdout(Stdio::piped());
-        let mut child = c.spawn().ok()?;
-        let mut out = String::new();
-        child.stdout.take()?.read_to_string(&mut out).ok()?;
-        let r = reap(&child);
-        let stamps: Vec<u128> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        let secs = (*stamps.last()? - *stamps.first()?) as f64 / 1e9;
-        (r.ok && stamps.len() == 2 && check(&dest("sftp"))).then(|| {
-            Sample::from([
-                ("mbps".into(), bytes as f64 / 1e6 / secs),
-                ("cpu".into(), (r.cpu - env.sftp_base.1).max(0.0)),
-                (
-                    "rss_growth_mib".into(),
-                    r.max_rss_kib.saturating_sub(env.sftp_base.2) as f64 / 1024.0,
-                ),
-            ])
-        })
+        let s = sftp_transfer(env, port, up, &local, &remote, bytes)?;
+        check(&dest("sftp")).then_some(s)
     });
     let scp: RunFn<'_> = Box::new(|| {
         let (local, remote) = paths("scp");
-        let remote = env.remote(Path::new(&remote));
-        let cmd = if up {
-            env.scp(port, &local, &remote)
-        } else {
-            env.scp(port, &remote, &local)
-        };
-        let (secs, _) = run_timed(cmd)?;
-        let secs = (secs - env.scp_base).max(1e-6);
-        check(&dest("scp")).then(|| Sample::from([("mbps".into(), bytes as f64 / 1e6 / secs)]))
+        let s = scp_transfer(env, port, up, &local, &remote, bytes, env.scp_base)?;
+        check(&dest("scp")).then_some(s)
     });
     let old: RunFn<'_> = Box::new(|| {
         let (local, remote) = paths("old");
@@ -1227,6 +1403,21 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         ("scp", scp),
         ("old", old),
     ];
+    let peer_names = env.peers.for_scenario(name);
+    for p in &peer_names {
+        let p: &'static str = p;
+        contenders.push((
+            p,
+            Box::new(move || {
+                let (local, remote) = paths(p);
+                let s = run_child(
+                    env.peer(p, name, &[port], &[("local", local), ("remote", remote)]),
+                    p,
+                )?;
+                check(&dest(p)).then_some(s)
+            }),
+        ));
+    }
     for (i, (label, chunk, inflight, plain)) in SFTP_VARIANTS.iter().enumerate() {
         let who: &'static str = ["v0", "v1", "v2", "v3", "v4", "v5"][i];
         let _ = label;
@@ -1248,19 +1439,20 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
     report.notes.push(spread(
         name,
         &res,
-        &[
-            "vmssh", "sftp", "scp", "old", "v0", "v1", "v2", "v3", "v4", "v5",
-        ],
+        &and_peers(
+            &[
+                "vmssh", "sftp", "scp", "old", "v0", "v1", "v2", "v3", "v4", "v5",
+            ],
+            &peer_names,
+        ),
         "mbps",
     ));
     let m = |n: &str, k: &str| med(&res, n, k);
     let sftp_mbps = m("sftp", "mbps");
     report.rows.push(
-        Row::new(name, "MB/s", Better::Higher, Goal::AtLeastOpenssh(0.9)).vals(
-            m("vmssh", "mbps"),
-            sftp_mbps,
-            m("old", "mbps"),
-        ),
+        Row::new(name, "MB/s", Better::Higher, Goal::AtLeastOpenssh(0.9))
+            .vals(m("vmssh", "mbps"), sftp_mbps, m("old", "mbps"))
+            .peers_from(&peer_names, &res, "mbps", |v| v),
     );
     report.rows.push(
         Row::new(format!("{name} vs scp"), "MB/s", Better::Higher, Goal::Info).vals(
@@ -1280,7 +1472,8 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
             m("vmssh", "rss_growth_mib"),
             m("sftp", "rss_growth_mib"),
             m("old", "rss_growth_mib"),
-        ),
+        )
+        .peers_from(&peer_names, &res, "rss_growth_mib", |v| v),
     );
     let per_gib = |n: &str| m(n, "cpu").map(|c| c * GIB / bytes as f64);
     report.rows.push(
@@ -1290,7 +1483,8 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
             Better::Lower,
             Goal::Info,
         )
-        .vals(per_gib("vmssh"), per_gib("sftp"), per_gib("old")),
+        .vals(per_gib("vmssh"), per_gib("sftp"), per_gib("old"))
+        .peers_from(&peer_names, &res, "cpu", |c| c * GIB / bytes as f64),
     );
     let legend: Vec<String> = SFTP_VARIANTS
         .iter()
@@ -1325,6 +1519,65 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
         if up { "put" } else { "get" },
         env.scp_base * 1e3,
     ));
+}
+
+/// `sftp -b` putting (`up`) or getting one file, timed by `!date` lines
+/// around the transfer in its batch; CPU and RSS growth of sftp+ssh net of
+/// an empty batch's.
+fn sftp_transfer(
+    env: &Env,
+    port: u16,
+    up: bool,
+    local: &str,
+    remote: &str,
+    bytes: u64,
+) -> Option<Sample> {
+    // sftp runs `!` lines locally: the dates around the transfer time it
+    // without the connection setup.
+    let op = if up {
+        format!("put {local} {remote}")
+    } else {
+        format!("get {remote} {local}")
+    };
+    let mut c = env.sftp_batch(port, &format!("!date +%s%N\n{op}\n!date +%s%N\n"));
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().ok()?;
+    let mut out = String::new();
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    let r = reap(&child);
+    let stamps: Vec<u128> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let secs = (*stamps.last()? - *stamps.first()?) as f64 / 1e9;
+    (r.ok && stamps.len() == 2).then(|| {
+        Sample::from([
+            ("mbps".into(), bytes as f64 / 1e6 / secs),
+            ("cpu".into(), (r.cpu - env.sftp_base.1).max(0.0)),
+            (
+                "rss_growth_mib".into(),
+                r.max_rss_kib.saturating_sub(env.sftp_base.2) as f64 / 1024.0,
+            ),
+        ])
+    })
+}
+
+/// `scp` of one file: wall time minus `base` (an empty file's).
+fn scp_transfer(
+    env: &Env,
+    port: u16,
+    up: bool,
+    local: &str,
+    remote: &str,
+    bytes: u64,
+    base: f64,
+) -> Option<Sample> {
+    let remote = env.remote(Path::new(remote));
+    let cmd = if up {
+        env.scp(port, local, &remote)
+    } else {
+        env.scp(port, &remote, local)
+    };
+    let (secs, _) = run_timed(cmd)?;
+    let secs = (secs - base).max(1e-6);
+    Some(Sample::from([("mbps".into(), bytes as f64 / 1e6 / secs)]))
 }
 
 fn connect_wake(env: &Env, report: &mut Report) {
@@ -1451,6 +1704,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
             }),
         ),
     ];
+    let peer_names = env.peers.for_scenario("concurrent_sessions");
+    contenders.extend(env.peer_contenders("concurrent_sessions", &ports, extra, settle));
     // The same sessions against vmssh's own server (vmssh::testkit), in the
     // vmssh process, on the same current_thread runtime.
     #[cfg(feature = "testkit")]
@@ -1469,23 +1724,23 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
     report.notes.push(spread(
         "concurrent_sessions",
         &res,
-        &["vmssh", "old", "testkit"],
+        &and_peers(&["vmssh", "old", "testkit"], &peer_names),
         "secs",
     ));
     let m = |n: &str, k: &str| med(&res, n, k);
     report.rows.push(
-        Row::new("concurrent_sessions wall", "s", Better::Lower, Goal::Info).vals(
-            m("vmssh", "secs"),
-            None,
-            m("old", "secs"),
-        ),
+        Row::new("concurrent_sessions wall", "s", Better::Lower, Goal::Info)
+            .vals(m("vmssh", "secs"), None, m("old", "secs"))
+            .peers_from(&peer_names, &res, "secs", |v| v),
     );
     report.rows.push(
-        Row::new("concurrent_sessions_rss", "MiB", Better::Lower, Goal::Info).vals(
-            m("vmssh", "rss_growth_mib"),
-            None,
-            m("old", "rss_growth_mib"),
-        ),
+        Row::new("concurrent_sessions_rss", "MiB", Better::Lower, Goal::Info)
+            .vals(
+                m("vmssh", "rss_growth_mib"),
+                None,
+                m("old", "rss_growth_mib"),
+            )
+            .peers_from(&peer_names, &res, "rss_growth_mib", |v| v),
     );
     report.rows.push(
         Row::new(
@@ -1494,7 +1749,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
             Better::Lower,
             Goal::Info,
         )
-        .vals(m("vmssh", "threads_peak"), None, m("old", "threads_peak")),
+        .vals(m("vmssh", "threads_peak"), None, m("old", "threads_peak"))
+        .peers_from(&peer_names, &res, "threads_peak", |v| v),
     );
     report.rows.push(
         Row::new(
@@ -1503,7 +1759,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
             Better::Lower,
             Goal::Info,
         )
-        .vals(m("vmssh", "cpu"), None, m("old", "cpu")),
+        .vals(m("vmssh", "cpu"), None, m("old", "cpu"))
+        .peers_from(&peer_names, &res, "cpu", |v| v),
     );
     if cfg!(feature = "testkit") {
         let label = "concurrent_sessions[testkit server]";
@@ -1538,7 +1795,7 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
             ),
         );
     }
-    let failed: f64 = ["vmssh", "old", "testkit"]
+    let failed: f64 = and_peers(&["vmssh", "old", "testkit"], &peer_names)
         .iter()
         .filter_map(|n| res.get(n))
         .flatten()
@@ -1563,6 +1820,44 @@ fn fleet(env: &Env, report: &mut Report) {
     let vms: u64 = if env.quick { 50 } else { 200 };
     let pool = server_pool(env, 4);
     let ports: Vec<u16> = pool.iter().map(|s| s.port).collect();
+    fleet_run(
+        env,
+        report,
+        &FleetTarget {
+            label: "fleet".into(),
+            server: format!("{} sshds", ports.len()),
+            vms,
+            ports: &ports,
+            login: env.login(),
+            rounds: env.rounds(2, 1),
+            peers: env.peers.for_scenario("fleet"),
+            old: true,
+        },
+    );
+}
+
+/// Where a fleet scenario provisions its VMs.
+#[derive(Debug)]
+struct FleetTarget<'a> {
+    /// Row prefix (`fleet`, `fleet[testkit]`).
+    label: String,
+    /// The servers, for the notes.
+    server: String,
+    vms: u64,
+    ports: &'a [u16],
+    login: peers::Login<'a>,
+    rounds: usize,
+    /// The peers that take part.
+    peers: Vec<&'static str>,
+    /// Whether the old design takes part.
+    old: bool,
+}
+
+/// The fleet plan (a command, a 1 MiB file, a script printing 100 lines)
+/// on `t.vms` VMs by every contender that has a fleet: vmssh's `Fleet`,
+/// the old design, the peers.
+fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
+    let vms = t.vms;
     let payload = env.data.join("fleet-payload.bin");
     random_file(&payload, MIB);
     let script = env.data.join("fleet-setup.sh");
@@ -1586,59 +1881,75 @@ fn fleet(env: &Env, report: &mut Report) {
         let _ = std::fs::remove_dir_all(&remote_dir);
         std::thread::sleep(Duration::from_secs(1));
     };
-    let contenders: Vec<(&str, RunFn<'_>)> = vec![
-        (
-            "vmssh",
-            Box::new(|| {
-                let s = run_child(Some(env.vmssh("fleet", &ports, &extra())), "vmssh");
-                cleanup();
-                s
-            }),
-        ),
-        (
+    let (ports, login) = (t.ports, &t.login);
+    let mut contenders: Vec<(&str, RunFn<'_>)> = vec![(
+        "vmssh",
+        Box::new(|| {
+            let s = run_child(Some(env.vmssh_as(login, "fleet", ports, &extra())), "vmssh");
+            cleanup();
+            s
+        }),
+    )];
+    if t.old {
+        contenders.push((
             "old",
             Box::new(|| {
-                let s = run_child(env.old("fleet", &ports, &extra()), "old");
+                let s = run_child(env.old_as(login, "fleet", ports, &extra()), "old");
                 cleanup();
                 s
             }),
-        ),
-    ];
-    let res = rounds("fleet", env.rounds(2, 1), contenders, "secs");
-    report
-        .notes
-        .push(spread("fleet", &res, &["vmssh", "old"], "secs"));
-    let m = |n: &str, k: &str| med(&res, n, k);
-    report
-        .rows
-        .push(Row::new("fleet wall", "s", Better::Lower, Goal::Info).vals(
-            m("vmssh", "secs"),
-            None,
-            m("old", "secs"),
         ));
-    report.rows.push(
-        Row::new("fleet_rss", "MiB", Better::Lower, Goal::Info).vals(
-            m("vmssh", "rss_growth_mib"),
-            None,
-            m("old", "rss_growth_mib"),
-        ),
-    );
-    report.rows.push(
-        Row::new("fleet threads", "peak", Better::Lower, Goal::Info).vals(
-            m("vmssh", "threads_peak"),
-            None,
-            m("old", "threads_peak"),
-        ),
-    );
-    let failed: f64 = ["vmssh", "old"]
+    }
+    let peer_names = t.peers.clone();
+    for p in &peer_names {
+        let p: &'static str = p;
+        contenders.push((
+            p,
+            Box::new(move || {
+                let cmd = env.peers.command(p, "fleet", login, ports, &extra());
+                let s = run_child(cmd, p);
+                cleanup();
+                s
+            }),
+        ));
+    }
+    let label = &t.label;
+    let mut res = rounds(label, t.rounds, contenders, "secs");
+    let everyone = and_peers(&["vmssh", "old"], &peer_names);
+    let failed: Vec<String> = everyone
         .iter()
-        .filter_map(|n| res.get(n))
-        .flatten()
-        .filter_map(|s| s.get("failed"))
-        .sum();
+        .map(|n| match res.get(n) {
+            Some(runs) => {
+                let f: f64 = runs.iter().filter_map(|s| s.get("failed")).sum();
+                format!("{n} {}", f as u64)
+            }
+            None => format!("{n} (no run)"),
+        })
+        .collect();
+    // A run in which VMs failed did less work: its figures stay out.
+    for runs in res.values_mut() {
+        runs.retain(|s| s.get("failed").is_some_and(|f| *f == 0.0));
+    }
+    report.notes.push(spread(label, &res, &everyone, "secs"));
+    let m = |n: &str, k: &str| med(&res, n, k);
+    for (suffix, unit, key) in [
+        (" wall", "s", "secs"),
+        ("_rss", "MiB", "rss_growth_mib"),
+        (" threads", "peak", "threads_peak"),
+        (" client CPU", "s", "cpu"),
+    ] {
+        report.rows.push(
+            Row::new(format!("{label}{suffix}"), unit, Better::Lower, Goal::Info)
+                .vals(m("vmssh", key), None, m("old", key))
+                .peers_from(&peer_names, &res, key, |v| v),
+        );
+    }
     report.notes.push(format!(
-        "fleet: {vms} VMs over {} sshds, 64 at once, 32 connects in flight; plan: a command, a 1 MiB file, a script \
-         printing 100 lines; vmssh = vmssh::fleet::Fleet, old = the same steps with the old design; failed VMs over all runs: {failed}",
-        ports.len()
+        "{label}: {vms} VMs on {}, 64 at once, 32 connects in flight; plan: a command, a 1 MiB file, a script \
+         printing 100 lines; vmssh = vmssh::fleet::Fleet, old = the same steps with the old design, peers as their \
+         notes say; {} round(s); failed VMs over all runs (a run with failures is left out of the rows): {}",
+        t.server,
+        t.rounds,
+        failed.join(", ")
     ));
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use vmssh::fleet::{Fleet, Target};
-use vmssh::provision::ProvisionDef;
+use vmssh::provision::{ProvisionDef, StepKind, run_provisions};
 use vmssh::{Auth, HostKeyPolicy, Session, SshConfig, TransferOptions};
 
 use crate::measure::{self, LatencyMeter, SlowConsumer, ThreadSampler};
@@ -100,7 +100,9 @@ pub(crate) fn main(scenario: &str, args: &Args) -> Res<()> {
     measure::raise_nofile();
     // The default is a current_thread runtime: one thread does it all, as
     // an orchestrator driving many VMs from one runtime thread would.
-    let rt = if args.0.get("rt").map(String::as_str) == Some("multi_thread") {
+    let rt = if args.0.get("rt").map(String::as_str) == Some("multi_thread")
+        || scenario == "testkit_server"
+    {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -123,6 +125,9 @@ pub(crate) fn main(scenario: &str, args: &Args) -> Res<()> {
             #[cfg(feature = "testkit")]
             "concurrent_sessions_testkit" => concurrent_sessions_testkit(args).await,
             "fleet" => fleet(args).await,
+            "small_steps" => small_steps(args).await,
+            #[cfg(feature = "testkit")]
+            "testkit_server" => testkit_server(args).await,
             other => Err(format!("unknown scenario {other}")),
         }
     })
@@ -352,6 +357,7 @@ async fn fleet(args: &Args) -> Res<()> {
     let baseline = measure::rss_kib();
     measure::reset_peak();
     let threads = ThreadSampler::start();
+    let cpu0 = measure::cpu_secs();
     let start = Instant::now();
     let report = Fleet::new()
         .concurrency(args.num("concurrency")? as usize)
@@ -359,6 +365,7 @@ async fn fleet(args: &Args) -> Res<()> {
         .provision(targets)
         .await;
     result("secs", start.elapsed().as_secs_f64());
+    result("cpu", measure::cpu_secs() - cpu0);
     result("failed", report.failed().len());
     if !report.all_succeeded() {
         eprintln!("vmssh child: {}", report.summary());
@@ -368,5 +375,72 @@ async fn fleet(args: &Args) -> Res<()> {
         measure::peak_kib().saturating_sub(baseline) as f64 / 1024.0,
     );
     result("threads_peak", threads.finish());
+    Ok(())
+}
+
+/// Ten small steps on one session (connected beforehand): five
+/// `inline "true"` and five file steps of 2 bytes, alternating. Prints the
+/// wall time and the inline and file steps' own durations.
+async fn small_steps(args: &Args) -> Res<()> {
+    let sess = connect(args).await?;
+    let file = PathBuf::from(args.get("file")?);
+    let dir = format!("{}/vmssh-{}", args.get("remote-dir")?, std::process::id());
+    sess.exec(&format!("mkdir -p {dir}")).await.map_err(err)?;
+    let steps: Vec<ProvisionDef> = (0..10)
+        .map(|i| {
+            if i % 2 == 0 {
+                ProvisionDef::inline("true")
+            } else {
+                ProvisionDef::file(&file, format!("{dir}/step{i}.txt"))
+            }
+        })
+        .collect();
+    let start = Instant::now();
+    let reports = run_provisions(&sess, &steps, std::path::Path::new("."), "vm", None)
+        .await
+        .map_err(err)?;
+    result("secs", start.elapsed().as_secs_f64());
+    let sum = |file_steps: bool| -> f64 {
+        reports
+            .iter()
+            .zip(&steps)
+            .filter(|(_, s)| matches!(s.kind(), StepKind::File { .. }) == file_steps)
+            .map(|(r, _)| r.duration.as_secs_f64())
+            .sum()
+    };
+    result("inline_secs", sum(false));
+    result("file_secs", sum(true));
+    Ok(())
+}
+
+/// A `vmssh::testkit::TestServer` for other processes (the testkit fleet):
+/// writes its client key and host key line into `--dir`, prints
+/// `RESULT port N`, and serves until its stdin closes.
+#[cfg(feature = "testkit")]
+async fn testkit_server(args: &Args) -> Res<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    let dir = PathBuf::from(args.get("dir")?);
+    let server = vmssh::testkit::TestServer::start().await.map_err(err)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("client_key"))
+        .and_then(|mut f| f.write_all(server.client_private_key_pem().as_bytes()))
+        .map_err(err)?;
+    std::fs::write(dir.join("host_key_line"), server.host_public_key_line()).map_err(err)?;
+    result("port", server.port());
+    result("user", server.user());
+    std::io::stdout().flush().map_err(err)?;
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    let failures = server.failures();
+    if !failures.is_empty() {
+        return Err(format!("testkit server tasks failed: {failures:?}"));
+    }
     Ok(())
 }

@@ -362,6 +362,7 @@ async fn fleet(a: &Args) -> Res<()> {
     let baseline = measure::rss_kib();
     measure::reset_peak();
     let threads = ThreadSampler::start();
+    let cpu0 = measure::cpu_secs();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -398,11 +399,38 @@ async fn fleet(a: &Args) -> Res<()> {
     }
     result("secs", start.elapsed().as_secs_f64());
     result("failed", failed);
+    result("cpu", measure::cpu_secs() - cpu0);
     result(
         "rss_growth_mib",
         measure::peak_kib().saturating_sub(baseline) as f64 / 1024.0,
     );
     result("threads_peak", threads.finish());
+    Ok(())
+}
+
+/// Ten small steps on one session, old style: five `true` commands and
+/// five uploads of a 2-byte file, alternating, each timed.
+async fn small_steps(a: &Args) -> Res<()> {
+    let t = &a.targets()?[0];
+    let sess = connect(t, Duration::from_secs(30)).await?;
+    let file = PathBuf::from(a.get("file")?);
+    let dir = format!("{}/old-{}", a.get("remote-dir")?, std::process::id());
+    exec(sess.clone(), format!("mkdir -p {dir}")).await?;
+    let (mut inline, mut files) = (0.0, 0.0);
+    let start = Instant::now();
+    for i in 0..10 {
+        let t = Instant::now();
+        if i % 2 == 0 {
+            exec(sess.clone(), "true".to_string()).await?;
+            inline += t.elapsed().as_secs_f64();
+        } else {
+            upload(sess.clone(), file.clone(), format!("{dir}/step{i}.txt")).await?;
+            files += t.elapsed().as_secs_f64();
+        }
+    }
+    result("secs", start.elapsed().as_secs_f64());
+    result("inline_secs", inline);
+    result("file_secs", files);
     Ok(())
 }
 
@@ -442,6 +470,7 @@ fn main() {
             "connect_wake" => connect_wake(&args).await,
             "concurrent_sessions" => concurrent_sessions(&args).await,
             "fleet" => fleet(&args).await,
+            "small_steps" => small_steps(&args).await,
             other => Err(format!("unknown scenario {other}").into()),
         }
     });
