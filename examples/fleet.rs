@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vmssh::fleet::{Fleet, FleetReport, Outcome, Target};
 use vmssh::plan::Plan;
-use vmssh::provision::{Event, OutputStream, Sink, TerminalSink};
+use vmssh::provision::{Event, Sink, TerminalSink};
 use vmssh::{Auth, HostKeyPolicy, SshConfig};
 
 /// Provision VMs from a vmctl VMFile.kdl plan.
@@ -549,10 +549,8 @@ impl Ui {
                     b.set_message(description.clone());
                 }
             }
-            Event::Output {
-                step, stream, data, ..
-            } => {
-                self.output(st, &vm, *step, *stream == OutputStream::Stderr, data);
+            Event::Output { step, chunk, .. } => {
+                self.output(st, &vm, *step, chunk.is_stderr(), chunk.bytes());
             }
             Event::Upload { done, total, .. } => {
                 if let Some(b) = self.bar(st, &vm) {

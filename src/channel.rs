@@ -298,6 +298,21 @@ pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelL
     }
 }
 
+/// A channel that could not be started, and whether a program-starting
+/// request (exec, subsystem) had been sent on it: if so, the program may
+/// be running or have run.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub(crate) error: Error,
+    pub(crate) sent: bool,
+}
+
+impl From<StartError> for Error {
+    fn from(e: StartError) -> Self {
+        e.error
+    }
+}
+
 /// Opens a channel and makes `requests` on it, in order, each answered
 /// before the next is sent. A channel the server closed before accepting
 /// a request ran nothing: that is retried on a fresh channel a few times.
@@ -305,15 +320,22 @@ pub(crate) async fn start(
     session: &Session,
     closing: Closing,
     requests: &[Request<'_>],
-) -> Result<ChannelLease, Error> {
+) -> Result<ChannelLease, StartError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut lease = open(session, closing).await?;
+        let mut lease = open(session, closing)
+            .await
+            .map_err(|error| StartError { error, sent: false })?;
         match lease.request_all(requests).await {
             Ok(()) => return Ok(lease),
             Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
-            Err(e) => return Err(e),
+            Err(error) => {
+                return Err(StartError {
+                    error,
+                    sent: lease.started,
+                });
+            }
         }
     }
 }

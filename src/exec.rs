@@ -14,7 +14,7 @@ use russh::{ChannelMsg, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
-use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request};
+use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request, StartError};
 use crate::error::Error;
 use crate::session::Session;
 pub use crate::status::ExitStatus;
@@ -331,7 +331,15 @@ impl Session {
     ///
     /// As [`exec_streaming`](Self::exec_streaming).
     pub async fn exec_streaming_command(&self, command: Command) -> Result<ExecStream, Error> {
-        command.check()?;
+        Ok(self.start_command(command).await?)
+    }
+
+    /// Starts a command, telling a failure before the exec request was
+    /// sent (nothing ran) from one after it (the command may have run).
+    pub(crate) async fn start_command(&self, command: Command) -> Result<ExecStream, StartError> {
+        command
+            .check()
+            .map_err(|error| StartError { error, sent: false })?;
         let (line, preamble) = command.remote_line();
         let mut requests = Vec::new();
         if command.pty {
@@ -343,7 +351,10 @@ impl Session {
         let writer = lease.writer().clone();
         let stdin_task = match (preamble, command.stdin) {
             (None, None) => {
-                writer.eof().await?;
+                writer
+                    .eof()
+                    .await
+                    .map_err(|error| StartError { error, sent: true })?;
                 None
             }
             (preamble, stdin) => Some(tokio::spawn(feed_stdin(writer.clone(), preamble, stdin))),

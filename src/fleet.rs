@@ -359,17 +359,18 @@ impl Fleet {
         // Dropping a JoinSet aborts its tasks: cancelling this future cancels every VM.
         let mut tasks = JoinSet::new();
         let mut ids = std::collections::HashMap::new();
-        // What each VM got done, kept outside its task so that a VM aborted
-        // by fail_fast still reports its connect time and finished steps.
-        let progress: Vec<Arc<Recorder>> = targets.iter().map(|_| Arc::default()).collect();
+        // What each VM got done, written by its task from the runner's
+        // results and kept outside it, so that a VM aborted by fail_fast
+        // still reports its connect time and finished steps.
+        let progress: Vec<Arc<Progress>> = targets.iter().map(|_| Arc::default()).collect();
         for (index, target) in targets.iter().cloned().enumerate() {
             let fleet = self.clone();
             let vm_slots = vm_slots.clone();
             let connect_slots = connect_slots.clone();
-            let recorder = progress[index].clone();
+            let progress = progress[index].clone();
             let handle = tasks.spawn(async move {
                 let _slot = vm_slots.acquire_owned().await;
-                (index, fleet.run_one(target, connect_slots, recorder).await)
+                (index, fleet.run_one(target, connect_slots, progress).await)
             });
             ids.insert(handle.id(), index);
         }
@@ -405,22 +406,14 @@ impl Fleet {
                     }
                     // The task is gone: tell the sinks (and the VM's log)
                     // how it ended.
-                    let mut sinks = self.sinks.clone();
-                    if let Some(dir) = &self.log_dir {
-                        sinks.push(Arc::new(crate::provision::LogFileSink::new(
-                            dir.join(&t.name),
-                        )));
-                    }
-                    crate::provision::emit(
-                        &sinks,
-                        Event::VmFinished {
+                    self.provisioner(t)
+                        .emit(Event::VmFinished {
                             vm: Arc::from(t.name.as_str()),
                             ok: false,
                             error: error.clone(),
                             duration: start.elapsed(),
-                        },
-                    )
-                    .await;
+                        })
+                        .await;
                     let (connect, steps) = progress[index].take();
                     reports[index] = Some(VmReport {
                         name: t.name.clone(),
@@ -442,11 +435,23 @@ impl Fleet {
         }
     }
 
+    /// The provisioner of one VM: the fleet's sinks and its log.
+    fn provisioner(&self, target: &Target) -> Provisioner {
+        let mut p = Provisioner::new(target.name.clone()).base_dir(target.base_dir.clone());
+        for s in &self.sinks {
+            p = p.shared_sink(s.clone());
+        }
+        if let Some(dir) = &self.log_dir {
+            p = p.log_dir(dir.join(&target.name));
+        }
+        p
+    }
+
     async fn run_one(
         &self,
         target: Target,
         connect_slots: Arc<Semaphore>,
-        recorder: Arc<Recorder>,
+        progress: Arc<Progress>,
     ) -> VmReport {
         let start = Instant::now();
         let vm: Arc<str> = Arc::from(target.name.as_str());
@@ -461,19 +466,11 @@ impl Fleet {
             steps: Vec::new(),
             total: Duration::ZERO,
         };
-        let mut p = Provisioner::new(target.name.clone())
-            .base_dir(target.base_dir.clone())
-            .shared_sink(recorder.clone());
-        for s in &self.sinks {
-            p = p.shared_sink(s.clone());
-        }
-        if let Some(dir) = &self.log_dir {
-            p = p.log_dir(dir.join(&target.name));
-        }
+        let p = self.provisioner(&target);
         let result = self
-            .connect_and_run(&target, &p, &connect_slots, &recorder)
+            .connect_and_run(&target, &p, &connect_slots, &progress)
             .await;
-        (report.connect, report.steps) = recorder.take();
+        (report.connect, report.steps) = progress.take();
         match &result {
             Ok(()) => report.outcome = Outcome::Succeeded,
             Err(Failure::Connect(e)) => {
@@ -497,13 +494,14 @@ impl Fleet {
         report
     }
 
-    /// Connects (and reconnects when allowed) and runs the plan.
+    /// Connects (and reconnects when allowed) and runs the plan, step by
+    /// step, recording each step's report as it ends.
     async fn connect_and_run(
         &self,
         target: &Target,
         p: &Provisioner,
         connect_slots: &Semaphore,
-        recorder: &Recorder,
+        progress: &Progress,
     ) -> Result<(), Failure> {
         p.check_inputs(&target.steps).await.map_err(Failure::Plan)?;
         let mut next = 0;
@@ -521,97 +519,58 @@ impl Fleet {
             )
             .await
             .map_err(Failure::Connect)?;
-            p.emit(Event::Connected {
-                vm,
-                duration: started.elapsed(),
-            })
-            .await;
-            // The recorder keeps the step reports (from the events).
-            let result = p
-                .run_from(&session, &target.steps, next, &mut Vec::new())
-                .await;
-            let _ = session.close().await;
-            match result {
-                Err(e) if reconnects < self.reconnects => {
-                    match crate::provision::step_not_started(&e) {
-                        Some(step) => {
-                            tracing::info!(vm = %target.name, step, "connection gone before the step; reconnecting");
-                            recorder.forget_last_step();
-                            reconnects += 1;
-                            next = step - 1;
-                        }
-                        None => return Err(Failure::Plan(e)),
-                    }
+            let duration = started.elapsed();
+            progress.connected(duration);
+            p.emit(Event::Connected { vm, duration }).await;
+            while next < target.steps.len() {
+                let run = p.step(&session, &target.steps, next).await;
+                if run.outcome.connection_gone_before_start() && reconnects < self.reconnects {
+                    // Nothing of the step ran: run it on a new connection.
+                    tracing::info!(vm = %target.name, step = next + 1, "connection gone before the step; reconnecting");
+                    reconnects += 1;
+                    break;
                 }
-                other => return other.map_err(Failure::Plan),
+                progress.finished(run.report);
+                if let Some(e) = run.outcome.into_error() {
+                    let _ = session.close().await;
+                    return Err(Failure::Plan(e));
+                }
+                next += 1;
+            }
+            let _ = session.close().await;
+            if next == target.steps.len() {
+                return Ok(());
             }
         }
     }
 }
 
-/// Records a VM's connect time and finished steps from its events: the one
-/// source of both in its report, kept outside the VM's task so that a VM
-/// aborted by fail_fast still reports them.
+/// A VM's connect time and finished steps, from the runner's results,
+/// kept outside the VM's task so that a VM aborted by fail_fast still
+/// reports them.
 #[derive(Default)]
-struct Recorder {
-    state: std::sync::Mutex<RecorderState>,
+struct Progress {
+    state: std::sync::Mutex<(Option<Duration>, Vec<StepReport>)>,
 }
 
-#[derive(Default)]
-struct RecorderState {
-    connect: Option<Duration>,
-    started: std::collections::HashMap<usize, String>,
-    steps: Vec<StepReport>,
-}
-
-impl Recorder {
-    /// Drops the report of a step that will run again after a reconnect.
-    fn forget_last_step(&self) {
+impl Progress {
+    fn connected(&self, duration: Duration) {
         if let Ok(mut s) = self.state.lock() {
-            s.steps.pop();
+            *s.0.get_or_insert(Duration::ZERO) += duration;
+        }
+    }
+
+    fn finished(&self, report: StepReport) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1.push(report);
         }
     }
 
     fn take(&self) -> (Option<Duration>, Vec<StepReport>) {
         match self.state.lock() {
-            Ok(mut s) => (s.connect, std::mem::take(&mut s.steps)),
+            Ok(mut s) => (s.0, std::mem::take(&mut s.1)),
             Err(_) => (None, Vec::new()),
         }
-    }
-}
-
-impl Sink for Recorder {
-    fn event<'a>(&'a self, event: &'a Event) -> futures::future::BoxFuture<'a, ()> {
-        if let Ok(mut s) = self.state.lock() {
-            match event {
-                Event::Connected { duration, .. } => {
-                    *s.connect.get_or_insert(Duration::ZERO) += *duration;
-                }
-                Event::StepStarted {
-                    step, description, ..
-                } => {
-                    s.started.insert(*step, description.clone());
-                }
-                Event::StepFinished {
-                    step,
-                    status,
-                    ok,
-                    duration,
-                    ..
-                } => {
-                    let description = s.started.remove(step).unwrap_or_default();
-                    s.steps.push(StepReport {
-                        step: *step,
-                        description,
-                        ok: *ok,
-                        status: status.as_ref().map(|st| st.to_string()),
-                        duration: *duration,
-                    });
-                }
-                _ => {}
-            }
-        }
-        Box::pin(async {})
     }
 }
 

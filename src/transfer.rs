@@ -9,9 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
-use crate::sftp::TransferOptions;
 use crate::sftp::fallback;
 use crate::sftp::upload::open_local;
+use crate::sftp::{Sftp, TransferOptions};
 
 impl Session {
     /// Uploads a local file to `remote`, with the default
@@ -52,15 +52,7 @@ impl Session {
         remote: &str,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        match self.sftp().await {
-            Ok(sftp) => sftp.upload_with(local, remote, opts).await,
-            Err(e) if is_unsupported(&e) => {
-                let (file, len, mode) = open_local(local).await?;
-                let mode = opts.mode.unwrap_or(mode);
-                fallback::upload(self, file, Some(len), remote, mode, opts).await
-            }
-            Err(e) => Err(e),
-        }
+        Transfer::new(self).upload_file(local, remote, opts).await
     }
 
     /// Uploads everything `reader` yields to `remote` (mode 0644 unless
@@ -84,17 +76,9 @@ impl Session {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        match self.sftp().await {
-            Ok(sftp) => {
-                sftp.upload_from_reader(reader, size_hint, remote, opts)
-                    .await
-            }
-            Err(e) if is_unsupported(&e) => {
-                let mode = opts.mode.unwrap_or(0o644);
-                fallback::upload(self, reader, size_hint, remote, mode, opts).await
-            }
-            Err(e) => Err(e),
-        }
+        Transfer::new(self)
+            .upload_reader(reader, size_hint, remote, opts)
+            .await
     }
 
     /// Downloads `remote` to a local file (atomically, keeping the remote
@@ -129,7 +113,7 @@ impl Session {
         local: &Path,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        self.sftp().await?.download_with(remote, local, opts).await
+        Transfer::new(self).download_file(remote, local, opts).await
     }
 
     /// Streams a remote file through `cat` over exec: the download path for
@@ -168,10 +152,142 @@ impl Session {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        self.sftp()
-            .await?
-            .download_to_writer(remote, writer, opts)
+        Transfer::new(self)
+            .download_writer(remote, writer, opts)
             .await
+    }
+}
+
+/// The façade: SFTP, opened on first use and kept for the operations that
+/// follow, or the exec fallback where the server has no SFTP subsystem.
+pub(crate) struct Transfer<'a> {
+    session: &'a Session,
+    backend: Option<Backend>,
+}
+
+enum Backend {
+    Sftp(Sftp),
+    Exec,
+}
+
+impl<'a> Transfer<'a> {
+    pub(crate) fn new(session: &'a Session) -> Self {
+        Transfer {
+            session,
+            backend: None,
+        }
+    }
+
+    /// Opens SFTP, or settles on the fallback. Nothing on the remote file
+    /// system changes.
+    pub(crate) async fn open(&mut self) -> Result<(), Error> {
+        self.backend().await.map(drop)
+    }
+
+    async fn backend(&mut self) -> Result<&Backend, Error> {
+        if self.backend.is_none() {
+            let backend = match self.session.sftp().await {
+                Ok(sftp) => Backend::Sftp(sftp),
+                Err(e) if is_unsupported(&e) => Backend::Exec,
+                Err(e) => return Err(e),
+            };
+            self.backend = Some(backend);
+        }
+        match &self.backend {
+            Some(b) => Ok(b),
+            None => Err(self.session.lost("transfer backend vanished")),
+        }
+    }
+
+    /// Uploads a local file.
+    pub(crate) async fn upload_file(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
+        let session = self.session;
+        match self.backend().await? {
+            Backend::Sftp(sftp) => sftp.upload_with(local, remote, opts).await,
+            Backend::Exec => {
+                let (file, len, mode) = open_local(local).await?;
+                let mode = opts.mode.unwrap_or(mode);
+                fallback::upload(session, file, Some(len), remote, mode, opts).await
+            }
+        }
+    }
+
+    /// Uploads what `reader` yields.
+    pub(crate) async fn upload_reader<R>(
+        &mut self,
+        reader: R,
+        size_hint: Option<u64>,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let session = self.session;
+        match self.backend().await? {
+            Backend::Sftp(sftp) => {
+                sftp.upload_from_reader(reader, size_hint, remote, opts)
+                    .await
+            }
+            Backend::Exec => {
+                let mode = opts.mode.unwrap_or(0o644);
+                fallback::upload(session, reader, size_hint, remote, mode, opts).await
+            }
+        }
+    }
+
+    /// Downloads to a local file.
+    pub(crate) async fn download_file(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error> {
+        match self.backend().await? {
+            Backend::Sftp(sftp) => sftp.download_with(remote, local, opts).await,
+            Backend::Exec => Err(unsupported(self.session)),
+        }
+    }
+
+    /// Downloads into `writer`.
+    pub(crate) async fn download_writer<W>(
+        &mut self,
+        remote: &str,
+        writer: &mut W,
+        opts: &TransferOptions,
+    ) -> Result<u64, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        match self.backend().await? {
+            Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
+            Backend::Exec => Err(unsupported(self.session)),
+        }
+    }
+
+    /// Removes a remote file.
+    pub(crate) async fn remove(&mut self, path: &str) -> Result<(), Error> {
+        let session = self.session;
+        match self.backend().await? {
+            Backend::Sftp(sftp) => sftp.remove(path).await,
+            Backend::Exec => fallback::remove(session, path).await,
+        }
+    }
+}
+
+fn unsupported(session: &Session) -> Error {
+    Error::Sftp {
+        host: session.host().to_string(),
+        port: session.port(),
+        op: "subsystem".to_string(),
+        path: String::new(),
+        kind: SftpErrorKind::Unsupported,
+        source: None,
     }
 }
 

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use vmssh::Chunk;
 use vmssh::fleet::{Fleet, Target};
-use vmssh::provision::{Event, OutputStream, ProvisionDef, Sink};
+use vmssh::provision::{Event, ProvisionDef, Sink};
 use vmssh::testkit::qemu::Guest;
 
 use support::qemu;
@@ -39,8 +40,7 @@ impl Sink for RebootAfterStep1 {
                 }
                 Event::Output {
                     vm,
-                    stream: OutputStream::Stdout,
-                    data,
+                    chunk: Chunk::Stdout(data),
                     ..
                 } => {
                     self.stdout

@@ -87,6 +87,24 @@ where
     })
 }
 
+/// Removes a remote file with `rm -f` over exec.
+pub(crate) async fn remove(session: &Session, path: &str) -> Result<(), Error> {
+    let out = session
+        .exec(&format!("rm -f -- {}", shell_quote(path)))
+        .await?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Sftp {
+        host: session.host().to_string(),
+        port: session.port(),
+        op: "remove (exec)".to_string(),
+        path: path.to_string(),
+        kind: SftpErrorKind::Other,
+        source: Some(format!("{}: {}", out.status, out.stderr_lossy().trim()).into()),
+    })
+}
+
 /// Streams a remote file through `cat` over exec, for servers without SFTP.
 pub(crate) async fn download<W>(
     session: &Session,

@@ -147,7 +147,7 @@ impl Session {
     pub async fn sftp(&self) -> Result<Sftp, Error> {
         let lease = channel::start(self, Closing::Drain, &[Request::Subsystem("sftp")])
             .await
-            .map_err(|e| match e {
+            .map_err(|e| match e.error {
                 Error::RequestRefused { .. } => Error::Sftp {
                     host: self.host().to_string(),
                     port: self.port(),

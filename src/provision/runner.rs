@@ -1,0 +1,597 @@
+//! Running a plan on one VM: [`Provisioner`] runs the steps in order,
+//! each ending in a typed outcome and a [`StepReport`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::event::{Event, Sink, emit};
+use super::sinks::LogFileSink;
+use super::step::{ProvisionDef, StepKind};
+use super::tail::StderrTail;
+use crate::channel::StartError;
+use crate::error::Error;
+use crate::exec::{Chunk, Command, shell_quote};
+use crate::session::Session;
+use crate::sftp::TransferOptions;
+use crate::status::ExitStatus;
+use crate::transfer::Transfer;
+
+/// The result of one step that ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepReport {
+    /// 1-based index.
+    pub step: usize,
+    /// [`ProvisionDef::describe`].
+    pub description: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// How a command step ended (see [`ExitStatus`] for its JSON shape);
+    /// `None` for file steps and for commands that did not complete.
+    pub status: Option<ExitStatus>,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// How one step ended.
+#[derive(Debug)]
+pub(crate) enum StepOutcome {
+    /// It succeeded, with the exit status of a command step.
+    Succeeded(Option<ExitStatus>),
+    /// It ran, or may have run, and failed
+    /// ([`Error::ProvisionFailed`]).
+    Failed(Error),
+    /// Nothing of it reached the guest: it failed before a command was
+    /// sent or a file was opened ([`Error::ProvisionFailed`]).
+    NotStarted(Error),
+}
+
+impl StepOutcome {
+    /// Whether the step did not start because the connection was gone:
+    /// on a new connection it can run as if for the first time.
+    pub(crate) fn connection_gone_before_start(&self) -> bool {
+        match self {
+            StepOutcome::NotStarted(Error::ProvisionFailed {
+                source: Some(e), ..
+            }) => e.is_connection_lost(),
+            _ => false,
+        }
+    }
+
+    /// The step's error, unless it succeeded.
+    pub(crate) fn into_error(self) -> Option<Error> {
+        match self {
+            StepOutcome::Succeeded(_) => None,
+            StepOutcome::Failed(e) | StepOutcome::NotStarted(e) => Some(e),
+        }
+    }
+}
+
+/// A step's outcome with its report.
+#[derive(Debug)]
+pub(crate) struct StepRun {
+    pub(crate) report: StepReport,
+    pub(crate) outcome: StepOutcome,
+}
+
+/// The reason of a step that did not start because the connection was gone.
+const CONNECTION_GONE: &str = "the connection was lost before the step started";
+
+/// Runs a plan on one VM with more control than
+/// [`run_provisions`](super::run_provisions): sinks, log directory, base
+/// directory.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn demo(sess: vmssh::Session) -> Result<(), vmssh::Error> {
+/// use vmssh::provision::{ProvisionDef, Provisioner, TerminalSink};
+///
+/// let report = Provisioner::new("vm1")
+///     .base_dir("plans/web")
+///     .log_dir("logs/vm1")
+///     .sink(TerminalSink::new())
+///     .run(&sess, &[ProvisionDef::inline("uname -a")])
+///     .await?;
+/// assert!(report[0].ok);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct Provisioner {
+    vm: Arc<str>,
+    base_dir: PathBuf,
+    sinks: Vec<Arc<dyn Sink>>,
+    log: Option<Arc<dyn Sink>>,
+    stderr_tail_lines: usize,
+}
+
+impl fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("vm", &self.vm)
+            .field("base_dir", &self.base_dir)
+            .field("sinks", &self.sinks.len())
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl Provisioner {
+    /// A provisioner for the VM called `vm`, with no sinks and the current
+    /// directory as base.
+    pub fn new(vm: impl Into<String>) -> Self {
+        Provisioner {
+            vm: Arc::from(vm.into()),
+            base_dir: PathBuf::from("."),
+            sinks: Vec::new(),
+            log: None,
+            stderr_tail_lines: 20,
+        }
+    }
+
+    /// Sets where `script` and `file` sources are resolved.
+    ///
+    /// Default: the current directory.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    /// Sets the directory whose `provision.log` receives the output (a
+    /// [`LogFileSink`]); a later call replaces an earlier one.
+    ///
+    /// Default: none.
+    pub fn log_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.log = Some(Arc::new(LogFileSink::new(dir)));
+        self
+    }
+
+    /// Adds a sink.
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Adds a shared sink (one terminal for a whole fleet).
+    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Sets how many trailing stderr lines a failure carries.
+    ///
+    /// Default: 20.
+    pub fn stderr_tail_lines(mut self, n: usize) -> Self {
+        self.stderr_tail_lines = n;
+        self
+    }
+
+    /// Hands an event to every sink, the log last.
+    pub(crate) async fn emit(&self, event: Event) {
+        emit(&self.sinks, event.clone()).await;
+        if let Some(log) = &self.log {
+            log.event(&event).await;
+        }
+    }
+
+    /// Runs `steps` in order on `session`; stops at the first failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProvisionFailed`] naming the VM, the 1-based step, its exit
+    /// status (or signal) and the last lines of its stderr; a missing local
+    /// script or file is reported this way before anything runs on the guest.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the running step's channel; a script's
+    /// temporary file may remain on the guest.
+    pub async fn run(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+    ) -> Result<Vec<StepReport>, Error> {
+        let start = Instant::now();
+        let result = self.run_steps(session, steps).await;
+        let (ok, error) = match &result {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        self.emit(Event::VmFinished {
+            vm: self.vm.clone(),
+            ok,
+            error,
+            duration: start.elapsed(),
+        })
+        .await;
+        result
+    }
+
+    async fn run_steps(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+    ) -> Result<Vec<StepReport>, Error> {
+        self.check_inputs(steps).await?;
+        let mut reports = Vec::with_capacity(steps.len());
+        for index in 0..steps.len() {
+            let run = self.step(session, steps, index).await;
+            reports.push(run.report);
+            if let Some(e) = run.outcome.into_error() {
+                return Err(e);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Checks every local input (scripts, file sources) before anything
+    /// runs on the guest.
+    pub(crate) async fn check_inputs(&self, steps: &[ProvisionDef]) -> Result<(), Error> {
+        for (i, step) in steps.iter().enumerate() {
+            let local = match &step.kind {
+                StepKind::Script(p) => Some(p),
+                StepKind::File { source, .. } => Some(source),
+                StepKind::Inline(_) => None,
+            };
+            if let Some(p) = local {
+                let full = self.base_dir.join(p);
+                match tokio::fs::metadata(&full).await {
+                    Ok(m) if m.is_file() => {}
+                    Ok(_) => {
+                        return Err(self.local_missing(
+                            i + 1,
+                            step,
+                            &full,
+                            std::io::ErrorKind::InvalidInput.into(),
+                        ));
+                    }
+                    Err(e) => return Err(self.local_missing(i + 1, step, &full, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `steps[index]`, telling the sinks when it starts and ends.
+    pub(crate) async fn step(
+        &self,
+        session: &Session,
+        steps: &[ProvisionDef],
+        index: usize,
+    ) -> StepRun {
+        let n = index + 1;
+        let step = &steps[index];
+        let description = step.describe();
+        self.emit(Event::StepStarted {
+            vm: self.vm.clone(),
+            step: n,
+            total: steps.len(),
+            description: description.clone(),
+        })
+        .await;
+        let started = Instant::now();
+        let outcome = self.run_step(session, n, step).await;
+        let duration = started.elapsed();
+        let (status, ok) = match &outcome {
+            StepOutcome::Succeeded(s) => (s.clone(), true),
+            StepOutcome::Failed(Error::ProvisionFailed { status, .. }) => (status.clone(), false),
+            StepOutcome::Failed(_) | StepOutcome::NotStarted(_) => (None, false),
+        };
+        self.emit(Event::StepFinished {
+            vm: self.vm.clone(),
+            step: n,
+            status: status.clone(),
+            ok,
+            duration,
+        })
+        .await;
+        StepRun {
+            report: StepReport {
+                step: n,
+                description,
+                ok,
+                status,
+                duration,
+            },
+            outcome,
+        }
+    }
+
+    fn local_missing(
+        &self,
+        step: usize,
+        def: &ProvisionDef,
+        path: &Path,
+        e: std::io::Error,
+    ) -> Error {
+        let what = if matches!(def.kind, StepKind::Script(_)) {
+            "script"
+        } else {
+            "source file"
+        };
+        Error::ProvisionFailed {
+            vm: self.vm.to_string(),
+            step,
+            description: def.describe(),
+            reason: format!("local {what} {} is missing or not a file", path.display()),
+            status: None,
+            stderr_tail: String::new(),
+            source: Some(Box::new(Error::io(
+                format!("cannot read {}", path.display()),
+                e,
+            ))),
+        }
+    }
+
+    fn failed(
+        &self,
+        step: usize,
+        def: &ProvisionDef,
+        reason: String,
+        status: Option<ExitStatus>,
+        tail: String,
+        source: Option<Error>,
+    ) -> Error {
+        Error::ProvisionFailed {
+            vm: self.vm.to_string(),
+            step,
+            description: def.describe(),
+            reason,
+            status,
+            stderr_tail: tail,
+            source: source.map(Box::new),
+        }
+    }
+
+    /// A failure before anything of the step reached the guest.
+    fn not_started(&self, step: usize, def: &ProvisionDef, what: &str, e: Error) -> StepOutcome {
+        let reason = if e.is_connection_lost() {
+            CONNECTION_GONE
+        } else {
+            what
+        };
+        StepOutcome::NotStarted(self.failed(
+            step,
+            def,
+            reason.to_string(),
+            None,
+            String::new(),
+            Some(e),
+        ))
+    }
+
+    async fn run_step(&self, session: &Session, n: usize, step: &ProvisionDef) -> StepOutcome {
+        if session.is_closed() {
+            return self.not_started(n, step, CONNECTION_GONE, session.lost("connection closed"));
+        }
+        match &step.kind {
+            StepKind::Inline(cmd) => self.run_command(session, n, step, cmd.clone()).await,
+            StepKind::Script(path) => {
+                let local = self.base_dir.join(path);
+                let remote = format!(
+                    "/tmp/vmssh-{}-{:016x}.sh",
+                    sanitize(&self.vm),
+                    rand::random::<u64>()
+                );
+                let mut transfer = Transfer::new(session);
+                if let Err(e) = transfer.open().await {
+                    return self.not_started(n, step, "cannot open SFTP to upload the script", e);
+                }
+                let opts = TransferOptions::new()
+                    .mode(0o700)
+                    .atomic(false)
+                    .overwrite(false)
+                    .fsync(false);
+                if let Err(e) = self
+                    .upload_reporting(&mut transfer, n, &local, &remote, opts)
+                    .await
+                {
+                    return StepOutcome::Failed(self.failed(
+                        n,
+                        step,
+                        "cannot upload the script".into(),
+                        None,
+                        String::new(),
+                        Some(e),
+                    ));
+                }
+                let outcome = self
+                    .run_command(session, n, step, shell_quote(&remote))
+                    .await;
+                // Remove it whatever happened, while the connection is up.
+                if let Err(e) = transfer.remove(&remote).await {
+                    tracing::warn!(vm = &*self.vm, path = remote, error = %e, "cannot remove temporary script");
+                }
+                outcome
+            }
+            StepKind::File {
+                source,
+                destination,
+            } => {
+                let local = self.base_dir.join(source);
+                let mut transfer = Transfer::new(session);
+                if let Err(e) = transfer.open().await {
+                    return self.not_started(n, step, "cannot open SFTP", e);
+                }
+                let opts = TransferOptions::new().create_parents(true);
+                match self
+                    .upload_reporting(&mut transfer, n, &local, destination, opts)
+                    .await
+                {
+                    Ok(_) => StepOutcome::Succeeded(None),
+                    Err(e) => StepOutcome::Failed(self.failed(
+                        n,
+                        step,
+                        format!("cannot upload to {destination}"),
+                        None,
+                        String::new(),
+                        Some(e),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn upload_reporting(
+        &self,
+        transfer: &mut Transfer<'_>,
+        n: usize,
+        local: &Path,
+        remote: &str,
+        opts: TransferOptions,
+    ) -> Result<u64, Error> {
+        // Progress callbacks are synchronous; forward them through a small
+        // watch channel so sinks are awaited outside the transfer.
+        let (tx, mut rx) = tokio::sync::watch::channel(None::<(u64, Option<u64>)>);
+        let opts = opts.on_progress(move |p| {
+            let _ = tx.send(Some((p.done, p.total)));
+        });
+        let upload = transfer.upload_file(local, remote, &opts);
+        tokio::pin!(upload);
+        loop {
+            tokio::select! {
+                r = &mut upload => return r,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return upload.await;
+                    }
+                    let value = *rx.borrow_and_update();
+                    if let Some((done, total)) = value {
+                        self.emit(Event::Upload { vm: self.vm.clone(), step: n, done, total }).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_command(
+        &self,
+        session: &Session,
+        n: usize,
+        step: &ProvisionDef,
+        line: String,
+    ) -> StepOutcome {
+        let line = if step.sudo {
+            format!("sudo -n -- sh -c {}", shell_quote(&line))
+        } else {
+            line
+        };
+        let mut cmd = Command::new(line);
+        for (k, v) in &step.env {
+            cmd = cmd.env(k.clone(), v.clone());
+        }
+        if let Some(t) = step.timeout {
+            cmd = cmd.timeout(t);
+        }
+        let mut tail = StderrTail::new(self.stderr_tail_lines);
+        let mut stream = match session.start_command(cmd).await {
+            Ok(s) => s,
+            Err(StartError { error, sent: false }) => {
+                return self.not_started(n, step, "cannot start the command", error);
+            }
+            Err(StartError { error, sent: true }) => {
+                return StepOutcome::Failed(self.failed(
+                    n,
+                    step,
+                    "the command was sent but did not start cleanly".into(),
+                    None,
+                    String::new(),
+                    Some(error),
+                ));
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "did not complete"
+                    };
+                    return StepOutcome::Failed(self.failed(
+                        n,
+                        step,
+                        reason.to_string(),
+                        None,
+                        tail.text(),
+                        Some(e),
+                    ));
+                }
+            };
+            if let Chunk::Stderr(b) = &chunk {
+                tail.push(b);
+            }
+            self.emit(Event::Output {
+                vm: self.vm.clone(),
+                step: n,
+                chunk,
+            })
+            .await;
+        }
+        match stream.exit_status().await {
+            Ok(status) if status.success() => StepOutcome::Succeeded(Some(status)),
+            Ok(status) => StepOutcome::Failed(self.failed(
+                n,
+                step,
+                status.to_string(),
+                Some(status),
+                tail.text(),
+                None,
+            )),
+            Err(e) => StepOutcome::Failed(self.failed(
+                n,
+                step,
+                "ended without an exit status".into(),
+                None,
+                tail.text(),
+                Some(e),
+            )),
+        }
+    }
+}
+
+/// A VM name as part of a remote file name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_names_are_sanitized() {
+        assert_eq!(sanitize("vm 1/x"), "vm_1_x");
+    }
+
+    #[test]
+    fn step_report_json_carries_the_status_object() {
+        let r = StepReport {
+            step: 1,
+            description: "inline: true".into(),
+            ok: true,
+            status: Some(ExitStatus::from_code(0)),
+            duration: Duration::from_millis(5),
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["status"], serde_json::json!({"code": 0}));
+        let back: StepReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,145 @@
+//! [`TerminalSink`]: prefixed, coloured lines on standard output.
+
+use std::fmt;
+use std::io::IsTerminal as _;
+
+use futures::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use super::LineBuffers;
+use crate::provision::{Event, Sink};
+
+/// Prints output lines prefixed with the VM name (`[vm1] ...`), stderr
+/// marked with `!` and in red when writing to a terminal; step headers and
+/// results in between.
+pub struct TerminalSink {
+    color: bool,
+    state: Mutex<LineBuffers>,
+}
+
+impl fmt::Debug for TerminalSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TerminalSink")
+            .field("color", &self.color)
+            .finish()
+    }
+}
+
+impl Default for TerminalSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TerminalSink {
+    /// Writes to standard output, with colour only when it is a terminal.
+    pub fn new() -> Self {
+        TerminalSink {
+            color: std::io::stdout().is_terminal(),
+            state: Mutex::new(LineBuffers::default()),
+        }
+    }
+
+    fn render(&self, event: &Event, lines: &mut LineBuffers) -> Vec<u8> {
+        let (dim, red, green, reset) = if self.color {
+            ("\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[0m")
+        } else {
+            ("", "", "", "")
+        };
+        let mut out = Vec::new();
+        let line = |vm: &str, err: bool, text: &[u8], out: &mut Vec<u8>| {
+            out.extend_from_slice(format!("[{vm}] ").as_bytes());
+            if err {
+                out.extend_from_slice(format!("{red}! ").as_bytes());
+                out.extend_from_slice(text);
+                out.extend_from_slice(reset.as_bytes());
+            } else {
+                out.extend_from_slice(text);
+            }
+            out.push(b'\n');
+        };
+        match event {
+            Event::Connecting { vm } => {
+                out.extend_from_slice(format!("{dim}[{vm}] connecting{reset}\n").as_bytes());
+            }
+            Event::Connected { vm, duration } => {
+                out.extend_from_slice(
+                    format!("{dim}[{vm}] connected in {duration:.2?}{reset}\n").as_bytes(),
+                );
+            }
+            Event::StepStarted {
+                vm,
+                step,
+                total,
+                description,
+            } => {
+                out.extend_from_slice(
+                    format!("{dim}[{vm}] ==> step {step}/{total}: {description}{reset}\n")
+                        .as_bytes(),
+                );
+            }
+            Event::Output { vm, step, chunk } => {
+                let err = chunk.is_stderr();
+                lines.push((vm.clone(), *step, err), chunk.bytes(), |l| {
+                    line(vm, err, l, &mut out)
+                });
+            }
+            Event::Upload { .. } => {}
+            Event::StepFinished {
+                vm,
+                step,
+                status,
+                ok,
+                duration,
+            } => {
+                lines.flush(vm, *step, |err, l| line(vm, err, l, &mut out));
+                let what = status
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "done".into());
+                let colour = if *ok { green } else { red };
+                out.extend_from_slice(
+                    format!("{colour}[{vm}] <== step {step} {what} in {duration:.2?}{reset}\n")
+                        .as_bytes(),
+                );
+            }
+            Event::VmFinished {
+                vm,
+                ok,
+                error,
+                duration,
+            } => {
+                let (colour, verdict) = if *ok {
+                    (green, "succeeded")
+                } else {
+                    (red, "FAILED")
+                };
+                out.extend_from_slice(
+                    format!("{colour}[{vm}] {verdict} in {duration:.2?}{reset}").as_bytes(),
+                );
+                if let Some(e) = error {
+                    out.extend_from_slice(format!(": {e}").as_bytes());
+                }
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
+impl Sink for TerminalSink {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Holding the lock while writing keeps lines of different VMs
+            // from interleaving.
+            let mut lines = self.state.lock().await;
+            let bytes = self.render(event, &mut lines);
+            if !bytes.is_empty() {
+                let mut stdout = tokio::io::stdout();
+                let _ = stdout.write_all(&bytes).await;
+                let _ = stdout.flush().await;
+            }
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! [`TracingSink`]: output lines and step results as `tracing` events.
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
+
+use super::LineBuffers;
+use crate::provision::{Event, Sink};
+
+/// Emits output lines and step results as `tracing` events with `vm` and
+/// `step` fields (target `vmssh::provision`).
+#[derive(Default)]
+pub struct TracingSink {
+    lines: Mutex<LineBuffers>,
+}
+
+impl fmt::Debug for TracingSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingSink").finish()
+    }
+}
+
+impl TracingSink {
+    /// A new tracing sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Sink for TracingSink {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let emit_line = |vm: &str, step: usize, err: bool, l: &[u8]| {
+                let text = String::from_utf8_lossy(l);
+                if err {
+                    tracing::warn!(target: "vmssh::provision", vm, step, stream = "stderr", "{text}");
+                } else {
+                    tracing::info!(target: "vmssh::provision", vm, step, stream = "stdout", "{text}");
+                }
+            };
+            match event {
+                Event::StepStarted {
+                    vm,
+                    step,
+                    description,
+                    ..
+                } => {
+                    tracing::info!(target: "vmssh::provision", vm = &**vm, step, "step started: {description}")
+                }
+                Event::Output { vm, step, chunk } => {
+                    let err = chunk.is_stderr();
+                    self.lines
+                        .lock()
+                        .await
+                        .push((vm.clone(), *step, err), chunk.bytes(), |l| {
+                            emit_line(vm, *step, err, l)
+                        });
+                }
+                Event::StepFinished {
+                    vm,
+                    step,
+                    status,
+                    ok,
+                    duration,
+                } => {
+                    self.lines
+                        .lock()
+                        .await
+                        .flush(vm, *step, |err, l| emit_line(vm, *step, err, l));
+                    let status = status.as_ref().map(|s| s.to_string());
+                    tracing::info!(target: "vmssh::provision", vm = &**vm, step, ok, ?status, ?duration, "step finished");
+                }
+                Event::VmFinished {
+                    vm,
+                    ok,
+                    error,
+                    duration,
+                } => {
+                    tracing::info!(target: "vmssh::provision", vm = &**vm, ok, ?error, ?duration, "vm finished");
+                }
+                _ => {}
+            }
+        })
+    }
+}

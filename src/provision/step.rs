@@ -1,0 +1,134 @@
+//! The step model: [`ProvisionDef`] and [`StepKind`], serializable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a provisioning plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionDef {
+    pub(crate) kind: StepKind,
+    #[serde(default)]
+    pub(crate) timeout: Option<Duration>,
+    #[serde(default)]
+    pub(crate) env: Vec<(String, String)>,
+    #[serde(default)]
+    pub(crate) sudo: bool,
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StepKind {
+    /// A command line run by the guest's shell.
+    Inline(String),
+    /// A local script (relative to the plan's base directory), uploaded to a
+    /// unique temporary path, run, then removed.
+    Script(PathBuf),
+    /// A local file (relative to the base directory) uploaded to a path on
+    /// the guest, parents created, atomically replaced.
+    File {
+        /// Local source.
+        source: PathBuf,
+        /// Remote destination.
+        destination: String,
+    },
+}
+
+impl ProvisionDef {
+    /// A shell command.
+    pub fn inline(command: impl Into<String>) -> Self {
+        Self::new(StepKind::Inline(command.into()))
+    }
+
+    /// A local script, relative to the base directory.
+    pub fn script(path: impl Into<PathBuf>) -> Self {
+        Self::new(StepKind::Script(path.into()))
+    }
+
+    /// A file upload: `source` relative to the base directory.
+    pub fn file(source: impl Into<PathBuf>, destination: impl Into<String>) -> Self {
+        Self::new(StepKind::File {
+            source: source.into(),
+            destination: destination.into(),
+        })
+    }
+
+    fn new(kind: StepKind) -> Self {
+        ProvisionDef {
+            kind,
+            timeout: None,
+            env: Vec::new(),
+            sudo: false,
+        }
+    }
+
+    /// Sets a limit: the step fails when it runs longer than `timeout`.
+    ///
+    /// Default: none.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds an environment variable for a shell or script step.
+    #[must_use]
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets whether a shell or script step runs through `sudo -n` (for
+    /// guests where the SSH user is not root). File steps ignore it.
+    ///
+    /// Default: false.
+    #[must_use]
+    pub fn sudo(mut self, on: bool) -> Self {
+        self.sudo = on;
+        self
+    }
+
+    /// What the step does.
+    pub fn kind(&self) -> &StepKind {
+        &self.kind
+    }
+
+    /// A one-line description for logs and errors
+    /// (`inline: apt-get update`, `script: setup.sh`, `file: a -> /b`).
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            StepKind::Inline(cmd) => {
+                let first = cmd.lines().next().unwrap_or_default();
+                let mut d: String = first.chars().take(60).collect();
+                if d.len() < cmd.len() {
+                    d.push('…');
+                }
+                format!("inline: {d}")
+            }
+            StepKind::Script(p) => format!("script: {}", p.display()),
+            StepKind::File {
+                source,
+                destination,
+            } => {
+                format!("file: {} -> {destination}", source.display())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_is_one_line() {
+        assert_eq!(
+            ProvisionDef::inline("echo hi").describe(),
+            "inline: echo hi"
+        );
+        assert!(ProvisionDef::inline("a\nb").describe().ends_with('…'));
+        assert_eq!(ProvisionDef::file("a", "/b").describe(), "file: a -> /b");
+    }
+}
