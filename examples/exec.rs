@@ -64,7 +64,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     let status = stream.exit_status().await?;
-    session.close().await?;
+    session.close().await;
     Ok(match status.code() {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         None => {

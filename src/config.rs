@@ -80,7 +80,7 @@ impl SshConfig {
         self
     }
 
-    /// How the server's host key is verified.
+    /// Sets how the server's host key is verified.
     ///
     /// Default: [`HostKeyPolicy::known_hosts`] on `~/.ssh/known_hosts`
     /// (unknown hosts are refused).
@@ -89,7 +89,7 @@ impl SshConfig {
         self
     }
 
-    /// Limit for one connection attempt: TCP connect, banner, key exchange
+    /// Sets the limit for one connection attempt: TCP connect, banner, key exchange
     /// and authentication together.
     ///
     /// Default: 30 s.
@@ -98,7 +98,7 @@ impl SshConfig {
         self
     }
 
-    /// Send a keepalive after this long without hearing from the server;
+    /// Sets how long without hearing from the server before a keepalive is sent;
     /// `None` disables keepalives.
     ///
     /// Default: 15 s.
@@ -107,7 +107,7 @@ impl SshConfig {
         self
     }
 
-    /// Unanswered keepalives after which the connection is declared lost.
+    /// Sets how many unanswered keepalives declare the connection lost.
     ///
     /// Default: 3.
     pub fn keepalive_max(mut self, count: usize) -> Self {
@@ -115,8 +115,8 @@ impl SshConfig {
         self
     }
 
-    /// Close the connection after this long without any traffic in either
-    /// direction; `None` disables it.
+    /// Sets how long without any traffic in either direction closes the
+    /// connection; `None` disables it.
     ///
     /// Default: none.
     pub fn inactivity_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -124,7 +124,7 @@ impl SshConfig {
         self
     }
 
-    /// How many channels (commands, SFTP sessions) may be open at once on one
+    /// Sets how many channels (commands, SFTP sessions) may be open at once on one
     /// session. Callers beyond the limit wait for a free slot.
     ///
     /// Default: 10, OpenSSH's `MaxSessions`.
@@ -133,7 +133,7 @@ impl SshConfig {
         self
     }
 
-    /// The most bytes [`Session::exec`](crate::Session::exec) collects
+    /// Sets the most bytes [`Session::exec`](crate::Session::exec) collects
     /// (stdout and stderr together) before failing with
     /// [`Error::OutputTooLarge`](crate::Error::OutputTooLarge).
     ///
@@ -143,7 +143,7 @@ impl SshConfig {
         self
     }
 
-    /// The SSH flow-control window advertised for each channel.
+    /// Sets the SSH flow-control window advertised for each channel.
     ///
     /// Default: 2 MiB.
     pub fn window_size(mut self, bytes: u32) -> Self {
@@ -151,7 +151,7 @@ impl SshConfig {
         self
     }
 
-    /// The largest data packet the server may send.
+    /// Sets the largest data packet the server may send.
     ///
     /// Default: 32 KiB.
     pub fn max_packet_size(mut self, bytes: u32) -> Self {
@@ -159,7 +159,7 @@ impl SshConfig {
         self
     }
 
-    /// How many incoming messages each channel may queue before the session
+    /// Sets how many incoming messages each channel may queue before the session
     /// stops reading from the socket (backpressure is per connection).
     ///
     /// Default: 100.
@@ -168,7 +168,7 @@ impl SshConfig {
         self
     }
 
-    /// Whether to disable Nagle's algorithm on the socket.
+    /// Sets whether Nagle's algorithm is disabled on the socket.
     ///
     /// Default: true (interactive writes and small commands go out at once).
     pub fn nodelay(mut self, on: bool) -> Self {
@@ -176,7 +176,8 @@ impl SshConfig {
         self
     }
 
-    /// Backoff used by [`Session::connect_with_retry`](crate::Session::connect_with_retry).
+    /// Sets the backoff used by
+    /// [`Session::connect_with_retry`](crate::Session::connect_with_retry).
     ///
     /// Default: [`RetryPolicy::default`].
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
@@ -217,7 +218,7 @@ impl RetryPolicy {
         }
     }
 
-    /// Growth factor between attempts (at least 1).
+    /// Sets the growth factor between attempts (at least 1).
     ///
     /// Default: 2.
     pub fn factor(mut self, factor: f64) -> Self {

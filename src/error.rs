@@ -220,7 +220,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The session was closed by this side.
+    /// The session was closed by this side
+    /// ([`Session::close`](crate::Session::close)) before or during the
+    /// operation.
     #[error("session to {host}:{port} is closed")]
     SessionClosed {
         /// Host.

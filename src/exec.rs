@@ -45,6 +45,7 @@ impl Chunk {
 
 /// The collected result of [`Session::exec`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Output {
     /// Everything the command wrote to standard output.
     pub stdout: Vec<u8>,

@@ -70,7 +70,7 @@ impl Target {
         }
     }
 
-    /// Where the plan's scripts and files are.
+    /// Sets where the plan's scripts and files are.
     ///
     /// Default: the current directory.
     pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -125,6 +125,7 @@ pub struct VmReport {
 /// Plain serializable data: shards run elsewhere can be merged with
 /// [`merge`](Self::merge).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FleetReport {
     /// Per-VM results.
     pub vms: Vec<VmReport>,
@@ -277,7 +278,7 @@ impl Fleet {
         }
     }
 
-    /// How many VMs are worked on at once.
+    /// Sets how many VMs are worked on at once.
     ///
     /// Default: 64.
     pub fn concurrency(mut self, n: usize) -> Self {
@@ -285,7 +286,7 @@ impl Fleet {
         self
     }
 
-    /// How many connection attempts (handshake and authentication) are in
+    /// Sets how many connection attempts (handshake and authentication) are in
     /// flight at once across the fleet.
     ///
     /// Default: 16.
@@ -294,7 +295,7 @@ impl Fleet {
         self
     }
 
-    /// Cancel every other VM as soon as one fails.
+    /// Sets whether every other VM is cancelled as soon as one fails.
     ///
     /// Default: false (failures are isolated).
     pub fn fail_fast(mut self, on: bool) -> Self {
@@ -302,7 +303,7 @@ impl Fleet {
         self
     }
 
-    /// How long each VM may take to accept a session (a VM still booting),
+    /// Sets how long each VM may take to accept a session (a VM still booting),
     /// retrying with [`SshConfig::retry`](crate::SshConfig::retry).
     ///
     /// Default: 120 s.
@@ -311,7 +312,7 @@ impl Fleet {
         self
     }
 
-    /// How many times a VM may be reconnected when its connection is found
+    /// Sets how many times a VM may be reconnected when its connection is found
     /// gone at the start of a step (a VM that rebooted between steps); the
     /// plan then resumes at that step. A connection lost while a step runs
     /// fails the VM: the step may have had effects.
@@ -322,7 +323,8 @@ impl Fleet {
         self
     }
 
-    /// Writes each VM's output to `dir/<vm>/provision.log`.
+    /// Sets the directory of the logs: each VM's output goes to
+    /// `dir/<vm>/provision.log`; a later call replaces an earlier one.
     ///
     /// Default: none.
     pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -532,12 +534,12 @@ impl Fleet {
                 }
                 progress.finished(run.report);
                 if let Some(e) = run.outcome.into_error() {
-                    let _ = session.close().await;
+                    session.close().await;
                     return Err(Failure::Plan(e));
                 }
                 next += 1;
             }
-            let _ = session.close().await;
+            session.close().await;
             if next == target.steps.len() {
                 return Ok(());
             }

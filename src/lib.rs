@@ -2,33 +2,46 @@
 //!
 //! # Layout
 //!
-//! The data path, one module per step:
+//! The files in the order the data path crosses them:
 //!
-//! 1. [`config`]: who to connect as, timeouts, keepalive, retry policy
-//!    ([`SshConfig`], [`RetryPolicy`]).
-//! 2. [`auth`]: how to prove it ([`Auth`]: key file, in-memory key, agent,
-//!    password).
-//! 3. [`host_key`]: how to trust the server ([`HostKeyPolicy`]).
-//! 4. [`session`]: one connection per VM ([`Session`]), channels limited
-//!    per session.
-//! 5. [`exec`]: commands on channels, collected ([`Output`]) or streamed
-//!    ([`ExecStream`] of [`Chunk`]s), then [`ExitStatus`].
-//! 6. [`sftp`]: files over the SFTP subsystem ([`Sftp`]), streaming and
-//!    pipelined, atomic, with modes and progress ([`TransferOptions`]).
-//! 7. [`provision`]: a plan of steps run on one VM
-//!    ([`ProvisionDef`](provision::ProvisionDef),
-//!    [`Provisioner`](provision::Provisioner)), output to sinks.
-//! 8. [`plan`]: plans read from vmctl's `VMFile.kdl`.
-//! 9. [`fleet`]: many VMs at once ([`Fleet`](fleet::Fleet),
-//!    [`FleetReport`](fleet::FleetReport)).
-//! 10. `testkit` (feature `testkit`): an in-process SSH server for tests
+//! 1. `config.rs` ([`config`]): who to connect as, timeouts, keepalive,
+//!    retry policy ([`SshConfig`], [`RetryPolicy`]). `ssh_config/`
+//!    ([`ssh_config`]) turns an OpenSSH `~/.ssh/config` alias into one.
+//! 2. `session.rs` ([`session`]): one connection per VM ([`Session`]):
+//!    connect, retry, keepalive, close.
+//! 3. `host_key.rs` ([`host_key`]): how to trust the server during key
+//!    exchange ([`HostKeyPolicy`], known_hosts).
+//! 4. `auth.rs` ([`auth`]): how to prove who we are ([`Auth`]: key file,
+//!    in-memory key, agent, password) and the loop that tries the methods
+//!    in order.
+//! 5. `channel.rs` (private): channels opened under the session's limit,
+//!    their requests and replies, and the one lease whose drop closes a
+//!    channel.
+//! 6. `exec.rs` ([`exec`]): commands on channels ([`Command`]), collected
+//!    ([`Output`]) or streamed ([`ExecStream`] of [`Chunk`]s), then
+//!    `status.rs`'s [`ExitStatus`].
+//! 7. `transfer.rs`: the one upload/download façade ([`Session::upload`],
+//!    [`Session::download`], ...), SFTP where the server has it, else the
+//!    exec fallback.
+//! 8. `sftp/` ([`sftp`]): the [`Sftp`] handle and file-system operations
+//!    (`mod.rs`), [`TransferOptions`] (`options.rs`), the channel as a byte
+//!    stream (`stream.rs`), the pipelined engines (`upload.rs`,
+//!    `download.rs`), temporary names and cleanup (`atomic.rs`), `cat` over
+//!    exec for servers without SFTP (`fallback.rs`).
+//! 9. `provision/` ([`provision`]): the steps
+//!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), their events
+//!    and sinks ([`Event`](provision::Event), `event.rs`, `sinks/`), and the
+//!    [`Provisioner`](provision::Provisioner) that runs them to typed
+//!    outcomes (`runner.rs`). `plan.rs` ([`plan`]) reads plans from
+//!    vmctl's `VMFile.kdl`.
+//! 10. `fleet.rs` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
+//!     reported from the runner's results
+//!     ([`FleetReport`](fleet::FleetReport)).
+//! 11. `testkit/` (feature `testkit`): an in-process SSH server for tests
 //!     and demos, with fault injection.
 //!
-//! [`ssh_config`] turns an OpenSSH `~/.ssh/config` alias into the
-//! [`SshConfig`] and address (or jump hosts) for step 4.
-//!
-//! [`error`] holds the one [`Error`] for all of it, with
-//! [`is_retryable`](Error::is_retryable).
+//! `error.rs` ([`error`]) holds the one [`Error`] for all of it, with
+//! [`is_retryable`](Error::is_retryable) and the other predicates.
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -57,5 +70,5 @@ pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
 pub use exec::{Chunk, Command, ExecStream, Output};
 pub use host_key::HostKeyPolicy;
 pub use session::Session;
-pub use sftp::{Sftp, TransferOptions, UploadOptions};
+pub use sftp::{Sftp, TransferOptions};
 pub use status::ExitStatus;

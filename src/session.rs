@@ -67,6 +67,9 @@ pub(crate) struct SharedState {
     disconnect: Mutex<Option<String>>,
     /// Cancelled when the connection's task ends, whatever the reason.
     closed: tokio_util::sync::CancellationToken,
+    /// Set by [`Session::close`]: later operations fail with
+    /// [`Error::SessionClosed`], not as a lost connection.
+    closed_here: std::sync::atomic::AtomicBool,
     /// Channels being closed, which new channels wait for.
     closings: Closings,
 }
@@ -333,27 +336,40 @@ impl Session {
     }
 
     /// Ends the connection for every clone of this session. Running
-    /// commands see [`Error::ConnectionLost`].
-    ///
-    /// # Errors
-    ///
-    /// None in practice: closing an already closed session succeeds.
+    /// commands and later calls fail with [`Error::SessionClosed`].
+    /// Closing a session that is already closed, or whose connection is
+    /// gone, does nothing.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe; the disconnect message may not have been sent.
-    pub async fn close(&self) -> Result<(), Error> {
+    /// Cancel safe; the session counts as closed at once, though the
+    /// disconnect message may not have been sent.
+    pub async fn close(&self) {
+        self.inner
+            .state
+            .closed_here
+            .store(true, std::sync::atomic::Ordering::Release);
         // Already gone is as good as closed.
         let _ = self
             .inner
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
-        Ok(())
     }
 
     /// The error to report when the connection has gone away.
     pub(crate) fn lost(&self, fallback: &str) -> Error {
+        if self
+            .inner
+            .state
+            .closed_here
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Error::SessionClosed {
+                host: self.inner.host.clone(),
+                port: self.inner.port,
+            };
+        }
         Error::ConnectionLost {
             host: self.inner.host.clone(),
             port: self.inner.port,

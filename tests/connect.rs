@@ -212,3 +212,30 @@ async fn early_close_is_retryable() {
     assert!(err.is_retryable());
     closer.abort();
 }
+
+/// After `close`, the session's clones and running commands fail with
+/// `SessionClosed` (this side ended it), not as a lost connection.
+async fn closed_session_says_so(srv: &Server) {
+    use futures::StreamExt;
+    let sess = srv.connect().await;
+    let clone = sess.clone();
+    let mut running = sess.exec_streaming("echo up; sleep 30").await.unwrap();
+    assert!(running.next().await.unwrap().is_ok());
+    sess.close().await;
+    clone.closed().await;
+    assert!(clone.is_closed());
+    let err = loop {
+        match running.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without an error"),
+        }
+    };
+    assert!(matches!(err, Error::SessionClosed { .. }), "{err:?}");
+    let err = clone.exec("true").await.unwrap_err();
+    assert!(matches!(err, Error::SessionClosed { .. }), "{err:?}");
+    assert!(!err.is_connection_lost() && !err.is_retryable());
+    // Closing again is harmless.
+    sess.close().await;
+}
+on_both_servers!(closed_session_says_so);

@@ -71,7 +71,7 @@ async fn connect_exec_close_cycles() {
             .await
             .unwrap();
         s.exec("true").await.unwrap();
-        s.close().await.unwrap();
+        s.close().await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (fds, tasks, rss) = (open_fds(), alive_tasks(), rss_mib());
@@ -99,7 +99,7 @@ async fn connect_exec_close_cycles() {
                     assert_eq!(n, 100_000);
                     assert!(stream.exit_status().await.unwrap().success());
                 }
-                s.close().await.unwrap();
+                s.close().await;
             }
         })
         .buffer_unordered(in_flight)

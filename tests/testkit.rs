@@ -683,7 +683,7 @@ async fn thousand_connections() {
                             out.status
                         ));
                     }
-                    let _ = sess.close().await;
+                    sess.close().await;
                     Ok(())
                 }
             })

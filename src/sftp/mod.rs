@@ -40,7 +40,7 @@ mod options;
 mod stream;
 pub(crate) mod upload;
 
-pub use options::{Progress, TransferOptions, UploadOptions};
+pub use options::{Progress, TransferOptions};
 
 use atomic::parent_of;
 use stream::SftpStream;

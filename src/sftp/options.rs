@@ -6,6 +6,7 @@ use std::sync::Arc;
 /// Progress of one transfer: bytes acknowledged so far and the total when
 /// known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Bytes written (upload: acknowledged by the server; download:
     /// written locally).
@@ -16,7 +17,9 @@ pub struct Progress {
 
 pub(crate) type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
-/// Options for uploads and downloads.
+/// Options for uploads and downloads (one type for both directions;
+/// where a setting means something different per direction, its doc
+/// says so).
 ///
 /// # Example
 ///
@@ -49,9 +52,6 @@ pub(crate) const UPLOAD_CHUNK: u32 = 32 * 1024;
 pub(crate) const UPLOAD_IN_FLIGHT: usize = 16;
 pub(crate) const DOWNLOAD_CHUNK: u32 = 128 * 1024;
 pub(crate) const DOWNLOAD_IN_FLIGHT: usize = 32;
-
-/// Options for [`Session::upload_with`](crate::Session::upload_with); the same type serves downloads.
-pub type UploadOptions = TransferOptions;
 
 impl fmt::Debug for TransferOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,7 +90,7 @@ impl TransferOptions {
         Self::default()
     }
 
-    /// Permission bits of the destination file.
+    /// Sets the permission bits of the destination file.
     ///
     /// Default: an upload from a file keeps the local file's mode, from a
     /// reader 0644; a download keeps the remote file's mode.
@@ -99,7 +99,8 @@ impl TransferOptions {
         self
     }
 
-    /// Create missing parent directories of the destination.
+    /// Sets whether missing parent directories of the destination are
+    /// created.
     ///
     /// Default: false.
     pub fn create_parents(mut self, on: bool) -> Self {
@@ -107,8 +108,9 @@ impl TransferOptions {
         self
     }
 
-    /// Write to a temporary file in the destination's directory, then
-    /// rename it over the destination, so readers never see a partial file
+    /// Sets whether the transfer writes to a temporary file in the
+    /// destination's directory, then renames
+    /// it over the destination, so readers never see a partial file
     /// and a failed transfer leaves the old one intact.
     ///
     /// Default: true.
@@ -117,7 +119,7 @@ impl TransferOptions {
         self
     }
 
-    /// Replace an existing destination. When false, an existing destination
+    /// Sets whether an existing destination is replaced. When false, it
     /// fails the transfer with [`SftpErrorKind::AlreadyExists`](crate::SftpErrorKind::AlreadyExists).
     ///
     /// Default: true.
@@ -126,7 +128,8 @@ impl TransferOptions {
         self
     }
 
-    /// Flush the file to disk before the rename, where the server supports
+    /// Sets whether the file is flushed to disk before the rename, where
+    /// the server supports
     /// `fsync@openssh.com` (uploads) or locally (downloads).
     ///
     /// Default: true.
@@ -135,7 +138,8 @@ impl TransferOptions {
         self
     }
 
-    /// Bytes per read or write request (clamped to the server's limits).
+    /// Sets the bytes per read or write request (clamped to the server's
+    /// limits).
     ///
     /// Default: 32 KiB for uploads, 128 KiB for downloads.
     pub fn chunk_size(mut self, bytes: u32) -> Self {
@@ -143,7 +147,7 @@ impl TransferOptions {
         self
     }
 
-    /// Requests kept outstanding at once.
+    /// Sets how many requests are kept outstanding at once.
     ///
     /// Default: 16 for uploads, 32 for downloads.
     pub fn requests_in_flight(mut self, n: usize) -> Self {
@@ -151,7 +155,8 @@ impl TransferOptions {
         self
     }
 
-    /// Called as the transfer advances (after each acknowledged request).
+    /// Sets the function called as the transfer advances (after each
+    /// acknowledged request).
     /// Keep it cheap: it runs on the transfer's task.
     pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
