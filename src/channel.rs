@@ -110,7 +110,7 @@ impl Drop for ClosingGuard {
 /// the server. Dropbear before 2024.86 closes a fresh channel when an
 /// unrelated child process exits between the channel's open and its
 /// request, then can abort the whole connection on the request.
-async fn wait_for_closing(session: &Session) {
+pub(crate) async fn wait_for_closing(session: &Session) {
     let closings = session.closings();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -5,6 +5,13 @@
 //! VMs in flight, because sshd accepts only a few dozen new connections a
 //! second and drops the rest of a burst.
 //!
+//! A run stops early, gracefully, when too many VMs fail
+//! ([`Fleet::fail_fast`], [`Fleet::max_failures`]) or when asked through a
+//! [`StopHandle`] (an interrupted command line): VMs not yet started are
+//! not started, running commands are sent SIGTERM (where the server
+//! allows it) and their channels closed, and the report still comes back,
+//! with those VMs [`Outcome::Cancelled`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -31,7 +38,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
+use crate::channel::wait_for_closing;
 use crate::config::SshConfig;
 use crate::error::Error;
 use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
@@ -92,7 +101,9 @@ pub enum Outcome {
     Succeeded,
     /// Connecting or a step failed.
     Failed,
-    /// Stopped because another VM failed and `fail_fast` was set.
+    /// Stopped before it finished, or not started: too many other VMs
+    /// failed ([`Fleet::fail_fast`], [`Fleet::max_failures`]) or the run
+    /// was stopped ([`StopHandle`]). The error says which.
     Cancelled,
 }
 
@@ -152,7 +163,7 @@ impl FleetReport {
         self.names(Outcome::Failed)
     }
 
-    /// Names of the VMs cancelled by `fail_fast`.
+    /// Names of the VMs cancelled (fail-fast, failure limit or stop).
     pub fn cancelled(&self) -> Vec<&str> {
         self.names(Outcome::Cancelled)
     }
@@ -236,11 +247,12 @@ impl fmt::Display for FleetReport {
 pub struct Fleet {
     concurrency: usize,
     connect_concurrency: usize,
-    fail_fast: bool,
+    max_failures: Option<usize>,
     connect_deadline: Duration,
     reconnects: u32,
     log_dir: Option<PathBuf>,
     sinks: Vec<Arc<dyn Sink>>,
+    stop: Option<StopHandle>,
 }
 
 impl fmt::Debug for Fleet {
@@ -248,11 +260,12 @@ impl fmt::Debug for Fleet {
         f.debug_struct("Fleet")
             .field("concurrency", &self.concurrency)
             .field("connect_concurrency", &self.connect_concurrency)
-            .field("fail_fast", &self.fail_fast)
+            .field("max_failures", &self.max_failures)
             .field("connect_deadline", &self.connect_deadline)
             .field("reconnects", &self.reconnects)
             .field("log_dir", &self.log_dir)
             .field("sinks", &self.sinks.len())
+            .field("stop", &self.stop)
             .finish()
     }
 }
@@ -270,11 +283,12 @@ impl Fleet {
         Fleet {
             concurrency: 64,
             connect_concurrency: 16,
-            fail_fast: false,
+            max_failures: None,
             connect_deadline: Duration::from_secs(120),
             reconnects: 0,
             log_dir: None,
             sinks: Vec::new(),
+            stop: None,
         }
     }
 
@@ -298,8 +312,31 @@ impl Fleet {
     /// Sets whether every other VM is cancelled as soon as one fails.
     ///
     /// Default: false (failures are isolated).
+    ///
+    /// `fail_fast(true)` is `max_failures(Some(0))`; `fail_fast(false)` is
+    /// `max_failures(None)`.
     pub fn fail_fast(mut self, on: bool) -> Self {
-        self.fail_fast = on;
+        self.max_failures = on.then_some(0);
+        self
+    }
+
+    /// Sets how many VMs may fail before the run stops: when one more
+    /// fails, the VMs not yet started are not started and the running ones
+    /// are stopped as by a [`StopHandle`], and reported
+    /// [`Outcome::Cancelled`]. `None` lets every VM run whatever fails.
+    ///
+    /// Default: `None`.
+    pub fn max_failures(mut self, limit: Option<usize>) -> Self {
+        self.max_failures = limit;
+        self
+    }
+
+    /// Sets the handle that stops this fleet's runs from outside (an
+    /// interrupted command line, a deadline): see [`StopHandle`].
+    ///
+    /// Default: none.
+    pub fn stop_handle(mut self, handle: StopHandle) -> Self {
+        self.stop = Some(handle);
         self
     }
 
@@ -348,13 +385,18 @@ impl Fleet {
     /// each VM's result is in the report.
     ///
     /// Must be called within a tokio runtime: each VM runs as a task on it.
+    /// The future resolves once every VM's task has ended, so nothing runs
+    /// on its behalf afterwards (a stopped VM's channels and session are
+    /// closed before it ends).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future aborts every VM's task, which closes their
-    /// channels and sessions.
+    /// channels and sessions in the background, and there is no report. To
+    /// stop a run and still get its report, use a [`StopHandle`].
     pub async fn provision(&self, targets: Vec<Target>) -> FleetReport {
         let start = Instant::now();
+        let halt = Halt::new(self.stop.as_ref());
         let vm_slots = Arc::new(Semaphore::new(self.concurrency));
         let connect_slots = Arc::new(Semaphore::new(self.connect_concurrency));
         let mut reports: Vec<Option<VmReport>> = vec![None; targets.len()];
@@ -362,7 +404,7 @@ impl Fleet {
         let mut tasks = JoinSet::new();
         let mut ids = std::collections::HashMap::new();
         // What each VM got done, written by its task from the runner's
-        // results and kept outside it, so that a VM aborted by fail_fast
+        // results and kept outside it, so that a VM whose task panicked
         // still reports its connect time and finished steps.
         let progress: Vec<Arc<Progress>> = targets.iter().map(|_| Arc::default()).collect();
         for (index, target) in targets.iter().cloned().enumerate() {
@@ -370,42 +412,36 @@ impl Fleet {
             let vm_slots = vm_slots.clone();
             let connect_slots = connect_slots.clone();
             let progress = progress[index].clone();
+            let halt = halt.clone();
             let handle = tasks.spawn(async move {
-                let _slot = vm_slots.acquire_owned().await;
-                (index, fleet.run_one(target, connect_slots, progress).await)
+                let slot = tokio::select! {
+                    biased;
+                    () = halt.token.cancelled() => None,
+                    slot = vm_slots.acquire_owned() => Some(slot),
+                };
+                let report = match slot {
+                    Some(_slot) => {
+                        fleet
+                            .run_one(target, &connect_slots, &progress, &halt)
+                            .await
+                    }
+                    None => fleet.not_started(&target, &halt).await,
+                };
+                (index, report)
             });
             ids.insert(handle.id(), index);
         }
-        let mut cancelling = false;
+        let mut failures = 0;
         while let Some(joined) = tasks.join_next_with_id().await {
-            match joined {
-                Ok((_, (index, report))) => {
-                    if report.outcome == Outcome::Failed && self.fail_fast && !cancelling {
-                        cancelling = true;
-                        tasks.abort_all();
-                    }
-                    reports[index] = Some(report);
-                }
+            let (index, report) = match joined {
+                Ok((_, done)) => done,
+                // Tasks are never aborted here: this one panicked.
                 Err(e) => {
                     let Some(&index) = ids.get(&e.id()) else {
                         continue;
                     };
                     let t = &targets[index];
-                    let (outcome, error) = if e.is_cancelled() {
-                        (
-                            Outcome::Cancelled,
-                            Some("cancelled: another VM failed (fail_fast)".to_string()),
-                        )
-                    } else {
-                        (
-                            Outcome::Failed,
-                            Some("provisioning task panicked".to_string()),
-                        )
-                    };
-                    if outcome == Outcome::Failed && self.fail_fast && !cancelling {
-                        cancelling = true;
-                        tasks.abort_all();
-                    }
+                    let error = Some("provisioning task panicked".to_string());
                     // The task is gone: tell the sinks (and the VM's log)
                     // how it ended.
                     self.provisioner(t)
@@ -417,19 +453,29 @@ impl Fleet {
                         })
                         .await;
                     let (connect, steps) = progress[index].take();
-                    reports[index] = Some(VmReport {
+                    let report = VmReport {
                         name: t.name.clone(),
                         host: t.host.clone(),
                         port: t.port,
-                        outcome,
+                        outcome: Outcome::Failed,
                         failed_step: None,
                         error,
                         connect,
                         steps,
                         total: start.elapsed(),
-                    });
+                    };
+                    (index, report)
+                }
+            };
+            if report.outcome == Outcome::Failed {
+                failures += 1;
+                if let Some(limit) = self.max_failures
+                    && failures > limit
+                {
+                    halt.too_many_failures(limit);
                 }
             }
+            reports[index] = Some(report);
         }
         FleetReport {
             vms: reports.into_iter().flatten().collect(),
@@ -449,11 +495,36 @@ impl Fleet {
         p
     }
 
+    /// The report of a VM the run stopped before it started.
+    async fn not_started(&self, target: &Target, halt: &Halt) -> VmReport {
+        let error = Some(format!("cancelled before it started: {}", halt.reason()));
+        self.provisioner(target)
+            .emit(Event::VmFinished {
+                vm: Arc::from(target.name.as_str()),
+                ok: false,
+                error: error.clone(),
+                duration: Duration::ZERO,
+            })
+            .await;
+        VmReport {
+            name: target.name.clone(),
+            host: target.host.clone(),
+            port: target.port,
+            outcome: Outcome::Cancelled,
+            failed_step: None,
+            error,
+            connect: None,
+            steps: Vec::new(),
+            total: Duration::ZERO,
+        }
+    }
+
     async fn run_one(
         &self,
         target: Target,
-        connect_slots: Arc<Semaphore>,
-        progress: Arc<Progress>,
+        connect_slots: &Semaphore,
+        progress: &Progress,
+        halt: &Halt,
     ) -> VmReport {
         let start = Instant::now();
         let vm: Arc<str> = Arc::from(target.name.as_str());
@@ -470,7 +541,7 @@ impl Fleet {
         };
         let p = self.provisioner(&target);
         let result = self
-            .connect_and_run(&target, &p, &connect_slots, &progress)
+            .connect_and_run(&target, &p, connect_slots, progress, halt)
             .await;
         (report.connect, report.steps) = progress.take();
         match &result {
@@ -483,6 +554,14 @@ impl Fleet {
                     report.failed_step = Some(*step);
                 }
                 report.error = Some(error_chain(e));
+            }
+            Err(Failure::Stopped { step }) => {
+                report.outcome = Outcome::Cancelled;
+                let when = match step {
+                    Some(n) => format!("cancelled during step {n}"),
+                    None => "cancelled".to_string(),
+                };
+                report.error = Some(format!("{when}: {}", halt.reason()));
             }
         }
         p.emit(Event::VmFinished {
@@ -497,13 +576,15 @@ impl Fleet {
     }
 
     /// Connects (and reconnects when allowed) and runs the plan, step by
-    /// step, recording each step's report as it ends.
+    /// step, recording each step's report as it ends, until the plan ends
+    /// or the run is stopped.
     async fn connect_and_run(
         &self,
         target: &Target,
         p: &Provisioner,
         connect_slots: &Semaphore,
         progress: &Progress,
+        halt: &Halt,
     ) -> Result<(), Failure> {
         p.check_inputs(&target.steps).await.map_err(Failure::Plan)?;
         let mut next = 0;
@@ -512,20 +593,35 @@ impl Fleet {
             let vm: Arc<str> = Arc::from(target.name.as_str());
             p.emit(Event::Connecting { vm: vm.clone() }).await;
             let started = Instant::now();
-            let session = Session::connect_with_retry_gated(
+            let connect = Session::connect_with_retry_gated(
                 &target.host,
                 target.port,
                 &target.config,
                 self.connect_deadline,
                 Some(connect_slots),
-            )
-            .await
-            .map_err(Failure::Connect)?;
+            );
+            let session = tokio::select! {
+                biased;
+                () = halt.token.cancelled() => return Err(Failure::Stopped { step: None }),
+                session = connect => session.map_err(Failure::Connect)?,
+            };
             let duration = started.elapsed();
             progress.connected(duration);
             p.emit(Event::Connected { vm, duration }).await;
             while next < target.steps.len() {
-                let run = p.step(&session, &target.steps, next).await;
+                let started = Instant::now();
+                let run = tokio::select! {
+                    biased;
+                    () = halt.token.cancelled() => None,
+                    run = p.step(&session, &target.steps, next) => Some(run),
+                };
+                let Some(run) = run else {
+                    self.stop_step(target, p, &session, next, started, progress)
+                        .await;
+                    return Err(Failure::Stopped {
+                        step: Some(next + 1),
+                    });
+                };
                 if run.outcome.connection_gone_before_start() && reconnects < self.reconnects {
                     // Nothing of the step ran: run it on a new connection.
                     tracing::info!(vm = %target.name, step = next + 1, "connection gone before the step; reconnecting");
@@ -545,10 +641,128 @@ impl Fleet {
             }
         }
     }
+
+    /// Ends a step the run stopped, whose future is gone (or that had not
+    /// started): its channel is being closed, the command sent SIGTERM
+    /// where the server allows it. Waits for that before closing the
+    /// session, and records the step as not ok.
+    async fn stop_step(
+        &self,
+        target: &Target,
+        p: &Provisioner,
+        session: &Session,
+        index: usize,
+        started: Instant,
+        progress: &Progress,
+    ) {
+        wait_for_closing(session).await;
+        let _ = session.close().await;
+        let duration = started.elapsed();
+        let vm: Arc<str> = Arc::from(target.name.as_str());
+        p.emit(Event::StepFinished {
+            vm,
+            step: index + 1,
+            status: None,
+            ok: false,
+            duration,
+        })
+        .await;
+        progress.finished(StepReport {
+            step: index + 1,
+            description: target.steps[index].describe(),
+            ok: false,
+            status: None,
+            duration,
+        });
+    }
+}
+
+/// Stops a running fleet gracefully, from outside: VMs not yet started are
+/// not started, running commands are sent SIGTERM where the server allows
+/// it and their channels closed, sessions are closed, and
+/// [`Fleet::provision`] returns its report with those VMs
+/// [`Outcome::Cancelled`]. For a command line's Ctrl-C, a deadline, a
+/// shutdown.
+///
+/// Clones share the state. A stopped handle stays stopped: a run started
+/// with it afterwards starts no VM.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn demo(targets: Vec<vmssh::fleet::Target>) {
+/// use vmssh::fleet::{Fleet, StopHandle};
+///
+/// let stop = StopHandle::new();
+/// let on_ctrl_c = stop.clone();
+/// tokio::spawn(async move {
+///     if tokio::signal::ctrl_c().await.is_ok() {
+///         on_ctrl_c.stop();
+///     }
+/// });
+/// let report = Fleet::new().stop_handle(stop).provision(targets).await;
+/// println!("{}", report.summary());
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StopHandle {
+    token: CancellationToken,
+}
+
+impl StopHandle {
+    /// A handle not yet stopped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops every run using this handle (and later ones).
+    pub fn stop(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// One run's stop signal: cancelled by its [`StopHandle`] or when too many
+/// VMs failed, with the reason given to the cancelled VMs.
+#[derive(Clone)]
+struct Halt {
+    token: CancellationToken,
+    reason: Arc<std::sync::OnceLock<String>>,
+}
+
+impl Halt {
+    fn new(stop: Option<&StopHandle>) -> Self {
+        Halt {
+            token: stop.map_or_else(CancellationToken::new, |s| s.token.child_token()),
+            reason: Arc::default(),
+        }
+    }
+
+    fn too_many_failures(&self, limit: usize) {
+        if self.token.is_cancelled() {
+            return;
+        }
+        let _ = self.reason.set(if limit == 0 {
+            "another VM failed (fail_fast)".to_string()
+        } else {
+            format!("more than {limit} VMs failed (max_failures)")
+        });
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> &str {
+        self.reason
+            .get()
+            .map_or("the run was stopped", String::as_str)
+    }
 }
 
 /// A VM's connect time and finished steps, from the runner's results,
-/// kept outside the VM's task so that a VM aborted by fail_fast still
+/// kept outside the VM's task so that a VM whose task panicked still
 /// reports them.
 #[derive(Default)]
 struct Progress {
@@ -576,10 +790,12 @@ impl Progress {
     }
 }
 
-/// Why a VM failed: it could not be reached, or its plan failed.
+/// Why a VM did not succeed: it could not be reached, its plan failed, or
+/// the run was stopped (during this 1-based step, if one was running).
 enum Failure {
     Connect(Error),
     Plan(Error),
+    Stopped { step: Option<usize> },
 }
 
 /// An error and its causes on one line.

@@ -244,7 +244,150 @@ async fn cancelled_vms_keep_their_progress() {
         .filter(|v| v.outcome == Outcome::Cancelled)
     {
         assert!(v.connect.is_some(), "{}: connect time lost", v.name);
-        assert_eq!(v.steps.len(), 1, "{}: {:?}", v.name, v.steps);
+        // The finished step, then the one stopped while it ran.
+        assert_eq!(v.steps.len(), 2, "{}: {:?}", v.name, v.steps);
         assert!(v.steps[0].ok && v.steps[0].description == "inline: echo one");
+        assert!(!v.steps[1].ok && v.steps[1].description == "inline: sleep 30");
+        assert_eq!(
+            v.error.as_deref(),
+            Some("cancelled during step 2: another VM failed (fail_fast)")
+        );
+    }
+}
+
+/// Stops the run once `after` VMs have started their second step.
+struct StopWhenRunning {
+    stop: vmssh::fleet::StopHandle,
+    after: usize,
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl Sink for StopWhenRunning {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match event {
+                Event::StepStarted { step: 2, .. }
+                    if self.started.fetch_add(1, Ordering::SeqCst) + 1 == self.after =>
+                {
+                    self.stop.stop();
+                }
+                Event::VmFinished { .. } => {
+                    self.finished.fetch_add(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+async fn stop_handle_ends_the_run_with_its_report() {
+    // dropbear delivers signal requests (OpenSSH refuses them for root):
+    // the stopped commands must be gone, not left running.
+    let srv = support::dropbear();
+    let stop = vmssh::fleet::StopHandle::new();
+    let watcher = Arc::new(StopWhenRunning {
+        stop: stop.clone(),
+        after: 3,
+        started: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+    });
+    let plan = targets(std::slice::from_ref(&srv), 6, |_| {
+        vec![
+            ProvisionDef::inline("echo one"),
+            ProvisionDef::inline("sleep 600"),
+        ]
+    });
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        Fleet::new()
+            .concurrency(3)
+            .stop_handle(stop.clone())
+            .shared_sink(watcher.clone())
+            .provision(plan),
+    )
+    .await
+    .expect("stopped fleet hung");
+    assert!(stop.is_stopped());
+    assert_eq!(report.vms.len(), 6);
+    assert_eq!(report.cancelled().len(), 6, "{}", report.summary());
+    assert_eq!(watcher.finished.load(Ordering::SeqCst), 6);
+    let (ran, waiting): (Vec<_>, Vec<_>) = report.vms.iter().partition(|v| v.connect.is_some());
+    assert_eq!(ran.len(), 3, "{}", report.summary());
+    for v in ran {
+        let error = v.error.as_deref().unwrap();
+        assert_eq!(error, "cancelled during step 2: the run was stopped");
+        assert_eq!(v.steps.len(), 2, "{}: {:?}", v.name, v.steps);
+        assert!(v.steps[0].ok);
+        assert!(!v.steps[1].ok && v.steps[1].status.is_none());
+    }
+    for v in waiting {
+        assert_eq!(
+            v.error.as_deref(),
+            Some("cancelled before it started: the run was stopped")
+        );
+        assert!(v.steps.is_empty());
+    }
+    assert!(
+        srv.wait_gone("sleep", Duration::from_secs(10)).await,
+        "a stopped command is still running"
+    );
+
+    // A stopped handle starts nothing.
+    let again = Fleet::new()
+        .stop_handle(stop)
+        .provision(targets(std::slice::from_ref(&srv), 2, |_| {
+            vec![ProvisionDef::inline("true")]
+        }))
+        .await;
+    assert_eq!(again.cancelled().len(), 2);
+    assert!(again.vms.iter().all(|v| v.connect.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn max_failures_stops_after_the_limit() {
+    let servers = servers();
+    let steps = |i: usize| {
+        if i < 2 {
+            vec![ProvisionDef::inline("exit 1")]
+        } else {
+            vec![ProvisionDef::inline("sleep 1")]
+        }
+    };
+    // Two failures within a limit of two: everyone else finishes.
+    let within = Fleet::new()
+        .max_failures(Some(2))
+        .provision(targets(&servers, 6, steps))
+        .await;
+    assert_eq!(within.failed(), ["vm00", "vm01"], "{}", within.summary());
+    assert_eq!(within.succeeded().len(), 4, "{}", within.summary());
+
+    // Over a limit of one: the sleepers are stopped.
+    let slow = |i: usize| {
+        if i < 2 {
+            vec![ProvisionDef::inline("exit 1")]
+        } else {
+            vec![ProvisionDef::inline("sleep 600")]
+        }
+    };
+    let over = tokio::time::timeout(
+        Duration::from_secs(60),
+        Fleet::new()
+            .max_failures(Some(1))
+            .provision(targets(&servers, 6, slow)),
+    )
+    .await
+    .expect("fleet over its failure limit hung");
+    assert_eq!(over.failed(), ["vm00", "vm01"], "{}", over.summary());
+    assert_eq!(over.cancelled().len(), 4, "{}", over.summary());
+    for name in over.cancelled() {
+        let error = over.get(name).unwrap().error.as_deref().unwrap();
+        assert!(
+            error.ends_with("more than 1 VMs failed (max_failures)"),
+            "{error}"
+        );
     }
 }
