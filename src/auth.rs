@@ -132,6 +132,34 @@ impl Auth {
         }
     }
 
+    /// Reads and decodes a key now, so that a missing, unreadable,
+    /// malformed or wrongly encrypted key is reported before connecting
+    /// (a command line checks its keys before anything runs on any host).
+    /// The decoded key is kept: clones of this `Auth` use it when they
+    /// connect. Other methods have nothing to check.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Key`] naming the file (never the key material), with its
+    /// [`KeyErrorKind`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is kept unless decoding finished.
+    pub async fn check(&self) -> Result<(), Error> {
+        match &self.kind {
+            AuthKind::Key {
+                source,
+                passphrase,
+                decoded,
+                ..
+            } => load_key(source, passphrase.as_ref(), decoded)
+                .await
+                .map(drop),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn method_name(&self) -> &'static str {
         match self.kind {
             AuthKind::Key { .. } => "publickey",
@@ -402,6 +430,32 @@ AAAEC8cxSLz6BkeD/028ndzBYuyDxoJrlG6wV2m1/mdTRE0GbWoPEGzhqiv08RoNboLsmq
 KgsmgAlCDSoXHbx4a2JNAAAACXRlc3Qtb25seQECAwQ=
 -----END OPENSSH PRIVATE KEY-----
 ";
+
+    #[tokio::test]
+    async fn check_reports_bad_keys_before_connecting() {
+        let kind = |r: Result<(), Error>| match r {
+            Err(Error::Key { kind, .. }) => Some(kind),
+            other => panic!("expected a key error, got {other:?}"),
+        };
+        assert!(Auth::key_pem(KEY).check().await.is_ok());
+        assert_eq!(
+            kind(Auth::key_file("/nonexistent/id_ed25519").check().await),
+            Some(KeyErrorKind::Unreadable)
+        );
+        assert_eq!(
+            kind(Auth::key_pem("not a key").check().await),
+            Some(KeyErrorKind::Malformed)
+        );
+        assert!(Auth::agent().check().await.is_ok());
+        assert!(Auth::password("pw").check().await.is_ok());
+        // The decoded key is kept for the clones.
+        let auth = Auth::key_pem(KEY);
+        auth.check().await.unwrap();
+        let AuthKind::Key { decoded, .. } = &auth.clone().kind else {
+            unreachable!()
+        };
+        assert!(decoded.get().is_some());
+    }
 
     #[test]
     fn whole_key_decodes() {
