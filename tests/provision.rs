@@ -50,11 +50,12 @@ async fn full_plan(srv: &support::Server) {
         ProvisionDef::inline(format!("echo hello from inline; touch '{g}/inline-marker'")),
         ProvisionDef::script("setup.sh").env("MARKER_DIR", g.clone()),
         ProvisionDef::file("app.conf", format!("{g}/etc/app/app.conf")),
+        ProvisionDef::download(format!("{g}/etc/app/app.conf"), "fetched.conf"),
     ];
     let reports = run_provisions(&sess, &steps, plan.path(), &vm, Some(logs.path()))
         .await
         .unwrap();
-    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.len(), 4);
     assert!(reports.iter().all(|r| r.ok));
     assert_eq!(reports[0].status.as_ref().and_then(|s| s.code()), Some(0));
     assert!(guest.path().join("inline-marker").exists());
@@ -66,6 +67,10 @@ async fn full_plan(srv: &support::Server) {
         std::fs::read_to_string(guest.path().join("etc/app/app.conf")).unwrap(),
         "listen 8080;\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(plan.path().join("fetched.conf")).unwrap(),
+        "listen 8080;\n"
+    );
     assert!(
         leftover_scripts(&vm).is_empty(),
         "script left behind: {:?}",
@@ -74,13 +79,15 @@ async fn full_plan(srv: &support::Server) {
 
     let log = std::fs::read_to_string(logs.path().join("provision.log")).unwrap();
     for needle in [
-        "step 1/3: inline: echo hello from inline",
+        "step 1/4: inline: echo hello from inline",
         "hello from inline\n",
-        "step 2/3: script: setup.sh",
+        "step 2/4: script: setup.sh",
         "script ran as",
         "to stderr\n",
-        "step 3/3: file: app.conf ->",
+        "step 3/4: file: app.conf ->",
         "step 3 ok",
+        "step 4/4: download: ",
+        "step 4 ok",
     ] {
         assert!(
             log.contains(needle),
@@ -88,7 +95,7 @@ async fn full_plan(srv: &support::Server) {
         );
     }
     // Headers come before their output.
-    assert!(log.find("step 1/3").unwrap() < log.find("hello from inline").unwrap());
+    assert!(log.find("step 1/4").unwrap() < log.find("hello from inline").unwrap());
 }
 on_both_servers!(full_plan);
 

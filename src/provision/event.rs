@@ -56,6 +56,17 @@ pub enum Event {
         /// Total, when known.
         total: Option<u64>,
     },
+    /// Progress of a file download.
+    Download {
+        /// VM name.
+        vm: Arc<str>,
+        /// 1-based step index.
+        step: usize,
+        /// Bytes received.
+        done: u64,
+        /// Total, when known.
+        total: Option<u64>,
+    },
     /// A step ended.
     StepFinished {
         /// VM name.
@@ -91,6 +102,7 @@ impl Event {
             | Event::StepStarted { vm, .. }
             | Event::Output { vm, .. }
             | Event::Upload { vm, .. }
+            | Event::Download { vm, .. }
             | Event::StepFinished { vm, .. }
             | Event::VmFinished { vm, .. } => vm,
         }

@@ -237,7 +237,7 @@ impl Provisioner {
             let local = match &step.kind {
                 StepKind::Script(p) => Some(p),
                 StepKind::File { source, .. } => Some(source),
-                StepKind::Inline(_) => None,
+                StepKind::Inline(_) | StepKind::Download { .. } => None,
             };
             if let Some(p) = local {
                 let full = self.base_dir.join(p);
@@ -435,6 +435,37 @@ impl Provisioner {
                     )),
                 }
             }
+            StepKind::Download {
+                source,
+                destination,
+            } => {
+                let local = self.base_dir.join(destination);
+                let mut transfer = Transfer::new(session);
+                if let Err(e) = transfer.open().await {
+                    return self.not_started(n, step, "cannot open SFTP", e);
+                }
+                let (opts, progress) = with_progress(TransferOptions::new());
+                let download = transfer.download_file(source, &local, &opts);
+                let done = self
+                    .reporting(download, progress, |vm, done, total| Event::Download {
+                        vm,
+                        step: n,
+                        done,
+                        total,
+                    })
+                    .await;
+                match done {
+                    Ok(_) => StepOutcome::Succeeded(None),
+                    Err(e) => StepOutcome::Failed(self.failed(
+                        n,
+                        step,
+                        format!("cannot download {source} to {}", local.display()),
+                        None,
+                        String::new(),
+                        Some(e),
+                    )),
+                }
+            }
         }
     }
 
@@ -446,24 +477,35 @@ impl Provisioner {
         remote: &str,
         opts: TransferOptions,
     ) -> Result<u64, Error> {
-        // Progress callbacks are synchronous; forward them through a small
-        // watch channel so sinks are awaited outside the transfer.
-        let (tx, mut rx) = tokio::sync::watch::channel(None::<(u64, Option<u64>)>);
-        let opts = opts.on_progress(move |p| {
-            let _ = tx.send(Some((p.done, p.total)));
-        });
+        let (opts, progress) = with_progress(opts);
         let upload = transfer.upload_file(local, remote, &opts);
-        tokio::pin!(upload);
+        self.reporting(upload, progress, |vm, done, total| Event::Upload {
+            vm,
+            step: n,
+            done,
+            total,
+        })
+        .await
+    }
+
+    /// Runs a transfer, handing its progress to the sinks as `event`s.
+    async fn reporting(
+        &self,
+        transfer: impl std::future::Future<Output = Result<u64, Error>>,
+        mut progress: ProgressRx,
+        event: impl Fn(Arc<str>, u64, Option<u64>) -> Event,
+    ) -> Result<u64, Error> {
+        tokio::pin!(transfer);
         loop {
             tokio::select! {
-                r = &mut upload => return r,
-                changed = rx.changed() => {
+                r = &mut transfer => return r,
+                changed = progress.changed() => {
                     if changed.is_err() {
-                        return upload.await;
+                        return transfer.await;
                     }
-                    let value = *rx.borrow_and_update();
+                    let value = *progress.borrow_and_update();
                     if let Some((done, total)) = value {
-                        self.emit(Event::Upload { vm: self.vm.clone(), step: n, done, total }).await;
+                        self.emit(event(self.vm.clone(), done, total)).await;
                     }
                 }
             }
@@ -555,6 +597,19 @@ impl Provisioner {
             )),
         }
     }
+}
+
+/// The latest `(done, total)` of a transfer.
+type ProgressRx = tokio::sync::watch::Receiver<Option<(u64, Option<u64>)>>;
+
+/// Progress callbacks are synchronous: `opts` forwards them through a
+/// small watch channel, so that sinks are awaited outside the transfer.
+fn with_progress(opts: TransferOptions) -> (TransferOptions, ProgressRx) {
+    let (tx, rx) = tokio::sync::watch::channel(None::<(u64, Option<u64>)>);
+    let opts = opts.on_progress(move |p| {
+        let _ = tx.send(Some((p.done, p.total)));
+    });
+    (opts, rx)
 }
 
 /// A VM name as part of a remote file name.

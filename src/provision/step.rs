@@ -34,6 +34,15 @@ pub enum StepKind {
         /// Remote destination.
         destination: String,
     },
+    /// A remote file downloaded to a local path (relative to the base
+    /// directory, whose parent must exist), atomically replaced. Not
+    /// written in VMFiles: for fleets that collect files from every host.
+    Download {
+        /// Remote source.
+        source: String,
+        /// Local destination.
+        destination: PathBuf,
+    },
 }
 
 impl ProvisionDef {
@@ -50,6 +59,14 @@ impl ProvisionDef {
     /// A file upload: `source` relative to the base directory.
     pub fn file(source: impl Into<PathBuf>, destination: impl Into<String>) -> Self {
         Self::new(StepKind::File {
+            source: source.into(),
+            destination: destination.into(),
+        })
+    }
+
+    /// A file download: `destination` relative to the base directory.
+    pub fn download(source: impl Into<String>, destination: impl Into<PathBuf>) -> Self {
+        Self::new(StepKind::Download {
             source: source.into(),
             destination: destination.into(),
         })
@@ -96,7 +113,8 @@ impl ProvisionDef {
     }
 
     /// A one-line description for logs and errors
-    /// (`inline: apt-get update`, `script: setup.sh`, `file: a -> /b`).
+    /// (`inline: apt-get update`, `script: setup.sh`, `file: a -> /b`,
+    /// `download: /b -> a`).
     pub fn describe(&self) -> String {
         match &self.kind {
             StepKind::Inline(cmd) => {
@@ -114,6 +132,10 @@ impl ProvisionDef {
             } => {
                 format!("file: {} -> {destination}", source.display())
             }
+            StepKind::Download {
+                source,
+                destination,
+            } => format!("download: {source} -> {}", destination.display()),
         }
     }
 }
@@ -130,5 +152,9 @@ mod tests {
         );
         assert!(ProvisionDef::inline("a\nb").describe().ends_with('…'));
         assert_eq!(ProvisionDef::file("a", "/b").describe(), "file: a -> /b");
+        assert_eq!(
+            ProvisionDef::download("/b", "a").describe(),
+            "download: /b -> a"
+        );
     }
 }

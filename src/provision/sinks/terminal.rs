@@ -85,7 +85,7 @@ impl TerminalSink {
                     line(vm, err, l, &mut out)
                 });
             }
-            Event::Upload { .. } => {}
+            Event::Upload { .. } | Event::Download { .. } => {}
             Event::StepFinished {
                 vm,
                 step,
