@@ -34,6 +34,9 @@ mod relay;
 mod rtt;
 #[path = "compare/sshd.rs"]
 mod sshd;
+#[path = "../tests/support/sshd_config.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod sshd_config;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,16 +1,20 @@
 //! OpenSSH `sshd` instances for the bench: loopback, own temporary keys and
 //! config, killed by PID on drop.
 //!
-//! Deliberately small and separate from `tests/support`: the bench needs
-//! settings the tests do not (`MaxStartups 1000:30:1000`, `MaxSessions 100`,
-//! several instances sharing one key pair, starting on a reserved port at a
-//! chosen moment, restricted ciphers).
+//! The config is the tests' (`tests/support/sshd_config.rs`); the process
+//! handling is the bench's own, because it needs what the test fixtures do
+//! not: several instances sharing one key pair (every contender gets one
+//! key and one host key line), starting on a reserved port at a chosen
+//! moment, `MaxStartups 1000:30:1000` and `MaxSessions 100` for bursts,
+//! restricted ciphers.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::sshd_config::SshdConfig;
 
 pub(crate) const HOST: &str = "127.0.0.1";
 pub(crate) const SSHD: &str = "/usr/sbin/sshd";
@@ -131,30 +135,18 @@ impl Sshd {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("/usr/lib/openssh/sftp-server");
-        let mut config = String::new();
-        for line in extra {
-            config.push_str(line);
-            config.push('\n');
+        let config = SshdConfig {
+            host: HOST,
+            port,
+            host_key: &keys.host_key,
+            authorized_keys: &keys.authorized_keys,
+            sftp_server: Some(Path::new(sftp_server)),
+            password_auth: false,
+            max_startups: "1000:30:1000",
+            max_sessions: 100,
+            log_level: "ERROR",
         }
-        config.push_str(&format!(
-            "ListenAddress {HOST}:{port}\n\
-             HostKey {hk}\n\
-             PidFile none\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             AuthorizedKeysFile {ak}\n\
-             PermitRootLogin yes\n\
-             PermitUserEnvironment SHLVL\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             MaxSessions 100\n\
-             MaxStartups 1000:30:1000\n\
-             LogLevel ERROR\n\
-             Subsystem sftp {sftp_server}\n",
-            hk = keys.host_key.display(),
-            ak = keys.authorized_keys.display(),
-        ));
+        .render(extra);
         let config_path = keys.dir.join(format!("sshd_config.{port}"));
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(SSHD)

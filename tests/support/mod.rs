@@ -26,6 +26,7 @@
 
 pub mod asyncssh;
 pub mod endpoint;
+pub mod sshd_config;
 pub mod tinysshd;
 
 use std::collections::{HashMap, HashSet};
@@ -940,29 +941,18 @@ fn spawn_sshd(
     }
     let sftp =
         find_bin("sftp-server").unwrap_or_else(|| PathBuf::from("/usr/lib/openssh/sftp-server"));
-    let mut config = format!(
-        "ListenAddress {HOST}:{port}\n\
-         HostKey {hk}\n\
-         PidFile none\n\
-         UsePAM no\n\
-         StrictModes no\n\
-         AuthorizedKeysFile {ak}\n\
-         PermitRootLogin yes\n\
-         PermitUserEnvironment SHLVL\n\
-         PubkeyAuthentication yes\n\
-         PasswordAuthentication {pw}\n\
-         KbdInteractiveAuthentication no\n\
-         MaxStartups 200\n\
-         MaxSessions {ms}\n\
-         LogLevel VERBOSE\n",
-        hk = host_key.display(),
-        ak = authorized_keys.display(),
-        pw = if opts.password_auth { "yes" } else { "no" },
-        ms = opts.max_sessions.unwrap_or(10),
-    );
-    if !opts.no_sftp {
-        config.push_str(&format!("Subsystem sftp {}\n", sftp.display()));
+    let mut config = sshd_config::SshdConfig {
+        host: HOST,
+        port,
+        host_key: &host_key,
+        authorized_keys: &authorized_keys,
+        sftp_server: (!opts.no_sftp).then_some(sftp.as_path()),
+        password_auth: opts.password_auth,
+        max_startups: "200",
+        max_sessions: opts.max_sessions.unwrap_or(10),
+        log_level: "VERBOSE",
     }
+    .render(&[]);
     for pat in &opts.accept_env {
         config.push_str(&format!("AcceptEnv {pat}\n"));
     }
