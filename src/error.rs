@@ -95,6 +95,20 @@ pub enum Error {
         actual: String,
     },
 
+    /// The server presented a key marked `@revoked` in known_hosts.
+    #[error(
+        "host key for {host}:{port} ({fingerprint}) is marked @revoked in known_hosts; \
+         refusing to connect"
+    )]
+    HostKeyRevoked {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA256 fingerprint of the revoked key the server presented.
+        fingerprint: String,
+    },
+
     /// A known_hosts file could not be read or written, or a pinned key is
     /// not a valid OpenSSH public key line.
     #[error("host key store {}: {reason}", path.display())]
@@ -404,7 +418,9 @@ impl Error {
     pub fn is_host_key(&self) -> bool {
         matches!(
             self,
-            Error::HostKeyUnknown { .. } | Error::HostKeyChanged { .. }
+            Error::HostKeyUnknown { .. }
+                | Error::HostKeyChanged { .. }
+                | Error::HostKeyRevoked { .. }
         )
     }
 

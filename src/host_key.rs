@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::Error;
@@ -15,6 +15,11 @@ use crate::error::Error;
 /// Unknown and changed keys are refused unless the policy says otherwise;
 /// accepting anything must be asked for by name
 /// ([`insecure_accept_any`](HostKeyPolicy::insecure_accept_any)).
+///
+/// Policies that read a known_hosts file also order the host key
+/// algorithms offered to the server, as OpenSSH does: the types already
+/// recorded for the host come first, so a server with several host keys
+/// presents the one that is known.
 #[derive(Clone, Debug)]
 pub struct HostKeyPolicy {
     kind: PolicyKind,
@@ -22,29 +27,54 @@ pub struct HostKeyPolicy {
 
 #[derive(Clone, Debug)]
 enum PolicyKind {
-    KnownHosts(PathBuf),
+    /// Look keys up in a known_hosts file, under `alias` instead of
+    /// `host:port` when given.
+    KnownHosts {
+        path: PathBuf,
+        alias: Option<String>,
+    },
+    /// Like `KnownHosts`, and record a host that has no entry.
+    AcceptNew {
+        path: PathBuf,
+        alias: Option<String>,
+    },
     Pinned(Vec<String>),
-    AcceptNew(PathBuf),
     InsecureAcceptAny,
+    /// The default policy when the home directory is unknown.
+    NoHome,
 }
 
 impl Default for HostKeyPolicy {
-    /// `known_hosts` on `~/.ssh/known_hosts`.
+    /// `known_hosts` on `~/.ssh/known_hosts`. When `$HOME` is unset, empty
+    /// or relative, connecting fails with [`Error::Config`] rather than
+    /// reading a file relative to the working directory.
     fn default() -> Self {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        HostKeyPolicy::known_hosts(home.join(".ssh").join("known_hosts"))
+        Self::default_for_home(std::env::var_os("HOME"))
     }
 }
 
 impl HostKeyPolicy {
+    fn default_for_home(home: Option<std::ffi::OsString>) -> Self {
+        match home.map(PathBuf::from) {
+            Some(home) if home.is_absolute() => {
+                HostKeyPolicy::known_hosts(home.join(".ssh").join("known_hosts"))
+            }
+            _ => HostKeyPolicy {
+                kind: PolicyKind::NoHome,
+            },
+        }
+    }
+
     /// Trust the keys recorded in an OpenSSH `known_hosts` file: plain,
-    /// `[host]:port`, wildcard, negated and hashed (`|1|`) entries;
-    /// `@revoked` keys are refused. Unknown hosts are refused.
+    /// `[host]:port`, wildcard, negated and hashed (`|1|`) entries, host
+    /// names in any case. `@revoked` keys are refused. Unknown hosts are
+    /// refused, and so is a key of a type not recorded for a known host.
     pub fn known_hosts(path: impl AsRef<Path>) -> Self {
         HostKeyPolicy {
-            kind: PolicyKind::KnownHosts(path.as_ref().to_path_buf()),
+            kind: PolicyKind::KnownHosts {
+                path: path.as_ref().to_path_buf(),
+                alias: None,
+            },
         }
     }
 
@@ -68,11 +98,40 @@ impl HostKeyPolicy {
     }
 
     /// Trust on first use: like [`known_hosts`](Self::known_hosts), but a
-    /// host with no entry is trusted and its key appended to the file
-    /// (created if missing). A changed key is still refused.
+    /// host with no entry at all is trusted and its key appended to the
+    /// file (created if missing). A changed key is still refused, and so is
+    /// a key of a new type for a host already known under another.
     pub fn accept_new(path: impl AsRef<Path>) -> Self {
         HostKeyPolicy {
-            kind: PolicyKind::AcceptNew(path.as_ref().to_path_buf()),
+            kind: PolicyKind::AcceptNew {
+                path: path.as_ref().to_path_buf(),
+                alias: None,
+            },
+        }
+    }
+
+    /// Trust on first use per machine instance, whatever its address
+    /// (OpenSSH's `HostKeyAlias`): the key is looked up and recorded in the
+    /// known_hosts file `path` under the name `instance`, not under
+    /// `host:port`.
+    ///
+    /// For VMs reached at reused addresses (127.0.0.1 and an ephemeral
+    /// forwarded port): pass an id that changes when the VM is recreated
+    /// (vmctl's instance id, the `id` in its `vms.json`). The first connect to an
+    /// instance records its key; a different key for the same instance is
+    /// refused with [`Error::HostKeyChanged`]; a new instance is trusted
+    /// afresh. OpenSSH reads the same file with
+    /// `ssh -o HostKeyAlias=INSTANCE -o UserKnownHostsFile=PATH`.
+    ///
+    /// An `instance` that cannot be a known_hosts name (empty, with
+    /// whitespace or any of `,*?!#@|[]`) is reported at connect as
+    /// [`Error::Config`].
+    pub fn per_instance(path: impl AsRef<Path>, instance: impl Into<String>) -> Self {
+        HostKeyPolicy {
+            kind: PolicyKind::AcceptNew {
+                path: path.as_ref().to_path_buf(),
+                alias: Some(instance.into()),
+            },
         }
     }
 
@@ -84,10 +143,50 @@ impl HostKeyPolicy {
         }
     }
 
+    /// The host key algorithms to offer for `host:port`: `preferred`, with
+    /// the types recorded for the host moved to the front (in their
+    /// `preferred` order), as OpenSSH orders them. Nothing is known, or the
+    /// file cannot be read: `preferred` as it is (verification reports the
+    /// problem).
+    pub(crate) async fn key_algorithms(
+        &self,
+        host: &str,
+        port: u16,
+        preferred: &[Algorithm],
+    ) -> Vec<Algorithm> {
+        let known: Vec<Algorithm> = match &self.kind {
+            PolicyKind::Pinned(lines) => lines
+                .iter()
+                .filter_map(|l| parse_key_line(l))
+                .map(|k| k.algorithm())
+                .collect(),
+            PolicyKind::KnownHosts { path, alias } | PolicyKind::AcceptNew { path, alias } => {
+                let Ok(name) = lookup_name(alias.as_deref(), host, port) else {
+                    return preferred.to_vec();
+                };
+                match read_known_hosts(path).await {
+                    Ok(text) => entries_for(&text, &name)
+                        .into_iter()
+                        .map(|k| k.algorithm())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            PolicyKind::InsecureAcceptAny | PolicyKind::NoHome => Vec::new(),
+        };
+        order_algorithms(&known, preferred)
+    }
+
     /// Checks `key` for `host:port`; `Ok(())` means trusted.
     pub(crate) async fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), Error> {
         match &self.kind {
             PolicyKind::InsecureAcceptAny => Ok(()),
+            PolicyKind::NoHome => Err(Error::Config {
+                reason: "HOME is not set (or not absolute), so there is no default known_hosts \
+                         file (~/.ssh/known_hosts): set HOME, or choose one with \
+                         SshConfig::host_key(HostKeyPolicy::known_hosts(PATH))"
+                    .to_string(),
+            }),
             PolicyKind::Pinned(lines) => {
                 let mut expected = Vec::with_capacity(lines.len());
                 for line in lines {
@@ -108,13 +207,15 @@ impl HostKeyPolicy {
                     actual: fingerprint(key),
                 })
             }
-            PolicyKind::KnownHosts(path) | PolicyKind::AcceptNew(path) => {
+            PolicyKind::KnownHosts { path, alias } | PolicyKind::AcceptNew { path, alias } => {
+                let learn = matches!(self.kind, PolicyKind::AcceptNew { .. });
+                let name = lookup_name(alias.as_deref(), host, port)?;
                 let text = read_known_hosts(path).await?;
-                match lookup(&text, host, port, key) {
+                match lookup(&text, &name, key) {
                     Lookup::Trusted => Ok(()),
-                    Lookup::Unknown if matches!(self.kind, PolicyKind::AcceptNew(_)) => {
-                        append_known_host(path, &text, host, port, key).await?;
-                        tracing::info!(host, port, fingerprint = %fingerprint(key), "learned new host key");
+                    Lookup::Unknown if learn => {
+                        append_known_host(path, &text, &name, key).await?;
+                        tracing::info!(host, port, name, fingerprint = %fingerprint(key), "learned new host key");
                         Ok(())
                     }
                     Lookup::Unknown => Err(Error::HostKeyUnknown {
@@ -122,15 +223,41 @@ impl HostKeyPolicy {
                         port,
                         fingerprint: fingerprint(key),
                     }),
-                    Lookup::Changed(expected) | Lookup::Revoked(expected) => {
-                        Err(Error::HostKeyChanged {
-                            host: host.to_string(),
-                            port,
-                            expected,
-                            actual: fingerprint(key),
-                        })
-                    }
+                    Lookup::Changed(expected) => Err(Error::HostKeyChanged {
+                        host: host.to_string(),
+                        port,
+                        expected,
+                        actual: fingerprint(key),
+                    }),
+                    Lookup::Revoked => Err(Error::HostKeyRevoked {
+                        host: host.to_string(),
+                        port,
+                        fingerprint: fingerprint(key),
+                    }),
                 }
+            }
+        }
+    }
+}
+
+/// The name a key is recorded under: the alias, or `host` / `[host]:port`,
+/// lowercased as OpenSSH does.
+fn lookup_name(alias: Option<&str>, host: &str, port: u16) -> Result<String, Error> {
+    match alias {
+        None => Ok(host_pattern(&host.to_ascii_lowercase(), port)),
+        Some(a) => {
+            let usable = !a.is_empty()
+                && a.chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && !",*?!#@|[]".contains(c));
+            if usable {
+                Ok(a.to_string())
+            } else {
+                Err(Error::Config {
+                    reason: format!(
+                        "host key alias {a:?} cannot be a known_hosts name (empty, or with \
+                         whitespace or one of ,*?!#@|[])"
+                    ),
+                })
             }
         }
     }
@@ -160,8 +287,7 @@ async fn read_known_hosts(path: &Path) -> Result<String, Error> {
 async fn append_known_host(
     path: &Path,
     existing: &str,
-    host: &str,
-    port: u16,
+    name: &str,
     key: &PublicKey,
 ) -> Result<(), Error> {
     use tokio::io::AsyncWriteExt as _;
@@ -179,7 +305,7 @@ async fn append_known_host(
     if !existing.is_empty() && !existing.ends_with('\n') {
         line.push('\n');
     }
-    line.push_str(&host_pattern(host, port));
+    line.push_str(name);
     line.push(' ');
     // Drop the comment, if any: algorithm and key only.
     line.push_str(
@@ -223,10 +349,11 @@ fn host_pattern(host: &str, port: u16) -> String {
 enum Lookup {
     Trusted,
     Unknown,
-    /// Entries exist for the host, none with this key: their fingerprints.
+    /// Keys are recorded for the host, none of them this one (of this type
+    /// or another): their fingerprints.
     Changed(Vec<String>),
     /// The key is marked `@revoked`.
-    Revoked(Vec<String>),
+    Revoked,
 }
 
 /// Parses `[algorithm] base64 [comment]` into a public key.
@@ -241,54 +368,95 @@ fn parse_key_line(line: &str) -> Option<PublicKey> {
     russh::keys::parse_public_key_base64(b64).ok()
 }
 
-fn lookup(text: &str, host: &str, port: u16, key: &PublicKey) -> Lookup {
-    let name = host_pattern(host, port);
-    let mut others = Vec::new();
-    let mut trusted = false;
-    for raw in text.lines() {
+/// One usable known_hosts line: its marker (`@revoked`, ...), host
+/// patterns and key.
+struct Entry<'a> {
+    marker: Option<&'a str>,
+    hosts: &'a str,
+    key: PublicKey,
+}
+
+fn entries(text: &str) -> impl Iterator<Item = Entry<'_>> {
+    text.lines().filter_map(|raw| {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
-            continue;
+            return None;
         }
         let mut fields = line.split_whitespace();
         let (marker, hosts) = match fields.next() {
-            Some(m) if m.starts_with('@') => (Some(m), fields.next()),
-            other => (None, other),
+            Some(m) if m.starts_with('@') => (Some(m), fields.next()?),
+            Some(h) => (None, h),
+            None => return None,
         };
-        let Some(hosts) = hosts else { continue };
-        if !hosts_match(hosts, &name) {
+        let (Some(_alg), Some(b64)) = (fields.next(), fields.next()) else {
+            return None;
+        };
+        let key = russh::keys::parse_public_key_base64(b64).ok()?;
+        Some(Entry { marker, hosts, key })
+    })
+}
+
+/// The keys recorded (not revoked) for `name`, in file order.
+fn entries_for(text: &str, name: &str) -> Vec<PublicKey> {
+    entries(text)
+        .filter(|e| e.marker.is_none() && hosts_match(e.hosts, name))
+        .map(|e| e.key)
+        .collect()
+}
+
+/// `name` is a lookup name (`host`, `[host]:port` or an alias), already
+/// lowercased where OpenSSH lowercases it.
+fn lookup(text: &str, name: &str, key: &PublicKey) -> Lookup {
+    let mut recorded = Vec::new();
+    let mut trusted = false;
+    for e in entries(text) {
+        if !hosts_match(e.hosts, name) {
             continue;
         }
-        let (Some(_alg), Some(b64)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let Ok(recorded) = russh::keys::parse_public_key_base64(b64) else {
-            continue;
-        };
-        match marker {
+        match e.marker {
             Some("@revoked") => {
-                if same_key(&recorded, key) {
-                    return Lookup::Revoked(vec![format!("{} (revoked)", fingerprint(&recorded))]);
+                if same_key(&e.key, key) {
+                    return Lookup::Revoked;
                 }
             }
             Some(_) => {} // @cert-authority: certificates are not used here
+            None if same_key(&e.key, key) => trusted = true,
+            // A host known under any key is not new, whatever the type:
+            // key types are ordered so that a server presents a known one
+            // when it has it (HostKeyPolicy::key_algorithms).
             None => {
-                if same_key(&recorded, key) {
-                    trusted = true;
-                } else if recorded.algorithm() == key.algorithm() {
-                    // A different key of another type is not a change: the
-                    // server may just have several host keys.
-                    others.push(fingerprint(&recorded));
+                let fp = fingerprint(&e.key);
+                if !recorded.contains(&fp) {
+                    recorded.push(fp);
                 }
             }
         }
     }
     if trusted {
         Lookup::Trusted
-    } else if others.is_empty() {
+    } else if recorded.is_empty() {
         Lookup::Unknown
     } else {
-        Lookup::Changed(others)
+        Lookup::Changed(recorded)
+    }
+}
+
+/// `preferred` with the algorithms of `known` keys first, each group in
+/// `preferred` order.
+fn order_algorithms(known: &[Algorithm], preferred: &[Algorithm]) -> Vec<Algorithm> {
+    let is_known = |a: &Algorithm| known.iter().any(|k| same_family(k, a));
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+        preferred.iter().cloned().partition(is_known);
+    first.extend(rest);
+    first
+}
+
+/// Whether two key algorithms name the same kind of key (the RSA signature
+/// hashes are one key type).
+fn same_family(a: &Algorithm, b: &Algorithm) -> bool {
+    match (a, b) {
+        (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+        _ => a == b,
     }
 }
 
@@ -298,7 +466,8 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
     let mut matched = false;
     for pat in patterns.split(',') {
         if let Some(hashed) = pat.strip_prefix("|1|") {
-            if hashed_match(hashed, name) {
+            // OpenSSH hashes the lowercased name.
+            if hashed_match(hashed, &name.to_ascii_lowercase()) {
                 matched = true;
             }
         } else if let Some(neg) = pat.strip_prefix('!') {
@@ -368,14 +537,165 @@ mod tests {
         parse_key_line(line).unwrap()
     }
 
+    fn name(host: &str, port: u16) -> String {
+        lookup_name(None, host, port).unwrap()
+    }
+
+    const KEY_RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDhoyCtsqz+r/twZ7OYeZeHUKN4Zl+SxA3kwDZacY6xfC0mrg21gD+nr082I2s/WRwbA3IEwklRDhTStT8s6s5leAnm7sGcoNOsG5ODq1Cwk76q4JXrEnLE8O18EavwCrgxooGZM+752AmGo4YCAwOCOIVdpvZNfiZrDbnSJ71zXQ==";
+
+    #[test]
+    fn hashed_entries_ignore_case() {
+        // ssh-keygen -H of "example.com".
+        let kh = format!("|1|O33ESRMWPVkMYIwJ1Uw+n877jTo=|nuuC5vEqXlEZ/8BXQR7m619W6Ak= {KEY_A}\n");
+        for host in ["example.com", "EXAMPLE.com", "Example.COM"] {
+            assert_eq!(
+                lookup(&kh, &name(host, 22), &key(KEY_A)),
+                Lookup::Trusted,
+                "{host}"
+            );
+        }
+        // Plain entries too, whatever the case on either side.
+        let kh = format!("Example.COM {KEY_A}\n");
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+    }
+
+    #[test]
+    fn a_host_known_under_another_type_is_not_new() {
+        let kh = format!("example.com {KEY_RSA}\nexample.com {KEY_RSA}\n");
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Changed(vec![fingerprint(&key(KEY_RSA))])
+        );
+        let both = format!("example.com {KEY_RSA}\nexample.com {KEY_A}\n");
+        assert_eq!(
+            lookup(&both, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+    }
+
+    #[test]
+    fn revoked_wins_over_a_trusting_entry() {
+        let kh = format!("example.com {KEY_A}\n@revoked example.com {KEY_A}\n");
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Revoked
+        );
+        // Revoked for another host: not this one's business.
+        let kh = format!("example.com {KEY_A}\n@revoked other.com {KEY_A}\n");
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+    }
+
+    #[test]
+    fn known_types_are_offered_first() {
+        let preferred = russh::Preferred::DEFAULT.key;
+        let rsa = key(KEY_RSA).algorithm();
+        let ordered = order_algorithms(std::slice::from_ref(&rsa), &preferred);
+        assert_eq!(ordered.len(), preferred.len());
+        assert!(
+            ordered[..3]
+                .iter()
+                .all(|a| matches!(a, Algorithm::Rsa { .. })),
+            "{ordered:?}"
+        );
+        assert_eq!(ordered[3], Algorithm::Ed25519);
+        // The RSA variants keep their preferred order (sha2-512 first).
+        let rsa_prefs: Vec<_> = preferred
+            .iter()
+            .filter(|a| matches!(a, Algorithm::Rsa { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(ordered[..3].to_vec(), rsa_prefs);
+        assert_eq!(order_algorithms(&[], &preferred), preferred.to_vec());
+        let ed = key(KEY_A).algorithm();
+        assert_eq!(order_algorithms(&[ed], &preferred), preferred.to_vec());
+    }
+
+    #[test]
+    fn no_home_is_an_error_not_a_relative_path() {
+        for home in [None, Some(""), Some("relative/dir")] {
+            let policy = HostKeyPolicy::default_for_home(home.map(Into::into));
+            assert!(matches!(policy.kind, PolicyKind::NoHome), "{home:?}");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let err = rt
+                .block_on(policy.verify("h", 22, &key(KEY_A)))
+                .unwrap_err();
+            match err {
+                Error::Config { reason } => assert!(reason.contains("HOME"), "{reason}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let policy = HostKeyPolicy::default_for_home(Some("/home/me".into()));
+        match policy.kind {
+            PolicyKind::KnownHosts { path, alias: None } => {
+                assert_eq!(path, Path::new("/home/me/.ssh/known_hosts"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn aliases() {
+        assert_eq!(
+            lookup_name(Some("qemu-1a2b"), "127.0.0.1", 4000).unwrap(),
+            "qemu-1a2b"
+        );
+        assert_eq!(lookup_name(None, "Web.LAB", 22).unwrap(), "web.lab");
+        assert_eq!(
+            lookup_name(None, "Web.LAB", 2222).unwrap(),
+            "[web.lab]:2222"
+        );
+        for bad in [
+            "",
+            "a b",
+            "a,b",
+            "x*",
+            "?",
+            "!n",
+            "#c",
+            "@m",
+            "|1|x",
+            "[h]:1",
+            "tab\there",
+        ] {
+            assert!(
+                matches!(lookup_name(Some(bad), "h", 22), Err(Error::Config { .. })),
+                "{bad:?}"
+            );
+        }
+        let kh = format!("qemu-1a2b {KEY_A}\n");
+        assert_eq!(lookup(&kh, "qemu-1a2b", &key(KEY_A)), Lookup::Trusted);
+        assert_eq!(lookup(&kh, "qemu-9999", &key(KEY_A)), Lookup::Unknown);
+        assert_eq!(
+            lookup(&kh, "qemu-1a2b", &key(KEY_B)),
+            Lookup::Changed(vec![fingerprint(&key(KEY_A))])
+        );
+    }
+
     #[test]
     fn plain_and_bracketed_entries() {
         let kh = format!("example.com {KEY_A}\n[127.0.0.1]:2222 {KEY_B}\n");
-        assert_eq!(lookup(&kh, "example.com", 22, &key(KEY_A)), Lookup::Trusted);
-        assert_eq!(lookup(&kh, "127.0.0.1", 2222, &key(KEY_B)), Lookup::Trusted);
-        assert_eq!(lookup(&kh, "127.0.0.1", 22, &key(KEY_B)), Lookup::Unknown);
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+        assert_eq!(
+            lookup(&kh, &name("127.0.0.1", 2222), &key(KEY_B)),
+            Lookup::Trusted
+        );
+        assert_eq!(
+            lookup(&kh, &name("127.0.0.1", 22), &key(KEY_B)),
+            Lookup::Unknown
+        );
         assert!(matches!(
-            lookup(&kh, "example.com", 22, &key(KEY_B)),
+            lookup(&kh, &name("example.com", 22), &key(KEY_B)),
             Lookup::Changed(_)
         ));
     }
@@ -384,18 +704,30 @@ mod tests {
     fn hashed_entry_from_openssh() {
         // From russh's own test: hashed form of "example.com".
         let kh = format!("|1|O33ESRMWPVkMYIwJ1Uw+n877jTo=|nuuC5vEqXlEZ/8BXQR7m619W6Ak= {KEY_A}\n");
-        assert_eq!(lookup(&kh, "example.com", 22, &key(KEY_A)), Lookup::Trusted);
-        assert_eq!(lookup(&kh, "other.com", 22, &key(KEY_A)), Lookup::Unknown);
+        assert_eq!(
+            lookup(&kh, &name("example.com", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+        assert_eq!(
+            lookup(&kh, &name("other.com", 22), &key(KEY_A)),
+            Lookup::Unknown
+        );
     }
 
     #[test]
     fn wildcards_negation_and_revoked() {
         let kh = format!("*.lab,!bad.lab {KEY_A}\n@revoked * {KEY_B}\n");
-        assert_eq!(lookup(&kh, "vm1.lab", 22, &key(KEY_A)), Lookup::Trusted);
-        assert_eq!(lookup(&kh, "bad.lab", 22, &key(KEY_A)), Lookup::Unknown);
+        assert_eq!(
+            lookup(&kh, &name("vm1.lab", 22), &key(KEY_A)),
+            Lookup::Trusted
+        );
+        assert_eq!(
+            lookup(&kh, &name("bad.lab", 22), &key(KEY_A)),
+            Lookup::Unknown
+        );
         assert!(matches!(
-            lookup(&kh, "vm1.lab", 22, &key(KEY_B)),
-            Lookup::Revoked(_)
+            lookup(&kh, &name("vm1.lab", 22), &key(KEY_B)),
+            Lookup::Revoked
         ));
     }
 
@@ -405,7 +737,7 @@ mod tests {
             "# comment\n\nnonsense\nhost ssh-ed25519 !!!notbase64\n{}\nhost {KEY_A}\n",
             "x".repeat(10_000)
         );
-        assert_eq!(lookup(&kh, "host", 22, &key(KEY_A)), Lookup::Trusted);
+        assert_eq!(lookup(&kh, &name("host", 22), &key(KEY_A)), Lookup::Trusted);
     }
 
     /// Seed corpus: every prefix, and single-byte mutations, of realistic
@@ -423,15 +755,15 @@ mod tests {
         ];
         for cut in 0..=bytes.len() {
             let text = String::from_utf8_lossy(&bytes[..cut]);
-            let _ = lookup(&text, "example.com", 22, &key_a);
-            let _ = lookup(&text, "127.0.0.1", 2222, &key_a);
+            let _ = lookup(&text, &name("example.com", 22), &key_a);
+            let _ = lookup(&text, &name("127.0.0.1", 2222), &key_a);
         }
         for i in 0..bytes.len() {
             for r in replacements {
                 let mut m = bytes.to_vec();
                 m[i] = r;
                 let text = String::from_utf8_lossy(&m);
-                let _ = lookup(&text, "vm1.lab", 22, &key_a);
+                let _ = lookup(&text, &name("vm1.lab", 22), &key_a);
             }
         }
         for pat in [

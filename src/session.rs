@@ -288,7 +288,13 @@ impl Session {
             policy: cfg.host_key.clone(),
             state: state.clone(),
         };
-        let mut handle = client::connect_stream(Arc::new(russh_config(cfg)), socket, handler)
+        // Known host key types first, as OpenSSH orders them.
+        let key_order = cfg
+            .host_key
+            .key_algorithms(host, port, &russh::Preferred::DEFAULT.key)
+            .await;
+        let config = Arc::new(russh_config(cfg, key_order));
+        let mut handle = client::connect_stream(config, socket, handler)
             .await
             .map_err(|e| handshake_error(host, port, e))?;
         auth::authenticate(&mut handle, host, port, &cfg.user, &cfg.auth).await?;
@@ -397,9 +403,10 @@ impl Session {
     }
 }
 
-fn russh_config(cfg: &SshConfig) -> client::Config {
+fn russh_config(cfg: &SshConfig, host_key_order: Vec<russh::keys::Algorithm>) -> client::Config {
     use russh::cipher;
     let preferred = russh::Preferred {
+        key: std::borrow::Cow::Owned(host_key_order),
         // AES-GCM runs on AES instructions; chacha20-poly1305 is the CPU
         // ceiling on small VMs' hosts (see BENCHMARKS.md).
         cipher: std::borrow::Cow::Borrowed(&[

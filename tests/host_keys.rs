@@ -327,3 +327,241 @@ async fn insecure_accept_any(srv: &Server) {
     assert_connects(srv, &with_policy(srv, HostKeyPolicy::insecure_accept_any())).await;
 }
 on_both_servers!(insecure_accept_any);
+
+/// Hashed entries match the host name in any case, as plain ones do (and
+/// as OpenSSH, which lowercases the name before hashing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn hashed_entries_match_any_case() {
+    let srv = support::sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(
+        &kh,
+        format!("[localhost]:{} {}\n", srv.port(), srv.host_key_line()),
+    )
+    .unwrap();
+    let cfg = with_policy(&srv, HostKeyPolicy::known_hosts(&kh));
+    for host in ["localhost", "LocalHost"] {
+        let sess = Session::connect(host, srv.port(), &cfg).await.unwrap();
+        assert!(sess.exec("true").await.unwrap().status.success());
+    }
+    support::hash_known_hosts(&kh);
+    assert!(!std::fs::read_to_string(&kh).unwrap().contains("localhost"));
+    for host in ["localhost", "LocalHost", "LOCALHOST"] {
+        let sess = Session::connect(host, srv.port(), &cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert!(sess.exec("true").await.unwrap().status.success());
+    }
+}
+
+/// A key marked `@revoked` is refused with an error of its own, naming the
+/// key, even when a plain entry trusts it too.
+async fn revoked_key_refused(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let key = key_only(srv.host_key_line());
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{p} {key}\n@revoked * {key}\n", p = srv.port()),
+    )
+    .unwrap();
+    for policy in [
+        HostKeyPolicy::known_hosts(&kh),
+        HostKeyPolicy::accept_new(&kh),
+    ] {
+        let err = connect_err(srv, &with_policy(srv, policy)).await;
+        match &err {
+            Error::HostKeyRevoked {
+                fingerprint: fp,
+                port,
+                ..
+            } => {
+                assert_eq!(fp, &fingerprint(srv.host_key_line()));
+                assert_eq!(*port, srv.port());
+            }
+            other => panic!("{}: expected HostKeyRevoked, got {other:?}", srv.name()),
+        }
+        assert!(err.is_host_key());
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("revoked"), "{err}");
+    }
+}
+on_both_servers!(revoked_key_refused);
+
+/// A host known under another key type is not new: trust on first use
+/// refuses a key of a type it has not seen for it (a man in the middle
+/// offering only ed25519 for a host known by ECDSA), and records nothing.
+async fn accept_new_refuses_a_new_key_type(srv: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let ecdsa = support::keygen(
+        dir.path(),
+        "known_ecdsa",
+        support::KeyType::Ecdsa,
+        support::KeyFormat::OpenSsh,
+        None,
+    );
+    let before = format!(
+        "[127.0.0.1]:{} {}\n",
+        srv.port(),
+        key_only(&ecdsa.public_line)
+    );
+    std::fs::write(&kh, &before).unwrap();
+    for policy in [
+        HostKeyPolicy::accept_new(&kh),
+        HostKeyPolicy::known_hosts(&kh),
+    ] {
+        let err = connect_err(srv, &with_policy(srv, policy)).await;
+        match &err {
+            Error::HostKeyChanged {
+                expected, actual, ..
+            } => {
+                assert_eq!(expected, &vec![fingerprint(&ecdsa.public_line)]);
+                assert_eq!(actual, &fingerprint(srv.host_key_line()));
+            }
+            other => panic!("{}: expected HostKeyChanged, got {other:?}", srv.name()),
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), before);
+
+    // Known by RSA: the RSA algorithms are offered first. dropbear 2022.83
+    // with no RSA host key still accepts rsa-sha2-256 and then aborts the
+    // connection (as it does for OpenSSH's ssh): refused either way.
+    let rsa = support::keygen(
+        dir.path(),
+        "known_rsa",
+        support::KeyType::Rsa,
+        support::KeyFormat::OpenSsh,
+        None,
+    );
+    let before = format!(
+        "[127.0.0.1]:{} {}\n",
+        srv.port(),
+        key_only(&rsa.public_line)
+    );
+    std::fs::write(&kh, &before).unwrap();
+    let err = connect_err(srv, &with_policy(srv, HostKeyPolicy::accept_new(&kh))).await;
+    if srv.is_openssh() {
+        assert!(matches!(err, Error::HostKeyChanged { .. }), "{err:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), before);
+}
+on_both_servers!(accept_new_refuses_a_new_key_type);
+
+/// Trust on first use per VM instance (OpenSSH's HostKeyAlias): the key is
+/// recorded under the instance id, not under 127.0.0.1:port; a new server
+/// on the same port with the same id is refused, a new id is trusted
+/// afresh. The file is a known_hosts file OpenSSH can read with
+/// `-o HostKeyAlias=ID`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn per_instance_trust_on_first_use() {
+    let mut first = support::sshd();
+    let port = first.port();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("work").join("known_hosts");
+    let policy = HostKeyPolicy::per_instance(&kh, "qemu-1111");
+    assert_connects(&first, &with_policy(&first, policy.clone())).await;
+    assert_eq!(
+        learned_lines(&kh),
+        vec![format!("qemu-1111 {}", key_only(first.host_key_line()))]
+    );
+    assert_connects(&first, &with_policy(&first, policy.clone())).await;
+    assert_eq!(learned_lines(&kh).len(), 1);
+    let keygen = support::find_bin("ssh-keygen").unwrap();
+    let found = Command::new(&keygen)
+        .args(["-F", "qemu-1111", "-f"])
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "ssh-keygen -F finds the alias");
+    // Nothing was recorded under the address.
+    let by_address = Command::new(&keygen)
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{port}"))
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(!by_address.status.success());
+    first.stop();
+
+    // The VM was recreated on the same port: same id, new key: refused.
+    let second = support::Sshd::builder().port(port).start();
+    let err = connect_err(&second, &with_policy(&second, policy)).await;
+    match &err {
+        Error::HostKeyChanged {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &vec![fingerprint(first.host_key_line())]);
+            assert_eq!(actual, &fingerprint(second.host_key_line()));
+        }
+        other => panic!("expected HostKeyChanged, got {other:?}"),
+    }
+    assert_eq!(learned_lines(&kh).len(), 1, "a refused key is not recorded");
+    // A new instance id: trusted afresh, the old entry left alone.
+    let renewed = HostKeyPolicy::per_instance(&kh, "qemu-2222");
+    assert_connects(&second, &with_policy(&second, renewed.clone())).await;
+    assert_eq!(
+        learned_lines(&kh),
+        vec![
+            format!("qemu-1111 {}", key_only(first.host_key_line())),
+            format!("qemu-2222 {}", key_only(second.host_key_line())),
+        ]
+    );
+    assert_connects(&second, &with_policy(&second, renewed)).await;
+
+    // An id that cannot be a known_hosts name is a configuration error.
+    for bad in ["", "two words", "a,b", "*", "!x", "#c", "@revoked"] {
+        let err = connect_err(
+            &second,
+            &with_policy(&second, HostKeyPolicy::per_instance(&kh, bad)),
+        )
+        .await;
+        assert!(matches!(err, Error::Config { .. }), "{bad:?}: {err:?}");
+    }
+}
+
+/// A server with an ed25519 and an ECDSA host key, known by its ECDSA key
+/// only: the known type is offered first (as OpenSSH orders host key
+/// algorithms), so the strict policy connects and trust on first use
+/// records nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn known_key_type_is_preferred() {
+    let keys = tempfile::tempdir().unwrap();
+    let ecdsa = support::keygen(
+        keys.path(),
+        "ssh_host_ecdsa_key",
+        support::KeyType::Ecdsa,
+        support::KeyFormat::OpenSsh,
+        None,
+    );
+    let srv = support::Sshd::builder()
+        .config_line(&format!("HostKey {}", ecdsa.private.display()))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let entry = format!(
+        "[127.0.0.1]:{} {}\n",
+        srv.port(),
+        key_only(&ecdsa.public_line)
+    );
+    std::fs::write(&kh, &entry).unwrap();
+    assert_connects(&srv, &with_policy(&srv, HostKeyPolicy::known_hosts(&kh))).await;
+    assert_connects(&srv, &with_policy(&srv, HostKeyPolicy::accept_new(&kh))).await;
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), entry);
+    // Known by its ed25519 key, ed25519 is chosen as before.
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            srv.port(),
+            key_only(srv.host_key_line())
+        ),
+    )
+    .unwrap();
+    assert_connects(&srv, &with_policy(&srv, HostKeyPolicy::known_hosts(&kh))).await;
+}
