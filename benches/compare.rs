@@ -37,6 +37,8 @@ mod sshd;
 #[path = "../tests/support/sshd_config.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod sshd_config;
+#[path = "compare/vm_wake.rs"]
+mod vm_wake;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -84,6 +86,7 @@ const SCENARIOS: &[&str] = &[
     "rtt_download",
     "rtt_small_steps",
     "fleet_testkit",
+    "vm_wake",
 ];
 
 fn main() {
@@ -959,7 +962,7 @@ fn run(opts: Opts) {
         .push(format!("load average at start: {}", loadavg()));
     cipher_probe(&env, &mut report);
     type Scenario = fn(&Env, &mut Report);
-    let all: [(&str, Scenario); 13] = [
+    let all: [(&str, Scenario); 14] = [
         ("stdout_throughput", stdout_throughput),
         ("delivery_latency_p99", delivery_latency),
         ("slow_consumer_rss", slow_consumer),
@@ -973,6 +976,7 @@ fn run(opts: Opts) {
         ("rtt_upload", rtt::rtt_upload),
         ("rtt_download", rtt::rtt_download),
         ("rtt_small_steps", rtt::rtt_small_steps),
+        ("vm_wake", vm_wake::vm_wake),
     ];
     if all.iter().any(|(n, _)| n.starts_with("rtt_") && wanted(n)) {
         rtt::relay_notes(&env, &mut report);

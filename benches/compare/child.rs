@@ -248,7 +248,8 @@ async fn connect_wake(args: &Args) -> Res<()> {
     let port = args.ports()?[0];
     let cfg = args.config()?;
     result("started_ns", measure::now_ns());
-    let _sess = Session::connect_with_retry(HOST, port, &cfg, Duration::from_secs(30))
+    let deadline = Duration::from_secs(args.opt_num("deadline").unwrap_or(30));
+    let _sess = Session::connect_with_retry(HOST, port, &cfg, deadline)
         .await
         .map_err(err)?;
     result("connected_ns", measure::now_ns());
