@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::Auth;
+use crate::cipher::Cipher;
 use crate::host_key::HostKeyPolicy;
 
 /// Connection settings, built with by-value setters.
@@ -32,6 +33,9 @@ pub struct SshConfig {
     pub(crate) auth: Vec<Auth>,
     pub(crate) host_key: HostKeyPolicy,
     pub(crate) connect_timeout: Duration,
+    pub(crate) connect_stagger: Option<Duration>,
+    pub(crate) parallel_connects: usize,
+    pub(crate) ciphers: Vec<Cipher>,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) keepalive_max: usize,
     pub(crate) inactivity_timeout: Option<Duration>,
@@ -53,6 +57,9 @@ impl SshConfig {
             auth: Vec::new(),
             host_key: HostKeyPolicy::default(),
             connect_timeout: Duration::from_secs(30),
+            connect_stagger: Some(crate::dial::DEFAULT_STAGGER),
+            parallel_connects: crate::dial::DEFAULT_PARALLEL,
+            ciphers: Cipher::preferred(),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
             inactivity_timeout: None,
@@ -96,6 +103,58 @@ impl SshConfig {
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// Sets, while retrying ([`Session::connect_with_retry`](crate::Session::connect_with_retry),
+    /// fleets), how long an established connection may stay silent (the
+    /// server's banner not yet begun) before another one starts beside it;
+    /// the first connection the server speaks on is used and the others are
+    /// closed. A VM booting
+    /// behind QEMU's user-mode network accepts connections seconds before
+    /// its sshd can answer them, and leaves them silent: a fresh connection
+    /// reaches the sshd as soon as it listens. `None`: one connection at a
+    /// time, each waiting up to [`connect_timeout`](Self::connect_timeout).
+    ///
+    /// Default: 250 ms.
+    pub fn connect_stagger(mut self, stagger: Option<Duration>) -> Self {
+        self.connect_stagger = stagger;
+        self
+    }
+
+    /// Sets the most connections open at once while waiting for the server to
+    /// answer (see [`connect_stagger`](Self::connect_stagger)). The first is
+    /// kept to the end; with the limit reached, the oldest of the others is
+    /// closed for a fresh one. In a [`Fleet`](crate::fleet::Fleet) each one
+    /// counts against the fleet's
+    /// [`connect_concurrency`](crate::fleet::Fleet::connect_concurrency).
+    ///
+    /// Default: 4 (1 disables parallel connections).
+    pub fn parallel_connects(mut self, n: usize) -> Self {
+        self.parallel_connects = n.max(1);
+        self
+    }
+
+    /// Sets the ciphers offered, most preferred first (the server picks the
+    /// first of ours it supports).
+    ///
+    /// Default: [`Cipher::preferred`]: AES-GCM first where this CPU has AES
+    /// instructions (checked at run time), else chacha20-poly1305 first.
+    pub fn ciphers(mut self, order: impl IntoIterator<Item = Cipher>) -> Self {
+        let mut seen = Vec::new();
+        for c in order {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        if !seen.is_empty() {
+            self.ciphers = seen;
+        }
+        self
+    }
+
+    /// The ciphers offered, most preferred first.
+    pub fn cipher_order(&self) -> &[Cipher] {
+        &self.ciphers
     }
 
     /// Sets how long without hearing from the server before a keepalive is sent;

@@ -439,3 +439,244 @@ impl Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails when an error's Display contains the Display of anything in
+    /// its source chain (reporters print the chain: the cause would show
+    /// twice).
+    fn assert_no_repeats(e: &(dyn std::error::Error + 'static)) {
+        let mut outer: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(o) = outer {
+            let shown = o.to_string();
+            let mut inner = o.source();
+            while let Some(i) = inner {
+                let cause = i.to_string();
+                assert!(
+                    cause.is_empty() || !shown.contains(&cause),
+                    "{shown:?} repeats its source {cause:?}"
+                );
+                inner = i.source();
+            }
+            outer = o.source();
+        }
+    }
+
+    fn cause() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer went away (os error 104)",
+        )
+    }
+
+    fn boxed() -> Option<BoxError> {
+        Some(Box::new(cause()))
+    }
+
+    /// One of every variant, each with a cause where it can carry one.
+    fn every_variant() -> Vec<Error> {
+        let (host, port) = ("10.0.0.5".to_string(), 22);
+        vec![
+            Error::Config {
+                reason: "no authentication method configured".into(),
+            },
+            Error::Connect {
+                host: host.clone(),
+                port,
+                source: cause(),
+            },
+            Error::ConnectTimeout {
+                host: host.clone(),
+                port,
+                after: Duration::from_secs(3),
+            },
+            Error::Handshake {
+                host: host.clone(),
+                port,
+                reason: "connection reset".into(),
+                early_close: true,
+                source: boxed(),
+            },
+            Error::HostKeyUnknown {
+                host: host.clone(),
+                port,
+                fingerprint: "SHA256:abc".into(),
+            },
+            Error::HostKeyChanged {
+                host: host.clone(),
+                port,
+                expected: vec!["SHA256:abc".into()],
+                actual: "SHA256:def".into(),
+            },
+            Error::HostKeyRevoked {
+                host: host.clone(),
+                port,
+                fingerprint: "SHA256:abc".into(),
+            },
+            Error::HostKeyStore {
+                path: "known_hosts".into(),
+                reason: "cannot read".into(),
+                source: boxed(),
+            },
+            Error::Key {
+                origin: "id_ed25519".into(),
+                kind: KeyErrorKind::Unreadable,
+                source: boxed(),
+            },
+            Error::Agent {
+                reason: "cannot connect to SSH_AUTH_SOCK".into(),
+                source: boxed(),
+            },
+            Error::AuthFailed {
+                host: host.clone(),
+                port,
+                user: "root".into(),
+                tried: vec!["publickey".into()],
+            },
+            Error::ChannelOpen {
+                host: host.clone(),
+                port,
+                reason: "administratively prohibited".into(),
+            },
+            Error::RequestRefused {
+                host: host.clone(),
+                port,
+                request: "exec".into(),
+            },
+            Error::ConnectionLost {
+                host: host.clone(),
+                port,
+                reason: "no answer to keepalives".into(),
+            },
+            Error::MissingExitStatus {
+                host: host.clone(),
+                port,
+            },
+            Error::CommandTimeout {
+                host: host.clone(),
+                port,
+                after: Duration::from_secs(1),
+            },
+            Error::OutputTooLarge {
+                host: host.clone(),
+                port,
+                limit: 10,
+            },
+            Error::Io {
+                context: "cannot read setup.sh".into(),
+                source: cause(),
+            },
+            Error::SessionClosed {
+                host: host.clone(),
+                port,
+            },
+            Error::Sftp {
+                host: host.clone(),
+                port,
+                op: "open".into(),
+                path: "/tmp/x".into(),
+                kind: SftpErrorKind::ConnectionLost,
+                source: boxed(),
+            },
+            Error::ProvisionFailed {
+                vm: "vm1".into(),
+                step: 2,
+                description: "inline: true".into(),
+                reason: "did not complete".into(),
+                status: None,
+                stderr_tail: String::new(),
+                source: Some(Box::new(Error::ConnectionLost {
+                    host: host.clone(),
+                    port,
+                    reason: "connection reset".into(),
+                })),
+            },
+            Error::Plan {
+                origin: "VMFile.kdl:3".into(),
+                reason: "unknown step type".into(),
+            },
+            Error::SshConfig {
+                path: "ssh_config".into(),
+                line: Some(4),
+                reason: "cannot read".into(),
+                source: boxed(),
+            },
+            Error::Protocol {
+                host,
+                port,
+                reason: "channel open failed".into(),
+                source: boxed(),
+            },
+        ]
+    }
+
+    #[test]
+    fn no_variant_repeats_its_source() {
+        let all = every_variant();
+        let mut seen = std::collections::HashSet::new();
+        for e in &all {
+            assert_no_repeats(e);
+            // Exhaustive on purpose: a new variant must be added above.
+            let name = match e {
+                Error::Config { .. } => "Config",
+                Error::Connect { .. } => "Connect",
+                Error::ConnectTimeout { .. } => "ConnectTimeout",
+                Error::Handshake { .. } => "Handshake",
+                Error::HostKeyUnknown { .. } => "HostKeyUnknown",
+                Error::HostKeyChanged { .. } => "HostKeyChanged",
+                Error::HostKeyRevoked { .. } => "HostKeyRevoked",
+                Error::HostKeyStore { .. } => "HostKeyStore",
+                Error::Key { .. } => "Key",
+                Error::Agent { .. } => "Agent",
+                Error::AuthFailed { .. } => "AuthFailed",
+                Error::ChannelOpen { .. } => "ChannelOpen",
+                Error::RequestRefused { .. } => "RequestRefused",
+                Error::ConnectionLost { .. } => "ConnectionLost",
+                Error::MissingExitStatus { .. } => "MissingExitStatus",
+                Error::CommandTimeout { .. } => "CommandTimeout",
+                Error::OutputTooLarge { .. } => "OutputTooLarge",
+                Error::Io { .. } => "Io",
+                Error::SessionClosed { .. } => "SessionClosed",
+                Error::Sftp { .. } => "Sftp",
+                Error::ProvisionFailed { .. } => "ProvisionFailed",
+                Error::Plan { .. } => "Plan",
+                Error::SshConfig { .. } => "SshConfig",
+                Error::Protocol { .. } => "Protocol",
+            };
+            seen.insert(name);
+        }
+        assert_eq!(seen.len(), 24, "every variant once: {seen:?}");
+    }
+
+    #[test]
+    fn handshake_errors_name_their_layer_not_their_cause() {
+        use crate::session::{HandlerError, handshake_error};
+        let kinds = [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::TimedOut,
+            std::io::ErrorKind::Other,
+        ];
+        let mut errors: Vec<russh::Error> = kinds
+            .into_iter()
+            .map(|k| russh::Error::IO(std::io::Error::new(k, "os said no (os error 104)")))
+            .collect();
+        errors.extend([
+            russh::Error::Disconnect,
+            russh::Error::HUP,
+            russh::Error::UnknownKey,
+            russh::Error::KexInit,
+            russh::Error::Inconsistent,
+        ]);
+        for e in errors {
+            let shown = format!("{e}");
+            let err = handshake_error("127.0.0.1", 2222, HandlerError::Russh(e));
+            assert!(matches!(err, Error::Handshake { .. }), "{err:?}");
+            assert_no_repeats(&err);
+            assert!(!err.to_string().contains(&shown), "{err} repeats {shown}");
+        }
+    }
+}

@@ -48,7 +48,9 @@
 
 pub mod auth;
 mod channel;
+pub mod cipher;
 pub mod config;
+mod dial;
 pub mod error;
 pub mod exec;
 pub mod fleet;
@@ -65,6 +67,7 @@ pub mod testkit;
 mod transfer;
 
 pub use auth::Auth;
+pub use cipher::Cipher;
 pub use config::{RetryPolicy, SshConfig};
 pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
 pub use exec::{Chunk, Command, ExecStream, Output};

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::auth;
@@ -183,7 +182,11 @@ impl Session {
     ///
     /// Dropping the future abandons the attempt and closes the socket.
     pub async fn connect(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
-        match tokio::time::timeout(cfg.connect_timeout, Self::connect_inner(host, port, cfg)).await
+        match tokio::time::timeout(
+            cfg.connect_timeout,
+            Self::connect_inner(host, port, cfg, false, None),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => Err(Error::ConnectTimeout {
@@ -240,7 +243,9 @@ impl Session {
                 .connect_timeout
                 .min(remaining.max(Duration::from_millis(1)));
             let result =
-                match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg)).await {
+                match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg, true, gate))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(Error::ConnectTimeout {
                         host: host.to_string(),
@@ -265,21 +270,19 @@ impl Session {
         }
     }
 
-    async fn connect_inner(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
+    async fn connect_inner(
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+        parallel: bool,
+        gate: Option<&Semaphore>,
+    ) -> Result<Session, Error> {
         if cfg.auth.is_empty() {
             return Err(Error::Config {
                 reason: "no authentication method configured (SshConfig::auth)".to_string(),
             });
         }
-        let socket = TcpStream::connect((host, port))
-            .await
-            .map_err(|source| Error::Connect {
-                host: host.to_string(),
-                port,
-                source,
-            })?;
-        // Best effort: a socket that refuses the option still works.
-        let _ = socket.set_nodelay(cfg.nodelay);
+        let socket = crate::dial::dial(host, port, cfg, parallel, gate).await?;
 
         let state = Arc::new(SharedState::default());
         let handler = ClientHandler {
@@ -404,19 +407,9 @@ impl Session {
 }
 
 fn russh_config(cfg: &SshConfig, host_key_order: Vec<russh::keys::Algorithm>) -> client::Config {
-    use russh::cipher;
     let preferred = russh::Preferred {
         key: std::borrow::Cow::Owned(host_key_order),
-        // AES-GCM runs on AES instructions; chacha20-poly1305 is the CPU
-        // ceiling on small VMs' hosts (see BENCHMARKS.md).
-        cipher: std::borrow::Cow::Borrowed(&[
-            cipher::AES_128_GCM,
-            cipher::AES_256_GCM,
-            cipher::CHACHA20_POLY1305,
-            cipher::AES_256_CTR,
-            cipher::AES_192_CTR,
-            cipher::AES_128_CTR,
-        ]),
+        cipher: std::borrow::Cow::Owned(cfg.ciphers.iter().map(|c| c.russh()).collect()),
         ..russh::Preferred::default()
     };
     client::Config {
@@ -432,7 +425,7 @@ fn russh_config(cfg: &SshConfig, host_key_order: Vec<russh::keys::Algorithm>) ->
     }
 }
 
-fn handshake_error(host: &str, port: u16, e: HandlerError) -> Error {
+pub(crate) fn handshake_error(host: &str, port: u16, e: HandlerError) -> Error {
     let e = match e {
         HandlerError::HostKey(e) => return e,
         HandlerError::Russh(e) => e,
@@ -448,13 +441,23 @@ fn handshake_error(host: &str, port: u16, e: HandlerError) -> Error {
         russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError => true,
         _ => false,
     };
+    // Our own words for this layer: the cause itself is the source, and
+    // Display never repeats it.
     let reason = match &e {
-        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "connection closed by the server".to_string()
-        }
-        russh::Error::UnknownKey => "host key rejected".to_string(),
-        other => other.to_string(),
-    };
+        russh::Error::IO(io) => match io.kind() {
+            std::io::ErrorKind::UnexpectedEof => "connection closed by the server",
+            std::io::ErrorKind::ConnectionReset => "connection reset",
+            std::io::ErrorKind::ConnectionAborted => "connection aborted",
+            std::io::ErrorKind::BrokenPipe => "connection closed while sending",
+            std::io::ErrorKind::TimedOut => "timed out",
+            _ => "I/O error",
+        },
+        russh::Error::UnknownKey => "host key rejected",
+        russh::Error::Disconnect | russh::Error::HUP => "connection closed by the server",
+        russh::Error::NoCommonAlgo { .. } => "no algorithm in common with the server",
+        _ => "protocol error",
+    }
+    .to_string();
     Error::Handshake {
         host: host.to_string(),
         port,

@@ -1262,3 +1262,5 @@ impl Drop for Agent {
 
 #[cfg(feature = "testkit")]
 pub mod qemu;
+
+pub mod silent;
