@@ -5,13 +5,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::client::{self, Handle};
+use russh::MethodKind;
+use russh::MethodSet;
+use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
 use tokio::sync::OnceCell;
 
-use crate::error::{Error, KeyErrorKind};
+use crate::error::{AuthFailure, Error, KeyErrorKind};
 
 /// A secret string that never shows in `Debug` output or errors.
 #[derive(Clone)]
@@ -48,11 +50,80 @@ pub(crate) enum AuthKind {
         source: KeySource,
         passphrase: Option<Secret>,
         decoded: Arc<OnceCell<Arc<PrivateKey>>>,
+        certificate: CertSource,
     },
     Agent {
         socket: Option<PathBuf>,
     },
     Password(Secret),
+    KeyboardInteractive(Responder),
+}
+
+/// Which OpenSSH certificate goes with a key.
+#[derive(Clone, Debug)]
+pub(crate) enum CertSource {
+    /// `KEY-cert.pub` next to a key file, if it exists.
+    Auto,
+    /// This file.
+    File(PathBuf),
+}
+
+/// The function that answers keyboard-interactive prompts.
+type RespondFn = dyn Fn(&Challenge) -> Vec<String> + Send + Sync;
+
+/// Answers keyboard-interactive prompts.
+#[derive(Clone)]
+pub(crate) struct Responder(Arc<RespondFn>);
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<responder>")
+    }
+}
+
+/// What a server asks in one round of keyboard-interactive
+/// authentication.
+#[derive(Debug)]
+pub struct Challenge {
+    name: String,
+    instructions: String,
+    prompts: Vec<Prompt>,
+}
+
+impl Challenge {
+    /// The challenge's title (often empty).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Instructions to show before the prompts (often empty).
+    pub fn instructions(&self) -> &str {
+        &self.instructions
+    }
+
+    /// The prompts, each to be answered in order.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+}
+
+/// One prompt of a [`Challenge`].
+#[derive(Clone, Debug)]
+pub struct Prompt {
+    text: String,
+    echo: bool,
+}
+
+impl Prompt {
+    /// The prompt text (`Password: `).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the answer may be shown as it is typed (false for secrets).
+    pub fn echo(&self) -> bool {
+        self.echo
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -89,8 +160,23 @@ impl Auth {
                 source,
                 passphrase: None,
                 decoded: Arc::new(OnceCell::new()),
+                certificate: CertSource::Auto,
             },
         }
+    }
+
+    /// Offers this OpenSSH certificate (`ssh-keygen -s`) with the key,
+    /// before the bare key. Without it, a key file's `KEY-cert.pub` is
+    /// offered when it exists, as OpenSSH does. A certificate that does
+    /// not match the key, is expired or not yet valid is skipped, and the
+    /// reason is reported if the login fails. Has no effect on other
+    /// methods.
+    #[must_use]
+    pub fn certificate(mut self, path: impl AsRef<Path>) -> Self {
+        if let AuthKind::Key { certificate, .. } = &mut self.kind {
+            *certificate = CertSource::File(path.as_ref().to_path_buf());
+        }
+        self
     }
 
     /// Sets the passphrase of an encrypted key. Has no effect on agent or
@@ -125,7 +211,10 @@ impl Auth {
         }
     }
 
-    /// Password authentication.
+    /// Password authentication. Where the server asks for passwords
+    /// through keyboard-interactive instead (PAM-only servers:
+    /// `PasswordAuthentication no`, `KbdInteractiveAuthentication yes`),
+    /// the password answers its single prompt, as OpenSSH's client does.
     pub fn password(password: impl Into<String>) -> Self {
         Auth {
             kind: AuthKind::Password(Secret::new(password)),
@@ -160,11 +249,51 @@ impl Auth {
         }
     }
 
+    /// keyboard-interactive authentication: `responder` is called with
+    /// each round of prompts the server sends and returns one answer per
+    /// prompt, in order. It runs on the connecting task: keep it quick
+    /// (answers prepared in advance, a one-time code generator).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use vmssh::Auth;
+    /// use vmssh::auth::Challenge;
+    ///
+    /// let otp = "123456".to_string();
+    /// let auth = Auth::keyboard_interactive(move |c: &Challenge| {
+    ///     c.prompts()
+    ///         .iter()
+    ///         .map(|p| if p.text().contains("code") { otp.clone() } else { String::new() })
+    ///         .collect()
+    /// });
+    /// # let _ = auth;
+    /// ```
+    pub fn keyboard_interactive(
+        responder: impl Fn(&Challenge) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        Auth {
+            kind: AuthKind::KeyboardInteractive(Responder(Arc::new(responder))),
+        }
+    }
+
     pub(crate) fn method_name(&self) -> &'static str {
         match self.kind {
             AuthKind::Key { .. } => "publickey",
             AuthKind::Agent { .. } => "agent",
             AuthKind::Password(_) => "password",
+            AuthKind::KeyboardInteractive(_) => "keyboard-interactive",
+        }
+    }
+
+    /// The method and what it uses, for error messages (never a secret).
+    pub(crate) fn label(&self) -> String {
+        match &self.kind {
+            AuthKind::Key { source, .. } => format!("publickey {}", source.origin()),
+            AuthKind::Agent { socket: Some(s) } => format!("agent {}", s.display()),
+            AuthKind::Agent { socket: None } => "agent (SSH_AUTH_SOCK)".to_string(),
+            AuthKind::Password(_) => "password".to_string(),
+            AuthKind::KeyboardInteractive(_) => "keyboard-interactive".to_string(),
         }
     }
 }
@@ -207,62 +336,62 @@ pub(crate) async fn load_key(
         .cloned()
 }
 
-/// Tries `methods` in order until the server accepts one.
+/// Tries `methods` in order until the server accepts one. A method that
+/// cannot be used (no agent, unreadable key, wrong passphrase, expired
+/// certificate) is recorded and skipped; when none gets in, the error
+/// lists why each failed. `server_disconnect` tells whether the server sent
+/// a disconnect message: a disconnect after authentication began
+/// (sshd's `MaxAuthTries`) is an authentication failure, while a
+/// connection that just ended (a VM rebooting) is worth retrying.
 pub(crate) async fn authenticate<H: client::Handler>(
     handle: &mut Handle<H>,
     host: &str,
     port: u16,
     user: &str,
     methods: &[Auth],
+    server_disconnect: &(dyn Fn() -> Option<String> + Send + Sync),
 ) -> Result<(), Error> {
-    let proto = |e: russh::Error| {
-        let early = matches!(
-            e,
-            russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError
-        );
-        Error::Handshake {
-            host: host.to_string(),
-            port,
-            reason: "connection lost during authentication".to_string(),
-            early_close: early,
-            source: Some(Box::new(e)),
-        }
-    };
     let mut tried = Vec::new();
+    let mut failures = Vec::new();
+    let mut offered: Option<MethodSet> = None;
     for method in methods {
         tried.push(method.method_name().to_string());
-        let ok = match &method.kind {
-            AuthKind::Key {
-                source,
-                passphrase,
-                decoded,
-            } => {
-                let key = load_key(source, passphrase.as_ref(), decoded).await?;
-                let hash = if key.algorithm().is_rsa() {
-                    rsa_hash(handle).await
-                } else {
-                    None
-                };
-                handle
-                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-                    .await
-                    .map_err(proto)?
-                    .success()
+        let result = try_method(handle, user, method, &mut offered, &mut failures).await;
+        match result {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(Attempt::Unusable(label, e)) => failures.push(AuthFailure::Unusable {
+                method: label,
+                error: Box::new(e),
+            }),
+            Err(Attempt::Lost(label, e)) => {
+                if let Some(message) = server_disconnect() {
+                    failures.push(AuthFailure::Disconnected {
+                        method: label,
+                        message,
+                    });
+                    return Err(auth_failed(host, port, user, tried, failures));
+                }
+                return Err(Error::Handshake {
+                    host: host.to_string(),
+                    port,
+                    reason: "connection lost during authentication".to_string(),
+                    early_close: true,
+                    source: e.map(|e| Box::new(e) as crate::error::BoxError),
+                });
             }
-            AuthKind::Agent { socket } => agent_auth(handle, user, socket.as_deref()).await?,
-            AuthKind::Password(pw) => handle
-                .authenticate_password(user, pw.expose())
-                .await
-                .map_err(proto)?
-                .success(),
-        };
-        if ok {
-            return Ok(());
         }
-        // russh reports a connection that died while a method was pending
-        // as a plain failure: that is not a rejection, and unlike one it is
-        // worth retrying (a VM rebooting under us).
+        // russh reports a connection that ended while a method was pending
+        // as a plain failure.
         if handle.is_closed() {
+            if let Some(message) = server_disconnect() {
+                let method = failures
+                    .pop()
+                    .map(|f| f.method().to_string())
+                    .unwrap_or_else(|| method.label());
+                failures.push(AuthFailure::Disconnected { method, message });
+                return Err(auth_failed(host, port, user, tried, failures));
+            }
             return Err(Error::Handshake {
                 host: host.to_string(),
                 port,
@@ -272,12 +401,284 @@ pub(crate) async fn authenticate<H: client::Handler>(
             });
         }
     }
-    Err(Error::AuthFailed {
+    // One method that could not even be tried: its own error says it all.
+    if let ([_], [AuthFailure::Unusable { .. }]) = (methods, failures.as_slice())
+        && let Some(AuthFailure::Unusable { error, .. }) = failures.pop()
+    {
+        return Err(*error);
+    }
+    Err(auth_failed(host, port, user, tried, failures))
+}
+
+fn auth_failed(
+    host: &str,
+    port: u16,
+    user: &str,
+    tried: Vec<String>,
+    failures: Vec<AuthFailure>,
+) -> Error {
+    Error::AuthFailed {
         host: host.to_string(),
         port,
         user: user.to_string(),
         tried,
-    })
+        failures,
+    }
+}
+
+/// Why an attempt ended without a verdict from the server.
+enum Attempt {
+    /// The method could not be used; nothing was decided by the server.
+    Unusable(String, Error),
+    /// The connection failed under the request.
+    Lost(String, Option<russh::Error>),
+}
+
+/// Tries one method; `Ok(false)` when the server rejected it (each
+/// rejection recorded in `failures`).
+async fn try_method<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    method: &Auth,
+    offered: &mut Option<MethodSet>,
+    failures: &mut Vec<AuthFailure>,
+) -> Result<bool, Attempt> {
+    let label = method.label();
+    let lost = |label: &str| {
+        let label = label.to_string();
+        move |e: russh::Error| Attempt::Lost(label, Some(e))
+    };
+    match &method.kind {
+        AuthKind::Key {
+            source,
+            passphrase,
+            decoded,
+            certificate,
+        } => {
+            let key = load_key(source, passphrase.as_ref(), decoded)
+                .await
+                .map_err(|e| Attempt::Unusable(label.clone(), e))?;
+            match load_certificate(source, certificate, &key).await {
+                Ok(Some((path, cert))) => {
+                    let cert_label = format!("certificate {}", path.display());
+                    let r = handle
+                        .authenticate_openssh_cert(user, key.clone(), cert)
+                        .await
+                        .map_err(lost(&cert_label))?;
+                    if verdict(cert_label, r, offered, failures) {
+                        return Ok(true);
+                    }
+                    if handle.is_closed() {
+                        return Ok(false);
+                    }
+                }
+                Ok(None) => {}
+                // Tried without it, as OpenSSH does; the reason is kept.
+                Err((path, e)) => failures.push(AuthFailure::Unusable {
+                    method: format!("certificate {}", path.display()),
+                    error: Box::new(e),
+                }),
+            }
+            let hash = if key.algorithm().is_rsa() {
+                rsa_hash(handle).await
+            } else {
+                None
+            };
+            let r = handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+                .map_err(lost(&label))?;
+            Ok(verdict(label, r, offered, failures))
+        }
+        AuthKind::Agent { socket } => match agent_auth(handle, user, socket.as_deref()).await {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                failures.push(AuthFailure::Rejected { method: label });
+                Ok(false)
+            }
+            Err(e) => Err(Attempt::Unusable(label, e)),
+        },
+        AuthKind::Password(pw) => {
+            // Skipped only for a server known to want keyboard-interactive
+            // instead: some servers leave "password" out of the methods
+            // that can continue after a wrong one, yet accept the next.
+            let kbd_only = offered.as_ref().is_some_and(|s| {
+                !s.contains(&MethodKind::Password) && s.contains(&MethodKind::KeyboardInteractive)
+            });
+            if !kbd_only {
+                let r = handle
+                    .authenticate_password(user, pw.expose())
+                    .await
+                    .map_err(lost(&label))?;
+                if verdict(label, r, offered, failures) {
+                    return Ok(true);
+                }
+            }
+            // PAM-only servers ask for the password through
+            // keyboard-interactive, as a single prompt that does not echo.
+            let kbd = offered
+                .as_ref()
+                .is_some_and(|s| s.contains(&MethodKind::KeyboardInteractive));
+            if !kbd || handle.is_closed() {
+                return Ok(false);
+            }
+            let pw = pw.clone();
+            let answer = move |c: &Challenge| match c.prompts() {
+                [p] if !p.echo() => Some(vec![pw.expose().to_string()]),
+                [] => Some(Vec::new()),
+                _ => None,
+            };
+            keyboard_interactive(
+                handle,
+                user,
+                "keyboard-interactive (password)",
+                &answer,
+                offered,
+                failures,
+            )
+            .await
+        }
+        AuthKind::KeyboardInteractive(responder) => {
+            let answer = |c: &Challenge| Some((responder.0)(c));
+            keyboard_interactive(handle, user, &label, &answer, offered, failures).await
+        }
+    }
+}
+
+/// Whether the server accepted; a rejection is recorded, with the methods
+/// the server still offers.
+fn verdict(
+    label: String,
+    r: AuthResult,
+    offered: &mut Option<MethodSet>,
+    failures: &mut Vec<AuthFailure>,
+) -> bool {
+    match r {
+        AuthResult::Success => true,
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => {
+            *offered = Some(remaining_methods);
+            failures.push(AuthFailure::Rejected { method: label });
+            false
+        }
+    }
+}
+
+/// How many rounds of prompts a keyboard-interactive login may take.
+const MAX_KBD_ROUNDS: usize = 16;
+
+async fn keyboard_interactive<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    label: &str,
+    answer: &(dyn Fn(&Challenge) -> Option<Vec<String>> + Send + Sync),
+    offered: &mut Option<MethodSet>,
+    failures: &mut Vec<AuthFailure>,
+) -> Result<bool, Attempt> {
+    let lost = |e: russh::Error| Attempt::Lost(label.to_string(), Some(e));
+    let mut reply = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(lost)?;
+    for _ in 0..MAX_KBD_ROUNDS {
+        match reply {
+            KeyboardInteractiveAuthResponse::Success => return Ok(true),
+            KeyboardInteractiveAuthResponse::Failure {
+                remaining_methods, ..
+            } => {
+                *offered = Some(remaining_methods);
+                break;
+            }
+            KeyboardInteractiveAuthResponse::InfoRequest {
+                name,
+                instructions,
+                prompts,
+            } => {
+                let challenge = Challenge {
+                    name,
+                    instructions,
+                    prompts: prompts
+                        .into_iter()
+                        .map(|p| Prompt {
+                            text: p.prompt,
+                            echo: p.echo,
+                        })
+                        .collect(),
+                };
+                let Some(answers) = answer(&challenge) else {
+                    failures.push(AuthFailure::Unusable {
+                        method: label.to_string(),
+                        error: Box::new(Error::Config {
+                            reason: format!(
+                                "cannot answer {} keyboard-interactive prompts with a password",
+                                challenge.prompts.len()
+                            ),
+                        }),
+                    });
+                    return Ok(false);
+                };
+                reply = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                    .map_err(lost)?;
+            }
+        }
+    }
+    failures.push(AuthFailure::Rejected {
+        method: label.to_string(),
+    });
+    Ok(false)
+}
+
+/// The certificate to offer with a key: the one given, else `KEY-cert.pub`
+/// next to a key file. `Err` when there is one but it cannot be used
+/// (unreadable, not matching the key, expired, not yet valid).
+async fn load_certificate(
+    source: &KeySource,
+    certificate: &CertSource,
+    key: &PrivateKey,
+) -> Result<Option<(PathBuf, Certificate)>, (PathBuf, Error)> {
+    let (path, explicit) = match (certificate, source) {
+        (CertSource::File(p), _) => (p.clone(), true),
+        (CertSource::Auto, KeySource::File(k)) => {
+            let mut p = k.as_os_str().to_owned();
+            p.push("-cert.pub");
+            (PathBuf::from(p), false)
+        }
+        (CertSource::Auto, KeySource::Pem(_)) => return Ok(None),
+    };
+    let err = |kind, source: Option<crate::error::BoxError>| {
+        (
+            path.clone(),
+            Error::Key {
+                origin: path.display().to_string(),
+                kind,
+                source,
+            },
+        )
+    };
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(KeyErrorKind::Unreadable, Some(Box::new(e)))),
+    };
+    let cert = Certificate::from_openssh(text.trim())
+        .map_err(|e| err(KeyErrorKind::Malformed, Some(e.to_string().into())))?;
+    if cert.public_key() != key.public_key().key_data() {
+        return Err(err(KeyErrorKind::CertificateMismatch, None));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now < cert.valid_after() {
+        return Err(err(KeyErrorKind::CertificateNotYetValid, None));
+    }
+    if now >= cert.valid_before() {
+        return Err(err(KeyErrorKind::CertificateExpired, None));
+    }
+    Ok(Some((path, cert)))
 }
 
 /// rsa-sha2-512/256 where the server announced them, else rsa-sha2-256.

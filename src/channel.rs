@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use russh::client::Msg;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::error::Error;
+use crate::error::{Error, TunnelErrorKind};
 use crate::session::Session;
 
 /// How long an abandoned command gets to end after SIGTERM before its
@@ -238,14 +238,7 @@ impl std::fmt::Debug for ChannelLease {
 /// Opens a session channel, waiting for a free slot under the session's
 /// channel limit; the slot is held until the lease has closed the channel.
 pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
-    let permit = session
-        .channel_slots()
-        .acquire_owned()
-        .await
-        .map_err(|_| session.lost("session closed"))?;
-    if session.is_closed() {
-        return Err(session.lost("connection closed"));
-    }
+    let permit = slot(session).await?;
     wait_for_closing(session).await;
     // OpenSSH frees a closed channel's session slot only at the end of its
     // event-loop pass, so an open that follows a close in the same batch
@@ -255,23 +248,7 @@ pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelL
     let give_up = Instant::now() + Duration::from_secs(2);
     loop {
         match session.handle().channel_open_session().await {
-            Ok(channel) => {
-                let (read, write) = channel.split();
-                return Ok(ChannelLease {
-                    session: session.clone(),
-                    read: Some(read),
-                    write: Arc::new(ChannelWriter {
-                        half: write,
-                        eof_sent: AtomicBool::new(false),
-                        session: session.clone(),
-                    }),
-                    permit: Some(permit),
-                    closing,
-                    started: false,
-                    ended: false,
-                    server_closed: false,
-                });
-            }
+            Ok(channel) => return Ok(lease(session, channel, permit, closing)),
             Err(russh::Error::ChannelOpenFailure(reason)) => {
                 if Instant::now() + delay < give_up && !session.is_closed() {
                     tracing::debug!(host = %session.host(), ?reason, "channel open refused, retrying in {delay:?}");
@@ -285,15 +262,7 @@ pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelL
                     reason: format!("{reason:?}"),
                 });
             }
-            Err(e) if session.is_closed() => return Err(session.lost(&e.to_string())),
-            Err(e) => {
-                return Err(Error::Protocol {
-                    host: session.host().to_string(),
-                    port: session.port(),
-                    reason: "channel open failed".to_string(),
-                    source: Some(Box::new(e)),
-                });
-            }
+            Err(e) => return Err(open_error(session, e)),
         }
     }
 }
@@ -310,6 +279,103 @@ pub(crate) struct StartError {
 impl From<StartError> for Error {
     fn from(e: StartError) -> Self {
         e.error
+    }
+}
+
+/// Opens a TCP tunnel from the server to `host:port` (`direct-tcpip`),
+/// under the session's channel limit like any channel. A refusal is final:
+/// unlike a session channel's, it does not depend on other channels.
+pub(crate) async fn open_tunnel(
+    session: &Session,
+    host: &str,
+    port: u16,
+    from: Option<std::net::SocketAddr>,
+) -> Result<ChannelLease, Error> {
+    let permit = slot(session).await?;
+    let (from_host, from_port) = match from {
+        Some(a) => (a.ip().to_string(), u32::from(a.port())),
+        None => ("127.0.0.1".to_string(), 0),
+    };
+    match session
+        .handle()
+        .channel_open_direct_tcpip(host, u32::from(port), from_host, from_port)
+        .await
+    {
+        Ok(channel) => Ok(lease(session, channel, permit, Closing::Terminate)),
+        Err(russh::Error::ChannelOpenFailure(reason)) => {
+            use russh::ChannelOpenFailure as F;
+            Err(Error::Tunnel {
+                host: session.host().to_string(),
+                port: session.port(),
+                to_host: host.to_string(),
+                to_port: port,
+                kind: match reason {
+                    F::AdministrativelyProhibited => TunnelErrorKind::Prohibited,
+                    F::ConnectFailed => TunnelErrorKind::ConnectFailed,
+                    F::ResourceShortage => TunnelErrorKind::ResourceShortage,
+                    _ => TunnelErrorKind::Unsupported,
+                },
+            })
+        }
+        Err(e) => Err(open_error(session, e)),
+    }
+}
+
+/// Takes ownership of a channel the server opened (a remote forward's
+/// tunnel), holding `permit` until it is closed.
+pub(crate) fn adopt(
+    session: &Session,
+    channel: Channel<Msg>,
+    permit: OwnedSemaphorePermit,
+) -> ChannelLease {
+    lease(session, channel, permit, Closing::Terminate)
+}
+
+/// A free slot under the session's channel limit.
+async fn slot(session: &Session) -> Result<OwnedSemaphorePermit, Error> {
+    let permit = session
+        .channel_slots()
+        .acquire_owned()
+        .await
+        .map_err(|_| session.lost("session closed"))?;
+    if session.is_closed() {
+        return Err(session.lost("connection closed"));
+    }
+    Ok(permit)
+}
+
+fn lease(
+    session: &Session,
+    channel: Channel<Msg>,
+    permit: OwnedSemaphorePermit,
+    closing: Closing,
+) -> ChannelLease {
+    let (read, write) = channel.split();
+    ChannelLease {
+        session: session.clone(),
+        read: Some(read),
+        write: Arc::new(ChannelWriter {
+            half: write,
+            eof_sent: AtomicBool::new(false),
+            session: session.clone(),
+        }),
+        permit: Some(permit),
+        closing,
+        started: false,
+        ended: false,
+        server_closed: false,
+    }
+}
+
+fn open_error(session: &Session, e: russh::Error) -> Error {
+    if session.is_closed() {
+        return session.lost(&e.to_string());
+    }
+    Error::Protocol {
+        host: session.host().to_string(),
+        port: session.port(),
+        reason: "channel open failed".to_string(),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -341,6 +407,11 @@ pub(crate) async fn start(
 }
 
 impl ChannelLease {
+    /// The session the channel belongs to.
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// The sending side, shareable with a feeding task.
     pub(crate) fn writer(&self) -> &Arc<ChannelWriter> {
         &self.write

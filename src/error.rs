@@ -144,8 +144,14 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// Every configured authentication method was rejected.
-    #[error("authentication as {user} on {host}:{port} failed (tried: {})", tried.join(", "))]
+    /// No configured authentication method got in. `failures` says why,
+    /// attempt by attempt: rejected by the server, unusable here (no
+    /// agent, unreadable key, expired certificate), or the server ended the
+    /// connection (too many failed attempts: sshd's `MaxAuthTries`).
+    #[error(
+        "authentication as {user} on {host}:{port} failed: {}",
+        AuthFailure::list(failures)
+    )]
     AuthFailed {
         /// Host.
         host: String,
@@ -153,8 +159,11 @@ pub enum Error {
         port: u16,
         /// User name.
         user: String,
-        /// The methods tried, in order (`publickey`, `agent`, `password`).
+        /// The methods tried, in order (`publickey`, `agent`, `password`,
+        /// `keyboard-interactive`).
         tried: Vec<String>,
+        /// Why each attempt failed, in order.
+        failures: Vec<AuthFailure>,
     },
 
     /// The server refused to open a channel.
@@ -293,6 +302,47 @@ pub enum Error {
         reason: String,
     },
 
+    /// The server refused to open a TCP tunnel (`direct-tcpip`) to
+    /// `to_host:to_port`: for [`Session::open_tcp`](crate::Session::open_tcp),
+    /// a forward, or a session through a jump host.
+    #[error("{host}:{port} cannot open a tunnel to {to_host}:{to_port}: {kind}")]
+    Tunnel {
+        /// The server asked (the jump host).
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Where the tunnel was to go.
+        to_host: String,
+        /// Its port.
+        to_port: u16,
+        /// Why the server refused.
+        kind: TunnelErrorKind,
+    },
+
+    /// A local forward could not listen on its address.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address, as resolved.
+        addr: String,
+        /// The I/O error (`AddrInUse`, `PermissionDenied`, ...).
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A `ProxyCommand` could not be started, or ended before the SSH
+    /// session was established.
+    #[error("proxy command `{command}` for {host}:{port}: {reason}")]
+    ProxyCommand {
+        /// Host the command was to reach.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The command, as run by the shell.
+        command: String,
+        /// What happened (its exit status and the end of its stderr).
+        reason: String,
+    },
+
     /// An OpenSSH client configuration file (`~/.ssh/config`) is invalid:
     /// an unknown directive, an `Include` loop, a bad value, a token that
     /// cannot be expanded, or a file that cannot be read.
@@ -324,6 +374,66 @@ pub enum Error {
     },
 }
 
+/// Why one authentication attempt did not get in.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The server rejected it.
+    Rejected {
+        /// The method and what it used (`publickey /home/me/.ssh/id`).
+        method: String,
+    },
+    /// It could not be used, so it was skipped (no agent, unreadable key,
+    /// missing or wrong passphrase, expired certificate).
+    Unusable {
+        /// The method and what it used.
+        method: String,
+        /// Why.
+        error: Box<Error>,
+    },
+    /// The server ended the connection while it was being tried.
+    Disconnected {
+        /// The method and what it used.
+        method: String,
+        /// The server's disconnect message.
+        message: String,
+    },
+}
+
+impl AuthFailure {
+    /// The method and what it used.
+    pub fn method(&self) -> &str {
+        match self {
+            AuthFailure::Rejected { method }
+            | AuthFailure::Unusable { method, .. }
+            | AuthFailure::Disconnected { method, .. } => method,
+        }
+    }
+
+    fn list(failures: &[AuthFailure]) -> String {
+        if failures.is_empty() {
+            return "no method was tried".to_string();
+        }
+        failures
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl std::fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthFailure::Rejected { method } => write!(f, "{method}: rejected by the server"),
+            AuthFailure::Unusable { method, error } => write!(f, "{method}: {error}"),
+            AuthFailure::Disconnected { method, message } => {
+                write!(f, "{method}: the server disconnected ({message})")
+            }
+        }
+    }
+}
+
 /// Why a private key could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -336,8 +446,14 @@ pub enum KeyErrorKind {
     WrongPassphrase,
     /// The key's type is not supported.
     Unsupported,
-    /// The data is not a valid private key.
+    /// The data is not a valid private key (or certificate).
     Malformed,
+    /// The certificate is not for this key.
+    CertificateMismatch,
+    /// The certificate's validity has ended.
+    CertificateExpired,
+    /// The certificate's validity has not begun.
+    CertificateNotYetValid,
 }
 
 impl std::fmt::Display for KeyErrorKind {
@@ -348,6 +464,36 @@ impl std::fmt::Display for KeyErrorKind {
             KeyErrorKind::WrongPassphrase => "wrong passphrase",
             KeyErrorKind::Unsupported => "unsupported key type",
             KeyErrorKind::Malformed => "not a valid private key",
+            KeyErrorKind::CertificateMismatch => "the certificate is for another key",
+            KeyErrorKind::CertificateExpired => "the certificate has expired",
+            KeyErrorKind::CertificateNotYetValid => "the certificate is not valid yet",
+        })
+    }
+}
+
+/// Why a server refused a TCP tunnel, from its channel-open failure code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TunnelErrorKind {
+    /// Forwarding is not allowed (`AllowTcpForwarding no`, a `permitopen`
+    /// restriction, dropbear's `-j`).
+    Prohibited,
+    /// The server could not connect to the destination (nothing listening,
+    /// unreachable, unknown name).
+    ConnectFailed,
+    /// The server ran out of resources.
+    ResourceShortage,
+    /// The server does not know TCP tunnels.
+    Unsupported,
+}
+
+impl std::fmt::Display for TunnelErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TunnelErrorKind::Prohibited => "forwarding is prohibited by the server",
+            TunnelErrorKind::ConnectFailed => "the server could not connect there",
+            TunnelErrorKind::ResourceShortage => "the server is out of resources",
+            TunnelErrorKind::Unsupported => "the server does not support TCP tunnels",
         })
     }
 }
@@ -402,6 +548,8 @@ impl Error {
             Error::ConnectTimeout { .. } => true,
             Error::Handshake { early_close, .. } => *early_close,
             Error::ChannelOpen { .. } => true,
+            // Nothing listens behind the jump yet (a VM still booting).
+            Error::Tunnel { kind, .. } => *kind == TunnelErrorKind::ConnectFailed,
             _ => false,
         }
     }

@@ -8,15 +8,20 @@
 //!    retry policy ([`SshConfig`], [`RetryPolicy`]). `ssh_config/`
 //!    ([`ssh_config`]) turns an OpenSSH `~/.ssh/config` alias into one.
 //! 2. `session.rs` ([`session`]): one connection per VM ([`Session`]):
-//!    connect, retry, keepalive, close.
+//!    connect, retry, keepalive, close; over any byte stream
+//!    ([`Session::connect_stream`]) or through a jump host
+//!    ([`Session::connect_via`]).
 //! 3. `host_key.rs` ([`host_key`]): how to trust the server during key
 //!    exchange ([`HostKeyPolicy`], known_hosts).
-//! 4. `auth.rs` ([`auth`]): how to prove who we are ([`Auth`]: key file,
-//!    in-memory key, agent, password) and the loop that tries the methods
-//!    in order.
+//! 4. `auth.rs` ([`auth`]): how to prove who we are ([`Auth`]: key file
+//!    with its certificate, in-memory key, agent, password,
+//!    keyboard-interactive) and the loop that tries the methods in order.
 //! 5. `channel.rs` (private): channels opened under the session's limit,
 //!    their requests and replies, and the one lease whose drop closes a
 //!    channel.
+//!    `forward.rs` ([`forward`]): TCP through a session ([`Tunnel`],
+//!    [`LocalForward`], [`RemoteForward`]); `proxy_command.rs` (private):
+//!    a session over a `ProxyCommand` child's standard input and output.
 //! 6. `exec.rs` ([`exec`]): commands on channels ([`Command`]), collected
 //!    ([`Output`]) or streamed ([`ExecStream`] of [`Chunk`]s), then
 //!    `status.rs`'s [`ExitStatus`].
@@ -54,9 +59,11 @@ mod dial;
 pub mod error;
 pub mod exec;
 pub mod fleet;
+pub mod forward;
 pub mod host_key;
 pub mod plan;
 pub mod provision;
+mod proxy_command;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
@@ -69,8 +76,9 @@ mod transfer;
 pub use auth::Auth;
 pub use cipher::Cipher;
 pub use config::{RetryPolicy, SshConfig};
-pub use error::{Error, KeyErrorKind, Result, SftpErrorKind};
+pub use error::{AuthFailure, Error, KeyErrorKind, Result, SftpErrorKind, TunnelErrorKind};
 pub use exec::{Chunk, Command, ExecStream, Output};
+pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};

@@ -12,6 +12,7 @@ use crate::auth;
 use crate::channel::Closings;
 use crate::config::SshConfig;
 use crate::error::Error;
+use crate::forward::RemoteForwards;
 use crate::host_key::HostKeyPolicy;
 
 /// An authenticated SSH connection to one host.
@@ -71,6 +72,11 @@ pub(crate) struct SharedState {
     closed_here: std::sync::atomic::AtomicBool,
     /// Channels being closed, which new channels wait for.
     closings: Closings,
+    /// What the server said when it sent a disconnect message, if it did.
+    server_disconnect: Mutex<Option<String>>,
+    /// Remote forwards, where the handler routes the tunnels the server
+    /// brings.
+    pub(crate) remote_forwards: RemoteForwards,
 }
 
 impl SharedState {
@@ -82,6 +88,12 @@ impl SharedState {
 
     pub(crate) fn reason(&self) -> Option<String> {
         self.disconnect.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// The server's own disconnect message (`Too many authentication
+    /// failures`), as opposed to a connection that just ended.
+    pub(crate) fn server_disconnect(&self) -> Option<String> {
+        self.server_disconnect.lock().ok().and_then(|s| s.clone())
     }
 }
 
@@ -133,16 +145,41 @@ impl client::Handler for ClientHandler {
         Ok(true)
     }
 
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        crate::forward::route_forwarded(
+            &self.state.remote_forwards,
+            channel,
+            connected_address,
+            connected_port,
+            reply,
+        )
+        .await;
+        Ok(())
+    }
+
     async fn disconnected(
         &mut self,
         reason: DisconnectReason<Self::Error>,
     ) -> Result<(), Self::Error> {
         match reason {
             DisconnectReason::ReceivedDisconnect(info) => {
-                self.state.set_reason(format!(
+                let reason = format!(
                     "server disconnected ({:?}): {}",
                     info.reason_code, info.message
-                ));
+                );
+                if let Ok(mut slot) = self.state.server_disconnect.lock() {
+                    slot.get_or_insert(reason.clone());
+                }
+                self.state.set_reason(reason);
                 Ok(())
             }
             DisconnectReason::Error(e) => {
@@ -277,13 +314,133 @@ impl Session {
         parallel: bool,
         gate: Option<&Semaphore>,
     ) -> Result<Session, Error> {
-        if cfg.auth.is_empty() {
-            return Err(Error::Config {
-                reason: "no authentication method configured (SshConfig::auth)".to_string(),
-            });
-        }
+        check_auth_configured(cfg)?;
         let socket = crate::dial::dial(host, port, cfg, parallel, gate).await?;
+        Self::establish(socket, host, port, cfg).await
+    }
 
+    /// Runs an SSH session over any byte stream: a unix socket, a vsock
+    /// connection, a child process's standard input and output
+    /// (`ProxyCommand`), a tunnel through another session. `host` and
+    /// `port` are what the host key is checked against and what errors and
+    /// [`host`](Self::host) name; nothing connects to them. All within
+    /// [`SshConfig::connect_timeout`].
+    ///
+    /// # Example
+    ///
+    /// A unix socket (a VM manager's console relay, say), and a
+    /// `ProxyCommand`-style child process:
+    ///
+    /// ```no_run
+    /// # async fn demo(cfg: vmssh::SshConfig) -> Result<(), Box<dyn std::error::Error>> {
+    /// use vmssh::Session;
+    ///
+    /// let unix = tokio::net::UnixStream::connect("/run/vm1/ssh.sock").await?;
+    /// let sess = Session::connect_stream(unix, "vm1", 22, &cfg).await?;
+    ///
+    /// let mut child = tokio::process::Command::new("nc")
+    ///     .args(["10.0.0.7", "22"])
+    ///     .stdin(std::process::Stdio::piped())
+    ///     .stdout(std::process::Stdio::piped())
+    ///     .kill_on_drop(true)
+    ///     .spawn()?;
+    /// let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    /// let via_child = Session::connect_stream(tokio::io::join(stdout, stdin), "10.0.0.7", 22, &cfg).await?;
+    /// # let _ = (sess, via_child); Ok(()) }
+    /// ```
+    ///
+    /// A QEMU guest whose systemd runs sshd on `AF_VSOCK` (systemd-ssh-generator),
+    /// with the `tokio-vsock` crate:
+    ///
+    /// ```text
+    /// let stream = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(cid, 22)).await?;
+    /// let sess = Session::connect_stream(stream, "vm1", 22, &cfg).await?;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), except [`Error::Connect`]: the stream
+    /// is already connected. A stream that ends before the handshake gives
+    /// [`Error::Handshake`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt and drops the stream.
+    pub async fn connect_stream<S>(
+        stream: S,
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+    ) -> Result<Session, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        within(cfg.connect_timeout, host, port, async {
+            check_auth_configured(cfg)?;
+            Self::establish(stream, host, port, cfg).await
+        })
+        .await
+    }
+
+    /// Connects to `host:port` through `jump`: the server behind `jump`
+    /// opens a TCP connection to `host:port` (`direct-tcpip`, as
+    /// `ssh -J` does) and a full SSH session runs inside it, with its own
+    /// host key check against `host:port` and its own authentication, all
+    /// within `cfg`'s connect timeout.
+    ///
+    /// A session made this way can be the jump of another (chains), and
+    /// many sessions can share one jump. Each holds one of `jump`'s channel
+    /// slots ([`SshConfig::max_channels`]) for its lifetime: give the jump
+    /// session a limit as large as the number of sessions through it. When
+    /// the jump's connection ends, the sessions inside it end too, with
+    /// [`Error::ConnectionLost`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(bastion_cfg: vmssh::SshConfig, vm_cfg: vmssh::SshConfig) -> Result<(), vmssh::Error> {
+    /// use vmssh::Session;
+    ///
+    /// let bastion = Session::connect("bastion.example.com", 22, &bastion_cfg.max_channels(64)).await?;
+    /// let vm = Session::connect_via(&bastion, "10.0.0.7", 22, &vm_cfg).await?;
+    /// println!("{}", vm.exec("hostname").await?.stdout_lossy());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tunnel`] (naming the jump and the target) when the jump
+    /// refuses to forward (`AllowTcpForwarding no`) or cannot reach
+    /// `host:port` (retryable: a VM still booting); otherwise as
+    /// [`connect_stream`](Self::connect_stream).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt and closes the tunnel.
+    pub async fn connect_via(
+        jump: &Session,
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+    ) -> Result<Session, Error> {
+        within(cfg.connect_timeout, host, port, async {
+            check_auth_configured(cfg)?;
+            let tunnel = jump.open_tcp(host, port).await?;
+            Self::establish(tunnel, host, port, cfg).await
+        })
+        .await
+    }
+
+    /// Handshake and authentication over a connected stream.
+    async fn establish<S>(
+        stream: S,
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+    ) -> Result<Session, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(SharedState::default());
         let handler = ClientHandler {
             host: host.to_string(),
@@ -297,10 +454,22 @@ impl Session {
             .key_algorithms(host, port, &russh::Preferred::DEFAULT.key)
             .await;
         let config = Arc::new(russh_config(cfg, key_order));
-        let mut handle = client::connect_stream(config, socket, handler)
+        let mut handle = client::connect_stream(config, stream, handler)
             .await
             .map_err(|e| handshake_error(host, port, e))?;
-        auth::authenticate(&mut handle, host, port, &cfg.user, &cfg.auth).await?;
+        let server_disconnect = {
+            let state = state.clone();
+            move || state.server_disconnect()
+        };
+        auth::authenticate(
+            &mut handle,
+            host,
+            port,
+            &cfg.user,
+            &cfg.auth,
+            &server_disconnect,
+        )
+        .await?;
         tracing::debug!(host, port, user = %cfg.user, "session established");
         Ok(Session {
             inner: Arc::new(Inner {
@@ -403,6 +572,32 @@ impl Session {
     /// The russh connection.
     pub(crate) fn handle(&self) -> &Handle<ClientHandler> {
         &self.inner.handle
+    }
+}
+
+fn check_auth_configured(cfg: &SshConfig) -> Result<(), Error> {
+    if cfg.auth.is_empty() {
+        return Err(Error::Config {
+            reason: "no authentication method configured (SshConfig::auth)".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `fut`, or [`Error::ConnectTimeout`] for `host:port` after `limit`.
+async fn within<T>(
+    limit: Duration,
+    host: &str,
+    port: u16,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ConnectTimeout {
+            host: host.to_string(),
+            port,
+            after: limit,
+        }),
     }
 }
 

@@ -372,6 +372,38 @@ impl ResolvedHost {
     }
 }
 
+impl ResolvedHost {
+    /// Connects the way OpenSSH would: directly, through the jump hosts
+    /// (each connected with its own settings, outermost first), or through
+    /// the proxy command, with [`ssh_config`](Self::ssh_config) at each
+    /// step. Each hop gets its own connect timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::connect`](crate::Session::connect) for each hop,
+    /// [`Error::Tunnel`] when a jump host cannot reach the next one, and
+    /// [`Error::ProxyCommand`] when the proxy command cannot start or ends
+    /// before the session is up.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt; sessions to jump hosts
+    /// made so far are closed.
+    pub async fn connect(&self) -> Result<crate::Session, Error> {
+        let cfg = self.ssh_config();
+        match &self.proxy {
+            None => crate::Session::connect(&self.host, self.port, &cfg).await,
+            Some(Proxy::Jump(hop)) => {
+                let jump = Box::pin(hop.connect()).await?;
+                crate::Session::connect_via(&jump, &self.host, self.port, &cfg).await
+            }
+            Some(Proxy::Command(command)) => {
+                crate::proxy_command::connect(command, &self.host, self.port, &cfg).await
+            }
+        }
+    }
+}
+
 /// OpenSSH's identity files when none is configured (9.x order).
 const DEFAULT_IDENTITIES: [&str; 7] = [
     "~/.ssh/id_rsa",

@@ -28,6 +28,9 @@ pub mod asyncssh;
 pub mod endpoint;
 pub mod sshd_config;
 pub mod tinysshd;
+pub mod certs;
+pub mod pam;
+pub mod tcp;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -366,7 +369,8 @@ pub fn current_user() -> String {
     String::from_utf8(out).unwrap().trim().to_string()
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
     run(Command::new("id").arg("-u")).trim_ascii() == b"0"
 }
 
@@ -395,6 +399,7 @@ pub struct ServerBuilder {
     extra_args: Vec<String>,
     no_sftp: bool,
     host_key_type: KeyType,
+    pam: bool,
 }
 
 /// OpenSSH `sshd` fixture.
@@ -451,6 +456,7 @@ impl ServerBuilder {
             extra_args: Vec::new(),
             no_sftp: false,
             host_key_type: KeyType::Ed25519,
+            pam: false,
         }
     }
 
@@ -487,6 +493,14 @@ impl ServerBuilder {
     /// being *rejected*. Ignored by dropbear (`-s`: no passwords).
     pub fn password_auth(mut self, on: bool) -> Self {
         self.password_auth = on;
+        self
+    }
+
+    /// sshd: `UsePAM yes` and `KbdInteractiveAuthentication yes`, so that
+    /// PAM asks for passwords through keyboard-interactive (log in as a
+    /// [`pam::TestUser`]). Ignored by dropbear.
+    pub fn pam(mut self, on: bool) -> Self {
+        self.pam = on;
         self
     }
 
@@ -952,7 +966,11 @@ fn spawn_sshd(
         max_sessions: opts.max_sessions.unwrap_or(10),
         log_level: "VERBOSE",
     }
-    .render(&[]);
+    .render(if opts.pam {
+        &["UsePAM yes", "KbdInteractiveAuthentication yes"]
+    } else {
+        &[]
+    });
     for pat in &opts.accept_env {
         config.push_str(&format!("AcceptEnv {pat}\n"));
     }
