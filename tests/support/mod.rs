@@ -25,12 +25,12 @@
 )]
 
 pub mod asyncssh;
-pub mod endpoint;
-pub mod sshd_config;
-pub mod tinysshd;
 pub mod certs;
+pub mod endpoint;
 pub mod pam;
+pub mod sshd_config;
 pub mod tcp;
+pub mod tinysshd;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
