@@ -437,7 +437,12 @@ impl ChannelLease {
             self.started = true;
         }
         sent.map_err(|_| self.session.lost("connection closed"))?;
-        self.wait_reply(&request.name()).await
+        let reply = self.wait_reply(&request.name()).await;
+        if request.starts_program() && matches!(reply, Err(Error::RequestRefused { .. })) {
+            // Refused: nothing runs, so nothing to wait for when closing.
+            self.started = false;
+        }
+        reply
     }
 
     /// Waits for the reply to a `want_reply` channel request.

@@ -375,9 +375,16 @@ impl Session {
 }
 
 /// Copies the env preamble and then stdin to the channel, then sends
-/// end-of-file.
-async fn feed_stdin(writer: Arc<ChannelWriter>, preamble: Option<Bytes>, stdin: Option<Stdin>) {
-    let result = async {
+/// end-of-file. A read error ends the task with that error and no
+/// end-of-file: the command must not take a truncated input for a
+/// complete one. (A failed send means the channel is gone; the stream
+/// reports that.)
+async fn feed_stdin(
+    writer: Arc<ChannelWriter>,
+    preamble: Option<Bytes>,
+    stdin: Option<Stdin>,
+) -> Result<(), std::io::Error> {
+    let sent = async {
         if let Some(p) = preamble {
             writer.data(p).await?;
         }
@@ -390,18 +397,16 @@ async fn feed_stdin(writer: Arc<ChannelWriter>, preamble: Option<Bytes>, stdin: 
                     let n = match r.read(&mut buf).await {
                         Ok(0) => break,
                         Ok(n) => n,
-                        Err(_) => return Ok(false),
+                        Err(e) => return Ok(Err(e)),
                     };
                     writer.data(Bytes::copy_from_slice(&buf[..n])).await?;
                 }
             }
         }
-        Ok::<_, Error>(true)
-    }
-    .await;
-    if let Ok(true) = result {
-        let _ = writer.eof().await;
-    }
+        writer.eof().await?;
+        Ok::<_, Error>(Ok(()))
+    };
+    sent.await.unwrap_or(Ok(()))
 }
 
 /// The live output of a remote command: a [`Stream`] of [`Chunk`]s, then
@@ -426,7 +431,7 @@ pub struct ExecStream {
     session: Session,
     status: Option<ExitStatus>,
     finished: bool,
-    stdin_task: Option<JoinHandle<()>>,
+    stdin_task: Option<JoinHandle<Result<(), std::io::Error>>>,
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
@@ -548,6 +553,17 @@ impl Stream for ExecStream {
                 after: *after,
             };
             return this.fail(err);
+        }
+        if let Some(task) = this.stdin_task.as_mut()
+            && let Poll::Ready(done) = Pin::new(task).poll(cx)
+        {
+            this.stdin_task = None;
+            if let Ok(Err(source)) = done {
+                return this.fail(Error::Io {
+                    context: "cannot read the command's stdin".to_string(),
+                    source,
+                });
+            }
         }
         loop {
             let Some(lease) = this.lease.as_mut() else {

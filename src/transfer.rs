@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
+use crate::sftp::atomic::Remover;
 use crate::sftp::fallback;
 use crate::sftp::upload::open_local;
 use crate::sftp::{Sftp, TransferOptions};
@@ -248,9 +249,10 @@ impl<'a> Transfer<'a> {
         local: &Path,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
+        let session = self.session;
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.download_with(remote, local, opts).await,
-            Backend::Exec => Err(unsupported(self.session)),
+            Backend::Exec => fallback::download_file(session, remote, local, opts).await,
         }
     }
 
@@ -264,30 +266,20 @@ impl<'a> Transfer<'a> {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        match self.backend().await? {
-            Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
-            Backend::Exec => Err(unsupported(self.session)),
-        }
-    }
-
-    /// Removes a remote file.
-    pub(crate) async fn remove(&mut self, path: &str) -> Result<(), Error> {
         let session = self.session;
         match self.backend().await? {
-            Backend::Sftp(sftp) => sftp.remove(path).await,
-            Backend::Exec => fallback::remove(session, path).await,
+            Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
+            Backend::Exec => fallback::download(session, remote, writer).await,
         }
     }
-}
 
-fn unsupported(session: &Session) -> Error {
-    Error::Sftp {
-        host: session.host().to_string(),
-        port: session.port(),
-        op: "subsystem".to_string(),
-        path: String::new(),
-        kind: SftpErrorKind::Unsupported,
-        source: None,
+    /// What removes remote files on this transfer's backend.
+    pub(crate) async fn remover(&mut self) -> Result<Remover, Error> {
+        let session = self.session;
+        Ok(match self.backend().await? {
+            Backend::Sftp(sftp) => Remover::Sftp(sftp.clone()),
+            Backend::Exec => Remover::Exec(session.clone()),
+        })
     }
 }
 

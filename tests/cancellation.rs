@@ -42,10 +42,19 @@ fn remote_sleepers(marker: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
-async fn dropped_upload_leaves_destination_and_session_intact() {
-    let srv = support::sshd();
+/// The names in `dir` other than `keep`: temporary files left behind.
+fn leftovers(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+/// Dropped uploads leave the destination as it was and, once the drop has
+/// been dealt with, no temporary file beside it; over SFTP and over the
+/// `cat` fallback of servers without SFTP.
+async fn dropped_upload_leaves_destination_and_session_intact(srv: &support::Server) {
     let sess = srv.connect().await;
     let baseline = alive_tasks();
     let local = tempfile::tempdir().unwrap();
@@ -71,16 +80,110 @@ async fn dropped_upload_leaves_destination_and_session_intact() {
                 }
             } => {}
         }
-        assert_eq!(std::fs::read(&dst).unwrap(), b"old");
+        assert!(
+            std::fs::read(&dst).unwrap() == b"old",
+            "{}: the destination was replaced by a cancelled upload",
+            srv.name()
+        );
     }
     settles_to(baseline).await;
+    assert_eq!(
+        leftovers(remote.path(), &["dst"]),
+        Vec::<String>::new(),
+        "{}: temporary files left behind",
+        srv.name()
+    );
     // The session still works, channel slots were given back.
     for _ in 0..12 {
         assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
     }
     sess.upload(&src, dst.to_str().unwrap()).await.unwrap();
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), 64 * 1024 * 1024);
+    assert_eq!(leftovers(remote.path(), &["dst"]), Vec::<String>::new());
 }
+
+mod dropped_upload_leaves_destination_and_session_intact {
+    use super::support::{Dropbear, Sshd};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd() {
+        super::dropped_upload_leaves_destination_and_session_intact(&Sshd::builder().start()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear() {
+        super::dropped_upload_leaves_destination_and_session_intact(&Dropbear::builder().start())
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd_without_sftp() {
+        super::dropped_upload_leaves_destination_and_session_intact(
+            &Sshd::builder().no_sftp().start(),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear_without_sftp() {
+        super::dropped_upload_leaves_destination_and_session_intact(
+            &Dropbear::builder().no_sftp().start(),
+        )
+        .await;
+    }
+}
+
+/// A provisioning run dropped while its script runs leaves no script on
+/// the guest.
+async fn dropped_script_step_leaves_no_script(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let baseline = alive_tasks();
+    let plan = tempfile::tempdir().unwrap();
+    let marker = format!("vmssh-script-{}-{}", std::process::id(), srv.port());
+    std::fs::write(
+        plan.path().join("long.sh"),
+        format!("#!/bin/sh\necho started\nexec sh -c 'while true; do echo working; sleep 0.1; done' {marker}\n"),
+    )
+    .unwrap();
+    let vm = format!("cancel-script-{}", srv.port());
+    let p = Provisioner::new(vm.clone()).base_dir(plan.path());
+    let steps = [ProvisionDef::script("long.sh")];
+    let mut run = Box::pin(p.run(&sess, &steps));
+    // Until the script runs (its marker process exists), then drop.
+    let start = Instant::now();
+    while remote_sleepers(&marker) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the script never ran"
+        );
+        if tokio::time::timeout(Duration::from_millis(20), &mut run)
+            .await
+            .is_ok()
+        {
+            panic!("the step ended before it was cancelled");
+        }
+    }
+    drop(run);
+    settles_to(baseline).await;
+    let scripts: Vec<String> = leftovers(std::path::Path::new("/tmp"), &[])
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("vmssh-{vm}-")))
+        .collect();
+    assert!(
+        scripts.is_empty(),
+        "{}: script left behind: {scripts:?}",
+        srv.name()
+    );
+    assert_eq!(
+        sess.exec("echo still here").await.unwrap().stdout,
+        b"still here\n"
+    );
+}
+on_both_servers!(dropped_script_step_leaves_no_script);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]

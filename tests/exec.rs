@@ -378,3 +378,90 @@ async fn send_signal(srv: &Server) {
     assert_eq!(status.signal(), Some("TERM"), "{}: {status:?}", srv.name());
 }
 on_both_servers!(send_signal);
+
+/// A stdin reader that fails ends the command at once with the reader's
+/// error; the session carries on.
+async fn failing_stdin_reader_ends_the_command(srv: &Server) -> tempfile::TempDir {
+    let sess = srv.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // Given end-of-file, wc would count a truncated input and the marker
+    // would say it was complete.
+    let cmd = Command::new(format!(
+        "wc -c > '{d}/count' && echo complete > '{d}/marker'"
+    ))
+    .stdin_reader(support::FailingReader::new(100_000));
+    let err = tokio::time::timeout(Duration::from_secs(15), sess.exec_command(cmd))
+        .await
+        .expect("the command hung after its stdin reader failed")
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{}: {err:?}", srv.name());
+    assert!(
+        support::error_chain(&err).contains("stdin reader broke"),
+        "{}: the reader's error is lost: {}",
+        srv.name(),
+        support::error_chain(&err)
+    );
+    assert!(sess.exec("true").await.unwrap().status.success());
+    dir
+}
+
+mod failing_stdin_reader_ends_the_command {
+    use std::time::{Duration, Instant};
+
+    use super::support::{Dropbear, Sshd};
+
+    /// sshd logs each end-of-file it receives (LogLevel DEBUG2): none may
+    /// arrive for the failed command, only its close.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd() {
+        let srv = Sshd::builder().config_line("LogLevel DEBUG2").start();
+        // The log shows an end-of-file when one is sent.
+        let sess = srv.connect().await;
+        let out = sess
+            .exec_command(vmssh::Command::new("cat").stdin_bytes("x"))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"x");
+        let eofs = |log: &str| log.matches("rcvd eof").count();
+        let closes = |log: &str| log.matches("rcvd close").count();
+        let start = Instant::now();
+        while closes(&srv.log()) < 1 {
+            assert!(start.elapsed() < Duration::from_secs(10), "{}", srv.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (eofs_before, closes_before) = (eofs(&srv.log()), closes(&srv.log()));
+        assert!(eofs_before >= 1, "sshd logs no end-of-file:\n{}", srv.log());
+        drop(sess);
+
+        let _dir = super::failing_stdin_reader_ends_the_command(&srv).await;
+        // Its channel was closed (the `true` that followed closed another).
+        let start = Instant::now();
+        while closes(&srv.log()) < closes_before + 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "{}", srv.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // `true` got an end-of-file at once; the failed command none.
+        assert_eq!(
+            eofs(&srv.log()),
+            eofs_before + 1,
+            "an end-of-file followed the read error:\n{}",
+            srv.log()
+        );
+    }
+
+    /// dropbear delivers the signal that ends an abandoned command: the
+    /// command never sees end-of-file, so it never marks its input done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear() {
+        let srv = Dropbear::builder().start();
+        let dir = super::failing_stdin_reader_ends_the_command(&srv).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !dir.path().join("marker").exists(),
+            "the command took a truncated input for a complete one"
+        );
+    }
+}

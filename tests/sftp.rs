@@ -355,13 +355,12 @@ async fn upload_cut_by_server_death(srv: &support::Server) {
 }
 on_both_servers!(upload_cut_by_server_death);
 
-/// Minimal images have no SFTP subsystem: uploads go through `cat` over
-/// exec, with the same atomic replace, mode and typed errors; downloads
-/// through `download_via_exec`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
-async fn no_sftp_subsystem_falls_back_to_exec() {
-    let srv = support::Sshd::builder().no_sftp().start();
+/// Minimal images have no SFTP: sshd without a `Subsystem` line refuses
+/// the request; dropbear without `sftp-server` accepts it and the channel
+/// closes during init. Either way `sftp()` says Unsupported, and uploads,
+/// downloads and provisioning's file and script steps go through `cat`
+/// over exec, with the same atomic replace, mode and typed errors.
+async fn no_sftp_subsystem_falls_back_to_exec(srv: &support::Server) {
     let sess = srv.connect().await;
     let err = sess.sftp().await.unwrap_err();
     assert!(
@@ -435,4 +434,180 @@ async fn no_sftp_subsystem_falls_back_to_exec() {
         ),
         "{err:?}"
     );
+
+    // A local read error: the destination is untouched (no `mv` ran) and
+    // the temporary file goes away.
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        sess.upload_from_reader(
+            support::FailingReader::new(200_000),
+            Some(1_000_000),
+            dst.to_str().unwrap(),
+            &TransferOptions::new(),
+        ),
+    )
+    .await
+    .expect("the upload hung after its reader failed")
+    .unwrap_err();
+    assert!(
+        support::error_chain(&err).contains("stdin reader broke"),
+        "{}: the reader's error is lost: {err:?}",
+        srv.name()
+    );
+    assert_eq!(digest(&dst), want, "{}: destination replaced", srv.name());
+    let start = std::time::Instant::now();
+    loop {
+        let names: Vec<_> = std::fs::read_dir(dst.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if names.len() == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}: temporary file left behind: {names:?}",
+            srv.name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The count is what was sent, not the size hint.
+    let small = remote.path().join("small");
+    let n = sess
+        .upload_from_reader(
+            &b"0123456789"[..],
+            Some(5000),
+            small.to_str().unwrap(),
+            &TransferOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 10);
+    assert_eq!(std::fs::read(&small).unwrap(), b"0123456789");
+    std::fs::remove_file(&small).unwrap();
+
+    // The façade's downloads fall back too.
+    let back = local.path().join("back");
+    let n = sess.download(dst.to_str().unwrap(), &back).await.unwrap();
+    assert_eq!(n, 3 * 1024 * 1024 + 5);
+    assert_eq!(digest(&back), want);
+    let mut buf = Vec::new();
+    sess.download_to_writer(dst.to_str().unwrap(), &mut buf, &TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(<[u8; 32]>::from(Sha256::digest(&buf)), want);
+    let err = sess
+        .download("/nonexistent/vmssh", &local.path().join("none"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!local.path().join("none").exists());
+
+    // And so do provisioning's file and script steps.
+    let plan = tempfile::tempdir().unwrap();
+    std::fs::write(plan.path().join("app.conf"), "listen 8080;\n").unwrap();
+    let guest = remote.path().display().to_string();
+    std::fs::write(
+        plan.path().join("setup.sh"),
+        format!("#!/bin/sh\necho script ran > '{guest}/script-marker'\n"),
+    )
+    .unwrap();
+    let steps = [
+        vmssh::provision::ProvisionDef::file("app.conf", format!("{guest}/etc/app.conf")),
+        vmssh::provision::ProvisionDef::script("setup.sh"),
+    ];
+    vmssh::provision::run_provisions(&sess, &steps, plan.path(), "nosftp", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(remote.path().join("etc/app.conf")).unwrap(),
+        "listen 8080;\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(remote.path().join("script-marker")).unwrap(),
+        "script ran\n"
+    );
 }
+
+mod no_sftp_subsystem_falls_back_to_exec {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd() {
+        let srv = super::support::Sshd::builder().no_sftp().start();
+        super::no_sftp_subsystem_falls_back_to_exec(&srv).await;
+    }
+
+    /// dropbear as minimal images run it: no `sftp-server` installed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear() {
+        let srv = super::support::Dropbear::builder().no_sftp().start();
+        super::no_sftp_subsystem_falls_back_to_exec(&srv).await;
+    }
+}
+
+/// The process's umask (read by setting it back).
+fn umask() -> u32 {
+    // SAFETY: umask only swaps the process's file mode mask; nextest runs
+    // each test in its own process.
+    let old = unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(old) };
+    old
+}
+
+/// A hostile guest cannot plant setuid files on the orchestrator: a remote
+/// file with mode 6775 is downloaded with its permission bits only, and
+/// the local umask applied, as OpenSSH's `sftp` does.
+async fn download_drops_setuid_bits(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let remote = remote_dir();
+    let planted = remote.path().join("planted");
+    std::fs::write(&planted, b"#!/bin/sh\nid\n").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o6775)).unwrap();
+    assert_eq!(mode(&planted), 0o6775);
+    let local = tempfile::tempdir().unwrap();
+    for (name, opts) in [
+        ("atomic", TransferOptions::new()),
+        ("in place", TransferOptions::new().atomic(false)),
+    ] {
+        let got = local.path().join(name);
+        sess.download_with(planted.to_str().unwrap(), &got, &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            mode(&got),
+            0o775 & !umask(),
+            "{} ({name}): setuid/setgid kept or umask ignored",
+            srv.name()
+        );
+    }
+    // Asked for: the permission bits exactly, then the special bits too.
+    let exact = local.path().join("exact");
+    sess.download_with(
+        planted.to_str().unwrap(),
+        &exact,
+        &TransferOptions::new().preserve_mode(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mode(&exact), 0o775);
+    let trusted = local.path().join("trusted");
+    sess.download_with(
+        planted.to_str().unwrap(),
+        &trusted,
+        &TransferOptions::new().preserve_mode(true).keep_setuid(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mode(&trusted), 0o6775);
+}
+on_both_servers!(download_drops_setuid_bits);

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::exec::{Chunk, Command, shell_quote};
 use crate::session::Session;
 use crate::sftp::TransferOptions;
+use crate::sftp::atomic::RemoteTemp;
 use crate::status::ExitStatus;
 use crate::transfer::Transfer;
 
@@ -380,9 +381,20 @@ impl Provisioner {
                     rand::random::<u64>()
                 );
                 let mut transfer = Transfer::new(session);
-                if let Err(e) = transfer.open().await {
-                    return self.not_started(n, step, "cannot open SFTP to upload the script", e);
-                }
+                let remover = match transfer.remover().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return self.not_started(
+                            n,
+                            step,
+                            "cannot open SFTP to upload the script",
+                            e,
+                        );
+                    }
+                };
+                // Removed after the run, or by a task if this future is
+                // dropped.
+                let script = RemoteTemp::new(remote.clone(), remover);
                 let opts = TransferOptions::new()
                     .mode(0o700)
                     .atomic(false)
@@ -404,8 +416,7 @@ impl Provisioner {
                 let outcome = self
                     .run_command(session, n, step, shell_quote(&remote))
                     .await;
-                // Remove it whatever happened, while the connection is up.
-                if let Err(e) = transfer.remove(&remote).await {
+                if let Err(e) = script.remove().await {
                     tracing::warn!(vm = &*self.vm, path = remote, error = %e, "cannot remove temporary script");
                 }
                 outcome

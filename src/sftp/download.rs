@@ -1,14 +1,14 @@
 //! The pipelined download engine: reads issued ahead at increasing
 //! offsets, written out in order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::atomic::TempCleanup;
+use super::atomic::LocalDest;
 use super::options::{DOWNLOAD_CHUNK, DOWNLOAD_IN_FLIGHT, TransferOptions};
 use super::{Metadata, Sftp, is_status};
 use crate::error::{Error, SftpErrorKind};
@@ -29,67 +29,9 @@ impl Sftp {
         local: &Path,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        let io_err = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
-        if opts.create_parents
-            && let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| io_err("cannot create local directory", dir, e))?;
-        }
-        if !opts.overwrite && tokio::fs::try_exists(local).await.unwrap_or(false) {
-            return Err(io_err(
-                "local file exists:",
-                local,
-                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            ));
-        }
-        let target: PathBuf = if opts.atomic {
-            let name = local
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tag: u64 = rand::random();
-            local.with_file_name(format!(".{name}.vmssh-{tag:016x}.tmp"))
-        } else {
-            local.to_path_buf()
-        };
-        let mut oo = tokio::fs::OpenOptions::new();
-        oo.write(true).create(true).truncate(true);
-        if opts.atomic || !opts.overwrite {
-            oo.create_new(true);
-        }
-        let file = oo
-            .open(&target)
-            .await
-            .map_err(|e| io_err("cannot create local file", local, e))?;
-        // Removes the temporary file if we fail or are cancelled.
-        let mut cleanup = TempCleanup(opts.atomic.then(|| target.clone()));
-        let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-        let (n, remote_mode) = self.read_into(remote, &mut writer, opts).await?;
-        writer
-            .flush()
-            .await
-            .map_err(|e| io_err("cannot write local file", local, e))?;
-        let file = writer.into_inner();
-        if let Some(mode) = opts.mode.or(remote_mode) {
-            use std::os::unix::fs::PermissionsExt as _;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
-                .await
-                .map_err(|e| io_err("cannot set mode of", local, e))?;
-        }
-        if opts.fsync {
-            file.sync_all()
-                .await
-                .map_err(|e| io_err("cannot sync", local, e))?;
-        }
-        drop(file);
-        if opts.atomic {
-            tokio::fs::rename(&target, local)
-                .await
-                .map_err(|e| io_err("cannot rename into place", local, e))?;
-            cleanup.0 = None;
-        }
+        let mut dest = LocalDest::create(local, opts).await?;
+        let (n, remote_mode) = self.read_into(remote, dest.writer(), opts).await?;
+        dest.commit(remote_mode, opts).await?;
         Ok(n)
     }
 

@@ -1,19 +1,79 @@
 //! The SFTP-less path: files streamed through `cat` over an exec channel,
 //! for minimal images whose server has no SFTP subsystem.
+//!
+//! The scripts test what they need and exit with a code that names the
+//! failure ([`Exit`]); the server's stderr text is only shown, never read
+//! to decide anything.
+//!
+//! An upload takes two commands. The first writes the data (`cat`) and
+//! nothing else; only after it received every byte and end-of-file and
+//! exited 0 does the second check the size and move the file into place.
+//! A stream cut short (a local read error, a dropped future) never reaches
+//! the `mv`, whatever the server does with a half-read stdin (OpenSSH
+//! hands the command an end-of-file when the channel closes), and the
+//! temporary file is removed ([`RemoteTemp`]).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::atomic::{parent_of, temp_name_for};
+use super::atomic::{LocalDest, RemoteTemp, Remover, parent_of, temp_name_for};
 use super::options::{Progress, ProgressFn, TransferOptions};
 use crate::error::{Error, SftpErrorKind};
-use crate::exec::{Command, shell_quote};
+use crate::exec::{Command, Output, shell_quote};
 use crate::session::Session;
+use crate::status::ExitStatus;
+
+/// Exit codes of the scripts, one per failure they detect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// A path (the file, or the destination's directory) does not exist.
+    NotFound = 2,
+    /// No permission to read the file or write the directory.
+    PermissionDenied = 13,
+    /// The destination exists and overwriting was not asked for.
+    Exists = 17,
+    /// The path is a directory.
+    IsDirectory = 21,
+    /// Writing the data failed (a full disk, an I/O error).
+    WriteFailed = 23,
+    /// The file on the remote side is not as long as what was sent.
+    ShortFile = 24,
+}
+
+impl Exit {
+    fn code(self) -> i32 {
+        self as i32
+    }
+
+    fn kind(status: &ExitStatus) -> SftpErrorKind {
+        match status.code().and_then(|c| i32::try_from(c).ok()) {
+            Some(c) if c == Exit::NotFound.code() => SftpErrorKind::NotFound,
+            Some(c) if c == Exit::PermissionDenied.code() => SftpErrorKind::PermissionDenied,
+            Some(c) if c == Exit::Exists.code() => SftpErrorKind::AlreadyExists,
+            _ => SftpErrorKind::Other,
+        }
+    }
+}
+
+/// The error of a script that did not exit 0.
+fn script_error(session: &Session, op: &str, path: &str, out: &Output) -> Error {
+    Error::Sftp {
+        host: session.host().to_string(),
+        port: session.port(),
+        op: op.to_string(),
+        path: path.to_string(),
+        kind: Exit::kind(&out.status),
+        source: Some(format!("{}: {}", out.status, out.stderr_lossy().trim()).into()),
+    }
+}
 
 /// Uploads through `cat` on an exec channel, for servers without SFTP.
+/// Returns the bytes sent.
 pub(crate) async fn upload<R>(
     session: &Session,
     reader: R,
@@ -26,86 +86,103 @@ where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let dest = shell_quote(remote);
-    let tmp = if opts.atomic {
-        shell_quote(&temp_name_for(remote))
+    let dir = shell_quote(parent_of(remote).unwrap_or("."));
+    let target = if opts.atomic {
+        temp_name_for(remote)
     } else {
-        dest.clone()
+        remote.to_string()
     };
-    let mut script = String::from("set -e; ");
-    if opts.create_parents
-        && let Some(dir) = parent_of(remote)
-    {
-        script.push_str(&format!("mkdir -p -- {}; ", shell_quote(dir)));
+    let tmp = shell_quote(&target);
+    let (not_found, denied, exists, write_failed) = (
+        Exit::NotFound.code(),
+        Exit::PermissionDenied.code(),
+        Exit::Exists.code(),
+        Exit::WriteFailed.code(),
+    );
+    let mut write = String::new();
+    if opts.create_parents {
+        write.push_str(&format!("mkdir -p -- {dir} || exit {denied}; "));
     }
+    write.push_str(&format!(
+        "[ -d {dir} ] || exit {not_found}; [ -w {dir} ] || exit {denied}; "
+    ));
     if !opts.overwrite {
-        script.push_str(&format!(
-            "if [ -e {dest} ]; then echo 'vmssh: destination exists' >&2; exit 17; fi; "
-        ));
+        write.push_str(&format!("[ -e {dest} ] && exit {exists}; "));
     }
-    if opts.atomic {
-        script.push_str(&format!(
-            "trap {} EXIT; ",
-            shell_quote(&format!("rm -f -- {tmp}"))
-        ));
-    }
-    script.push_str(&format!("umask 077; cat > {tmp}; chmod {mode:o} {tmp}; "));
-    if opts.atomic {
-        script.push_str(&format!("mv -f -- {tmp} {dest}; trap - EXIT"));
-    }
+    write.push_str(&format!("umask 077; cat > {tmp} || exit {write_failed}"));
+
+    let sent = Arc::new(AtomicU64::new(0));
     let counted = CountingReader {
         inner: reader,
-        done: 0,
+        sent: sent.clone(),
         total,
         progress: opts.progress.clone(),
     };
-    let out = session
-        .exec_command(Command::new(script).stdin_reader(counted))
-        .await?;
-    if out.status.success() {
-        opts.report(total.unwrap_or(0), total);
-        return Ok(total.unwrap_or(0));
-    }
-    let stderr = out.stderr_lossy();
-    let kind = if out.status.code() == Some(17) {
-        SftpErrorKind::AlreadyExists
-    } else if stderr.contains("Permission denied") {
-        SftpErrorKind::PermissionDenied
-    } else if stderr.contains("No such file") {
-        SftpErrorKind::NotFound
-    } else if stderr.contains("No space") {
-        SftpErrorKind::NoSpace
-    } else {
-        SftpErrorKind::Other
+    // Removed unless it becomes the destination, even if this future is
+    // dropped. A failed non-atomic upload leaves what it wrote, as SFTP's.
+    let temp = opts
+        .atomic
+        .then(|| RemoteTemp::new(target.clone(), Remover::Exec(session.clone())));
+    let wrote = session
+        .exec_command(Command::new(write).stdin_reader(counted))
+        .await;
+    let failure = match wrote {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(script_error(
+            session,
+            "upload (exec fallback)",
+            remote,
+            &out,
+        )),
+        Err(e) => Some(e),
     };
-    Err(Error::Sftp {
-        host: session.host().to_string(),
-        port: session.port(),
-        op: "upload (exec fallback)".to_string(),
-        path: remote.to_string(),
-        kind,
-        source: Some(format!("{}: {}", out.status, stderr.trim()).into()),
-    })
-}
-
-/// Removes a remote file with `rm -f` over exec.
-pub(crate) async fn remove(session: &Session, path: &str) -> Result<(), Error> {
-    let out = session
-        .exec(&format!("rm -f -- {}", shell_quote(path)))
-        .await?;
-    if out.status.success() {
-        return Ok(());
+    if let Some(e) = failure {
+        if let Some(t) = temp {
+            let _ = t.remove().await;
+        }
+        return Err(e);
     }
-    Err(Error::Sftp {
-        host: session.host().to_string(),
-        port: session.port(),
-        op: "remove (exec)".to_string(),
-        path: path.to_string(),
-        kind: SftpErrorKind::Other,
-        source: Some(format!("{}: {}", out.status, out.stderr_lossy().trim()).into()),
-    })
+
+    // Every byte and the end-of-file reached `cat`, which exited 0: check
+    // the size, then set the mode and move the file into place.
+    let n = sent.load(Ordering::Acquire);
+    let short = Exit::ShortFile.code();
+    let mut commit = format!(
+        "[ \"$(($(wc -c < {tmp})))\" -eq {n} ] || exit {short}; chmod {mode:o} {tmp} || exit {denied}"
+    );
+    if opts.atomic {
+        if opts.overwrite {
+            commit.push_str(&format!("; mv -f -- {tmp} {dest} || exit {denied}"));
+        } else {
+            // A hard link fails if the destination exists: no replace.
+            commit.push_str(&format!(
+                "; [ -e {dest} ] && exit {exists}; ln -- {tmp} {dest} || exit {exists}; rm -f -- {tmp}"
+            ));
+        }
+    }
+    let out = session.exec(&commit).await;
+    match out {
+        Ok(out) if out.status.success() => {
+            if let Some(t) = temp {
+                t.keep();
+            }
+            opts.report(n, total);
+            Ok(n)
+        }
+        other => {
+            if let Some(t) = temp {
+                let _ = t.remove().await;
+            }
+            Err(match other {
+                Ok(out) => script_error(session, "upload (exec fallback)", remote, &out),
+                Err(e) => e,
+            })
+        }
+    }
 }
 
-/// Streams a remote file through `cat` over exec, for servers without SFTP.
+/// Streams a remote file through `cat` over exec into `writer`, for
+/// servers without SFTP. Returns the bytes received.
 pub(crate) async fn download<W>(
     session: &Session,
     remote: &str,
@@ -114,9 +191,14 @@ pub(crate) async fn download<W>(
 where
     W: AsyncWrite + Unpin + Send,
 {
-    let mut stream = session
-        .exec_streaming(&format!("cat -- {}", shell_quote(remote)))
-        .await?;
+    let f = shell_quote(remote);
+    let script = format!(
+        "[ -e {f} ] || exit {}; [ -d {f} ] && exit {}; [ -r {f} ] || exit {}; exec cat -- {f}",
+        Exit::NotFound.code(),
+        Exit::IsDirectory.code(),
+        Exit::PermissionDenied.code(),
+    );
+    let mut stream = session.exec_streaming(&script).await?;
     let mut n = 0u64;
     let mut stderr = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -137,22 +219,12 @@ where
     }
     let status = stream.exit_status().await?;
     if !status.success() {
-        let text = String::from_utf8_lossy(&stderr).trim().to_string();
-        let kind = if text.contains("No such file") {
-            SftpErrorKind::NotFound
-        } else if text.contains("Permission denied") {
-            SftpErrorKind::PermissionDenied
-        } else {
-            SftpErrorKind::Other
+        let out = Output {
+            stdout: Vec::new(),
+            stderr,
+            status,
         };
-        return Err(Error::Sftp {
-            host: session.host().to_string(),
-            port: session.port(),
-            op: "download (exec)".to_string(),
-            path: remote.to_string(),
-            kind,
-            source: Some(format!("{status}: {text}").into()),
-        });
+        return Err(script_error(session, "download (exec)", remote, &out));
     }
     writer
         .flush()
@@ -161,10 +233,27 @@ where
     Ok(n)
 }
 
-/// Counts bytes read and reports progress (exec fallback).
+/// Downloads through `cat` into a local file, atomically as `opts` says.
+/// The remote mode is unknown here: the file keeps the mode it was created
+/// with, unless `opts` sets one.
+pub(crate) async fn download_file(
+    session: &Session,
+    remote: &str,
+    local: &std::path::Path,
+    opts: &TransferOptions,
+) -> Result<u64, Error> {
+    let mut dest = LocalDest::create(local, opts).await?;
+    let n = download(session, remote, dest.writer()).await?;
+    dest.commit(None, opts).await?;
+    opts.report(n, Some(n));
+    Ok(n)
+}
+
+/// Counts bytes read (all of them sent once the command succeeded) and
+/// reports progress.
 struct CountingReader<R> {
     inner: R,
-    done: u64,
+    sent: Arc<AtomicU64>,
     total: Option<u64>,
     progress: Option<ProgressFn>,
 }
@@ -179,10 +268,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
-            self.done += n;
+            let done = self.sent.fetch_add(n, Ordering::AcqRel) + n;
             if let Some(p) = &self.progress {
                 p(Progress {
-                    done: self.done,
+                    done,
                     total: self.total,
                 });
             }

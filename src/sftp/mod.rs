@@ -33,7 +33,7 @@ use crate::channel::{self, Closing, Request};
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
 
-mod atomic;
+pub(crate) mod atomic;
 mod download;
 pub(crate) mod fallback;
 mod options;
@@ -171,10 +171,32 @@ impl Session {
             ..Default::default()
         };
         let mut raw = RawSftpSession::new_with_config(stream, cfg);
+        // A subsystem that ends before it answers was accepted by a server
+        // that cannot run it (dropbear without sftp-server): no SFTP.
+        let ended = || {
+            if self.is_closed() {
+                self.lost("SFTP channel closed during init")
+            } else {
+                Error::Sftp {
+                    host: self.host().to_string(),
+                    port: self.port(),
+                    op: "init".to_string(),
+                    path: String::new(),
+                    kind: SftpErrorKind::Unsupported,
+                    source: Some(
+                        "the SFTP subsystem ended before it answered (no sftp-server?)".into(),
+                    ),
+                }
+            }
+        };
         let version = tokio::select! {
-            v = raw.init() => v.map_err(|e| sftp_error(self, &closed, "init", "", e))?,
-            _ = closed.cancelled() => return Err(self.lost("SFTP channel closed during init")),
-            _ = self.closed() => return Err(self.lost("SFTP channel closed during init")),
+            v = raw.init() => match v {
+                Ok(v) => v,
+                Err(_) if closed.is_cancelled() || self.is_closed() => return Err(ended()),
+                Err(e) => return Err(sftp_error(self, &closed, "init", "", e)),
+            },
+            _ = closed.cancelled() => return Err(ended()),
+            _ = self.closed() => return Err(ended()),
         };
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
@@ -261,6 +283,11 @@ impl Sftp {
             _ = self.inner.closed.cancelled() => {}
             _ = self.inner.session.closed() => {}
         }
+    }
+
+    /// The session the channel belongs to.
+    pub(crate) fn session(&self) -> &Session {
+        &self.inner.session
     }
 
     /// Whether the channel or the whole connection has ended.

@@ -40,6 +40,8 @@ pub struct TransferOptions {
     pub(crate) atomic: bool,
     pub(crate) overwrite: bool,
     pub(crate) fsync: bool,
+    pub(crate) preserve_mode: bool,
+    pub(crate) keep_setuid: bool,
     pub(crate) chunk_size: Option<u32>,
     pub(crate) in_flight: Option<usize>,
     pub(crate) progress: Option<ProgressFn>,
@@ -61,6 +63,8 @@ impl fmt::Debug for TransferOptions {
             .field("atomic", &self.atomic)
             .field("overwrite", &self.overwrite)
             .field("fsync", &self.fsync)
+            .field("preserve_mode", &self.preserve_mode)
+            .field("keep_setuid", &self.keep_setuid)
             .field("chunk_size", &self.chunk_size)
             .field("in_flight", &self.in_flight)
             .field("progress", &self.progress.is_some())
@@ -76,6 +80,8 @@ impl Default for TransferOptions {
             atomic: true,
             overwrite: true,
             fsync: true,
+            preserve_mode: false,
+            keep_setuid: false,
             chunk_size: None,
             in_flight: None,
             progress: None,
@@ -90,12 +96,38 @@ impl TransferOptions {
         Self::default()
     }
 
-    /// Sets the permission bits of the destination file.
+    /// Sets the permission bits of the destination file (setuid, setgid
+    /// and sticky included, as given).
     ///
     /// Default: an upload from a file keeps the local file's mode, from a
-    /// reader 0644; a download keeps the remote file's mode.
+    /// reader 0644. A download takes the remote file's permission bits
+    /// (`0o777`) with the local umask applied, as OpenSSH's `sftp` does
+    /// (see [`preserve_mode`](Self::preserve_mode) and
+    /// [`keep_setuid`](Self::keep_setuid)); without SFTP, where the remote
+    /// mode is unknown, the file is created with the umask's default.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Sets whether a download keeps the remote file's permission bits
+    /// exactly, without applying the local umask (`sftp -p`). Setuid,
+    /// setgid and sticky bits still need [`keep_setuid`](Self::keep_setuid).
+    ///
+    /// Default: false.
+    pub fn preserve_mode(mut self, on: bool) -> Self {
+        self.preserve_mode = on;
+        self
+    }
+
+    /// Sets whether a download keeps the remote file's setuid, setgid and
+    /// sticky bits. A guest could otherwise plant setuid programs on the
+    /// machine that downloads from it: ask for this only for guests you
+    /// trust.
+    ///
+    /// Default: false.
+    pub fn keep_setuid(mut self, on: bool) -> Self {
+        self.keep_setuid = on;
         self
     }
 

@@ -7,7 +7,7 @@ use futures::stream::FuturesUnordered;
 use russh_sftp::protocol::OpenFlags;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::atomic::{parent_of, temp_name_for};
+use super::atomic::{RemoteTemp, Remover, parent_of, temp_name_for};
 use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
 use super::{Sftp, mode_attrs};
 use crate::error::Error;
@@ -92,6 +92,11 @@ impl Sftp {
         if opts.atomic || !opts.overwrite {
             flags |= OpenFlags::EXCLUDE;
         }
+        // From here on a temporary file may exist: removed unless it is
+        // renamed into place, even if this future is dropped.
+        let temp = opts
+            .atomic
+            .then(|| RemoteTemp::new(target.clone(), Remover::Sftp(self.clone())));
         // Create owner-only until complete; the final mode is set at the end.
         let handle = self
             .call(
@@ -132,17 +137,20 @@ impl Sftp {
         };
         let result = self.write_all_pipelined(&job, &mut reader).await;
         match result {
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                if let Some(t) = temp {
+                    t.keep();
+                }
+                Ok(n)
+            }
             Err(e) => {
                 // Leave no partial file behind where we still can.
                 if !self.is_gone() {
                     let _ = self
                         .call("close", remote, self.inner.raw.close(handle.as_str()))
                         .await;
-                    if opts.atomic {
-                        let _ = self
-                            .call("remove", &target, self.inner.raw.remove(target.as_str()))
-                            .await;
+                    if let Some(t) = temp {
+                        let _ = t.remove().await;
                     }
                 }
                 Err(e)

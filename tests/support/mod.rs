@@ -460,8 +460,10 @@ impl ServerBuilder {
         }
     }
 
-    /// sshd without an SFTP subsystem, like a minimal image. Ignored by
-    /// dropbear.
+    /// A server without SFTP, like a minimal image: sshd without a
+    /// `Subsystem` line (it refuses the request); dropbear without
+    /// `sftp-server` (it accepts the request, then the channel closes as
+    /// the missing program's shell exits), which needs mount namespaces.
     pub fn no_sftp(mut self) -> Self {
         self.no_sftp = true;
         self
@@ -964,7 +966,13 @@ fn spawn_sshd(
         password_auth: opts.password_auth,
         max_startups: "200",
         max_sessions: opts.max_sessions.unwrap_or(10),
-        log_level: "VERBOSE",
+        // sshd takes the first value of a keyword: a test's own LogLevel
+        // line replaces the default instead of following it.
+        log_level: opts
+            .extra_config
+            .iter()
+            .find_map(|l| l.strip_prefix("LogLevel "))
+            .unwrap_or("VERBOSE"),
     }
     .render(if opts.pam {
         &["UsePAM yes", "KbdInteractiveAuthentication yes"]
@@ -1019,10 +1027,19 @@ fn spawn_dropbear(
         if !ak.exists() {
             append_line(&ak, &client.public_line);
         }
-        cmd = with_home(&fake_home, &home, bin);
+        let hidden = if opts.no_sftp {
+            dropbear_sftp_server_dir()
+        } else {
+            None
+        };
+        cmd = in_namespace(&fake_home, &home, hidden.as_deref(), bin);
         cmd.args(&args);
         (ak, DropbearHome::Namespace)
     } else {
+        assert!(
+            !opts.no_sftp,
+            "dropbear without sftp-server needs mount namespaces (root, unshare)"
+        );
         let shared = SharedAuthorizedKeys::new(&home);
         shared.add(&client.public_line);
         cmd = Command::new(bin);
@@ -1044,18 +1061,39 @@ fn spawn_dropbear(
 /// ours, and its commands find no slow `.bashrc`. Needs
 /// [`namespaces_work`].
 pub fn with_home(fake_home: &Path, home: &Path, bin: &Path) -> Command {
+    in_namespace(fake_home, home, None, bin)
+}
+
+/// [`with_home`], with `hide` (a directory) covered by an empty tmpfs.
+fn in_namespace(fake_home: &Path, home: &Path, hide: Option<&Path>, bin: &Path) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.arg("-m")
         .arg("--propagation")
         .arg("private")
         .arg("sh")
         .arg("-c")
-        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .arg(r#"mount --bind "$1" "$2" && { [ -z "$3" ] || mount -t tmpfs vmssh-hidden "$3"; } && shift 3 && exec "$@""#)
         .arg("sh")
         .arg(fake_home)
         .arg(home)
+        .arg(hide.map(Path::as_os_str).unwrap_or_default())
         .arg(bin);
     cmd
+}
+
+/// The directory holding the `sftp-server` dropbear runs for the `sftp`
+/// subsystem (Debian builds it to run `/usr/lib/sftp-server`, a link into
+/// `/usr/lib/openssh`); `None` when there is none to hide.
+fn dropbear_sftp_server_dir() -> Option<PathBuf> {
+    let real = std::fs::canonicalize("/usr/lib/sftp-server").ok()?;
+    let dir = real.parent()?.to_path_buf();
+    assert!(
+        dir != Path::new("/usr/lib") && dir != Path::new("/usr") && dir != Path::new("/"),
+        "cannot hide {} from dropbear without hiding {}",
+        real.display(),
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// Makes dropbear's host key in `dir` and returns its public line.
@@ -1282,3 +1320,45 @@ impl Drop for Agent {
 pub mod qemu;
 
 pub mod silent;
+
+/// A reader that yields `left` bytes of `x`, then fails with
+/// "stdin reader broke" (a local file on a dying disk).
+#[derive(Debug)]
+pub struct FailingReader {
+    left: usize,
+}
+
+impl FailingReader {
+    /// Fails after `bytes` bytes.
+    pub fn new(bytes: usize) -> Self {
+        FailingReader { left: bytes }
+    }
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("stdin reader broke")));
+        }
+        let n = self.left.min(buf.remaining()).min(8192);
+        buf.put_slice(&vec![b'x'; n]);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// An error and its causes, as one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
