@@ -682,6 +682,24 @@ mod tests {
                 port,
                 user: "root".into(),
                 tried: vec!["publickey".into()],
+                failures: Vec::new(),
+            },
+            Error::Tunnel {
+                host: host.clone(),
+                port,
+                to_host: "10.0.0.7".into(),
+                to_port: 22,
+                kind: TunnelErrorKind::Prohibited,
+            },
+            Error::Listen {
+                addr: "127.0.0.1:8080".into(),
+                source: cause(),
+            },
+            Error::ProxyCommand {
+                host: host.clone(),
+                port,
+                command: "nc %h %p".into(),
+                reason: "exit status 1".into(),
             },
             Error::ChannelOpen {
                 host: host.clone(),
@@ -792,10 +810,13 @@ mod tests {
                 Error::Plan { .. } => "Plan",
                 Error::SshConfig { .. } => "SshConfig",
                 Error::Protocol { .. } => "Protocol",
+                Error::Tunnel { .. } => "Tunnel",
+                Error::Listen { .. } => "Listen",
+                Error::ProxyCommand { .. } => "ProxyCommand",
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 24, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 27, "every variant once: {seen:?}");
     }
 
     #[test]
