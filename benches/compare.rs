@@ -28,7 +28,7 @@ mod fleet_testkit;
 mod measure;
 #[path = "compare/peers.rs"]
 mod peers;
-#[path = "compare/relay.rs"]
+#[path = "../tests/support/relay.rs"]
 mod relay;
 #[path = "compare/rtt.rs"]
 mod rtt;

@@ -80,7 +80,7 @@ pub(crate) fn relay_notes(env: &Env, report: &mut Report) {
         })
         .collect();
     report.notes.push(format!(
-        "relay (benches/compare/relay.rs, tokio, own thread): ceiling {flat:.2} GB/s with no delay, {long:.2} GB/s at \
+        "relay (tests/support/relay.rs, tokio, own thread): ceiling {flat:.2} GB/s with no delay, {long:.2} GB/s at \
          {max} ms RTT (1 GiB, plain TCP both ends, loopback); 64 MiB in flight per direction at most; RTT through it \
          (median of 21 one-byte pings): {}",
         measured.join(", ")

@@ -28,6 +28,7 @@ pub mod asyncssh;
 pub mod certs;
 pub mod endpoint;
 pub mod pam;
+pub mod relay;
 pub mod sshd_config;
 pub mod tcp;
 pub mod tinysshd;

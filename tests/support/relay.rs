@@ -9,7 +9,9 @@
 //! a receiver that stops reading stops the sender, as on a real path.
 //!
 //! The relay runs on its own thread and `current_thread` runtime, in the
-//! harness process: its CPU is not the contenders'.
+//! process that starts it (the bench harness: its CPU is not the
+//! contenders'). The integration tests use it to run the crate over a
+//! long link; the benches include this file by path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::sshd::HOST;
+/// Where the relay and its test peers listen.
+const HOST: &str = "127.0.0.1";
 
 /// Bytes a direction holds in flight at most (64 MiB: 1.3 GB/s at 50 ms).
 const IN_FLIGHT: usize = 64 << 20;
