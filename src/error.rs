@@ -109,6 +109,26 @@ pub enum Error {
         fingerprint: String,
     },
 
+    /// The server presented a host certificate, known_hosts lists
+    /// `@cert-authority` keys for the host, and the certificate does not
+    /// pass (nor is its key trusted on its own).
+    #[error(
+        "host certificate for {host}:{port} ({fingerprint}, signed by {authority}) is refused: \
+         {problem}"
+    )]
+    HostCertificateRefused {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA256 fingerprint of the certified host key.
+        fingerprint: String,
+        /// SHA256 fingerprint of the key that signed the certificate.
+        authority: String,
+        /// What is wrong with the certificate.
+        problem: HostCertificateProblem,
+    },
+
     /// A known_hosts file could not be read or written, or a pinned key is
     /// not a valid OpenSSH public key line.
     #[error("host key store {}: {reason}", path.display())]
@@ -471,6 +491,42 @@ impl std::fmt::Display for KeyErrorKind {
     }
 }
 
+/// Why a host certificate is refused ([`Error::HostCertificateRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostCertificateProblem {
+    /// A user certificate, not a host certificate.
+    NotForHosts,
+    /// Signed by a key that no `@cert-authority` line lists for the host.
+    UntrustedAuthority,
+    /// Its validity has not begun.
+    NotYetValid,
+    /// Its validity has ended.
+    Expired,
+    /// Its principals name neither the host nor its `HostKeyAlias`.
+    WrongPrincipal,
+    /// It carries critical options, which no host certificate may.
+    CriticalOptions,
+    /// The authority's signature does not verify.
+    BadSignature,
+}
+
+impl std::fmt::Display for HostCertificateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HostCertificateProblem::NotForHosts => "it is a user certificate",
+            HostCertificateProblem::UntrustedAuthority => {
+                "no @cert-authority line in known_hosts lists its signer for this host"
+            }
+            HostCertificateProblem::NotYetValid => "it is not valid yet",
+            HostCertificateProblem::Expired => "it has expired",
+            HostCertificateProblem::WrongPrincipal => "it is not issued for this host name",
+            HostCertificateProblem::CriticalOptions => "it carries critical options",
+            HostCertificateProblem::BadSignature => "its signature does not verify",
+        })
+    }
+}
+
 /// Why a server refused a TCP tunnel, from its channel-open failure code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -569,6 +625,7 @@ impl Error {
             Error::HostKeyUnknown { .. }
                 | Error::HostKeyChanged { .. }
                 | Error::HostKeyRevoked { .. }
+                | Error::HostCertificateRefused { .. }
         )
     }
 
@@ -662,6 +719,13 @@ mod tests {
                 host: host.clone(),
                 port,
                 fingerprint: "SHA256:abc".into(),
+            },
+            Error::HostCertificateRefused {
+                host: host.clone(),
+                port,
+                fingerprint: "SHA256:abc".into(),
+                authority: "SHA256:def".into(),
+                problem: HostCertificateProblem::Expired,
             },
             Error::HostKeyStore {
                 path: "known_hosts".into(),
@@ -793,6 +857,7 @@ mod tests {
                 Error::HostKeyUnknown { .. } => "HostKeyUnknown",
                 Error::HostKeyChanged { .. } => "HostKeyChanged",
                 Error::HostKeyRevoked { .. } => "HostKeyRevoked",
+                Error::HostCertificateRefused { .. } => "HostCertificateRefused",
                 Error::HostKeyStore { .. } => "HostKeyStore",
                 Error::Key { .. } => "Key",
                 Error::Agent { .. } => "Agent",
@@ -816,7 +881,7 @@ mod tests {
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 27, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 28, "every variant once: {seen:?}");
     }
 
     #[test]

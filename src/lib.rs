@@ -76,7 +76,10 @@ mod transfer;
 pub use auth::Auth;
 pub use cipher::Cipher;
 pub use config::{RetryPolicy, SshConfig};
-pub use error::{AuthFailure, Error, KeyErrorKind, Result, SftpErrorKind, TunnelErrorKind};
+pub use error::{
+    AuthFailure, Error, HostCertificateProblem, KeyErrorKind, Result, SftpErrorKind,
+    TunnelErrorKind,
+};
 pub use exec::{Chunk, Command, ExecStream, Output};
 pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;

@@ -13,7 +13,7 @@ use crate::channel::Closings;
 use crate::config::SshConfig;
 use crate::error::Error;
 use crate::forward::RemoteForwards;
-use crate::host_key::HostKeyPolicy;
+use crate::host_key::{HostKeyPolicy, KeyAlgorithms};
 
 /// An authenticated SSH connection to one host.
 ///
@@ -132,14 +132,14 @@ impl client::Handler for ClientHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        let (key, cert) = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (key.clone(), None),
             PublicKeyOrCertificate::Certificate(cert) => {
-                PublicKey::new(cert.public_key().clone(), "")
+                (PublicKey::new(cert.public_key().clone(), ""), Some(cert))
             }
         };
         self.policy
-            .verify(&self.host, self.port, &key)
+            .verify(&self.host, self.port, &key, cert)
             .await
             .map_err(HandlerError::HostKey)?;
         Ok(true)
@@ -601,9 +601,10 @@ async fn within<T>(
     }
 }
 
-fn russh_config(cfg: &SshConfig, host_key_order: Vec<russh::keys::Algorithm>) -> client::Config {
+fn russh_config(cfg: &SshConfig, host_keys: KeyAlgorithms) -> client::Config {
     let preferred = russh::Preferred {
-        key: std::borrow::Cow::Owned(host_key_order),
+        key: std::borrow::Cow::Owned(host_keys.keys),
+        host_key_certificates: std::borrow::Cow::Owned(host_keys.certificates),
         cipher: std::borrow::Cow::Owned(cfg.ciphers.iter().map(|c| c.russh()).collect()),
         ..russh::Preferred::default()
     };

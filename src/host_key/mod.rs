@@ -1,14 +1,27 @@
 //! Verifying the server's identity: known_hosts files, pinned keys, trust on
-//! first use.
+//! first use, host certificates.
+
+mod certificate;
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::{Algorithm, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 use sha1::Sha1;
 
-use crate::error::Error;
+use crate::error::{Error, HostCertificateProblem};
+
+/// The host key algorithms to offer: certificate variants (ahead of plain
+/// keys, as OpenSSH offers them when it knows an authority for the host)
+/// and plain keys, each most preferred first.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeyAlgorithms {
+    /// Plain host key algorithms.
+    pub(crate) keys: Vec<Algorithm>,
+    /// Host key algorithms whose certificate variant is offered too.
+    pub(crate) certificates: Vec<Algorithm>,
+}
 
 /// How the server's host key is checked during the handshake.
 ///
@@ -69,6 +82,18 @@ impl HostKeyPolicy {
     /// `[host]:port`, wildcard, negated and hashed (`|1|`) entries, host
     /// names in any case. `@revoked` keys are refused. Unknown hosts are
     /// refused, and so is a key of a type not recorded for a known host.
+    ///
+    /// `@cert-authority PATTERNS KEY` lines trust host certificates signed
+    /// by `KEY` for the hosts matching `PATTERNS` (matched like any entry:
+    /// `host`, or `[host]:port` off port 22). When such a line matches,
+    /// certificates are asked for, and one is accepted when it is a host
+    /// certificate, in date, with the host name (or the `HostKeyAlias`,
+    /// see [`per_instance`](Self::per_instance)) among its principals (or
+    /// no principals at all), without critical options, and neither it nor
+    /// its authority is `@revoked`. A certificate that fails is refused
+    /// with [`Error::HostCertificateRefused`] unless its key is trusted on
+    /// its own by a plain entry (as OpenSSH falls back to the plain key);
+    /// trust on first use never records the key of a refused certificate.
     pub fn known_hosts(path: impl AsRef<Path>) -> Self {
         HostKeyPolicy {
             kind: PolicyKind::KnownHosts {
@@ -135,6 +160,18 @@ impl HostKeyPolicy {
         }
     }
 
+    /// A known_hosts policy that looks keys up under `alias` (OpenSSH's
+    /// `HostKeyAlias`) when given, recording unknown hosts when `learn`.
+    pub(crate) fn known_hosts_as(path: PathBuf, alias: Option<String>, learn: bool) -> Self {
+        HostKeyPolicy {
+            kind: if learn {
+                PolicyKind::AcceptNew { path, alias }
+            } else {
+                PolicyKind::KnownHosts { path, alias }
+            },
+        }
+    }
+
     /// Accept whatever key the server presents. Only for throwaway test
     /// machines: anyone on the path can impersonate the server.
     pub fn insecure_accept_any() -> Self {
@@ -145,40 +182,59 @@ impl HostKeyPolicy {
 
     /// The host key algorithms to offer for `host:port`: `preferred`, with
     /// the types recorded for the host moved to the front (in their
-    /// `preferred` order), as OpenSSH orders them. Nothing is known, or the
-    /// file cannot be read: `preferred` as it is (verification reports the
-    /// problem).
+    /// `preferred` order), as OpenSSH orders them; and the same list as
+    /// certificates when known_hosts lists an authority for the host.
+    /// Nothing is known, or the file cannot be read: `preferred` as it is,
+    /// no certificates (verification reports the problem).
     pub(crate) async fn key_algorithms(
         &self,
         host: &str,
         port: u16,
         preferred: &[Algorithm],
-    ) -> Vec<Algorithm> {
-        let known: Vec<Algorithm> = match &self.kind {
-            PolicyKind::Pinned(lines) => lines
-                .iter()
-                .filter_map(|l| parse_key_line(l))
-                .map(|k| k.algorithm())
-                .collect(),
+    ) -> KeyAlgorithms {
+        let plain = |known: &[Algorithm]| KeyAlgorithms {
+            keys: order_algorithms(known, preferred),
+            certificates: Vec::new(),
+        };
+        match &self.kind {
+            PolicyKind::Pinned(lines) => {
+                let known: Vec<Algorithm> = lines
+                    .iter()
+                    .filter_map(|l| parse_key_line(l))
+                    .map(|k| k.algorithm())
+                    .collect();
+                plain(&known)
+            }
             PolicyKind::KnownHosts { path, alias } | PolicyKind::AcceptNew { path, alias } => {
                 let Ok(name) = lookup_name(alias.as_deref(), host, port) else {
-                    return preferred.to_vec();
+                    return plain(&[]);
                 };
-                match read_known_hosts(path).await {
-                    Ok(text) => entries_for(&text, &name)
-                        .into_iter()
-                        .map(|k| k.algorithm())
-                        .collect(),
-                    Err(_) => Vec::new(),
+                let Ok(text) = read_known_hosts(path).await else {
+                    return plain(&[]);
+                };
+                let known: Vec<Algorithm> = entries_for(&text, &name)
+                    .into_iter()
+                    .map(|k| k.algorithm())
+                    .collect();
+                let mut algorithms = plain(&known);
+                if !authorities_for(&text, &name).is_empty() {
+                    algorithms.certificates = algorithms.keys.clone();
                 }
+                algorithms
             }
-            PolicyKind::InsecureAcceptAny | PolicyKind::NoHome => Vec::new(),
-        };
-        order_algorithms(&known, preferred)
+            PolicyKind::InsecureAcceptAny | PolicyKind::NoHome => plain(&[]),
+        }
     }
 
-    /// Checks `key` for `host:port`; `Ok(())` means trusted.
-    pub(crate) async fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), Error> {
+    /// Checks the server's `key` for `host:port`, presented inside `cert`
+    /// when the server sent a certificate; `Ok(())` means trusted.
+    pub(crate) async fn verify(
+        &self,
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+        cert: Option<&Certificate>,
+    ) -> Result<(), Error> {
         match &self.kind {
             PolicyKind::InsecureAcceptAny => Ok(()),
             PolicyKind::NoHome => Err(Error::Config {
@@ -211,6 +267,43 @@ impl HostKeyPolicy {
                 let learn = matches!(self.kind, PolicyKind::AcceptNew { .. });
                 let name = lookup_name(alias.as_deref(), host, port)?;
                 let text = read_known_hosts(path).await?;
+                if let Some(cert) = cert {
+                    // OpenSSH names the host in principals without the port.
+                    let principal = match alias {
+                        Some(a) => a.clone(),
+                        None => host.to_ascii_lowercase(),
+                    };
+                    let now = certificate::unix_now();
+                    match lookup_certificate(&text, &name, &principal, cert, key, now) {
+                        CertLookup::Trusted => return Ok(()),
+                        CertLookup::Revoked(fingerprint) => {
+                            return Err(Error::HostKeyRevoked {
+                                host: host.to_string(),
+                                port,
+                                fingerprint,
+                            });
+                        }
+                        CertLookup::Refused(problem) => {
+                            if lookup(&text, &name, key) == Lookup::Trusted {
+                                tracing::debug!(host, port, %problem, "host certificate refused; its key is trusted on its own");
+                                return Ok(());
+                            }
+                            return Err(Error::HostCertificateRefused {
+                                host: host.to_string(),
+                                port,
+                                fingerprint: fingerprint(key),
+                                authority: cert
+                                    .signature_key()
+                                    .fingerprint(HashAlg::Sha256)
+                                    .to_string(),
+                                problem,
+                            });
+                        }
+                        // No authority for this host: the certificate is
+                        // only a key, checked like any other.
+                        CertLookup::NoAuthority => {}
+                    }
+                }
                 match lookup(&text, &name, key) {
                     Lookup::Trusted => Ok(()),
                     Lookup::Unknown if learn => {
@@ -404,6 +497,53 @@ fn entries_for(text: &str, name: &str) -> Vec<PublicKey> {
         .collect()
 }
 
+/// The `@cert-authority` keys listed for `name`, in file order.
+fn authorities_for(text: &str, name: &str) -> Vec<PublicKey> {
+    entries(text)
+        .filter(|e| e.marker == Some("@cert-authority") && hosts_match(e.hosts, name))
+        .map(|e| e.key)
+        .collect()
+}
+
+/// What known_hosts says about a host certificate.
+#[derive(Debug, PartialEq)]
+enum CertLookup {
+    Trusted,
+    /// No `@cert-authority` line for the host.
+    NoAuthority,
+    Refused(HostCertificateProblem),
+    /// The certified key or its authority is `@revoked`: its fingerprint.
+    Revoked(String),
+}
+
+/// Checks `cert` (whose key is `key`) for the lookup name `name` and the
+/// principal `principal`, as OpenSSH's `check_host_key` does.
+fn lookup_certificate(
+    text: &str,
+    name: &str,
+    principal: &str,
+    cert: &Certificate,
+    key: &PublicKey,
+    now: u64,
+) -> CertLookup {
+    for e in entries(text) {
+        if e.marker == Some("@revoked")
+            && hosts_match(e.hosts, name)
+            && (same_key(&e.key, key) || e.key.key_data() == cert.signature_key())
+        {
+            return CertLookup::Revoked(fingerprint(&e.key));
+        }
+    }
+    let authorities = authorities_for(text, name);
+    if authorities.is_empty() {
+        return CertLookup::NoAuthority;
+    }
+    match certificate::check(cert, &authorities, principal, now) {
+        Ok(()) => CertLookup::Trusted,
+        Err(problem) => CertLookup::Refused(problem),
+    }
+}
+
 /// `name` is a lookup name (`host`, `[host]:port` or an alias), already
 /// lowercased where OpenSSH lowercases it.
 fn lookup(text: &str, name: &str, key: &PublicKey) -> Lookup {
@@ -419,7 +559,7 @@ fn lookup(text: &str, name: &str, key: &PublicKey) -> Lookup {
                     return Lookup::Revoked;
                 }
             }
-            Some(_) => {} // @cert-authority: certificates are not used here
+            Some(_) => {} // @cert-authority: only for certificates (lookup_certificate)
             None if same_key(&e.key, key) => trusted = true,
             // A host known under any key is not new, whatever the type:
             // key types are ordered so that a server presents a known one
@@ -625,7 +765,7 @@ mod tests {
                 .build()
                 .unwrap();
             let err = rt
-                .block_on(policy.verify("h", 22, &key(KEY_A)))
+                .block_on(policy.verify("h", 22, &key(KEY_A), None))
                 .unwrap_err();
             match err {
                 Error::Config { reason } => assert!(reason.contains("HOME"), "{reason}"),
