@@ -565,3 +565,55 @@ async fn known_key_type_is_preferred() {
     .unwrap();
     assert_connects(&srv, &with_policy(&srv, HostKeyPolicy::known_hosts(&kh))).await;
 }
+
+/// `HostKeyAlias` in ssh_config: the key is looked up under the alias, not
+/// under the address, with `StrictHostKeyChecking yes` (refused when only
+/// the address is recorded) and `accept-new` (learned under the alias).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn ssh_config_host_key_alias() {
+    let srv = support::sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let config = dir.path().join("config");
+    let write_config = |strict: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "Host vm\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+                 IdentitiesOnly yes\n  UserKnownHostsFile {}\n  HostKeyAlias VM-Instance-7\n  \
+                 StrictHostKeyChecking {strict}\n",
+                srv.host(),
+                srv.port(),
+                srv.user(),
+                srv.client_key().private.display(),
+                kh.display()
+            ),
+        )
+        .unwrap();
+    };
+    let resolve = || vmssh::ssh_config::resolve_file(&config, "vm");
+
+    write_config("yes");
+    let by_address = format!("[{}]:{} {}\n", srv.host(), srv.port(), srv.host_key_line());
+    std::fs::write(&kh, &by_address).unwrap();
+    let vm = resolve().await.unwrap();
+    assert_eq!(vm.host_key_alias(), Some("vm-instance-7"));
+    assert!(vm.warnings().is_empty(), "{:?}", vm.warnings());
+    let err = vm.connect().await.unwrap_err();
+    assert!(matches!(err, Error::HostKeyUnknown { .. }), "{err:?}");
+
+    std::fs::write(&kh, format!("vm-instance-7 {}\n", srv.host_key_line())).unwrap();
+    let sess = resolve().await.unwrap().connect().await.unwrap();
+    assert_eq!(sess.exec("echo alias").await.unwrap().stdout, b"alias\n");
+    sess.close().await;
+
+    write_config("accept-new");
+    std::fs::write(&kh, "").unwrap();
+    let sess = resolve().await.unwrap().connect().await.unwrap();
+    sess.close().await;
+    assert_eq!(
+        learned_lines(&kh),
+        vec![format!("vm-instance-7 {}", key_only(srv.host_key_line()))]
+    );
+}

@@ -334,7 +334,10 @@ impl ResolvedHost {
     ///   identity file that exists, in order;
     /// - host keys: the first known_hosts file (`/dev/null` for `none`),
     ///   [`HostKeyPolicy::known_hosts`] for `yes` and `ask`,
-    ///   [`HostKeyPolicy::accept_new`] for `accept-new` and `no`;
+    ///   [`HostKeyPolicy::accept_new`] for `accept-new` and `no`, looking
+    ///   the key up under `HostKeyAlias` when set (as
+    ///   [`HostKeyPolicy::per_instance`] does), which is also the name a
+    ///   host certificate must carry;
     /// - `ConnectTimeout` as [`SshConfig::connect_timeout`] (the whole
     ///   connect, not only TCP), `ServerAliveInterval` and
     ///   `ServerAliveCountMax` as the keepalive settings. Where the files
@@ -354,14 +357,15 @@ impl ResolvedHost {
             .first()
             .cloned()
             .unwrap_or_else(|| PathBuf::from("/dev/null"));
-        cfg = cfg.host_key(match self.strict {
-            StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => {
-                HostKeyPolicy::known_hosts(known)
-            }
-            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
-                HostKeyPolicy::accept_new(known)
-            }
-        });
+        let learn = match self.strict {
+            StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => false,
+            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => true,
+        };
+        cfg = cfg.host_key(HostKeyPolicy::known_hosts_as(
+            known,
+            self.host_key_alias.clone(),
+            learn,
+        ));
         if let Some(t) = self.connect_timeout {
             cfg = cfg.connect_timeout(t);
         }
@@ -557,10 +561,6 @@ fn resolve_one(
             "stricthostkeychecking",
             WarningKind::StillRefusesChangedKeys,
         ));
-    }
-    if let Some(a) = &opts.host_key_alias {
-        // Wired into the host key check with the session changes.
-        warnings.push(warning(&a.at, "hostkeyalias", WarningKind::Unsupported));
     }
 
     let agent = match &opts.identity_agent {
