@@ -91,6 +91,11 @@ impl Target {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The steps to run.
+    pub fn steps(&self) -> &[ProvisionDef] {
+        &self.steps
+    }
 }
 
 /// How one VM's run ended.
@@ -656,7 +661,7 @@ impl Fleet {
         progress: &Progress,
     ) {
         wait_for_closing(session).await;
-        let _ = session.close().await;
+        session.close().await;
         let duration = started.elapsed();
         let vm: Arc<str> = Arc::from(target.name.as_str());
         p.emit(Event::StepFinished {
