@@ -1,0 +1,312 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::shard::Shard;
+
+/// Provision, run commands on and copy files to and from many hosts over
+/// SSH, with live output, a summary and a JSON report.
+///
+/// Exit codes: 0 every host succeeded, 1 a host failed, 2 usage error
+/// (nothing ran on any host), 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "vmssh", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a vmctl VMFile.kdl plan on many hosts.
+    Provision(ProvisionArgs),
+    /// Run one command on every host, output live and prefixed per host.
+    Exec(ExecArgs),
+    /// Copy a local file to every host.
+    Upload(UploadArgs),
+    /// Copy a remote file from every host into LOCAL_DIR/<host name>.
+    Download(DownloadArgs),
+    /// Merge or show reports (--report FILE.json).
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Provision embedded VMs (SSH servers in this process), or real QEMU
+    /// guests booted here, with the demo plan.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Merge the reports of shards into one, written to standard output.
+    Merge(MergeArgs),
+    /// Print a report's summary; exits 1 unless every host succeeded.
+    Show(ShowArgs),
+}
+
+/// Where the hosts come from; at least one source is needed. Every host
+/// has a name (used in output, logs, reports and --shard), unique across
+/// sources.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Targets")]
+pub(crate) struct TargetArgs {
+    /// A host: NAME=[USER@]ADDR[:PORT], or [USER@]ADDR[:PORT] named by its
+    /// address (repeatable).
+    #[arg(long = "host", value_name = "[NAME=][USER@]ADDR[:PORT]")]
+    pub(crate) hosts: Vec<String>,
+
+    /// An inventory: one host a line, `NAME [USER@]ADDR[:PORT] [key=FILE]
+    /// [jump=[USER@]HOST[:PORT]]`; blank lines and `#` comments are
+    /// ignored (repeatable).
+    #[arg(long = "hosts", value_name = "FILE")]
+    pub(crate) inventories: Vec<PathBuf>,
+
+    /// Hosts from ~/.ssh/config (and /etc/ssh/ssh_config), resolved as
+    /// `ssh -G ALIAS` does; comma-separated, repeatable.
+    #[arg(long = "ssh-config", value_name = "ALIAS[,ALIAS...]", value_delimiter = ',')]
+    pub(crate) aliases: Vec<String>,
+
+    /// Read the --ssh-config aliases from this file alone (as `ssh -F`).
+    #[arg(long = "ssh-config-file", value_name = "FILE", requires = "aliases")]
+    pub(crate) ssh_config_file: Option<PathBuf>,
+
+    /// The VMs vmctl runs, from its state file [default:
+    /// $XDG_DATA_HOME/vmctl/vms.json]. Give a path as --vmctl=STATE.
+    #[arg(
+        long = "vmctl",
+        value_name = "STATE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub(crate) vmctl: Option<PathBuf>,
+
+    /// User for hosts that name none [default: the plan's, for provision;
+    /// else the local user]. --ssh-config hosts keep their configured user.
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
+
+    /// Run only the hosts whose name hashes into shard K of N (K from 0 to
+    /// N-1): N runs with K = 0..N-1 cover every host exactly once.
+    #[arg(long, value_name = "K/N")]
+    pub(crate) shard: Option<Shard>,
+}
+
+/// How to authenticate and how to trust host keys.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Authentication")]
+pub(crate) struct AuthArgs {
+    /// A private key file, tried in order (repeatable).
+    #[arg(long = "key", value_name = "FILE")]
+    pub(crate) keys: Vec<PathBuf>,
+
+    /// The passphrase of encrypted --key files, from this environment
+    /// variable.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) passphrase_env: Option<String>,
+
+    /// Try the ssh-agent at SSH_AUTH_SOCK (after the keys).
+    #[arg(long)]
+    pub(crate) agent: bool,
+
+    /// Password authentication, the password read from this environment
+    /// variable (never from the command line).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) password_env: Option<String>,
+
+    /// Trust the host keys in this known_hosts file [default:
+    /// ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE", help_heading = "Host keys")]
+    pub(crate) known_hosts: Option<PathBuf>,
+
+    /// Trust a host seen for the first time and record its key in the
+    /// known_hosts file; a changed key is still refused.
+    #[arg(long, help_heading = "Host keys")]
+    pub(crate) accept_new: bool,
+
+    /// Accept any host key (throwaway test machines only: anyone on the
+    /// path can impersonate the host).
+    #[arg(
+        long,
+        conflicts_with_all = ["known_hosts", "accept_new"],
+        help_heading = "Host keys"
+    )]
+    pub(crate) insecure_accept_any: bool,
+}
+
+/// How the fleet runs and what it writes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Run")]
+pub(crate) struct RunArgs {
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) concurrency: usize,
+
+    /// Connection attempts (handshake and authentication) in flight at
+    /// once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub(crate) connect_concurrency: usize,
+
+    /// How long each host may take to accept a connection (a VM still
+    /// booting), retrying, in seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub(crate) connect_deadline: u64,
+
+    /// Stop at the first failure: hosts not yet started are not started,
+    /// running ones are stopped.
+    #[arg(long, conflicts_with = "max_fail")]
+    pub(crate) fail_fast: bool,
+
+    /// Stop once more than PCT percent of the hosts (of this shard) have
+    /// failed.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) max_fail: Option<u8>,
+
+    /// Reconnect a host found disconnected at the start of a step (a VM
+    /// that rebooted) up to N times.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) reconnects: u32,
+
+    /// Write each host's output to DIR/<host>/provision.log.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) log_dir: Option<PathBuf>,
+
+    /// Write the report (JSON; `vmssh report merge` combines shards) here,
+    /// also when interrupted.
+    #[arg(long, value_name = "FILE.json")]
+    pub(crate) report: Option<PathBuf>,
+
+    /// One JSON event per line on standard output, for machines.
+    #[arg(long, help_heading = "Output")]
+    pub(crate) json: bool,
+
+    /// Plain prefixed lines even on a terminal (no progress bars).
+    #[arg(long, conflicts_with = "json", help_heading = "Output")]
+    pub(crate) plain: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProvisionArgs {
+    /// The plan: hosts are matched to its `vm` blocks by name; its
+    /// top-level `provision` steps run on every host.
+    #[arg(long, value_name = "VMFile.kdl", default_value = "VMFile.kdl")]
+    pub(crate) plan: PathBuf,
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+
+    /// Print each host's output as one block when the host finishes (as
+    /// `pssh -i` does) instead of live lines.
+    #[arg(long, conflicts_with = "json", help_heading = "Output")]
+    pub(crate) collect: bool,
+
+    /// Fail a host whose command runs longer than SECS.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<u64>,
+
+    /// The command, run by each host's shell; its words are joined with
+    /// spaces, as ssh does. Flags after its first word are its own; put
+    /// `--` before a command that starts with `-`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "COMMAND"
+    )]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+
+    /// The local file.
+    #[arg(value_name = "LOCAL")]
+    pub(crate) local: PathBuf,
+
+    /// Where it goes on each host (parents created, replaced atomically);
+    /// ending in `/`, a directory that gets the file's name.
+    #[arg(value_name = "REMOTE")]
+    pub(crate) remote: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DownloadArgs {
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+
+    /// The remote file.
+    #[arg(value_name = "REMOTE")]
+    pub(crate) remote: String,
+
+    /// The local directory (created if missing): each host's copy is
+    /// LOCAL_DIR/<host name>.
+    #[arg(value_name = "LOCAL_DIR")]
+    pub(crate) local_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The reports to merge (each shard's --report).
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub(crate) reports: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The report.
+    #[arg(value_name = "REPORT.json")]
+    pub(crate) report: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// How many embedded VMs to start.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub(crate) vms: usize,
+
+    /// Boot N real QEMU guests instead (OpenSSH's sshd and dropbear
+    /// alternately; the image is built by scripts/vm-image.sh on first
+    /// use), stopped at the end.
+    #[arg(long, value_name = "N", conflicts_with = "vms")]
+    pub(crate) qemu: Option<usize>,
+
+    /// Make this VM's script step fail (to see a failure).
+    #[arg(long = "break", value_name = "VM", hide = true)]
+    pub(crate) break_vm: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,26 @@
+//! `vmssh exec TARGETS -- COMMAND...`: one command on every host, as a
+//! one-step plan.
+
+use std::time::Duration;
+
+use vmssh::provision::ProvisionDef;
+
+use crate::args::ExecArgs;
+use crate::credentials::Defaults;
+use crate::targets;
+use crate::usage::{Exit, Usage};
+
+pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
+    // As ssh does: the words joined by spaces, for the remote shell.
+    let command = a.command.join(" ");
+    if command.trim().is_empty() {
+        return Err(Usage("exec: the command is empty".into()));
+    }
+    let hosts = targets::collect(&a.targets).await?;
+    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+    let mut step = ProvisionDef::inline(command);
+    if let Some(secs) = a.timeout {
+        step = step.timeout(Duration::from_secs(secs));
+    }
+    crate::run::run(super::same_steps(endpoints, &[step]), &a.run, a.collect).await
+}

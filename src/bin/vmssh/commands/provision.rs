@@ -1,0 +1,68 @@
+//! `vmssh provision --plan VMFile.kdl TARGETS`: hosts matched to the
+//! plan's `vm` blocks by name; the plan's top-level steps run on every
+//! host, before its own.
+
+use std::path::Path;
+
+use vmssh::fleet::Target;
+use vmssh::plan::{DEFAULT_USER, Plan};
+
+use crate::args::ProvisionArgs;
+use crate::credentials::Defaults;
+use crate::targets;
+use crate::usage::{Exit, Usage, chain};
+
+pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
+    let plan = load_plan(&a.plan).await?;
+    let hosts = targets::collect(&a.targets).await?;
+    for h in &hosts {
+        if plan.vm(&h.name).is_none() && plan.shared.is_empty() {
+            let known: Vec<&str> = plan.vms.iter().map(|v| v.name.as_str()).collect();
+            return Err(Usage(format!(
+                "{} ({}) matches no vm block of {} (it has: {}) and the plan has no top-level provision steps",
+                h.name,
+                h.origin,
+                a.plan.display(),
+                known.join(", ")
+            )));
+        }
+    }
+    for vm in &plan.vms {
+        if !hosts.iter().any(|h| h.name == vm.name) {
+            eprintln!(
+                "vmssh: note: vm \"{}\" of {} has no host; skipped",
+                vm.name,
+                a.plan.display()
+            );
+        }
+    }
+    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |name| {
+        let vm = plan.vm(name);
+        Defaults {
+            // vmctl's default user when the plan names none.
+            user: Some(vm.map_or(DEFAULT_USER, |v| v.user()).to_string()),
+            key: vm.and_then(|v| v.ssh.private_key.clone()),
+            port: vm.and_then(|v| v.ssh.port),
+        }
+    })
+    .await?;
+    let targets = endpoints
+        .into_iter()
+        .map(|e| {
+            let steps = plan.steps_for(&e.name);
+            Target::new(e.name, e.host, e.port, e.config, steps).base_dir(&plan.base_dir)
+        })
+        .collect();
+    crate::run::run(targets, &a.run, false).await
+}
+
+/// Reads a plan, prints its warnings and checks its local files (scripts,
+/// sources, keys): a missing one is a usage error before anything runs.
+pub(crate) async fn load_plan(path: &Path) -> Result<Plan, Usage> {
+    let plan = Plan::load(path).await.map_err(|e| chain(&e))?;
+    for w in plan.warnings() {
+        eprintln!("vmssh: warning: {w}");
+    }
+    plan.check_local_files().await.map_err(|e| chain(&e))?;
+    Ok(plan)
+}

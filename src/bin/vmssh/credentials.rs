@@ -1,0 +1,218 @@
+//! How each host is logged into and trusted: keys, agent, password and
+//! host-key policy from the flags, a host's own key (inventory, plan),
+//! checked before anything connects, and turned into an
+//! [`SshConfig`] per host.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use vmssh::{Auth, HostKeyPolicy, SshConfig};
+
+use crate::args::AuthArgs;
+use crate::targets::{Host, Reach};
+use crate::usage::{Usage, chain};
+
+/// The flags' credentials, checked.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    keys: Vec<Auth>,
+    passphrase: Option<String>,
+    agent: bool,
+    password: Option<Auth>,
+    /// From the host-key flags, when one was given.
+    host_key: Option<HostKeyPolicy>,
+    /// Keys named by inventories and plans, checked once each.
+    host_keys: HashMap<PathBuf, Auth>,
+}
+
+/// Where a host is connected, as whom and how.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) config: SshConfig,
+}
+
+/// What a plan says about a host, for what the host itself does not say.
+#[derive(Debug, Default)]
+pub(crate) struct Defaults {
+    pub(crate) user: Option<String>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) port: Option<u16>,
+}
+
+impl Credentials {
+    /// Reads the environment variables and checks every `--key` now: an
+    /// unreadable or malformed key is a usage error.
+    pub(crate) async fn new(a: &AuthArgs) -> Result<Credentials, Usage> {
+        let passphrase = a
+            .passphrase_env
+            .as_deref()
+            .map(|var| env_secret("--passphrase-env", var))
+            .transpose()?;
+        let password = a
+            .password_env
+            .as_deref()
+            .map(|var| env_secret("--password-env", var).map(Auth::password))
+            .transpose()?;
+        if a.agent && std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
+            return Err(Usage("--agent: SSH_AUTH_SOCK is not set".into()));
+        }
+        let host_key = if a.insecure_accept_any {
+            Some(HostKeyPolicy::insecure_accept_any())
+        } else if a.accept_new {
+            Some(HostKeyPolicy::accept_new(
+                a.known_hosts.clone().unwrap_or_else(default_known_hosts),
+            ))
+        } else if let Some(file) = &a.known_hosts {
+            if let Err(e) = std::fs::metadata(file) {
+                return Err(Usage(format!(
+                    "--known-hosts {}: {e} (--accept-new creates it)",
+                    file.display()
+                )));
+            }
+            Some(HostKeyPolicy::known_hosts(file))
+        } else {
+            None
+        };
+        let mut creds = Credentials {
+            keys: Vec::new(),
+            passphrase,
+            agent: a.agent,
+            password,
+            host_key,
+            host_keys: HashMap::new(),
+        };
+        for path in &a.keys {
+            let key = creds.checked(path, "--key").await?;
+            creds.keys.push(key);
+        }
+        Ok(creds)
+    }
+
+    /// The key at `path`, decoded now (once per path).
+    async fn checked(&mut self, path: &Path, origin: &str) -> Result<Auth, Usage> {
+        if let Some(k) = self.host_keys.get(path) {
+            return Ok(k.clone());
+        }
+        let mut key = Auth::key_file(path);
+        if let Some(p) = &self.passphrase {
+            key = key.passphrase(p.clone());
+        }
+        key.check()
+            .await
+            .map_err(|e| format!("{origin}: {}", chain(&e)))?;
+        self.host_keys.insert(path.to_path_buf(), key.clone());
+        Ok(key)
+    }
+
+    /// The methods for a host, in the order tried: its own keys, the
+    /// `--key`s, the agent, the password.
+    fn methods(&self, own: Vec<Auth>) -> Vec<Auth> {
+        let mut all = own;
+        all.extend(self.keys.iter().cloned());
+        if self.agent {
+            all.push(Auth::agent());
+        }
+        all.extend(self.password.clone());
+        all
+    }
+
+    /// Connection settings for every host: user, port and keys from the
+    /// host itself, then `user` (`--user`), then what `defaults` (the plan)
+    /// says for it; host keys from the flags, else `~/.ssh/known_hosts`
+    /// (an `--ssh-config` host keeps its own unless a flag is given).
+    pub(crate) async fn endpoints(
+        &mut self,
+        hosts: Vec<Host>,
+        user: Option<&str>,
+        defaults: impl Fn(&str) -> Defaults,
+    ) -> Result<Vec<Endpoint>, Usage> {
+        let mut out = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            let endpoint = match h.reach {
+                Reach::Direct { address, key } => {
+                    let d = defaults(&h.name);
+                    let mut own = Vec::new();
+                    for (k, from) in [(key, h.origin.as_str()), (d.key, "the plan's private-key")] {
+                        if let Some(k) = k {
+                            own.push(self.checked(&k, &format!("{} ({from})", h.name)).await?);
+                        }
+                    }
+                    let methods = self.methods(own);
+                    if methods.is_empty() {
+                        return Err(Usage(format!(
+                            "no way to authenticate to {} ({}): pass --key FILE, --agent or --password-env VAR",
+                            h.name, h.origin
+                        )));
+                    }
+                    let user = match address.user.or(user.map(str::to_string)).or(d.user) {
+                        Some(u) => u,
+                        None => local_user()?,
+                    };
+                    let mut config = SshConfig::new(user)
+                        .host_key(self.host_key.clone().unwrap_or_default());
+                    for m in methods {
+                        config = config.auth(m);
+                    }
+                    Endpoint {
+                        name: h.name,
+                        host: address.host,
+                        port: address.port.or(d.port).unwrap_or(22),
+                        config,
+                    }
+                }
+                Reach::Alias(resolved) => {
+                    let usable_identity = resolved.identity_files().iter().any(|f| f.is_file());
+                    let agent = !resolved.identities_only() && resolved.identity_agent().is_some();
+                    let extra = self.methods(Vec::new());
+                    if !usable_identity && !agent && extra.is_empty() {
+                        return Err(Usage(format!(
+                            "no way to authenticate to {} ({}): its IdentityFiles do not exist and there is no agent; pass --key FILE, --agent or --password-env VAR",
+                            h.name, h.origin
+                        )));
+                    }
+                    let mut config = resolved.ssh_config();
+                    for m in extra {
+                        config = config.auth(m);
+                    }
+                    if let Some(policy) = &self.host_key {
+                        config = config.host_key(policy.clone());
+                    }
+                    Endpoint {
+                        name: h.name,
+                        host: resolved.host().to_string(),
+                        port: resolved.port(),
+                        config,
+                    }
+                }
+            };
+            out.push(endpoint);
+        }
+        Ok(out)
+    }
+}
+
+/// A secret from an environment variable (never from the command line,
+/// where `ps` would show it).
+fn env_secret(flag: &str, var: &str) -> Result<String, Usage> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        Ok(_) => Err(Usage(format!("{flag} {var}: the variable is empty"))),
+        Err(_) => Err(Usage(format!("{flag} {var}: the variable is not set"))),
+    }
+}
+
+fn default_known_hosts() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    PathBuf::from(home).join(".ssh").join("known_hosts")
+}
+
+/// The local user, ssh's default remote user.
+fn local_user() -> Result<String, Usage> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .ok_or_else(|| Usage("cannot tell the local user name (USER is not set): pass --user".into()))
+}

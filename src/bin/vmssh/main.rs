@@ -1,0 +1,87 @@
+//! `vmssh`: provision, run commands on and copy files to and from many
+//! hosts over SSH, with live prefixed output, a summary, JSON for machines
+//! and shards for more hosts than one machine should drive.
+//!
+//! Built on the library's public API only, so that it also shows how the
+//! library is meant to be used: targets become [`vmssh::fleet::Target`]s,
+//! every verb is a [`vmssh::fleet::Fleet`] run (a one-step plan for
+//! `exec`, `upload` and `download`), output is a set of
+//! [`vmssh::provision::Sink`]s, Ctrl-C is a [`vmssh::fleet::StopHandle`]
+//! and the report is the fleet's [`vmssh::fleet::FleetReport`].
+//!
+//! # Layout
+//!
+//! - `args.rs`: the command line (clap).
+//! - `usage.rs`: usage errors (exit code 2) and the exit codes.
+//! - `address.rs`, `inventory.rs`, `targets.rs`: hosts from `--host`,
+//!   `--hosts FILE`, `--ssh-config` and `--vmctl`, named and checked.
+//! - `credentials.rs`: keys, agent, password and host-key policy, checked
+//!   before anything connects.
+//! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
+//! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
+//! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
+//! - `render/`: what the user sees: `tty.rs` (colours and a progress bar
+//!   per host), plain prefixed lines (the library's `TerminalSink`),
+//!   `json.rs` (one event per line), `collect.rs` (output grouped per host)
+//!   and `summary.rs`.
+//! - `commands/`: one file per verb.
+//!
+//! Exit codes: 0 every host succeeded, 1 a host failed, 2 usage error
+//! (nothing ran), 130 interrupted (the summary and report are still
+//! written).
+
+mod address;
+mod args;
+mod commands;
+mod credentials;
+mod inventory;
+mod render;
+mod run;
+mod shard;
+mod signals;
+mod targets;
+mod usage;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command, ReportCommand};
+use crate::usage::Exit;
+
+fn main() -> ExitCode {
+    // Bad flags: clap prints the message and exits with 2.
+    let cli = Cli::parse();
+    // One thread drives every host: the library is async throughout.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmssh: cannot start the runtime: {e}");
+            return ExitCode::from(Exit::Failed as u8);
+        }
+    };
+    let exit = runtime.block_on(dispatch(cli));
+    ExitCode::from(exit as u8)
+}
+
+async fn dispatch(cli: Cli) -> Exit {
+    let result = match cli.command {
+        Command::Provision(a) => commands::provision::run(a).await,
+        Command::Exec(a) => commands::exec::run(a).await,
+        Command::Upload(a) => commands::copy::upload(a).await,
+        Command::Download(a) => commands::copy::download(a).await,
+        Command::Report(ReportCommand::Merge(a)) => commands::report::merge(a).await,
+        Command::Report(ReportCommand::Show(a)) => commands::report::show(a).await,
+        Command::Demo(a) => commands::demo::run(a).await,
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(usage) => {
+            eprintln!("vmssh: error: {usage}");
+            Exit::Usage
+        }
+    }
+}

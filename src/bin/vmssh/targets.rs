@@ -1,0 +1,201 @@
+//! TARGETS: hosts from `--host`, `--hosts FILE`, `--ssh-config ALIAS` and
+//! `--vmctl`, each with a unique name, checked before anything connects,
+//! then narrowed to `--shard`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use vmssh::ssh_config::{Proxy, ResolvedHost};
+
+use crate::address::Address;
+use crate::args::TargetArgs;
+use crate::inventory;
+use crate::usage::{Usage, chain};
+
+/// One host, before credentials and steps are attached.
+#[derive(Debug)]
+pub(crate) struct Host {
+    /// Unique across sources: output prefix, log directory, report entry,
+    /// download file name, shard key.
+    pub(crate) name: String,
+    /// Where it was given, for messages (`--host web=...`, `hosts:3`).
+    pub(crate) origin: String,
+    pub(crate) reach: Reach,
+}
+
+/// How a host is reached.
+#[derive(Debug)]
+pub(crate) enum Reach {
+    /// `--host` or an inventory line.
+    Direct {
+        address: Address,
+        key: Option<PathBuf>,
+    },
+    /// An `~/.ssh/config` alias, with everything the files say.
+    Alias(Box<ResolvedHost>),
+}
+
+/// Whether `name` can name a host: it becomes a file name (logs,
+/// downloads), so no `/`, no whitespace or control characters, not `.` or
+/// `..`.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} cannot be a host name (it names files: no '/', spaces or control characters, not . or ..)"
+        ));
+    }
+    Ok(())
+}
+
+/// Every host the arguments name, in the order given (`--host`s, then
+/// inventories, then aliases): all of them, whatever `--shard` says, so
+/// that every shard finds the same mistakes (see [`in_shard`]).
+pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
+    let mut hosts = Vec::new();
+    for spec in &args.hosts {
+        hosts.push(direct_host(spec)?);
+    }
+    for path in &args.inventories {
+        for e in inventory::load(path).await? {
+            let origin = format!("{}:{}", path.display(), e.line);
+            if let Some(jump) = &e.jump {
+                return Err(jump_unsupported(&origin, &jump.host));
+            }
+            hosts.push(Host {
+                name: e.name,
+                origin,
+                reach: Reach::Direct {
+                    address: e.address,
+                    key: e.key,
+                },
+            });
+        }
+    }
+    for alias in &args.aliases {
+        hosts.push(alias_host(alias, args.ssh_config_file.as_deref()).await?);
+    }
+    if args.vmctl.is_some() {
+        return Err(Usage(
+            "--vmctl: reading vmctl's state file (vmssh::vmctl::Inventory) is not yet supported"
+                .into(),
+        ));
+    }
+    if hosts.is_empty() {
+        return Err(Usage(
+            "no hosts: give --host, --hosts FILE, --ssh-config ALIAS or --vmctl".into(),
+        ));
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for h in &hosts {
+        if let Some(first) = seen.insert(&h.name, &h.origin) {
+            return Err(Usage(format!(
+                "host name {:?} is given twice ({first} and {})",
+                h.name, h.origin
+            )));
+        }
+    }
+    Ok(hosts)
+}
+
+/// Whether the host called `name` runs here (`--shard`).
+pub(crate) fn in_shard(args: &TargetArgs, name: &str) -> bool {
+    args.shard.is_none_or(|s| s.contains(name))
+}
+
+/// `--host [NAME=][USER@]ADDR[:PORT]`.
+fn direct_host(spec: &str) -> Result<Host, Usage> {
+    let origin = format!("--host {spec}");
+    let (name, addr) = match spec.split_once('=') {
+        Some((name, addr)) => (name, addr),
+        None => (Address::name_of(spec), spec),
+    };
+    check_name(name).map_err(|e| format!("{origin}: {e}"))?;
+    let address = Address::parse(addr).map_err(|e| format!("{origin}: {e}"))?;
+    Ok(Host {
+        name: name.to_string(),
+        origin,
+        reach: Reach::Direct { address, key: None },
+    })
+}
+
+/// `--ssh-config ALIAS`, resolved as `ssh -G` does.
+async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host, Usage> {
+    let origin = format!("--ssh-config {alias}");
+    check_name(alias).map_err(|e| format!("{origin}: {e}"))?;
+    let resolved = match file {
+        Some(f) => vmssh::ssh_config::resolve_file(f, alias).await,
+        None => vmssh::ssh_config::resolve(alias).await,
+    }
+    .map_err(|e| format!("{origin}: {}", chain(&e)))?;
+    for w in resolved.warnings() {
+        eprintln!("vmssh: warning: {alias}: {w}");
+    }
+    match resolved.proxy() {
+        None => {}
+        Some(Proxy::Jump(hop)) => return Err(jump_unsupported(&origin, hop.alias())),
+        Some(_) => {
+            return Err(Usage(format!(
+                "{origin}: ProxyCommand is not yet supported by vmssh"
+            )));
+        }
+    }
+    // OpenSSH takes any name as a host name: an alias no Host block gives
+    // a HostName is unknown unless it resolves as one (a typo must not
+    // pass for a host).
+    if resolved.host() == alias.to_ascii_lowercase()
+        && tokio::net::lookup_host((resolved.host(), resolved.port()))
+            .await
+            .is_err()
+    {
+        return Err(Usage(format!(
+            "{origin}: unknown host alias: no Host block gives it a HostName and it does not resolve as a host name"
+        )));
+    }
+    Ok(Host {
+        name: alias.to_string(),
+        origin,
+        reach: Reach::Alias(Box::new(resolved)),
+    })
+}
+
+fn jump_unsupported(origin: &str, jump: &str) -> Usage {
+    Usage(format!(
+        "{origin}: jump hosts (here {jump}) are not yet supported by the vmssh command"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_flag_forms() {
+        let h = direct_host("web=ubuntu@10.0.0.5:2222").unwrap();
+        assert_eq!(h.name, "web");
+        let Reach::Direct { address, .. } = &h.reach else {
+            unreachable!()
+        };
+        assert_eq!(address.user.as_deref(), Some("ubuntu"));
+        assert_eq!(address.port, Some(2222));
+        assert_eq!(direct_host("root@10.0.0.6").unwrap().name, "10.0.0.6");
+        for bad in ["=10.0.0.5", "web=", "a/b=10.0.0.5", "web=10.0.0.5:x"] {
+            let e = direct_host(bad).unwrap_err().0;
+            assert!(e.starts_with(&format!("--host {bad}: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_that_are_files() {
+        assert!(check_name("web-01.example.com").is_ok());
+        assert!(check_name("10.0.0.5:2222").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "a\tb"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
