@@ -1,0 +1,544 @@
+//! The `vmssh` command run as a subprocess against testkit servers (one per
+//! host) and real sshd and dropbear: every subcommand, every exit code,
+//! piped lines, `--json`, `--collect`, a terminal, the inventory, the
+//! auth and host-key flags, and usage errors that run nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_harness;
+mod support;
+
+use cli_harness::{Hosts, assert_exit, json_lines, run, stderr, stdout};
+use vmssh::fleet::{FleetReport, Outcome};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
+    let hosts = Hosts::start(&["web", "db", "cache"]).await;
+    let o = run(hosts.verb(
+        "exec",
+        &[
+            "--",
+            "echo hello from $HOSTNAME; echo warn-$HOSTNAME >&2; test $HOSTNAME != db || exit 3",
+        ],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b'), "escapes in piped output:\n{out}");
+    for name in ["web", "db", "cache"] {
+        assert!(out.contains(&format!("[{name}] hello from {name}\n")), "{out}");
+        assert!(out.contains(&format!("[{name}] ! warn-{name}\n")), "{out}");
+    }
+    // The summary: one line per host, the failure and why on its line.
+    let db = out
+        .lines()
+        .find(|l| l.starts_with("db ") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no summary line for db:\n{out}"));
+    assert!(db.contains("exit status 3"), "{db}");
+    assert!(out.lines().any(|l| l.starts_with("web ") && l.contains(" ok ")), "{out}");
+    assert!(out.contains("2 succeeded, 1 failed, 0 cancelled"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_json_is_one_event_per_line() {
+    let hosts = Hosts::start(&["a", "b"]).await;
+    let o = run(hosts.verb(
+        "exec",
+        &["--json", "--", "printf 'one\\ntwo\\n'; printf '\\377' >&2"],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    let events = json_lines(&o);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["succeeded"], serde_json::json!(["a", "b"]));
+    assert_eq!(last["interrupted"], false);
+    for vm in ["a", "b"] {
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e["vm"] == vm)
+            .map(|e| e["event"].as_str().unwrap())
+            .filter(|k| *k != "output")
+            .collect();
+        assert_eq!(
+            kinds,
+            ["connecting", "connected", "step_started", "step_finished", "vm_finished"],
+            "{vm}"
+        );
+        let text: String = events
+            .iter()
+            .filter(|e| e["vm"] == vm && e["event"] == "output" && e["stream"] == "stdout")
+            .map(|e| e["data"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, "one\ntwo\n");
+        // Bytes that are not UTF-8 come as base64, not mangled.
+        let err: Vec<&str> = events
+            .iter()
+            .filter(|e| e["vm"] == vm && e["stream"] == "stderr")
+            .map(|e| e["data_base64"].as_str().unwrap())
+            .collect();
+        assert_eq!(err, ["/w=="]);
+        let finished = events
+            .iter()
+            .find(|e| e["vm"] == vm && e["event"] == "step_finished")
+            .unwrap();
+        assert_eq!(finished["status"], serde_json::json!({"code": 0}));
+        assert_eq!(finished["ok"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_collect_groups_output_per_host() {
+    let hosts = Hosts::start(&["h1", "h2", "h3"]).await;
+    let o = run(hosts.verb(
+        "exec",
+        &[
+            "--collect",
+            "--",
+            "for i in 1 2 3; do echo $HOSTNAME line $i; sleep 0.05; done; echo oops >&2",
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    for name in ["h1", "h2", "h3"] {
+        let block = format!(
+            "=== {name}: ok in " // then the time
+        );
+        let start = out.find(&block).unwrap_or_else(|| panic!("no block for {name}:\n{out}"));
+        let body = &out[start..];
+        let body = &body[body.find('\n').unwrap() + 1..];
+        assert!(
+            body.starts_with(&format!(
+                "{name} line 1\n{name} line 2\n{name} line 3\n--- {name}: stderr\noops\n"
+            )),
+            "{name}'s block is not whole:\n{out}"
+        );
+    }
+    assert!(!out.contains("[h1]"), "live lines with --collect:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_then_download_one_file_per_host() {
+    let hosts = Hosts::start_with(&["u1", "u2"], true).await;
+    let local = hosts.path("app.conf");
+    std::fs::write(&local, "listen 8080;\n").unwrap();
+    let o = run(hosts.verb(
+        "upload",
+        &[local.to_str().unwrap(), "/etc/app/"],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    for h in &hosts.hosts {
+        let root = h.root.as_ref().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/app/app.conf")).unwrap(),
+            "listen 8080;\n"
+        );
+        // Make the copies differ, to see each come back to its own file.
+        std::fs::write(root.join("etc/app/app.conf"), format!("on {}\n", h.name)).unwrap();
+    }
+    let into = hosts.path("fetched");
+    let o = run(hosts.verb(
+        "download",
+        &["/etc/app/app.conf", into.to_str().unwrap()],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    for h in &hosts.hosts {
+        assert_eq!(
+            std::fs::read_to_string(into.join(&h.name)).unwrap(),
+            format!("on {}\n", h.name)
+        );
+    }
+    // A file missing on the hosts: each host fails, exit 1.
+    let o = run(hosts.verb("download", &["/no/such/file", into.to_str().unwrap()])).await;
+    assert_exit(&o, 1);
+    assert!(stdout(&o).contains("0 succeeded, 2 failed"), "{}", stdout(&o));
+}
+
+/// A plan with a top-level step for every host, a vm block per host, a
+/// script, and a marker touched by every step that runs.
+fn write_plan(dir: &std::path::Path, marker: &std::path::Path, fail: Option<&str>) -> std::path::PathBuf {
+    let m = marker.display();
+    let mut text = format!(
+        "provision \"shell\" {{\n    inline \"echo shared on $HOSTNAME; touch {m}\"\n}}\n"
+    );
+    for vm in ["p1", "p2"] {
+        let step = if fail == Some(vm) { "exit 4" } else { "echo own step" };
+        text.push_str(&format!(
+            "vm \"{vm}\" {{\n    provision \"shell\" {{\n        inline \"{step}\"\n    }}\n    provision \"shell\" {{\n        script \"setup.sh\"\n    }}\n}}\n"
+        ));
+    }
+    std::fs::write(dir.join("setup.sh"), "#!/bin/sh\necho script on $HOSTNAME\n").unwrap();
+    let plan = dir.join("VMFile.kdl");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_runs_the_plan_writes_logs_and_report_and_report_show_reads_it() {
+    let hosts = Hosts::start(&["p1", "p2"]).await;
+    let marker = hosts.path("ran");
+    let plan = write_plan(hosts.dir.path(), &marker, None);
+    let report = hosts.path("report.json");
+    let logs = hosts.path("logs");
+    let o = run(hosts.verb(
+        "provision",
+        &[
+            "--plan",
+            plan.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--log-dir",
+            logs.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("[p1] shared on p1") && out.contains("[p2] script on p2"), "{out}");
+    let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r.succeeded(), ["p1", "p2"]);
+    assert_eq!(r.get("p1").unwrap().steps.len(), 3);
+    let log = std::fs::read_to_string(logs.join("p2/provision.log")).unwrap();
+    assert!(log.contains("script on p2"), "{log}");
+
+    let o = run(hosts.cmd(&["report", "show", report.to_str().unwrap()])).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("2 succeeded, 0 failed"), "{}", stdout(&o));
+
+    // A failing step: exit 1, and `report show` says so with exit 1 too.
+    let plan = write_plan(hosts.dir.path(), &marker, Some("p2"));
+    let o = run(hosts.verb(
+        "provision",
+        &["--plan", plan.to_str().unwrap(), "--report", report.to_str().unwrap()],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r.failed(), ["p2"]);
+    assert_eq!(r.get("p2").unwrap().failed_step, Some(2));
+    let o = run(hosts.cmd(&["report", "show", report.to_str().unwrap()])).await;
+    assert_exit(&o, 1);
+    assert!(stdout(&o).contains("p2") && stdout(&o).contains("exit status 4"), "{}", stdout(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_and_max_fail_stop_the_rest() {
+    let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hosts = Hosts::start(&names).await;
+    let command = "if [ $HOSTNAME = f0 ]; then exit 1; fi; sleep 600";
+    let report = hosts.path("r.json");
+    let r = report.to_str().unwrap();
+    let o = run(hosts.verb("exec", &["--fail-fast", "--report", r, "--", command])).await;
+    assert_exit(&o, 1);
+    let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep.failed(), ["f0"]);
+    assert_eq!(rep.cancelled().len(), 5, "{}", rep.summary());
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+
+    // 1 failure of 6 is within 20 %: the others run to the end.
+    let command = "if [ $HOSTNAME = f0 ]; then exit 1; fi; true";
+    let o = run(hosts.verb("exec", &["--max-fail", "20", "--report", r, "--", command])).await;
+    assert_exit(&o, 1);
+    let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((rep.failed().len(), rep.succeeded().len()), (1, 5));
+    // 2 of 6 is more than 20 % (limit: 1): the sleepers are stopped.
+    let command = "case $HOSTNAME in f0|f1) exit 1;; esac; sleep 600";
+    let o = run(hosts.verb("exec", &["--max-fail", "20", "--report", r, "--", command])).await;
+    assert_exit(&o, 1);
+    let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep.failed(), ["f0", "f1"]);
+    assert_eq!(rep.cancelled().len(), 4);
+    for v in rep.vms.iter().filter(|v| v.outcome == Outcome::Cancelled) {
+        assert!(v.error.as_deref().unwrap().contains("max_failures"), "{:?}", v.error);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_flags_ssh_config_and_host_key_flags() {
+    let hosts = Hosts::start(&["one"]).await;
+    let h = &hosts.hosts[0];
+    let spec = format!("one={}@127.0.0.1:{}", h.server.user(), h.server.port());
+    let key = h.key.to_str().unwrap();
+    let known = hosts.known_hosts();
+    let k = known.to_str().unwrap();
+    // --host with --key and --known-hosts.
+    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", k, "--", "echo via host flag"])).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[one] via host flag"), "{}", stdout(&o));
+
+    // --accept-new records the key; a later run trusts the file alone.
+    let fresh = hosts.path("fresh_known_hosts");
+    let f = fresh.to_str().unwrap();
+    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", f, "--accept-new", "--", "true"])).await;
+    assert_exit(&o, 0);
+    let recorded = std::fs::read_to_string(&fresh).unwrap();
+    assert!(recorded.contains(h.server.host_public_key_line().split_whitespace().nth(1).unwrap()));
+    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", f, "--", "true"])).await;
+    assert_exit(&o, 0);
+
+    // An unknown host key is refused by default (HOME's known_hosts is
+    // empty): the host fails, exit 1.
+    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--", "true"])).await;
+    assert_exit(&o, 1);
+    assert!(stdout(&o).to_lowercase().contains("host key"), "{}", stdout(&o));
+    // ... unless any is accepted, spelled out.
+    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--insecure-accept-any", "--", "true"])).await;
+    assert_exit(&o, 0);
+
+    // --ssh-config: an alias from a config file, with its own key and
+    // known_hosts.
+    let config = hosts.path("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host web\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {k}\n  StrictHostKeyChecking yes\n\
+             Host inner\n  HostName 10.0.0.7\n  ProxyJump web\n",
+            h.server.port(),
+            h.server.user()
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let o = run(hosts.cmd(&["exec", "--ssh-config-file", c, "--ssh-config", "web", "--", "echo via alias"])).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[web] via alias"), "{}", stdout(&o));
+    // A jump host is not silently ignored.
+    let o = run(hosts.cmd(&["exec", "--ssh-config-file", c, "--ssh-config", "inner", "--", "true"])).await;
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("jump hosts"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_from_the_environment() {
+    let server = vmssh::testkit::TestServer::builder()
+        .password("s3cret pw")
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("pw={}@127.0.0.1:{}", server.user(), server.port());
+    let mut c = cli_harness::command(dir.path());
+    c.args(["exec", "--host", &spec, "--password-env", "VMSSH_TEST_PW", "--insecure-accept-any", "--", "echo in"])
+        .env("VMSSH_TEST_PW", "s3cret pw");
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(!stdout(&o).contains("s3cret") && !stderr(&o).contains("s3cret"));
+    // The wrong password: the host fails, the password never shows.
+    let mut c = cli_harness::command(dir.path());
+    c.args(["exec", "--host", &spec, "--password-env", "VMSSH_TEST_PW", "--insecure-accept-any", "--", "echo in"])
+        .env("VMSSH_TEST_PW", "wrong s3cret");
+    let o = run(c).await;
+    assert_exit(&o, 1);
+    assert!(!stdout(&o).contains("s3cret") && !stderr(&o).contains("s3cret"));
+}
+
+/// Every usage error exits 2 with a clear message and runs nothing on any
+/// host (each command would touch the marker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_run_nothing() {
+    let hosts = Hosts::start(&["p1", "p2"]).await;
+    let marker = hosts.path("touched");
+    let m = marker.to_str().unwrap().to_string();
+    let touch = format!("touch {m}");
+    let inventory = hosts.inventory();
+    let inv = inventory.to_str().unwrap().to_string();
+    let known = hosts.known_hosts();
+    let k = known.to_str().unwrap().to_string();
+    let good_plan = write_plan(hosts.dir.path(), &marker, None);
+    let gp = good_plan.to_str().unwrap().to_string();
+
+    let bad_inventory = hosts.path("bad_hosts");
+    std::fs::write(
+        &bad_inventory,
+        format!("{}\n# fine so far\nweb 10.0.0.5:99999\n", std::fs::read_to_string(&inventory).unwrap().lines().nth(1).unwrap()),
+    )
+    .unwrap();
+    let jump_inventory = hosts.path("jump_hosts");
+    std::fs::write(&jump_inventory, "web 10.0.0.5 jump=bastion\n").unwrap();
+    let missing_script_dir = hosts.path("plan-missing-script");
+    std::fs::create_dir_all(&missing_script_dir).unwrap();
+    std::fs::write(
+        missing_script_dir.join("VMFile.kdl"),
+        format!("provision \"shell\" {{\n    inline \"{touch}\"\n}}\nvm \"p1\" {{\n    provision \"shell\" {{\n        script \"nope.sh\"\n    }}\n}}\n"),
+    )
+    .unwrap();
+    let msp = missing_script_dir.join("VMFile.kdl");
+    let garbage_key = hosts.path("garbage_key");
+    std::fs::write(&garbage_key, "not a key\n").unwrap();
+    let ssh_config = hosts.path("empty_ssh_config");
+    std::fs::write(&ssh_config, "Host known\n  HostName 127.0.0.1\n").unwrap();
+    let bi = bad_inventory.display().to_string();
+    let ji = jump_inventory.display().to_string();
+    let bad_line = format!("{bi}:3: invalid port");
+    let jump_line = format!("{ji}:1: jump hosts (here bastion) are not yet supported");
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["exec".into(), "--no-such-flag".into(), "--".into(), touch.clone()], "--no-such-flag"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--fail-fast".into(), "--max-fail".into(), "5".into(), "--".into(), touch.clone()], "cannot be used with"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--shard".into(), "4/4".into(), "--".into(), touch.clone()], "K/N"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--max-fail".into(), "101".into(), "--".into(), touch.clone()], "101"),
+        (vec!["exec".into(), "--hosts".into(), bi.clone(), "--".into(), touch.clone()], &bad_line),
+        (vec!["exec".into(), "--hosts".into(), hosts.path("no-such-inventory").display().to_string(), "--".into(), touch.clone()], "cannot read inventory"),
+        (vec!["exec".into(), "--hosts".into(), ji.clone(), "--".into(), touch.clone()], &jump_line),
+        (vec!["exec".into(), "--".into(), touch.clone()], "no hosts"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--vmctl".into(), "--".into(), touch.clone()], "--vmctl"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--host".into(), "p1=127.0.0.1".into(), "--".into(), touch.clone()], "host name \"p1\" is given twice"),
+        (vec!["exec".into(), "--ssh-config-file".into(), ssh_config.display().to_string(), "--ssh-config".into(), "no-such-alias.invalid".into(), "--".into(), touch.clone()], "unknown host alias"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--key".into(), "/no/such/key".into(), "--".into(), touch.clone()], "--key: cannot read the key file"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--key".into(), garbage_key.display().to_string(), "--".into(), touch.clone()], "not a valid private key"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--password-env".into(), "VMSSH_NO_SUCH_VAR".into(), "--".into(), touch.clone()], "VMSSH_NO_SUCH_VAR: the variable is not set"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--agent".into(), "--".into(), touch.clone()], "SSH_AUTH_SOCK"),
+        (vec!["exec".into(), "--host".into(), "x=127.0.0.1".into(), "--".into(), touch.clone()], "no way to authenticate to x"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--known-hosts".into(), "/no/such/known_hosts".into(), "--".into(), touch.clone()], "--known-hosts /no/such/known_hosts"),
+        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--report".into(), "/no/such/dir/r.json".into(), "--".into(), touch.clone()], "is not a directory"),
+        (vec!["provision".into(), "--hosts".into(), inv.clone(), "--plan".into(), hosts.path("NoSuch.kdl").display().to_string()], "NoSuch.kdl"),
+        (vec!["provision".into(), "--hosts".into(), inv.clone(), "--plan".into(), msp.display().to_string()], "nope.sh"),
+        (vec!["provision".into(), "--host".into(), format!("stranger={}@127.0.0.1:1", hosts.hosts[0].server.user()), "--key".into(), hosts.hosts[0].key.display().to_string(), "--plan".into(), gp.clone()], "stranger"),
+        (vec!["upload".into(), "--hosts".into(), inv.clone(), "/no/such/local".into(), "/tmp/x".into()], "/no/such/local"),
+        (vec!["report".into(), "show".into(), "/no/such/report.json".into()], "cannot read"),
+    ];
+    // The good plan with a host it does not know only needs top-level
+    // steps to be usable; make sure that case is really an error.
+    std::fs::write(
+        &good_plan,
+        format!("vm \"p1\" {{\n    provision \"shell\" {{\n        inline \"{touch}\"\n    }}\n}}\n"),
+    )
+    .unwrap();
+    for (args, want) in &cases {
+        let mut c = cli_harness::command(hosts.dir.path());
+        c.arg(&args[0]);
+        // Host keys come from the test's known_hosts unless the case is
+        // about them (before `--`: after it, words are the command).
+        if args[0] != "report"
+            && !args.iter().any(|a| a.starts_with("--known-hosts") || a.starts_with("--ssh-config"))
+        {
+            c.args(["--known-hosts", &k]);
+        }
+        c.args(&args[1..]);
+        let o = run(c).await;
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: exit {:?}\n{}\n{}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(want), "{args:?}: message lacks {want:?}:\n{}", stderr(&o));
+        assert!(!marker.exists(), "{args:?} ran something");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_embedded_vms_and_shows_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cli_harness::command(dir.path());
+    c.args(["demo", "--vms", "3", "--json"]);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    let events = json_lines(&o);
+    assert_eq!(
+        events.last().unwrap()["succeeded"],
+        serde_json::json!(["web-01", "db-02", "web-03"])
+    );
+    let mut c = cli_harness::command(dir.path());
+    c.args(["demo", "--vms", "2", "--break", "db-02"]);
+    let o = run(c).await;
+    assert_exit(&o, 1);
+    assert!(stdout(&o).contains("disk full (not really)"), "{}", stdout(&o));
+}
+
+/// On a terminal: colours and progress bars, then the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_output_has_colours_and_bars() {
+    let hosts = Hosts::start(&["t1", "t2"]).await;
+    let mut c = hosts.verb("exec", &["--", "echo terminal output"]);
+    c.env_remove("NO_COLOR").env("TERM", "xterm");
+    let (out, status) = support_pty::run_on_pty(c).await;
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("\x1b["), "no escapes on a terminal:\n{out}");
+    assert!(out.contains("terminal output"), "{out}");
+    assert!(out.contains("hosts done"), "no fleet bar:\n{out}");
+    assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+}
+
+/// sshd and dropbear as targets: exec, upload and download through the
+/// command, with the server's own key file and host key.
+async fn real_server_targets(srv: &support::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line())).unwrap();
+    let spec = format!("srv={}@127.0.0.1:{}", srv.user(), srv.port());
+    let key = srv.client_key().private.display().to_string();
+    let k = known.display().to_string();
+    let base = ["--host", spec.as_str(), "--key", key.as_str(), "--known-hosts", k.as_str()];
+    let mut c = cli_harness::command(dir.path());
+    c.arg("exec").args(base).args(["--", "echo", "from", "$0"]);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[srv] from "), "{}", stdout(&o));
+
+    let local = dir.path().join("payload");
+    std::fs::write(&local, vec![7u8; 300_000]).unwrap();
+    let remote = srv.dir().join("uploaded").display().to_string();
+    let mut c = cli_harness::command(dir.path());
+    c.arg("upload").args(base).arg(&local).arg(&remote);
+    assert_exit(&run(c).await, 0);
+    let back = dir.path().join("back");
+    let mut c = cli_harness::command(dir.path());
+    c.arg("download").args(base).arg(&remote).arg(&back);
+    assert_exit(&run(c).await, 0);
+    assert_eq!(std::fs::read(back.join("srv")).unwrap(), vec![7u8; 300_000]);
+}
+on_both_servers!(real_server_targets);
+
+/// Running a command on a pseudo-terminal, for the terminal view.
+mod support_pty {
+    use std::io::Read as _;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::process::{ExitStatus, Stdio};
+
+    pub async fn run_on_pty(mut c: tokio::process::Command) -> (String, ExitStatus) {
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two new descriptors; no name, termios or
+        // size is passed.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty failed");
+        // SAFETY: both descriptors are fresh and owned here.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        c.stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        let mut child = c.spawn().unwrap();
+        // The parent's copies of the slave are gone once `c` is dropped.
+        drop(c);
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(master);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            // EIO once the last slave descriptor closes: the end.
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        let status = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait())
+            .await
+            .expect("vmssh on a terminal did not finish")
+            .unwrap();
+        (reader.join().unwrap(), status)
+    }
+}

@@ -1,0 +1,189 @@
+//! Runs the `vmssh` binary as a subprocess against hosts that are testkit
+//! servers started by the test (one per host, HOSTNAME set to the host's
+//! name), with their client keys and host keys written to files the way a
+//! user's would be.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use tempfile::TempDir;
+use vmssh::testkit::TestServer;
+
+/// The binary under test.
+pub const VMSSH: &str = env!("CARGO_BIN_EXE_vmssh");
+
+/// One host: its name and its server.
+pub struct Host {
+    pub name: String,
+    pub server: TestServer,
+    pub key: PathBuf,
+    /// The server's file system root for SFTP (`/` on the host), when it
+    /// has one of its own.
+    pub root: Option<PathBuf>,
+}
+
+/// Hosts, a HOME for the command with their keys and known_hosts, an
+/// inventory naming them.
+pub struct Hosts {
+    pub dir: TempDir,
+    pub hosts: Vec<Host>,
+}
+
+impl Hosts {
+    /// One testkit server per name.
+    pub async fn start(names: &[&str]) -> Hosts {
+        Self::start_with(names, false).await
+    }
+
+    /// As [`start`](Self::start); with `own_roots`, each host's SFTP sees
+    /// its own directory as `/` (uploads to the same path stay apart).
+    pub async fn start_with(names: &[&str], own_roots: bool) -> Hosts {
+        let dir = tempfile::Builder::new()
+            .prefix("vmssh-cli-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        let mut hosts = Vec::new();
+        for name in names {
+            let mut b = TestServer::builder().env("HOSTNAME", *name);
+            let root = own_roots.then(|| {
+                let r = dir.path().join("roots").join(name);
+                std::fs::create_dir_all(&r).unwrap();
+                r
+            });
+            if let Some(r) = &root {
+                b = b.sftp_root(r).working_dir(r);
+            }
+            let server = b.start().await.unwrap();
+            let key = dir.path().join(format!("key-{name}"));
+            std::fs::write(&key, server.client_private_key_pem()).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            hosts.push(Host {
+                name: name.to_string(),
+                server,
+                key,
+                root,
+            });
+        }
+        let known: String = hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "[127.0.0.1]:{} {}\n",
+                    h.server.port(),
+                    h.server.host_public_key_line()
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+        Hosts { dir, hosts }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.path("known_hosts")
+    }
+
+    /// An inventory of every host, `NAME USER@127.0.0.1:PORT key=FILE`.
+    pub fn inventory(&self) -> PathBuf {
+        let text: String = self
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}  {}@127.0.0.1:{}  key={}\n",
+                    h.name,
+                    h.server.user(),
+                    h.server.port(),
+                    h.key.display()
+                )
+            })
+            .collect();
+        let path = self.path("hosts");
+        std::fs::write(&path, format!("# test inventory\n{text}")).unwrap();
+        path
+    }
+
+    /// `vmssh ARGS` with this HOME, the inventory and known_hosts already
+    /// given when `with_hosts`.
+    pub fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = command(self.dir.path());
+        c.args(args);
+        c
+    }
+
+    /// `vmssh VERB --hosts INVENTORY --known-hosts FILE REST...`.
+    pub fn verb(&self, verb: &str, rest: &[&str]) -> tokio::process::Command {
+        let inventory = self.inventory();
+        let known = self.known_hosts();
+        let mut c = command(self.dir.path());
+        c.arg(verb)
+            .arg("--hosts")
+            .arg(inventory)
+            .arg("--known-hosts")
+            .arg(known)
+            .args(rest);
+        c
+    }
+}
+
+/// `vmssh` with HOME in `dir/home` (no user's ~/.ssh leaks in) and
+/// nothing on stdin.
+pub fn command(dir: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(VMSSH);
+    c.env("HOME", dir.join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs to the end, with output captured.
+pub async fn run(mut c: tokio::process::Command) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    tokio::time::timeout(std::time::Duration::from_secs(120), c.output())
+        .await
+        .expect("vmssh did not finish in 120 s")
+        .unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// The JSON lines of `--json` output, each parsed.
+pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
