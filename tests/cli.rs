@@ -25,7 +25,10 @@ async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
     let out = stdout(&o);
     assert!(!out.contains('\x1b'), "escapes in piped output:\n{out}");
     for name in ["web", "db", "cache"] {
-        assert!(out.contains(&format!("[{name}] hello from {name}\n")), "{out}");
+        assert!(
+            out.contains(&format!("[{name}] hello from {name}\n")),
+            "{out}"
+        );
         assert!(out.contains(&format!("[{name}] ! warn-{name}\n")), "{out}");
     }
     // The summary: one line per host, the failure and why on its line.
@@ -34,7 +37,11 @@ async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
         .find(|l| l.starts_with("db ") && l.contains("FAILED"))
         .unwrap_or_else(|| panic!("no summary line for db:\n{out}"));
     assert!(db.contains("exit status 3"), "{db}");
-    assert!(out.lines().any(|l| l.starts_with("web ") && l.contains(" ok ")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web ") && l.contains(" ok ")),
+        "{out}"
+    );
     assert!(out.contains("2 succeeded, 1 failed, 0 cancelled"), "{out}");
 }
 
@@ -61,7 +68,13 @@ async fn exec_json_is_one_event_per_line() {
             .collect();
         assert_eq!(
             kinds,
-            ["connecting", "connected", "step_started", "step_finished", "vm_finished"],
+            [
+                "connecting",
+                "connected",
+                "step_started",
+                "step_finished",
+                "vm_finished"
+            ],
             "{vm}"
         );
         let text: String = events
@@ -104,7 +117,9 @@ async fn exec_collect_groups_output_per_host() {
         let block = format!(
             "=== {name}: ok in " // then the time
         );
-        let start = out.find(&block).unwrap_or_else(|| panic!("no block for {name}:\n{out}"));
+        let start = out
+            .find(&block)
+            .unwrap_or_else(|| panic!("no block for {name}:\n{out}"));
         let body = &out[start..];
         let body = &body[body.find('\n').unwrap() + 1..];
         assert!(
@@ -122,11 +137,7 @@ async fn upload_then_download_one_file_per_host() {
     let hosts = Hosts::start_with(&["u1", "u2"], true).await;
     let local = hosts.path("app.conf");
     std::fs::write(&local, "listen 8080;\n").unwrap();
-    let o = run(hosts.verb(
-        "upload",
-        &[local.to_str().unwrap(), "/etc/app/"],
-    ))
-    .await;
+    let o = run(hosts.verb("upload", &[local.to_str().unwrap(), "/etc/app/"])).await;
     assert_exit(&o, 0);
     for h in &hosts.hosts {
         let root = h.root.as_ref().unwrap();
@@ -138,11 +149,7 @@ async fn upload_then_download_one_file_per_host() {
         std::fs::write(root.join("etc/app/app.conf"), format!("on {}\n", h.name)).unwrap();
     }
     let into = hosts.path("fetched");
-    let o = run(hosts.verb(
-        "download",
-        &["/etc/app/app.conf", into.to_str().unwrap()],
-    ))
-    .await;
+    let o = run(hosts.verb("download", &["/etc/app/app.conf", into.to_str().unwrap()])).await;
     assert_exit(&o, 0);
     for h in &hosts.hosts {
         assert_eq!(
@@ -153,23 +160,38 @@ async fn upload_then_download_one_file_per_host() {
     // A file missing on the hosts: each host fails, exit 1.
     let o = run(hosts.verb("download", &["/no/such/file", into.to_str().unwrap()])).await;
     assert_exit(&o, 1);
-    assert!(stdout(&o).contains("0 succeeded, 2 failed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("0 succeeded, 2 failed"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// A plan with a top-level step for every host, a vm block per host, a
 /// script, and a marker touched by every step that runs.
-fn write_plan(dir: &std::path::Path, marker: &std::path::Path, fail: Option<&str>) -> std::path::PathBuf {
+fn write_plan(
+    dir: &std::path::Path,
+    marker: &std::path::Path,
+    fail: Option<&str>,
+) -> std::path::PathBuf {
     let m = marker.display();
-    let mut text = format!(
-        "provision \"shell\" {{\n    inline \"echo shared on $HOSTNAME; touch {m}\"\n}}\n"
-    );
+    let mut text =
+        format!("provision \"shell\" {{\n    inline \"echo shared on $HOSTNAME; touch {m}\"\n}}\n");
     for vm in ["p1", "p2"] {
-        let step = if fail == Some(vm) { "exit 4" } else { "echo own step" };
+        let step = if fail == Some(vm) {
+            "exit 4"
+        } else {
+            "echo own step"
+        };
         text.push_str(&format!(
             "vm \"{vm}\" {{\n    provision \"shell\" {{\n        inline \"{step}\"\n    }}\n    provision \"shell\" {{\n        script \"setup.sh\"\n    }}\n}}\n"
         ));
     }
-    std::fs::write(dir.join("setup.sh"), "#!/bin/sh\necho script on $HOSTNAME\n").unwrap();
+    std::fs::write(
+        dir.join("setup.sh"),
+        "#!/bin/sh\necho script on $HOSTNAME\n",
+    )
+    .unwrap();
     let plan = dir.join("VMFile.kdl");
     std::fs::write(&plan, text).unwrap();
     plan
@@ -196,7 +218,10 @@ async fn provision_runs_the_plan_writes_logs_and_report_and_report_show_reads_it
     .await;
     assert_exit(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("[p1] shared on p1") && out.contains("[p2] script on p2"), "{out}");
+    assert!(
+        out.contains("[p1] shared on p1") && out.contains("[p2] script on p2"),
+        "{out}"
+    );
     let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r.succeeded(), ["p1", "p2"]);
     assert_eq!(r.get("p1").unwrap().steps.len(), 3);
@@ -205,13 +230,22 @@ async fn provision_runs_the_plan_writes_logs_and_report_and_report_show_reads_it
 
     let o = run(hosts.cmd(&["report", "show", report.to_str().unwrap()])).await;
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains("2 succeeded, 0 failed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("2 succeeded, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
 
     // A failing step: exit 1, and `report show` says so with exit 1 too.
     let plan = write_plan(hosts.dir.path(), &marker, Some("p2"));
     let o = run(hosts.verb(
         "provision",
-        &["--plan", plan.to_str().unwrap(), "--report", report.to_str().unwrap()],
+        &[
+            "--plan",
+            plan.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
     ))
     .await;
     assert_exit(&o, 1);
@@ -220,7 +254,11 @@ async fn provision_runs_the_plan_writes_logs_and_report_and_report_show_reads_it
     assert_eq!(r.get("p2").unwrap().failed_step, Some(2));
     let o = run(hosts.cmd(&["report", "show", report.to_str().unwrap()])).await;
     assert_exit(&o, 1);
-    assert!(stdout(&o).contains("p2") && stdout(&o).contains("exit status 4"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("p2") && stdout(&o).contains("exit status 4"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +290,11 @@ async fn fail_fast_and_max_fail_stop_the_rest() {
     assert_eq!(rep.failed(), ["f0", "f1"]);
     assert_eq!(rep.cancelled().len(), 4);
     for v in rep.vms.iter().filter(|v| v.outcome == Outcome::Cancelled) {
-        assert!(v.error.as_deref().unwrap().contains("max_failures"), "{:?}", v.error);
+        assert!(
+            v.error.as_deref().unwrap().contains("max_failures"),
+            "{:?}",
+            v.error
+        );
     }
 }
 
@@ -265,27 +307,83 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     let known = hosts.known_hosts();
     let k = known.to_str().unwrap();
     // --host with --key and --known-hosts.
-    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", k, "--", "echo via host flag"])).await;
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--known-hosts",
+        k,
+        "--",
+        "echo via host flag",
+    ]))
+    .await;
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("[one] via host flag"), "{}", stdout(&o));
 
     // --accept-new records the key; a later run trusts the file alone.
     let fresh = hosts.path("fresh_known_hosts");
     let f = fresh.to_str().unwrap();
-    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", f, "--accept-new", "--", "true"])).await;
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--known-hosts",
+        f,
+        "--accept-new",
+        "--",
+        "true",
+    ]))
+    .await;
     assert_exit(&o, 0);
     let recorded = std::fs::read_to_string(&fresh).unwrap();
-    assert!(recorded.contains(h.server.host_public_key_line().split_whitespace().nth(1).unwrap()));
-    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--known-hosts", f, "--", "true"])).await;
+    assert!(
+        recorded.contains(
+            h.server
+                .host_public_key_line()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+        )
+    );
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--known-hosts",
+        f,
+        "--",
+        "true",
+    ]))
+    .await;
     assert_exit(&o, 0);
 
     // An unknown host key is refused by default (HOME's known_hosts is
     // empty): the host fails, exit 1.
     let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--", "true"])).await;
     assert_exit(&o, 1);
-    assert!(stdout(&o).to_lowercase().contains("host key"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).to_lowercase().contains("host key"),
+        "{}",
+        stdout(&o)
+    );
     // ... unless any is accepted, spelled out.
-    let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--insecure-accept-any", "--", "true"])).await;
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--insecure-accept-any",
+        "--",
+        "true",
+    ]))
+    .await;
     assert_exit(&o, 0);
 
     // --ssh-config: an alias from a config file, with its own key and
@@ -302,11 +400,29 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     )
     .unwrap();
     let c = config.to_str().unwrap();
-    let o = run(hosts.cmd(&["exec", "--ssh-config-file", c, "--ssh-config", "web", "--", "echo via alias"])).await;
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--ssh-config-file",
+        c,
+        "--ssh-config",
+        "web",
+        "--",
+        "echo via alias",
+    ]))
+    .await;
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("[web] via alias"), "{}", stdout(&o));
     // A jump host is not silently ignored.
-    let o = run(hosts.cmd(&["exec", "--ssh-config-file", c, "--ssh-config", "inner", "--", "true"])).await;
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--ssh-config-file",
+        c,
+        "--ssh-config",
+        "inner",
+        "--",
+        "true",
+    ]))
+    .await;
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("jump hosts"), "{}", stderr(&o));
 }
@@ -321,15 +437,33 @@ async fn password_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("pw={}@127.0.0.1:{}", server.user(), server.port());
     let mut c = cli_harness::command(dir.path());
-    c.args(["exec", "--host", &spec, "--password-env", "VMSSH_TEST_PW", "--insecure-accept-any", "--", "echo in"])
-        .env("VMSSH_TEST_PW", "s3cret pw");
+    c.args([
+        "exec",
+        "--host",
+        &spec,
+        "--password-env",
+        "VMSSH_TEST_PW",
+        "--insecure-accept-any",
+        "--",
+        "echo in",
+    ])
+    .env("VMSSH_TEST_PW", "s3cret pw");
     let o = run(c).await;
     assert_exit(&o, 0);
     assert!(!stdout(&o).contains("s3cret") && !stderr(&o).contains("s3cret"));
     // The wrong password: the host fails, the password never shows.
     let mut c = cli_harness::command(dir.path());
-    c.args(["exec", "--host", &spec, "--password-env", "VMSSH_TEST_PW", "--insecure-accept-any", "--", "echo in"])
-        .env("VMSSH_TEST_PW", "wrong s3cret");
+    c.args([
+        "exec",
+        "--host",
+        &spec,
+        "--password-env",
+        "VMSSH_TEST_PW",
+        "--insecure-accept-any",
+        "--",
+        "echo in",
+    ])
+    .env("VMSSH_TEST_PW", "wrong s3cret");
     let o = run(c).await;
     assert_exit(&o, 1);
     assert!(!stdout(&o).contains("s3cret") && !stderr(&o).contains("s3cret"));
@@ -353,7 +487,14 @@ async fn usage_errors_exit_2_and_run_nothing() {
     let bad_inventory = hosts.path("bad_hosts");
     std::fs::write(
         &bad_inventory,
-        format!("{}\n# fine so far\nweb 10.0.0.5:99999\n", std::fs::read_to_string(&inventory).unwrap().lines().nth(1).unwrap()),
+        format!(
+            "{}\n# fine so far\nweb 10.0.0.5:99999\n",
+            std::fs::read_to_string(&inventory)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+        ),
     )
     .unwrap();
     let jump_inventory = hosts.path("jump_hosts");
@@ -376,35 +517,257 @@ async fn usage_errors_exit_2_and_run_nothing() {
     let jump_line = format!("{ji}:1: jump hosts (here bastion) are not yet supported");
 
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["exec".into(), "--no-such-flag".into(), "--".into(), touch.clone()], "--no-such-flag"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--fail-fast".into(), "--max-fail".into(), "5".into(), "--".into(), touch.clone()], "cannot be used with"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--shard".into(), "4/4".into(), "--".into(), touch.clone()], "K/N"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--max-fail".into(), "101".into(), "--".into(), touch.clone()], "101"),
-        (vec!["exec".into(), "--hosts".into(), bi.clone(), "--".into(), touch.clone()], &bad_line),
-        (vec!["exec".into(), "--hosts".into(), hosts.path("no-such-inventory").display().to_string(), "--".into(), touch.clone()], "cannot read inventory"),
-        (vec!["exec".into(), "--hosts".into(), ji.clone(), "--".into(), touch.clone()], &jump_line),
+        (
+            vec![
+                "exec".into(),
+                "--no-such-flag".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "--no-such-flag",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--fail-fast".into(),
+                "--max-fail".into(),
+                "5".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--shard".into(),
+                "4/4".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "K/N",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--max-fail".into(),
+                "101".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "101",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                bi.clone(),
+                "--".into(),
+                touch.clone(),
+            ],
+            &bad_line,
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                hosts.path("no-such-inventory").display().to_string(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "cannot read inventory",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                ji.clone(),
+                "--".into(),
+                touch.clone(),
+            ],
+            &jump_line,
+        ),
         (vec!["exec".into(), "--".into(), touch.clone()], "no hosts"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--vmctl".into(), "--".into(), touch.clone()], "--vmctl"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--host".into(), "p1=127.0.0.1".into(), "--".into(), touch.clone()], "host name \"p1\" is given twice"),
-        (vec!["exec".into(), "--ssh-config-file".into(), ssh_config.display().to_string(), "--ssh-config".into(), "no-such-alias.invalid".into(), "--".into(), touch.clone()], "unknown host alias"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--key".into(), "/no/such/key".into(), "--".into(), touch.clone()], "--key: cannot read the key file"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--key".into(), garbage_key.display().to_string(), "--".into(), touch.clone()], "not a valid private key"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--password-env".into(), "VMSSH_NO_SUCH_VAR".into(), "--".into(), touch.clone()], "VMSSH_NO_SUCH_VAR: the variable is not set"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--agent".into(), "--".into(), touch.clone()], "SSH_AUTH_SOCK"),
-        (vec!["exec".into(), "--host".into(), "x=127.0.0.1".into(), "--".into(), touch.clone()], "no way to authenticate to x"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--known-hosts".into(), "/no/such/known_hosts".into(), "--".into(), touch.clone()], "--known-hosts /no/such/known_hosts"),
-        (vec!["exec".into(), "--hosts".into(), inv.clone(), "--report".into(), "/no/such/dir/r.json".into(), "--".into(), touch.clone()], "is not a directory"),
-        (vec!["provision".into(), "--hosts".into(), inv.clone(), "--plan".into(), hosts.path("NoSuch.kdl").display().to_string()], "NoSuch.kdl"),
-        (vec!["provision".into(), "--hosts".into(), inv.clone(), "--plan".into(), msp.display().to_string()], "nope.sh"),
-        (vec!["provision".into(), "--host".into(), format!("stranger={}@127.0.0.1:1", hosts.hosts[0].server.user()), "--key".into(), hosts.hosts[0].key.display().to_string(), "--plan".into(), gp.clone()], "stranger"),
-        (vec!["upload".into(), "--hosts".into(), inv.clone(), "/no/such/local".into(), "/tmp/x".into()], "/no/such/local"),
-        (vec!["report".into(), "show".into(), "/no/such/report.json".into()], "cannot read"),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--vmctl".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "--vmctl",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--host".into(),
+                "p1=127.0.0.1".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "host name \"p1\" is given twice",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--ssh-config-file".into(),
+                ssh_config.display().to_string(),
+                "--ssh-config".into(),
+                "no-such-alias.invalid".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "unknown host alias",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--key".into(),
+                "/no/such/key".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "--key: private key /no/such/key: cannot read the key file",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--key".into(),
+                garbage_key.display().to_string(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "not a valid private key",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--password-env".into(),
+                "VMSSH_NO_SUCH_VAR".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "VMSSH_NO_SUCH_VAR: the variable is not set",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--agent".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "SSH_AUTH_SOCK",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--host".into(),
+                "x=127.0.0.1".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "no way to authenticate to x",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--known-hosts".into(),
+                "/no/such/known_hosts".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "--known-hosts /no/such/known_hosts",
+        ),
+        (
+            vec![
+                "exec".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--report".into(),
+                "/no/such/dir/r.json".into(),
+                "--".into(),
+                touch.clone(),
+            ],
+            "is not a directory",
+        ),
+        (
+            vec![
+                "provision".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--plan".into(),
+                hosts.path("NoSuch.kdl").display().to_string(),
+            ],
+            "NoSuch.kdl",
+        ),
+        (
+            vec![
+                "provision".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "--plan".into(),
+                msp.display().to_string(),
+            ],
+            "nope.sh",
+        ),
+        (
+            vec![
+                "provision".into(),
+                "--host".into(),
+                format!("stranger={}@127.0.0.1:1", hosts.hosts[0].server.user()),
+                "--key".into(),
+                hosts.hosts[0].key.display().to_string(),
+                "--plan".into(),
+                gp.clone(),
+            ],
+            "stranger",
+        ),
+        (
+            vec![
+                "upload".into(),
+                "--hosts".into(),
+                inv.clone(),
+                "/no/such/local".into(),
+                "/tmp/x".into(),
+            ],
+            "/no/such/local",
+        ),
+        (
+            vec![
+                "report".into(),
+                "show".into(),
+                "/no/such/report.json".into(),
+            ],
+            "cannot read",
+        ),
     ];
     // The good plan with a host it does not know only needs top-level
     // steps to be usable; make sure that case is really an error.
     std::fs::write(
         &good_plan,
-        format!("vm \"p1\" {{\n    provision \"shell\" {{\n        inline \"{touch}\"\n    }}\n}}\n"),
+        format!(
+            "vm \"p1\" {{\n    provision \"shell\" {{\n        inline \"{touch}\"\n    }}\n}}\n"
+        ),
     )
     .unwrap();
     for (args, want) in &cases {
@@ -413,7 +776,9 @@ async fn usage_errors_exit_2_and_run_nothing() {
         // Host keys come from the test's known_hosts unless the case is
         // about them (before `--`: after it, words are the command).
         if args[0] != "report"
-            && !args.iter().any(|a| a.starts_with("--known-hosts") || a.starts_with("--ssh-config"))
+            && !args
+                .iter()
+                .any(|a| a.starts_with("--known-hosts") || a.starts_with("--ssh-config"))
         {
             c.args(["--known-hosts", &k]);
         }
@@ -427,7 +792,11 @@ async fn usage_errors_exit_2_and_run_nothing() {
             stdout(&o),
             stderr(&o)
         );
-        assert!(stderr(&o).contains(want), "{args:?}: message lacks {want:?}:\n{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{args:?}: message lacks {want:?}:\n{}",
+            stderr(&o)
+        );
         assert!(!marker.exists(), "{args:?} ran something");
     }
 }
@@ -448,7 +817,11 @@ async fn demo_runs_embedded_vms_and_shows_a_failure() {
     c.args(["demo", "--vms", "2", "--break", "db-02"]);
     let o = run(c).await;
     assert_exit(&o, 1);
-    assert!(stdout(&o).contains("disk full (not really)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("disk full (not really)"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// On a terminal: colours and progress bars, then the summary.
@@ -470,11 +843,22 @@ async fn on_a_terminal_output_has_colours_and_bars() {
 async fn real_server_targets(srv: &support::Server) {
     let dir = tempfile::tempdir().unwrap();
     let known = dir.path().join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line())).unwrap();
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line()),
+    )
+    .unwrap();
     let spec = format!("srv={}@127.0.0.1:{}", srv.user(), srv.port());
     let key = srv.client_key().private.display().to_string();
     let k = known.display().to_string();
-    let base = ["--host", spec.as_str(), "--key", key.as_str(), "--known-hosts", k.as_str()];
+    let base = [
+        "--host",
+        spec.as_str(),
+        "--key",
+        key.as_str(),
+        "--known-hosts",
+        k.as_str(),
+    ];
     let mut c = cli_harness::command(dir.path());
     c.arg("exec").args(base).args(["--", "echo", "from", "$0"]);
     let o = run(c).await;
@@ -501,7 +885,7 @@ mod support_pty {
     use std::os::fd::{FromRawFd as _, OwnedFd};
     use std::process::{ExitStatus, Stdio};
 
-    pub async fn run_on_pty(mut c: tokio::process::Command) -> (String, ExitStatus) {
+    pub(crate) async fn run_on_pty(mut c: tokio::process::Command) -> (String, ExitStatus) {
         let (mut master, mut slave) = (0, 0);
         // SAFETY: openpty writes two new descriptors; no name, termios or
         // size is passed.
@@ -516,7 +900,8 @@ mod support_pty {
         };
         assert_eq!(rc, 0, "openpty failed");
         // SAFETY: both descriptors are fresh and owned here.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         c.stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
         let mut child = c.spawn().unwrap();

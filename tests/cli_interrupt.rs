@@ -81,7 +81,10 @@ async fn ctrl_c_stops_the_run_and_writes_the_report() {
     }
     // (The shell that runs `sleep` has the duration in its command line
     // too, so this finds the commands whether or not sleep started yet.)
-    assert!(!running_with(&secs).is_empty(), "the remote commands are not running");
+    assert!(
+        !running_with(&secs).is_empty(),
+        "the remote commands are not running"
+    );
     sigint(&child);
     while let Some(line) = lines.next_line().await.unwrap() {
         events.push(serde_json::from_str(&line).unwrap());
@@ -137,7 +140,13 @@ async fn a_second_ctrl_c_exits_at_once() {
     // finish its graceful stop (its output sink waits on the full pipe).
     let mut c = hosts.verb(
         "exec",
-        &["--json", "--report", report.to_str().unwrap(), "--", "yes flood"],
+        &[
+            "--json",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            "yes flood",
+        ],
     );
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -171,5 +180,8 @@ async fn a_second_ctrl_c_exits_at_once() {
         rest.push_str(&l);
     }
     assert!(rest.contains("interrupted again: exiting"), "{rest}");
-    assert!(!report.exists(), "the report of an abandoned run was written");
+    assert!(
+        !report.exists(),
+        "the report of an abandoned run was written"
+    );
 }

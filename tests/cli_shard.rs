@@ -68,7 +68,9 @@ async fn four_shards_merge_into_the_unsharded_report() {
     let o = run(args(&whole, None)).await;
     assert_exit(&o, 1);
 
-    let shards: Vec<_> = (0..4).map(|k| hosts.path(&format!("shard-{k}.json"))).collect();
+    let shards: Vec<_> = (0..4)
+        .map(|k| hosts.path(&format!("shard-{k}.json")))
+        .collect();
     let runs = shards
         .iter()
         .enumerate()
@@ -76,12 +78,17 @@ async fn four_shards_merge_into_the_unsharded_report() {
     let outputs = futures::future::join_all(runs).await;
     let mut counted = 0;
     for (k, o) in outputs.iter().enumerate() {
-        let report: FleetReport = serde_json::from_slice(&std::fs::read(&shards[k]).unwrap()).unwrap();
+        let report: FleetReport =
+            serde_json::from_slice(&std::fs::read(&shards[k]).unwrap()).unwrap();
         counted += report.vms.len();
         // The shard holding vm-07 fails; the others succeed.
         let code = if report.get("vm-07").is_some() { 1 } else { 0 };
         assert_exit(o, code);
-        assert!(stderr(o).contains(&format!("shard {k}/4: ")), "{}", stderr(o));
+        assert!(
+            stderr(o).contains(&format!("shard {k}/4: ")),
+            "{}",
+            stderr(o)
+        );
     }
     assert_eq!(counted, 20, "the shards do not partition the hosts");
 
@@ -91,7 +98,8 @@ async fn four_shards_merge_into_the_unsharded_report() {
     assert_exit(&o, 0);
     let merged: FleetReport = serde_json::from_str(&stdout(&o)).unwrap();
 
-    let mut unsharded: FleetReport = serde_json::from_slice(&std::fs::read(&whole).unwrap()).unwrap();
+    let mut unsharded: FleetReport =
+        serde_json::from_slice(&std::fs::read(&whole).unwrap()).unwrap();
     unsharded.vms.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(without_timings(merged.clone()), without_timings(unsharded));
     assert_eq!(merged.failed(), ["vm-07"]);
@@ -102,5 +110,9 @@ async fn four_shards_merge_into_the_unsharded_report() {
     overlap.arg(&shards[0]).arg(&shards[1]).arg(&shards[0]);
     let o = run(overlap).await;
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("shards do not overlap"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shards do not overlap"),
+        "{}",
+        stderr(&o)
+    );
 }

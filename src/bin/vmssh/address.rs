@@ -14,7 +14,7 @@ impl Address {
     /// Parses `[USER@]ADDR[:PORT]`.
     pub(crate) fn parse(s: &str) -> Result<Address, String> {
         let (user, rest) = match s.rsplit_once('@') {
-            Some((u, _)) if u.is_empty() => return Err(format!("empty user in {s:?}")),
+            Some(("", _)) => return Err(format!("empty user in {s:?}")),
             Some((u, rest)) => (Some(u.to_string()), rest),
             None => (None, s),
         };
@@ -22,7 +22,10 @@ impl Address {
         if host.is_empty() {
             return Err(format!("no address in {s:?}"));
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
             return Err(format!("{host:?} is not a host name or address"));
         }
         Ok(Address {

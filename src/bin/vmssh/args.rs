@@ -63,7 +63,11 @@ pub(crate) struct TargetArgs {
 
     /// Hosts from ~/.ssh/config (and /etc/ssh/ssh_config), resolved as
     /// `ssh -G ALIAS` does; comma-separated, repeatable.
-    #[arg(long = "ssh-config", value_name = "ALIAS[,ALIAS...]", value_delimiter = ',')]
+    #[arg(
+        long = "ssh-config",
+        value_name = "ALIAS[,ALIAS...]",
+        value_delimiter = ','
+    )]
     pub(crate) aliases: Vec<String>,
 
     /// Read the --ssh-config aliases from this file alone (as `ssh -F`).
@@ -220,11 +224,7 @@ pub(crate) struct ExecArgs {
     /// The command, run by each host's shell; its words are joined with
     /// spaces, as ssh does. Flags after its first word are its own; put
     /// `--` before a command that starts with `-`.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
 }
 

@@ -151,8 +151,8 @@ impl Credentials {
                         Some(u) => u,
                         None => local_user()?,
                     };
-                    let mut config = SshConfig::new(user)
-                        .host_key(self.host_key.clone().unwrap_or_default());
+                    let mut config =
+                        SshConfig::new(user).host_key(self.host_key.clone().unwrap_or_default());
                     for m in methods {
                         config = config.auth(m);
                     }
@@ -214,5 +214,7 @@ fn local_user() -> Result<String, Usage> {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .ok_or_else(|| Usage("cannot tell the local user name (USER is not set): pass --user".into()))
+        .ok_or_else(|| {
+            Usage("cannot tell the local user name (USER is not set): pass --user".into())
+        })
 }

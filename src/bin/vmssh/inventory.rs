@@ -169,11 +169,17 @@ mod tests {
             ("web 10.0.0.1 key=\n", "hosts:1: key= has no value"),
             ("web 10.0.0.1 user=x\n", "hosts:1: unknown field \"user\""),
             ("web 10.0.0.1 key=a key=b\n", "hosts:1: key= given twice"),
-            ("web key=a 10.0.0.1\n", "hosts:1: \"10.0.0.1\" after the options"),
+            (
+                "web key=a 10.0.0.1\n",
+                "hosts:1: \"10.0.0.1\" after the options",
+            ),
             ("key=a\n", "hosts:1: no address"),
-            ("a 10.0.0.1\n\na 10.0.0.2\n", "hosts:3: host \"a\" already named on line 1"),
+            (
+                "a 10.0.0.1\n\na 10.0.0.2\n",
+                "hosts:3: host \"a\" already named on line 1",
+            ),
             ("web 10.0.0.1 jump=@x\n", "hosts:1: jump: empty user"),
-            ("../x 10.0.0.1\n", "hosts:1: host name"),
+            ("../x 10.0.0.1\n", "hosts:1: \"../x\" cannot be a host name"),
             ("web @10.0.0.1\n", "hosts:1: empty user"),
         ] {
             let e = parse(text, "hosts", Path::new(".")).unwrap_err();

@@ -30,6 +30,8 @@
 //! (nothing ran), 130 interrupted (the summary and report are still
 //! written).
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod address;
 mod args;
 mod commands;

@@ -13,7 +13,11 @@ use crate::signals;
 use crate::usage::{Exit, Usage};
 
 /// Runs `targets`; `collect` groups output per host (`exec --collect`).
-pub(crate) async fn run(targets: Vec<Target>, args: &RunArgs, collect: bool) -> Result<Exit, Usage> {
+pub(crate) async fn run(
+    targets: Vec<Target>,
+    args: &RunArgs,
+    collect: bool,
+) -> Result<Exit, Usage> {
     // Everything that can be wrong with the outputs is found before any
     // host is touched.
     if let Some(report) = &args.report {
@@ -30,8 +34,7 @@ pub(crate) async fn run(targets: Vec<Target>, args: &RunArgs, collect: bool) -> 
         }
     }
     if let Some(dir) = &args.log_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("--log-dir {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("--log-dir {}: {e}", dir.display()))?;
     }
 
     let hosts: Vec<(String, usize)> = targets

@@ -13,7 +13,12 @@ use crate::usage::{Exit, Usage};
 pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     match tokio::fs::metadata(&a.local).await {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(Usage(format!("upload: {} is not a file", a.local.display()))),
+        Ok(_) => {
+            return Err(Usage(format!(
+                "upload: {} is not a file",
+                a.local.display()
+            )));
+        }
         Err(e) => return Err(Usage(format!("upload: {}: {e}", a.local.display()))),
     }
     let remote = if a.remote.ends_with('/') {

@@ -33,10 +33,7 @@ pub(crate) async fn endpoints(
         .filter(|e| targets::in_shard(targets_args, &e.name))
         .collect();
     if let Some(shard) = targets_args.shard {
-        eprintln!(
-            "vmssh: shard {shard}: {} of {total} hosts",
-            mine.len()
-        );
+        eprintln!("vmssh: shard {shard}: {} of {total} hosts", mine.len());
     }
     Ok(mine)
 }

@@ -87,7 +87,10 @@ impl Collect {
             }
         };
         let mut block = Vec::new();
-        let header = paint(format!("=== {vm}: {verdict}"), if ok { "1;32" } else { "1;31" });
+        let header = paint(
+            format!("=== {vm}: {verdict}"),
+            if ok { "1;32" } else { "1;31" },
+        );
         block.extend_from_slice(header.as_bytes());
         block.push(b'\n');
         let read_all = |file: &mut SpooledTempFile, block: &mut Vec<u8>| {

@@ -78,7 +78,11 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             "description": description,
         }),
         Event::Output { step, chunk, .. } => {
-            let stream = if chunk.is_stderr() { "stderr" } else { "stdout" };
+            let stream = if chunk.is_stderr() {
+                "stderr"
+            } else {
+                "stdout"
+            };
             let mut v = json!({"event": "output", "vm": vm, "step": step, "stream": stream});
             match std::str::from_utf8(chunk.bytes()) {
                 Ok(text) => v["data"] = json!(text),

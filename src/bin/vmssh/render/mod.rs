@@ -57,8 +57,8 @@ impl Renderer {
         let color = std::io::stdout().is_terminal() && console::colors_enabled();
         let ui = (mode == Mode::Tty).then(|| tty::Ui::new(hosts, !collect));
         let json = (mode == Mode::Json).then(|| Arc::new(json::JsonLines::new()));
-        let collect =
-            (collect && mode != Mode::Json).then(|| Arc::new(collect::Collect::new(ui.clone(), color)));
+        let collect = (collect && mode != Mode::Json)
+            .then(|| Arc::new(collect::Collect::new(ui.clone(), color)));
         Renderer {
             mode,
             color,

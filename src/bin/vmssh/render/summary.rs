@@ -56,7 +56,10 @@ mod tests {
         let text = render(&report, false);
         assert!(!text.contains('\x1b'), "{text}");
         assert!(text.contains("web") && text.contains("FAILED"), "{text}");
-        assert!(text.contains("\nweb: step 2 failed: exit 3\n  stderr: disk full"), "{text}");
+        assert!(
+            text.contains("\nweb: step 2 failed: exit 3\n  stderr: disk full"),
+            "{text}"
+        );
         assert!(render(&report, true).contains('\x1b'));
     }
 }

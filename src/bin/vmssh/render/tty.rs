@@ -232,8 +232,9 @@ impl Ui {
             Event::Output { step, chunk, .. } if st.live => {
                 let err = chunk.is_stderr();
                 let mut lines = Vec::new();
-                st.lines
-                    .push(event.vm(), *step, err, chunk.bytes(), |l| lines.push(l.to_vec()));
+                st.lines.push(event.vm(), *step, err, chunk.bytes(), |l| {
+                    lines.push(l.to_vec())
+                });
                 for l in lines {
                     self.output_line(st, &vm, err, &l);
                 }
