@@ -14,6 +14,10 @@
 //! # top-level `provision` steps run on every host
 //! cargo run --example fleet --features testkit -- --plan VMFile.kdl \
 //!     --host web=10.0.0.5 --host db=10.0.0.6:2222 --user ubuntu --key ~/.ssh/id_ed25519
+//!
+//! # Hosts behind a bastion: one connection to it carries every VM's session
+//! cargo run --example fleet --features testkit -- --plan VMFile.kdl \
+//!     --jump ops@bastion.example.com --host web=10.0.0.5 --host db=10.0.0.6 --key ~/.ssh/id_ed25519
 //! ```
 //!
 //! Exits 0 when every VM succeeded, 1 when one failed, 2 on a usage or plan
@@ -47,6 +51,12 @@ struct Args {
     /// A host to provision, named like a `vm` block of the plan (repeatable).
     #[arg(long = "host", value_name = "NAME=HOST[:PORT]", value_parser = parse_host, requires = "plan")]
     hosts: Vec<HostArg>,
+
+    /// Reach every host through this jump host (a bastion), as `ssh -J`
+    /// does: one connection to it, the hosts' addresses as it sees them.
+    /// It is authenticated and its host key checked like the hosts.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]", value_parser = parse_jump, requires = "plan")]
+    jump: Option<JumpArg>,
 
     /// User to log in as (overrides the plan's `ssh { user }`).
     #[arg(long)]
@@ -108,6 +118,27 @@ struct HostArg {
     name: String,
     host: String,
     port: Option<u16>,
+}
+
+#[derive(Clone, Debug)]
+struct JumpArg {
+    user: Option<String>,
+    host: String,
+    port: u16,
+}
+
+fn parse_jump(s: &str) -> Result<JumpArg, String> {
+    let (user, addr) = match s.rsplit_once('@') {
+        Some((u, a)) if !u.is_empty() => (Some(u.to_string()), a),
+        Some(_) => return Err(format!("empty user in {s:?}")),
+        None => (None, s),
+    };
+    let h = parse_host(&format!("jump={addr}"))?;
+    Ok(JumpArg {
+        user,
+        host: h.host,
+        port: h.port.unwrap_or(22),
+    })
 }
 
 fn parse_host(s: &str) -> Result<HostArg, String> {
@@ -289,6 +320,31 @@ async fn hosts_targets(args: &Args) -> Result<Prepared, String> {
     };
     let agent = std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty());
 
+    let jump = match &args.jump {
+        Some(j) => {
+            let user = j
+                .user
+                .clone()
+                .or_else(|| args.user.clone())
+                .unwrap_or_else(|| vmssh::plan::DEFAULT_USER.to_string());
+            let mut cfg = SshConfig::new(user)
+                .host_key(host_key.clone())
+                // One tunnel per VM session: as many as run at once.
+                .max_channels(args.concurrency);
+            if let Some(k) = &args.key {
+                cfg = cfg.auth(Auth::key_file(k));
+            }
+            if agent {
+                cfg = cfg.auth(Auth::agent());
+            }
+            let session = vmssh::Session::connect(&j.host, j.port, &cfg)
+                .await
+                .map_err(|e| format!("jump host {}:{}: {}", j.host, j.port, chain(&e)))?;
+            Some(session)
+        }
+        None => None,
+    };
+
     let mut targets = Vec::new();
     let mut sizes = Vec::new();
     for h in &args.hosts {
@@ -325,7 +381,11 @@ async fn hosts_targets(args: &Args) -> Result<Prepared, String> {
         let port = h.port.or(ssh.port).unwrap_or(22);
         let steps = plan.steps_for(&h.name);
         sizes.push((h.name.clone(), steps.len()));
-        targets.push(Target::new(&h.name, &h.host, port, cfg, steps).base_dir(&plan.base_dir));
+        let mut target = Target::new(&h.name, &h.host, port, cfg, steps).base_dir(&plan.base_dir);
+        if let Some(j) = &jump {
+            target = target.via(j.clone());
+        }
+        targets.push(target);
     }
     Ok((targets, sizes, demo::Servers::default()))
 }

@@ -44,7 +44,7 @@ use crate::channel::wait_for_closing;
 use crate::config::SshConfig;
 use crate::error::Error;
 use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
-use crate::session::Session;
+use crate::session::{Route, Session};
 
 /// One VM to provision.
 #[derive(Clone, Debug)]
@@ -56,6 +56,7 @@ pub struct Target {
     config: SshConfig,
     steps: Vec<ProvisionDef>,
     base_dir: PathBuf,
+    jump: Option<Session>,
 }
 
 impl Target {
@@ -76,7 +77,29 @@ impl Target {
             config,
             steps,
             base_dir: PathBuf::from("."),
+            jump: None,
         }
+    }
+
+    /// Reaches the VM through `jump` (a bastion), as
+    /// [`Session::connect_via`] does: `host:port` is the address as the
+    /// jump sees it, and the host key is checked against it. Targets given
+    /// clones of one session share its one connection.
+    ///
+    /// Each VM's session holds one of the jump's channels while it lives,
+    /// so connect the jump with [`SshConfig::max_channels`] at least the
+    /// fleet's [`concurrency`](Fleet::concurrency) (a VM waits for a free
+    /// one otherwise). The bastion's sshd does not count these tunnels
+    /// against `MaxSessions`, which limits sessions (shells, commands,
+    /// subsystems), not `direct-tcpip` channels; with `AllowTcpForwarding`
+    /// on, what bounds them there is the file descriptors of the
+    /// connection's sshd process (one socket per tunnel, `ulimit -n`) and
+    /// OpenSSH's fixed ceiling of 16384 channels per connection.
+    ///
+    /// Default: none (a direct TCP connection).
+    pub fn via(mut self, jump: Session) -> Self {
+        self.jump = Some(jump);
+        self
     }
 
     /// Sets where the plan's scripts and files are.
@@ -598,7 +621,12 @@ impl Fleet {
             let vm: Arc<str> = Arc::from(target.name.as_str());
             p.emit(Event::Connecting { vm: vm.clone() }).await;
             let started = Instant::now();
+            let route = match &target.jump {
+                Some(jump) => Route::Via(jump),
+                None => Route::Direct,
+            };
             let connect = Session::connect_with_retry_gated(
+                route,
                 &target.host,
                 target.port,
                 &target.config,

@@ -202,6 +202,15 @@ fn describe_handler_error(e: &HandlerError) -> String {
     }
 }
 
+/// How a connection reaches its server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Route<'a> {
+    /// A TCP connection from here.
+    Direct,
+    /// A `direct-tcpip` tunnel through this session.
+    Via(&'a Session),
+}
+
 impl Session {
     /// Connects to `host:port`, verifies the host key and authenticates,
     /// all within [`SshConfig::connect_timeout`].
@@ -221,7 +230,7 @@ impl Session {
     pub async fn connect(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
         match tokio::time::timeout(
             cfg.connect_timeout,
-            Self::connect_inner(host, port, cfg, false, None),
+            Self::connect_inner(Route::Direct, host, port, cfg, false, None),
         )
         .await
         {
@@ -254,14 +263,40 @@ impl Session {
         cfg: &SshConfig,
         deadline: Duration,
     ) -> Result<Session, Error> {
-        Self::connect_with_retry_gated(host, port, cfg, deadline, None).await
+        Self::connect_with_retry_gated(Route::Direct, host, port, cfg, deadline, None).await
     }
 
-    /// [`connect_with_retry`](Self::connect_with_retry), holding a permit
-    /// of `gate` during each attempt (not during the backoff sleeps), so a
-    /// fleet caps handshakes in flight without letting booting VMs block
-    /// the ones that are up.
+    /// Connects through `jump` like [`connect_via`](Self::connect_via),
+    /// retrying what is worth retrying until `deadline` has passed, as
+    /// [`connect_with_retry`](Self::connect_with_retry) does: a VM behind a
+    /// bastion that is still booting (the jump cannot reach it yet, or its
+    /// sshd closes the connection before the handshake).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with_retry`](Self::connect_with_retry); a jump that
+    /// refuses to forward or whose connection is gone is not retried.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the current attempt and closes its
+    /// tunnel.
+    pub async fn connect_via_with_retry(
+        jump: &Session,
+        host: &str,
+        port: u16,
+        cfg: &SshConfig,
+        deadline: Duration,
+    ) -> Result<Session, Error> {
+        Self::connect_with_retry_gated(Route::Via(jump), host, port, cfg, deadline, None).await
+    }
+
+    /// [`connect_with_retry`](Self::connect_with_retry) along `route`,
+    /// holding a permit of `gate` during each attempt (not during the
+    /// backoff sleeps), so a fleet caps handshakes in flight without
+    /// letting booting VMs block the ones that are up.
     pub(crate) async fn connect_with_retry_gated(
+        route: Route<'_>,
         host: &str,
         port: u16,
         cfg: &SshConfig,
@@ -279,17 +314,19 @@ impl Session {
             let limit = cfg
                 .connect_timeout
                 .min(remaining.max(Duration::from_millis(1)));
-            let result =
-                match tokio::time::timeout(limit, Self::connect_inner(host, port, cfg, true, gate))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::ConnectTimeout {
-                        host: host.to_string(),
-                        port,
-                        after: limit,
-                    }),
-                };
+            let result = match tokio::time::timeout(
+                limit,
+                Self::connect_inner(route, host, port, cfg, true, gate),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Error::ConnectTimeout {
+                    host: host.to_string(),
+                    port,
+                    after: limit,
+                }),
+            };
             drop(permit);
             match result {
                 Ok(s) => return Ok(s),
@@ -308,6 +345,7 @@ impl Session {
     }
 
     async fn connect_inner(
+        route: Route<'_>,
         host: &str,
         port: u16,
         cfg: &SshConfig,
@@ -315,8 +353,16 @@ impl Session {
         gate: Option<&Semaphore>,
     ) -> Result<Session, Error> {
         check_auth_configured(cfg)?;
-        let socket = crate::dial::dial(host, port, cfg, parallel, gate).await?;
-        Self::establish(socket, host, port, cfg).await
+        match route {
+            Route::Direct => {
+                let socket = crate::dial::dial(host, port, cfg, parallel, gate).await?;
+                Self::establish(socket, host, port, cfg).await
+            }
+            Route::Via(jump) => {
+                let tunnel = jump.open_tcp(host, port).await?;
+                Self::establish(tunnel, host, port, cfg).await
+            }
+        }
     }
 
     /// Runs an SSH session over any byte stream: a unix socket, a vsock
@@ -423,11 +469,12 @@ impl Session {
         port: u16,
         cfg: &SshConfig,
     ) -> Result<Session, Error> {
-        within(cfg.connect_timeout, host, port, async {
-            check_auth_configured(cfg)?;
-            let tunnel = jump.open_tcp(host, port).await?;
-            Self::establish(tunnel, host, port, cfg).await
-        })
+        within(
+            cfg.connect_timeout,
+            host,
+            port,
+            Self::connect_inner(Route::Via(jump), host, port, cfg, false, None),
+        )
         .await
     }
 

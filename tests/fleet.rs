@@ -1,6 +1,6 @@
 //! Fleets against real sshd instances: 40 VMs at once with one failure
 //! isolated, fail-fast cancelling the rest, reports that round-trip
-//! through JSON and merge.
+//! through JSON and merge, a fleet behind a bastion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -102,6 +102,60 @@ async fn forty_vms_with_one_failure_isolated() {
         "39 succeeded, 1 failed, 0 cancelled in {:.2}s",
         report.wall.as_secs_f64()
     )));
+}
+
+/// Twelve VMs (three per sshd) behind one bastion: one connection to the
+/// bastion carries them all, at once. The bastion allows one session
+/// (`MaxSessions 1`): tunnels are not sessions, so it does not limit them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn fleet_behind_a_bastion() {
+    // DEBUG1 logs each direct-tcpip request with its target.
+    let bastion_srv = support::Sshd::builder()
+        .max_sessions(1)
+        .config_line("LogLevel DEBUG1")
+        .start();
+    let servers = servers();
+    let bastion = bastion_srv
+        .connect_with(&bastion_srv.config().max_channels(12))
+        .await;
+    let guest = tempfile::tempdir().unwrap();
+    let g = guest.path().display().to_string();
+    let plan: Vec<Target> = targets(&servers, 12, |i| {
+        vec![
+            ProvisionDef::inline(format!("echo vm {i} behind the bastion")),
+            ProvisionDef::inline(format!("touch '{g}/done-{i}'")),
+        ]
+    })
+    .into_iter()
+    .map(|t| t.via(bastion.clone()))
+    .collect();
+    let report = Fleet::new().concurrency(12).provision(plan).await;
+    assert!(report.all_succeeded(), "{}", report.summary());
+    for i in 0..12 {
+        assert!(guest.path().join(format!("done-{i}")).exists(), "vm{i:02}");
+    }
+    let connections = |srv: &support::Server| {
+        srv.log()
+            .lines()
+            .filter(|l| l.contains("Connection from"))
+            .count()
+    };
+    assert_eq!(connections(&bastion_srv), 1, "{}", bastion_srv.log());
+    let bastion_log = bastion_srv.log();
+    for srv in &servers {
+        assert!(connections(srv) >= 3, "{}", srv.log());
+        let tunnels = bastion_log
+            .lines()
+            .filter(|l| {
+                l.contains("server_request_direct_tcpip")
+                    && l.ends_with(&format!("target {} port {}", support::HOST, srv.port()))
+            })
+            .count();
+        assert!(tunnels >= 3, "port {}: {bastion_log}", srv.port());
+    }
+    // The bastion's one session slot is still free for a command.
+    assert!(bastion.exec("true").await.unwrap().status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
