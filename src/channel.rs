@@ -8,18 +8,19 @@
 //! go out at most once each. Dropping a bare russh channel sends nothing,
 //! so no other code in the crate holds one.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use russh::client::Msg;
-use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWrite;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, TunnelErrorKind};
 use crate::session::Session;
@@ -31,6 +32,10 @@ const ABANDON_GRACE: Duration = Duration::from_millis(500);
 /// How long a subsystem (SFTP) gets to exit after end-of-file before its
 /// channel is closed from this side.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a refused open is retried when a slot of this session may be
+/// being freed on the server (see [`open`]).
+const FREEING_LIMIT: Duration = Duration::from_secs(2);
 
 /// What a channel runs once its requests are accepted, which decides how
 /// it is closed when its lease is dropped.
@@ -126,6 +131,134 @@ pub(crate) async fn wait_for_closing(session: &Session) {
     }
 }
 
+/// The channels of one session the server has confirmed and not closed,
+/// counted by the connection's handler in the order the server's messages
+/// arrive: when a refusal reaches its caller, every confirmation the server
+/// sent before it is counted (the callers' tasks may run in any order).
+#[derive(Debug, Default)]
+pub(crate) struct LiveChannels {
+    ids: Mutex<HashSet<ChannelId>>,
+    /// The most that were open at once.
+    peak: AtomicUsize,
+}
+
+impl LiveChannels {
+    /// The server confirmed `id`.
+    pub(crate) fn confirmed(&self, id: ChannelId) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.insert(id);
+            self.peak.fetch_max(ids.len(), Ordering::AcqRel);
+        }
+    }
+
+    /// `id` is closed (by the server, or by this side first); closing it
+    /// twice counts once.
+    pub(crate) fn closed(&self, id: ChannelId) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.remove(&id);
+        }
+    }
+
+    /// How many are open now.
+    pub(crate) fn count(&self) -> usize {
+        self.ids.lock().map_or(0, |ids| ids.len())
+    }
+
+    /// The most that were open at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Acquire)
+    }
+}
+
+/// The channel slots of one session: at most
+/// [`SshConfig::max_channels`](crate::SshConfig::max_channels) channels at
+/// once, and no more than the server allows once one of its refusals has
+/// shown its limit (OpenSSH's `MaxSessions`, one for tinysshd). Opens
+/// beyond the limit wait for a channel to close instead of being refused.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// The limit now: `max_channels`, or the server's as learned.
+    capacity: AtomicUsize,
+    /// Permits still to be withdrawn after the limit was lowered while
+    /// they were in use: each is forgotten when it comes back.
+    debt: AtomicUsize,
+}
+
+impl Slots {
+    pub(crate) fn new(max_channels: usize) -> Arc<Self> {
+        Arc::new(Slots {
+            semaphore: Arc::new(Semaphore::new(max_channels)),
+            capacity: AtomicUsize::new(max_channels),
+            debt: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many channels may be open at once: `max_channels`, or less once
+    /// the server has shown its limit.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Waits for a free slot (in arrival order); `None` once the session
+    /// is gone.
+    async fn acquire(self: &Arc<Self>) -> Option<Slot> {
+        let permit = self.semaphore.clone().acquire_owned().await.ok()?;
+        Some(Slot {
+            slots: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    /// Lowers the limit to `limit` (it never rises again). Returns whether
+    /// it changed.
+    fn learn(&self, limit: usize) -> bool {
+        let limit = limit.max(1);
+        let mut current = self.capacity.load(Ordering::Acquire);
+        loop {
+            if limit >= current {
+                return false;
+            }
+            match self.capacity.compare_exchange(
+                current,
+                limit,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(c) => current = c,
+            }
+        }
+        let excess = current - limit;
+        let withdrawn = self.semaphore.forget_permits(excess);
+        self.debt.fetch_add(excess - withdrawn, Ordering::AcqRel);
+        true
+    }
+}
+
+/// One slot under the session's channel limit, held by an open and then
+/// by its lease until the channel is closed.
+#[derive(Debug)]
+struct Slot {
+    slots: Arc<Slots>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            let withdraw = self
+                .slots
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                .is_ok();
+            if withdraw {
+                permit.forget();
+            }
+        }
+    }
+}
+
 /// The sending side of a leased channel, shareable with a task that feeds
 /// the channel (a command's stdin). End-of-file goes out at most once.
 pub(crate) struct ChannelWriter {
@@ -212,7 +345,7 @@ pub(crate) struct ChannelLease {
     session: Session,
     read: Option<ChannelReadHalf>,
     write: Arc<ChannelWriter>,
-    permit: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
     closing: Closing,
     /// A program-starting request was sent: something may be running.
     started: bool,
@@ -237,32 +370,66 @@ impl std::fmt::Debug for ChannelLease {
 
 /// Opens a session channel, waiting for a free slot under the session's
 /// channel limit; the slot is held until the lease has closed the channel.
+///
+/// A refusal while other channels of the session are open shows the
+/// server's limit: the session learns it and this open waits for one of
+/// them to close (see [`Slots`]). A refusal with fewer channels open than
+/// the session had before may come from a slot the server is still
+/// freeing (OpenSSH frees a closed channel's slot only at the end of its
+/// event-loop pass): that is retried briefly. A refusal with no channel of
+/// the session open cannot be waited out: it is returned at once.
 pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
-    let permit = slot(session).await?;
-    wait_for_closing(session).await;
-    // OpenSSH frees a closed channel's session slot only at the end of its
-    // event-loop pass, so an open that follows a close in the same batch
-    // can be refused although the slot is about to be free. Retry such
-    // refusals briefly with a growing delay before giving up.
+    let slots = session.channel_slots();
     let mut delay = Duration::from_millis(2);
-    let give_up = Instant::now() + Duration::from_secs(2);
+    let mut freeing_since: Option<Instant> = None;
     loop {
-        match session.handle().channel_open_session().await {
-            Ok(channel) => return Ok(lease(session, channel, permit, closing)),
-            Err(russh::Error::ChannelOpenFailure(reason)) => {
-                if Instant::now() + delay < give_up && !session.is_closed() {
-                    tracing::debug!(host = %session.host(), ?reason, "channel open refused, retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(200));
-                    continue;
+        let slot = free_slot(session).await?;
+        wait_for_closing(session).await;
+        let reason = loop {
+            let reason = match session.handle().channel_open_session().await {
+                Ok(channel) => return Ok(lease(session, channel, slot, closing)),
+                Err(russh::Error::ChannelOpenFailure(reason)) => reason,
+                Err(e) => return Err(open_error(session, e)),
+            };
+            let live = session.live_channels();
+            let (others, peak) = (live.count(), live.peak());
+            if others > 0 && others >= peak {
+                break None;
+            }
+            let since = *freeing_since.get_or_insert_with(Instant::now);
+            if peak > 0 && since.elapsed() + delay < FREEING_LIMIT && !session.is_closed() {
+                tracing::debug!(host = %session.host(), ?reason, "channel open refused, retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+                continue;
+            }
+            break Some((reason, others));
+        };
+        match reason {
+            // The server's limit: wait for a channel to close.
+            None => {
+                let others = session.live_channels().count();
+                if slots.learn(others) {
+                    tracing::debug!(
+                        host = %session.host(),
+                        "the server allows {others} channel(s) per connection; further opens wait"
+                    );
                 }
+                drop(slot);
+                freeing_since = None;
+                delay = Duration::from_millis(2);
+            }
+            Some((reason, others)) => {
                 return Err(Error::ChannelOpen {
                     host: session.host().to_string(),
                     port: session.port(),
-                    reason: format!("{reason:?}"),
+                    reason: if others == 0 {
+                        format!("{reason:?}, with no other channel of this session open")
+                    } else {
+                        format!("{reason:?}, with {others} other channel(s) of this session open")
+                    },
                 });
             }
-            Err(e) => return Err(open_error(session, e)),
         }
     }
 }
@@ -291,7 +458,7 @@ pub(crate) async fn open_tunnel(
     port: u16,
     from: Option<std::net::SocketAddr>,
 ) -> Result<ChannelLease, Error> {
-    let permit = slot(session).await?;
+    let slot = free_slot(session).await?;
     let (from_host, from_port) = match from {
         Some(a) => (a.ip().to_string(), u32::from(a.port())),
         None => ("127.0.0.1".to_string(), 0),
@@ -301,7 +468,7 @@ pub(crate) async fn open_tunnel(
         .channel_open_direct_tcpip(host, u32::from(port), from_host, from_port)
         .await
     {
-        Ok(channel) => Ok(lease(session, channel, permit, Closing::Terminate)),
+        Ok(channel) => Ok(lease(session, channel, slot, Closing::Terminate)),
         Err(russh::Error::ChannelOpenFailure(reason)) => {
             use russh::ChannelOpenFailure as F;
             Err(Error::Tunnel {
@@ -322,34 +489,27 @@ pub(crate) async fn open_tunnel(
 }
 
 /// Takes ownership of a channel the server opened (a remote forward's
-/// tunnel), holding `permit` until it is closed.
-pub(crate) fn adopt(
-    session: &Session,
-    channel: Channel<Msg>,
-    permit: OwnedSemaphorePermit,
-) -> ChannelLease {
-    lease(session, channel, permit, Closing::Terminate)
+/// tunnel), once a channel slot is free for it, holding the slot until it
+/// is closed.
+pub(crate) async fn adopt(session: &Session, channel: Channel<Msg>) -> Result<ChannelLease, Error> {
+    let slot = free_slot(session).await?;
+    Ok(lease(session, channel, slot, Closing::Terminate))
 }
 
 /// A free slot under the session's channel limit.
-async fn slot(session: &Session) -> Result<OwnedSemaphorePermit, Error> {
-    let permit = session
+async fn free_slot(session: &Session) -> Result<Slot, Error> {
+    let slot = session
         .channel_slots()
-        .acquire_owned()
+        .acquire()
         .await
-        .map_err(|_| session.lost("session closed"))?;
+        .ok_or_else(|| session.lost("session closed"))?;
     if session.is_closed() {
         return Err(session.lost("connection closed"));
     }
-    Ok(permit)
+    Ok(slot)
 }
 
-fn lease(
-    session: &Session,
-    channel: Channel<Msg>,
-    permit: OwnedSemaphorePermit,
-    closing: Closing,
-) -> ChannelLease {
+fn lease(session: &Session, channel: Channel<Msg>, slot: Slot, closing: Closing) -> ChannelLease {
     let (read, write) = channel.split();
     ChannelLease {
         session: session.clone(),
@@ -359,7 +519,7 @@ fn lease(
             eof_sent: AtomicBool::new(false),
             session: session.clone(),
         }),
-        permit: Some(permit),
+        slot: Some(slot),
         closing,
         started: false,
         ended: false,
@@ -387,6 +547,35 @@ pub(crate) async fn start(
     closing: Closing,
     requests: &[Request<'_>],
 ) -> Result<ChannelLease, StartError> {
+    match try_start(session, closing, requests).await? {
+        Started::Running(lease) => Ok(lease),
+        // Refused: nothing ran.
+        Started::Refused { error, .. } => Err(StartError { error, sent: false }),
+    }
+}
+
+/// What [`try_start`] got.
+pub(crate) enum Started {
+    /// Every request was accepted.
+    Running(ChannelLease),
+    /// The server refused the program request ([`Error::RequestRefused`]):
+    /// nothing runs on the channel, which can take another program request
+    /// ([`ChannelLease::restart`]), sparing a channel open (and keeping the
+    /// connection of a server that serves one channel per connection).
+    Refused {
+        /// The open channel.
+        lease: ChannelLease,
+        /// The refusal.
+        error: Error,
+    },
+}
+
+/// As [`start`], but a refused program request hands the channel back.
+pub(crate) async fn try_start(
+    session: &Session,
+    closing: Closing,
+    requests: &[Request<'_>],
+) -> Result<Started, StartError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -394,8 +583,11 @@ pub(crate) async fn start(
             .await
             .map_err(|error| StartError { error, sent: false })?;
         match lease.request_all(requests).await {
-            Ok(()) => return Ok(lease),
+            Ok(()) => return Ok(Started::Running(lease)),
             Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
+            Err(error @ Error::RequestRefused { .. }) if !lease.started => {
+                return Ok(Started::Refused { lease, error });
+            }
             Err(error) => {
                 return Err(StartError {
                     error,
@@ -410,6 +602,23 @@ impl ChannelLease {
     /// The session the channel belongs to.
     pub(crate) fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Makes `requests` on a channel whose program request was refused
+    /// (see [`Started::Refused`]), to be closed as `closing` says.
+    pub(crate) async fn restart(
+        mut self,
+        closing: Closing,
+        requests: &[Request<'_>],
+    ) -> Result<ChannelLease, StartError> {
+        self.closing = closing;
+        match self.request_all(requests).await {
+            Ok(()) => Ok(self),
+            Err(error) => Err(StartError {
+                error,
+                sent: self.started,
+            }),
+        }
     }
 
     /// The sending side, shareable with a feeding task.
@@ -438,8 +647,11 @@ impl ChannelLease {
         }
         sent.map_err(|_| self.session.lost("connection closed"))?;
         let reply = self.wait_reply(&request.name()).await;
-        if request.starts_program() && matches!(reply, Err(Error::RequestRefused { .. })) {
-            // Refused: nothing runs, so nothing to wait for when closing.
+        if let Err(Error::RequestRefused { .. }) = reply
+            && request.starts_program()
+        {
+            // Refused: nothing runs, and the channel can take another
+            // program request.
             self.started = false;
         }
         reply
@@ -516,7 +728,7 @@ impl ChannelLease {
 
 impl Drop for ChannelLease {
     fn drop(&mut self) {
-        let permit = self.permit.take();
+        let slot = self.slot.take();
         if self.server_closed {
             return;
         }
@@ -564,8 +776,11 @@ impl Drop for ChannelLease {
             }
             if !server_closed {
                 let _ = write.half.close().await;
+                // russh forgets a channel this side closes: the server's
+                // reply never reaches the handler.
+                write.session.live_channels().closed(write.half.id());
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }

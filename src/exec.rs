@@ -275,8 +275,19 @@ impl Session {
     ///
     /// As [`exec`](Self::exec).
     pub async fn exec_command(&self, command: Command) -> Result<Output, Error> {
+        self.exec_command_on(None, command).await
+    }
+
+    /// [`exec_command`](Self::exec_command), on `spare` when given: a
+    /// channel whose program request was refused (see
+    /// [`Started::Refused`](crate::channel::Started::Refused)).
+    pub(crate) async fn exec_command_on(
+        &self,
+        spare: Option<ChannelLease>,
+        command: Command,
+    ) -> Result<Output, Error> {
         let limit = self.inner.max_output;
-        let mut stream = self.exec_streaming_command(command).await?;
+        let mut stream = self.start_command_on(spare, command).await?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -338,6 +349,17 @@ impl Session {
     /// Starts a command, telling a failure before the exec request was
     /// sent (nothing ran) from one after it (the command may have run).
     pub(crate) async fn start_command(&self, command: Command) -> Result<ExecStream, StartError> {
+        self.start_command_on(None, command).await
+    }
+
+    /// [`start_command`](Self::start_command), on `spare` when given: a
+    /// channel whose program request was refused (see
+    /// [`Started::Refused`](crate::channel::Started::Refused)).
+    pub(crate) async fn start_command_on(
+        &self,
+        spare: Option<ChannelLease>,
+        command: Command,
+    ) -> Result<ExecStream, StartError> {
         command
             .check()
             .map_err(|error| StartError { error, sent: false })?;
@@ -348,7 +370,10 @@ impl Session {
             requests.push(Request::Pty);
         }
         requests.push(Request::Exec(&line));
-        let lease = channel::start(self, Closing::Terminate, &requests).await?;
+        let lease = match spare {
+            Some(lease) => lease.restart(Closing::Terminate, &requests).await?,
+            None => channel::start(self, Closing::Terminate, &requests).await?,
+        };
         let writer = lease.writer().clone();
         let stdin_task = match (preamble, command.stdin) {
             (None, None) => {

@@ -562,8 +562,7 @@ impl Incoming {
     /// The next tunnel, once a channel slot is free for it.
     async fn next(&mut self) -> Option<ChannelLease> {
         let channel = self.rx.recv().await?;
-        let permit = self.session.channel_slots().acquire_owned().await.ok()?;
-        Some(channel::adopt(&self.session, channel, permit))
+        channel::adopt(&self.session, channel).await.ok()
     }
 }
 

@@ -9,7 +9,7 @@ use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::sync::Semaphore;
 
 use crate::auth;
-use crate::channel::Closings;
+use crate::channel::{Closings, LiveChannels, Slots};
 use crate::config::SshConfig;
 use crate::error::Error;
 use crate::forward::RemoteForwards;
@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) user: String,
-    pub(crate) channels: Arc<Semaphore>,
+    pub(crate) channels: Arc<Slots>,
     pub(crate) max_output: usize,
     pub(crate) state: Arc<SharedState>,
 }
@@ -77,6 +77,8 @@ pub(crate) struct SharedState {
     /// Remote forwards, where the handler routes the tunnels the server
     /// brings.
     pub(crate) remote_forwards: RemoteForwards,
+    /// Channels open now, counted in the server's message order.
+    live: LiveChannels,
 }
 
 impl SharedState {
@@ -127,6 +129,26 @@ impl From<russh::Error> for HandlerError {
 
 impl client::Handler for ClientHandler {
     type Error = HandlerError;
+
+    async fn channel_open_confirmation(
+        &mut self,
+        id: russh::ChannelId,
+        _max_packet_size: u32,
+        _window_size: u32,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.state.live.confirmed(id);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        id: russh::ChannelId,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.state.live.closed(id);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -183,11 +205,36 @@ impl client::Handler for ClientHandler {
                 Ok(())
             }
             DisconnectReason::Error(e) => {
-                self.state.set_reason(describe_handler_error(&e));
+                let mut reason = describe_handler_error(&e);
+                if ended_quietly(&e) && self.state.live.count() == 0 && self.state.live.peak() > 0 {
+                    // Not proof, but the likeliest cause, and the one that
+                    // needs explaining.
+                    reason.push_str(
+                        " with no channel open: the server may serve one channel per \
+                         connection and end the connection when that channel closes, \
+                         as tinysshd does",
+                    );
+                }
+                self.state.set_reason(reason);
                 Err(e)
             }
         }
     }
+}
+
+/// The server closed the connection without a disconnect message.
+fn ended_quietly(e: &HandlerError) -> bool {
+    matches!(
+        e,
+        HandlerError::Russh(russh::Error::IO(io))
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            )
+    ) || matches!(
+        e,
+        HandlerError::Russh(russh::Error::HUP | russh::Error::Disconnect)
+    )
 }
 
 fn describe_handler_error(e: &HandlerError) -> String {
@@ -524,7 +571,7 @@ impl Session {
                 host: host.to_string(),
                 port,
                 user: cfg.user.clone(),
-                channels: Arc::new(Semaphore::new(cfg.max_channels)),
+                channels: Slots::new(cfg.max_channels),
                 max_output: cfg.max_output,
                 state,
             }),
@@ -544,6 +591,14 @@ impl Session {
     /// The user this session is authenticated as.
     pub fn user(&self) -> &str {
         &self.inner.user
+    }
+
+    /// How many channels this session keeps open at once:
+    /// [`SshConfig::max_channels`], or fewer once the server has refused a
+    /// channel while others were open (OpenSSH's `MaxSessions`, tinysshd's
+    /// one channel). Callers beyond it wait for a channel to close.
+    pub fn channel_limit(&self) -> usize {
+        self.inner.channels.capacity()
     }
 
     /// Whether the connection has ended (closed by either side or lost).
@@ -607,8 +662,13 @@ impl Session {
     }
 
     /// The channel slots of this session.
-    pub(crate) fn channel_slots(&self) -> Arc<Semaphore> {
+    pub(crate) fn channel_slots(&self) -> Arc<Slots> {
         self.inner.channels.clone()
+    }
+
+    /// Channels of this session open now.
+    pub(crate) fn live_channels(&self) -> &LiveChannels {
+        &self.inner.state.live
     }
 
     /// Channels of this session being closed.

@@ -7,12 +7,13 @@ use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::{Error, SftpErrorKind};
+use crate::channel::ChannelLease;
+use crate::error::Error;
 use crate::session::Session;
 use crate::sftp::atomic::Remover;
 use crate::sftp::fallback;
 use crate::sftp::upload::open_local;
-use crate::sftp::{Sftp, TransferOptions};
+use crate::sftp::{Sftp, SftpOrChannel, TransferOptions};
 
 impl Session {
     /// Uploads a local file to `remote`, with the default
@@ -132,7 +133,7 @@ impl Session {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        fallback::download(self, remote, writer).await
+        fallback::download(self, None, remote, writer).await
     }
 
     /// Streams `remote` into `writer`. Returns the bytes written.
@@ -168,7 +169,10 @@ pub(crate) struct Transfer<'a> {
 
 enum Backend {
     Sftp(Sftp),
-    Exec,
+    /// No SFTP subsystem: `cat` over exec, the first time on the channel
+    /// the subsystem was refused on (a server with one channel per
+    /// connection has no other).
+    Exec(Option<ChannelLease>),
 }
 
 impl<'a> Transfer<'a> {
@@ -185,16 +189,15 @@ impl<'a> Transfer<'a> {
         self.backend().await.map(drop)
     }
 
-    async fn backend(&mut self) -> Result<&Backend, Error> {
+    async fn backend(&mut self) -> Result<&mut Backend, Error> {
         if self.backend.is_none() {
-            let backend = match self.session.sftp().await {
-                Ok(sftp) => Backend::Sftp(sftp),
-                Err(e) if is_unsupported(&e) => Backend::Exec,
-                Err(e) => return Err(e),
+            let backend = match self.session.sftp_or_channel().await? {
+                SftpOrChannel::Sftp(sftp) => Backend::Sftp(sftp),
+                SftpOrChannel::NoSftp(spare) => Backend::Exec(Some(spare)),
             };
             self.backend = Some(backend);
         }
-        match &self.backend {
+        match &mut self.backend {
             Some(b) => Ok(b),
             None => Err(self.session.lost("transfer backend vanished")),
         }
@@ -210,10 +213,10 @@ impl<'a> Transfer<'a> {
         let session = self.session;
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.upload_with(local, remote, opts).await,
-            Backend::Exec => {
+            Backend::Exec(spare) => {
                 let (file, len, mode) = open_local(local).await?;
                 let mode = opts.mode.unwrap_or(mode);
-                fallback::upload(session, file, Some(len), remote, mode, opts).await
+                fallback::upload(session, spare.take(), file, Some(len), remote, mode, opts).await
             }
         }
     }
@@ -235,9 +238,9 @@ impl<'a> Transfer<'a> {
                 sftp.upload_from_reader(reader, size_hint, remote, opts)
                     .await
             }
-            Backend::Exec => {
+            Backend::Exec(spare) => {
                 let mode = opts.mode.unwrap_or(0o644);
-                fallback::upload(session, reader, size_hint, remote, mode, opts).await
+                fallback::upload(session, spare.take(), reader, size_hint, remote, mode, opts).await
             }
         }
     }
@@ -252,7 +255,9 @@ impl<'a> Transfer<'a> {
         let session = self.session;
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.download_with(remote, local, opts).await,
-            Backend::Exec => fallback::download_file(session, remote, local, opts).await,
+            Backend::Exec(spare) => {
+                fallback::download_file(session, spare.take(), remote, local, opts).await
+            }
         }
     }
 
@@ -269,7 +274,7 @@ impl<'a> Transfer<'a> {
         let session = self.session;
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
-            Backend::Exec => fallback::download(session, remote, writer).await,
+            Backend::Exec(spare) => fallback::download(session, spare.take(), remote, writer).await,
         }
     }
 
@@ -278,17 +283,7 @@ impl<'a> Transfer<'a> {
         let session = self.session;
         Ok(match self.backend().await? {
             Backend::Sftp(sftp) => Remover::Sftp(sftp.clone()),
-            Backend::Exec => Remover::Exec(session.clone()),
+            Backend::Exec(_) => Remover::Exec(session.clone()),
         })
     }
-}
-
-fn is_unsupported(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Sftp {
-            kind: SftpErrorKind::Unsupported,
-            ..
-        }
-    )
 }

@@ -53,9 +53,45 @@ fn path_str(p: &Path) -> &str {
 }
 
 // ---------------------------------------------------------------------------
+// What a server cannot do
+
+/// The real limitations of a row's server: where an operation runs into
+/// one, the cell expects the typed error that names it instead of success.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// The server ends the connection when its one channel closes
+    /// (tinysshd): a second channel on a session finds the connection lost,
+    /// and the error says why.
+    one_channel: bool,
+    /// The server has an SFTP subsystem (without it uploads stream through
+    /// `cat` over exec, and SFTP downloads are refused as unsupported).
+    sftp: bool,
+}
+
+/// A server with no limitation the operations run into.
+const FULL: Limits = Limits {
+    one_channel: false,
+    sftp: true,
+};
+
+/// The error of an operation on a one-channel server's session after its
+/// one channel: the connection is lost, and the reason names the
+/// limitation.
+#[track_caller]
+fn assert_one_channel(srv: &impl Endpoint, what: &str, e: &vmssh::Error) {
+    assert!(
+        matches!(e, vmssh::Error::ConnectionLost { .. })
+            && e.to_string().contains("one channel per connection"),
+        "{}: {what}: expected the connection lost after its one channel, got {e} ({e:?})\n{}",
+        srv.label(),
+        srv.log()
+    );
+}
+
+// ---------------------------------------------------------------------------
 // The operations
 
-async fn exec_codes(srv: &impl Endpoint) {
+async fn exec_codes(srv: &impl Endpoint, limits: Limits) {
     let sess = srv.connect_with(&srv.config()).await;
     let out = guard("exec", sess.exec("echo out; echo err >&2; exit 3"))
         .await
@@ -63,13 +99,17 @@ async fn exec_codes(srv: &impl Endpoint) {
     assert_eq!(out.status.code(), Some(3), "{}", srv.label());
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
-    let again = guard("second exec", sess.exec("true"))
-        .await
+    let again = guard("second exec", sess.exec("true")).await;
+    if limits.one_channel {
+        assert_one_channel(srv, "second exec", &again.unwrap_err());
+        return;
+    }
+    let again = again
         .unwrap_or_else(|e| panic!("{}: second exec: {e} ({e:?})\n{}", srv.label(), srv.log()));
     assert!(again.status.success());
 }
 
-async fn streamed_checksum(srv: &impl Endpoint) {
+async fn streamed_checksum(srv: &impl Endpoint, _limits: Limits) {
     const N: u32 = 300_000;
     let sess = srv.connect_with(&srv.config()).await;
     let mut s = guard("start", sess.exec_streaming(&format!("seq 1 {N}")))
@@ -92,13 +132,15 @@ async fn streamed_checksum(srv: &impl Endpoint) {
     assert!(guard("status", s.exit_status()).await.unwrap().success());
 }
 
-async fn upload_download(srv: &impl Endpoint) {
+async fn upload_download(srv: &impl Endpoint, limits: Limits) {
     let local = tempfile::tempdir().unwrap();
     let src = local.path().join("up.bin");
     let data = noise(3 * 1024 * 1024 + 123, 5);
     std::fs::write(&src, &data).unwrap();
     let remote = srv.dir().join("up.bin");
     let sess = srv.connect_with(&srv.config()).await;
+    // Without SFTP, through `cat` on the channel the subsystem was refused
+    // on.
     guard("upload", sess.upload(&src, path_str(&remote)))
         .await
         .unwrap_or_else(|e| panic!("{}: upload: {e} ({e:?})\n{}", srv.label(), srv.log()));
@@ -107,13 +149,55 @@ async fn upload_download(srv: &impl Endpoint) {
         Sha256::digest(&data)
     );
     let back = local.path().join("back.bin");
-    guard("download", sess.download(path_str(&remote), &back))
+    let sess = if limits.one_channel {
+        let e = guard("download", sess.download(path_str(&remote), &back))
+            .await
+            .unwrap_err();
+        assert_one_channel(srv, "download after upload", &e);
+        srv.connect_with(&srv.config()).await
+    } else {
+        sess
+    };
+    let got = if limits.sftp {
+        guard("download", sess.download(path_str(&remote), &back))
+            .await
+            .unwrap_or_else(|e| panic!("{}: download: {e} ({e:?})\n{}", srv.label(), srv.log()));
+        std::fs::read(&back).unwrap()
+    } else {
+        let e = guard("download", sess.download(path_str(&remote), &back))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                vmssh::Error::Sftp {
+                    kind: vmssh::SftpErrorKind::Unsupported,
+                    ..
+                }
+            ),
+            "{}: SFTP download without SFTP: {e} ({e:?})",
+            srv.label()
+        );
+        assert!(!back.exists());
+        // The SFTP-less download path.
+        let sess = if limits.one_channel {
+            srv.connect_with(&srv.config()).await
+        } else {
+            sess.clone()
+        };
+        let mut got = Vec::new();
+        guard(
+            "download via exec",
+            sess.download_via_exec(path_str(&remote), &mut got),
+        )
         .await
-        .unwrap_or_else(|e| panic!("{}: download: {e} ({e:?})\n{}", srv.label(), srv.log()));
-    assert_eq!(
-        Sha256::digest(std::fs::read(&back).unwrap()),
-        Sha256::digest(&data)
-    );
+        .unwrap_or_else(|e| panic!("{}: download_via_exec: {e} ({e:?})", srv.label()));
+        got
+    };
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    if limits.one_channel {
+        return;
+    }
     // The session is still good after SFTP (asyncssh dropped it once).
     let out = guard(
         "exec after sftp",
@@ -130,7 +214,7 @@ async fn upload_download(srv: &impl Endpoint) {
     assert_eq!(out.stdout_lossy().trim(), data.len().to_string());
 }
 
-async fn provision(srv: &impl Endpoint) {
+async fn provision(srv: &impl Endpoint, limits: Limits) {
     let base = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let out = srv.dir().join("out");
@@ -149,12 +233,33 @@ async fn provision(srv: &impl Endpoint) {
         ProvisionDef::inline(format!("cat '{out_s}/app.conf'")),
     ];
     let sess = srv.connect_with(&srv.config()).await;
-    let reports = guard(
+    let result = guard(
         "provision",
         run_provisions(&sess, &steps, base.path(), "vm", Some(logs.path())),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{}: provision: {e} ({e:?})\n{}", srv.label(), srv.log()));
+    .await;
+    if limits.one_channel {
+        // The first step takes the one channel; the second finds the
+        // connection gone, and says why.
+        let e = result.unwrap_err();
+        let vmssh::Error::ProvisionFailed {
+            step,
+            source: Some(cause),
+            ..
+        } = &e
+        else {
+            panic!(
+                "{}: expected ProvisionFailed with a cause, got {e} ({e:?})",
+                srv.label()
+            );
+        };
+        assert_eq!(*step, 2, "{e}");
+        assert_one_channel(srv, "provisioning step 2", cause);
+        assert_eq!(std::fs::read(out.join("inline.txt")).unwrap(), b"inline\n");
+        return;
+    }
+    let reports =
+        result.unwrap_or_else(|e| panic!("{}: provision: {e} ({e:?})\n{}", srv.label(), srv.log()));
     assert_eq!(reports.len(), steps.len());
     assert_eq!(std::fs::read(out.join("inline.txt")).unwrap(), b"inline\n");
     assert_eq!(
@@ -174,7 +279,7 @@ async fn provision(srv: &impl Endpoint) {
 /// (`MaxSessions 2`): sshd refuses the extra opens ("no more sessions"),
 /// the session learns the limit and queues them instead of failing or
 /// retrying in a loop; all six run once the first ones end.
-async fn six_concurrent_commands(srv: &support::Server) {
+async fn six_concurrent_commands(srv: &support::Server, _limits: Limits) {
     let refusals = || srv.log().matches("no more sessions").count();
     let dir = srv.dir().join("gate");
     std::fs::create_dir(&dir).unwrap();
@@ -229,6 +334,11 @@ async fn six_concurrent_commands(srv: &support::Server) {
         assert_eq!(out.stdout_lossy(), format!("{i}\n"));
     }
     assert_eq!(started(), 6);
+    assert_eq!(
+        sess.channel_limit(),
+        2,
+        "the session learnt sshd's MaxSessions"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -242,14 +352,14 @@ macro_rules! cell {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[cfg_attr(not($have), ignore = $need)]
         async fn $op() {
-            super::$op(&start()).await;
+            super::$op(&start(), LIMITS).await;
         }
     };
     ($op:ident, $have:ident, $need:literal, known = $why:literal) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[ignore = $why]
         async fn $op() {
-            super::$op(&start()).await;
+            super::$op(&start(), LIMITS).await;
         }
     };
 }
@@ -267,15 +377,19 @@ macro_rules! row {
 /// OpenSSH's sshd as the tests configure it everywhere: the control row.
 mod sshd {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::start()
     }
     row!(vmssh_have_sshd, "needs OpenSSH sshd");
 }
 
-/// dropbear (no SFTP subsystem unless sftp-server is where it looks).
+/// dropbear, with OpenSSH's sftp-server for SFTP.
 mod dropbear {
     use super::support::{Dropbear, Server};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Dropbear::start()
     }
@@ -285,56 +399,37 @@ mod dropbear {
 /// asyncssh's server: exec through /bin/sh, its own SFTP server.
 mod asyncssh {
     use super::support::asyncssh::AsyncSsh;
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> AsyncSsh {
         AsyncSsh::start()
     }
-    cell!(exec_codes, vmssh_have_asyncssh, "needs asyncssh");
-    cell!(streamed_checksum, vmssh_have_asyncssh, "needs asyncssh");
-    cell!(
-        upload_download,
+    row!(
         vmssh_have_asyncssh,
-        "needs asyncssh",
-        known = "issue 14 item 1: two EOFs on the SFTP channel; asyncssh disconnects"
-    );
-    cell!(
-        provision,
-        vmssh_have_asyncssh,
-        "needs asyncssh",
-        known = "issue 14 item 1: two EOFs on the SFTP channel; asyncssh disconnects"
+        "needs asyncssh (scripts/deps/30-asyncssh.sh)"
     );
 }
 
-/// tinysshd: one channel per connection, no SFTP subsystem (a minimal
-/// image).
+/// tinysshd as on a minimal image: no SFTP subsystem, and one channel per
+/// connection (it ends the connection when that channel closes).
 mod tinysshd {
+    use super::Limits;
     use super::support::tinysshd::{Tinysshd, tinysshd};
+    const LIMITS: Limits = Limits {
+        one_channel: true,
+        sftp: false,
+    };
     fn start() -> Tinysshd {
         tinysshd()
     }
-    cell!(
-        exec_codes,
-        vmssh_have_tinysshd,
-        "needs tinysshd",
-        known = "issue 14 item 4: tinysshd ends the connection with its one channel"
-    );
-    cell!(streamed_checksum, vmssh_have_tinysshd, "needs tinysshd");
-    cell!(
-        upload_download,
-        vmssh_have_tinysshd,
-        "needs tinysshd",
-        known = "issue 14 item 4: 9.4 s of channel-open retries, AdministrativelyProhibited"
-    );
-    cell!(
-        provision,
-        vmssh_have_tinysshd,
-        "needs tinysshd",
-        known = "issue 14 item 4: tinysshd ends the connection with its one channel"
-    );
+    row!(vmssh_have_tinysshd, "needs tinysshd");
 }
 
 /// sshd allowing two channels per connection.
 mod sshd_max_sessions_2 {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().max_sessions(2).start()
     }
@@ -342,14 +437,15 @@ mod sshd_max_sessions_2 {
     cell!(
         six_concurrent_commands,
         vmssh_have_sshd,
-        "needs OpenSSH sshd",
-        known = "issue 14 item 2: opens beyond MaxSessions fail instead of queueing"
+        "needs OpenSSH sshd"
     );
 }
 
 /// sshd offering one key exchange: ecdh-sha2-nistp256.
 mod sshd_kex_nistp256 {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
             .config_line("KexAlgorithms ecdh-sha2-nistp256")
@@ -385,6 +481,8 @@ mod sshd_kex_nistp256 {
 /// hmac-sha2-256-etm@openssh.com.
 mod sshd_aes256_ctr_etm {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
             .config_line("Ciphers aes256-ctr")
@@ -397,6 +495,8 @@ mod sshd_aes256_ctr_etm {
 /// sshd whose only host key is RSA.
 mod sshd_rsa_host_key {
     use super::support::{KeyType, Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().host_key_type(KeyType::Rsa).start()
     }
@@ -406,6 +506,8 @@ mod sshd_rsa_host_key {
 /// sshd serving SFTP in-process (`internal-sftp`).
 mod sshd_internal_sftp {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
             .no_sftp()
@@ -418,6 +520,8 @@ mod sshd_internal_sftp {
 /// sshd offering compression (`zlib@openssh.com` after authentication).
 mod sshd_compression {
     use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().config_line("Compression yes").start()
     }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::atomic::{LocalDest, RemoteTemp, Remover, parent_of, temp_name_for};
 use super::options::{Progress, ProgressFn, TransferOptions};
+use crate::channel::ChannelLease;
 use crate::error::{Error, SftpErrorKind};
 use crate::exec::{Command, Output, shell_quote};
 use crate::session::Session;
@@ -72,10 +73,13 @@ fn script_error(session: &Session, op: &str, path: &str, out: &Output) -> Error 
     }
 }
 
-/// Uploads through `cat` on an exec channel, for servers without SFTP.
+/// Uploads through `cat` on an exec channel, for servers without SFTP:
+/// on `spare` when given, the channel whose `subsystem sftp` request was
+/// refused (a server with one channel per connection has no other).
 /// Returns the bytes sent.
 pub(crate) async fn upload<R>(
     session: &Session,
+    spare: Option<ChannelLease>,
     reader: R,
     total: Option<u64>,
     remote: &str,
@@ -124,7 +128,7 @@ where
         .atomic
         .then(|| RemoteTemp::new(target.clone(), Remover::Exec(session.clone())));
     let wrote = session
-        .exec_command(Command::new(write).stdin_reader(counted))
+        .exec_command_on(spare, Command::new(write).stdin_reader(counted))
         .await;
     let failure = match wrote {
         Ok(out) if out.status.success() => None,
@@ -182,9 +186,11 @@ where
 }
 
 /// Streams a remote file through `cat` over exec into `writer`, for
-/// servers without SFTP. Returns the bytes received.
+/// servers without SFTP, on `spare` when given (see [`upload`]). Returns
+/// the bytes received.
 pub(crate) async fn download<W>(
     session: &Session,
+    spare: Option<ChannelLease>,
     remote: &str,
     writer: &mut W,
 ) -> Result<u64, Error>
@@ -198,7 +204,9 @@ where
         Exit::IsDirectory.code(),
         Exit::PermissionDenied.code(),
     );
-    let mut stream = session.exec_streaming(&script).await?;
+    let mut stream = session
+        .start_command_on(spare, Command::new(script))
+        .await?;
     let mut n = 0u64;
     let mut stderr = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -238,12 +246,13 @@ where
 /// with, unless `opts` sets one.
 pub(crate) async fn download_file(
     session: &Session,
+    spare: Option<ChannelLease>,
     remote: &str,
     local: &std::path::Path,
     opts: &TransferOptions,
 ) -> Result<u64, Error> {
     let mut dest = LocalDest::create(local, opts).await?;
-    let n = download(session, remote, dest.writer()).await?;
+    let n = download(session, spare, remote, dest.writer()).await?;
     dest.commit(None, opts).await?;
     opts.report(n, Some(n));
     Ok(n)

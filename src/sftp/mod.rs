@@ -29,7 +29,7 @@ use russh_sftp::extensions::HardlinkExtension;
 use russh_sftp::protocol::{FileAttributes, Packet, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, Closing, Request};
+use crate::channel::{self, ChannelLease, Closing, Request, Started};
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
 
@@ -132,6 +132,14 @@ impl fmt::Debug for Sftp {
     }
 }
 
+/// What [`Session::sftp_or_channel`] opened.
+pub(crate) enum SftpOrChannel {
+    /// The server has SFTP.
+    Sftp(Sftp),
+    /// It refused the subsystem: the channel, nothing running on it.
+    NoSftp(ChannelLease),
+}
+
 impl Session {
     /// Opens an SFTP subsystem channel.
     ///
@@ -145,19 +153,29 @@ impl Session {
     ///
     /// Dropping the future closes the half-opened channel.
     pub async fn sftp(&self) -> Result<Sftp, Error> {
-        let lease = channel::start(self, Closing::Drain, &[Request::Subsystem("sftp")])
+        match self.sftp_or_channel().await? {
+            SftpOrChannel::Sftp(sftp) => Ok(sftp),
+            SftpOrChannel::NoSftp(_) => Err(Error::Sftp {
+                host: self.host().to_string(),
+                port: self.port(),
+                op: "subsystem".to_string(),
+                path: String::new(),
+                kind: SftpErrorKind::Unsupported,
+                source: None,
+            }),
+        }
+    }
+
+    /// Opens an SFTP subsystem channel, or, where the server refuses the
+    /// subsystem, hands back the channel for the exec fallback.
+    pub(crate) async fn sftp_or_channel(&self) -> Result<SftpOrChannel, Error> {
+        let lease = match channel::try_start(self, Closing::Drain, &[Request::Subsystem("sftp")])
             .await
-            .map_err(|e| match e.error {
-                Error::RequestRefused { .. } => Error::Sftp {
-                    host: self.host().to_string(),
-                    port: self.port(),
-                    op: "subsystem".to_string(),
-                    path: String::new(),
-                    kind: SftpErrorKind::Unsupported,
-                    source: None,
-                },
-                other => other,
-            })?;
+            .map_err(|e| e.error)?
+        {
+            Started::Running(lease) => lease,
+            Started::Refused { lease, .. } => return Ok(SftpOrChannel::NoSftp(lease)),
+        };
         let closed = CancellationToken::new();
         let stream = SftpStream {
             writer: lease.writer().writer(),
@@ -211,7 +229,7 @@ impl Session {
             }
             raw.set_limits(russh_sftp::client::rawsession::Limits::from(l));
         }
-        Ok(Sftp {
+        Ok(SftpOrChannel::Sftp(Sftp {
             inner: Arc::new(SftpInner {
                 raw,
                 session: self.clone(),
@@ -221,7 +239,7 @@ impl Session {
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
             }),
-        })
+        }))
     }
 }
 
