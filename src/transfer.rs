@@ -8,10 +8,10 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::channel::ChannelLease;
-use crate::error::Error;
+use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
 use crate::sftp::atomic::Remover;
-use crate::sftp::fallback;
+use crate::sftp::fallback::{self, Length};
 use crate::sftp::upload::open_local;
 use crate::sftp::{Sftp, SftpOrChannel, TransferOptions};
 
@@ -191,9 +191,13 @@ impl<'a> Transfer<'a> {
 
     async fn backend(&mut self) -> Result<&mut Backend, Error> {
         if self.backend.is_none() {
-            let backend = match self.session.sftp_or_channel().await? {
-                SftpOrChannel::Sftp(sftp) => Backend::Sftp(sftp),
-                SftpOrChannel::NoSftp(spare) => Backend::Exec(Some(spare)),
+            let backend = match self.session.sftp_or_channel().await {
+                Ok(SftpOrChannel::Sftp(sftp)) => Backend::Sftp(sftp),
+                Ok(SftpOrChannel::NoSftp(spare)) => Backend::Exec(Some(spare)),
+                // Accepted, but nothing serves it (dropbear without
+                // sftp-server): its channel is gone.
+                Err(e) if is_unsupported(&e) => Backend::Exec(None),
+                Err(e) => return Err(e),
             };
             self.backend = Some(backend);
         }
@@ -216,7 +220,16 @@ impl<'a> Transfer<'a> {
             Backend::Exec(spare) => {
                 let (file, len, mode) = open_local(local).await?;
                 let mode = opts.mode.unwrap_or(mode);
-                fallback::upload(session, spare.take(), file, Some(len), remote, mode, opts).await
+                fallback::upload(
+                    session,
+                    spare.take(),
+                    file,
+                    Length::Exact(len),
+                    remote,
+                    mode,
+                    opts,
+                )
+                .await
             }
         }
     }
@@ -240,7 +253,16 @@ impl<'a> Transfer<'a> {
             }
             Backend::Exec(spare) => {
                 let mode = opts.mode.unwrap_or(0o644);
-                fallback::upload(session, spare.take(), reader, size_hint, remote, mode, opts).await
+                fallback::upload(
+                    session,
+                    spare.take(),
+                    reader,
+                    Length::Hint(size_hint),
+                    remote,
+                    mode,
+                    opts,
+                )
+                .await
             }
         }
     }
@@ -286,4 +308,14 @@ impl<'a> Transfer<'a> {
             Backend::Exec(_) => Remover::Exec(session.clone()),
         })
     }
+}
+
+fn is_unsupported(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Sftp {
+            kind: SftpErrorKind::Unsupported,
+            ..
+        }
+    )
 }

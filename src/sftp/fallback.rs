@@ -5,13 +5,17 @@
 //! failure ([`Exit`]); the server's stderr text is only shown, never read
 //! to decide anything.
 //!
-//! An upload takes two commands. The first writes the data (`cat`) and
-//! nothing else; only after it received every byte and end-of-file and
-//! exited 0 does the second check the size and move the file into place.
-//! A stream cut short (a local read error, a dropped future) never reaches
-//! the `mv`, whatever the server does with a half-read stdin (OpenSSH
-//! hands the command an end-of-file when the channel closes), and the
-//! temporary file is removed ([`RemoteTemp`]).
+//! An upload of unknown size takes two commands. The first writes the data
+//! (`cat`) and nothing else; only after it received every byte and
+//! end-of-file and exited 0 does the second check the size and move the
+//! file into place. A stream cut short (a local read error, a dropped
+//! future) never reaches the `mv`, whatever the server does with a
+//! half-read stdin (OpenSSH hands the command an end-of-file when the
+//! channel closes), and the temporary file is removed ([`RemoteTemp`]).
+//! When the size is known beforehand (a local file), the size check
+//! guards the `mv` within one command: a cut stream leaves fewer bytes
+//! than announced. One command needs one channel, all that a server with
+//! one channel per connection (tinysshd) serves.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,6 +77,25 @@ fn script_error(session: &Session, op: &str, path: &str, out: &Output) -> Error 
     }
 }
 
+/// How long an upload is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Length {
+    /// Exactly this many bytes (a local file's size): checked in the
+    /// command that writes them.
+    Exact(u64),
+    /// Perhaps this many (a reader's hint), for progress only.
+    Hint(Option<u64>),
+}
+
+impl Length {
+    fn total(self) -> Option<u64> {
+        match self {
+            Length::Exact(n) => Some(n),
+            Length::Hint(h) => h,
+        }
+    }
+}
+
 /// Uploads through `cat` on an exec channel, for servers without SFTP:
 /// on `spare` when given, the channel whose `subsystem sftp` request was
 /// refused (a server with one channel per connection has no other).
@@ -81,7 +104,7 @@ pub(crate) async fn upload<R>(
     session: &Session,
     spare: Option<ChannelLease>,
     reader: R,
-    total: Option<u64>,
+    length: Length,
     remote: &str,
     mode: u32,
     opts: &TransferOptions,
@@ -89,6 +112,7 @@ pub(crate) async fn upload<R>(
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    let total = length.total();
     let dest = shell_quote(remote);
     let dir = shell_quote(parent_of(remote).unwrap_or("."));
     let target = if opts.atomic {
@@ -114,6 +138,29 @@ where
         write.push_str(&format!("[ -e {dest} ] && exit {exists}; "));
     }
     write.push_str(&format!("umask 077; cat > {tmp} || exit {write_failed}"));
+    let short = Exit::ShortFile.code();
+    // Checks that `n` bytes arrived, then sets the mode and moves the file
+    // into place.
+    let commit = |n: u64| {
+        let mut commit = format!(
+            "[ \"$(($(wc -c < {tmp})))\" -eq {n} ] || exit {short}; chmod {mode:o} {tmp} || exit {denied}"
+        );
+        if opts.atomic {
+            if opts.overwrite {
+                commit.push_str(&format!("; mv -f -- {tmp} {dest} || exit {denied}"));
+            } else {
+                // A hard link fails if the destination exists: no replace.
+                commit.push_str(&format!(
+                    "; [ -e {dest} ] && exit {exists}; ln -- {tmp} {dest} || exit {exists}; rm -f -- {tmp}"
+                ));
+            }
+        }
+        commit
+    };
+    let script = match length {
+        Length::Exact(n) => format!("{write}; {}", commit(n)),
+        Length::Hint(_) => write,
+    };
 
     let sent = Arc::new(AtomicU64::new(0));
     let counted = CountingReader {
@@ -128,7 +175,7 @@ where
         .atomic
         .then(|| RemoteTemp::new(target.clone(), Remover::Exec(session.clone())));
     let wrote = session
-        .exec_command_on(spare, Command::new(write).stdin_reader(counted))
+        .exec_command_on(spare, Command::new(script).stdin_reader(counted))
         .await;
     let failure = match wrote {
         Ok(out) if out.status.success() => None,
@@ -147,24 +194,32 @@ where
         return Err(e);
     }
 
+    let n = sent.load(Ordering::Acquire);
+    if let Length::Exact(announced) = length {
+        // The command checked the size and committed.
+        if n == announced {
+            if let Some(t) = temp {
+                t.keep();
+            }
+            opts.report(n, total);
+            return Ok(n);
+        }
+        if let Some(t) = temp {
+            let _ = t.remove().await;
+        }
+        return Err(Error::Sftp {
+            host: session.host().to_string(),
+            port: session.port(),
+            op: "upload (exec fallback)".to_string(),
+            path: remote.to_string(),
+            kind: SftpErrorKind::Other,
+            source: Some(format!("read {n} bytes of a {announced}-byte file").into()),
+        });
+    }
+
     // Every byte and the end-of-file reached `cat`, which exited 0: check
     // the size, then set the mode and move the file into place.
-    let n = sent.load(Ordering::Acquire);
-    let short = Exit::ShortFile.code();
-    let mut commit = format!(
-        "[ \"$(($(wc -c < {tmp})))\" -eq {n} ] || exit {short}; chmod {mode:o} {tmp} || exit {denied}"
-    );
-    if opts.atomic {
-        if opts.overwrite {
-            commit.push_str(&format!("; mv -f -- {tmp} {dest} || exit {denied}"));
-        } else {
-            // A hard link fails if the destination exists: no replace.
-            commit.push_str(&format!(
-                "; [ -e {dest} ] && exit {exists}; ln -- {tmp} {dest} || exit {exists}; rm -f -- {tmp}"
-            ));
-        }
-    }
-    let out = session.exec(&commit).await;
+    let out = session.exec(&commit(n)).await;
     match out {
         Ok(out) if out.status.success() => {
             if let Some(t) = temp {
