@@ -39,10 +39,12 @@
 //! ```
 
 mod expand;
+mod keyword;
 mod lex;
 mod reader;
+mod value;
+mod warning;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ use crate::host_key::HostKeyPolicy;
 
 use expand::LocalUser;
 use reader::{Files, Loc, Query, Set};
+use warning::warning;
+pub use warning::{Warning, WarningKind};
 
 /// The system-wide file read after `~/.ssh/config`.
 const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
@@ -161,78 +165,6 @@ pub enum StrictHostKeyChecking {
     /// OpenSSH asks the user (`ask`, the default). vmssh cannot ask and
     /// refuses unknown keys, as OpenSSH does in batch mode.
     Ask,
-}
-
-/// An option that applies to the host but is not (fully) applied by vmssh.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Warning {
-    path: PathBuf,
-    line: usize,
-    kind: WarningKind,
-    option: String,
-}
-
-/// What a [`Warning`] is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WarningKind {
-    /// An OpenSSH option vmssh does not apply.
-    Unsupported,
-    /// An option OpenSSH itself no longer applies.
-    Deprecated,
-    /// An `IdentityFile` that does not exist; skipped, as OpenSSH does.
-    MissingIdentity(PathBuf),
-    /// A known_hosts file after the first; vmssh consults only the first.
-    ExtraKnownHostsFile(PathBuf),
-    /// `StrictHostKeyChecking no`: vmssh still refuses changed host keys.
-    StillRefusesChangedKeys,
-}
-
-impl Warning {
-    /// The file the option is in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The option's 1-based line.
-    pub fn line(&self) -> usize {
-        self.line
-    }
-
-    /// What the warning is about.
-    pub fn kind(&self) -> &WarningKind {
-        &self.kind
-    }
-
-    /// The option, lowercased as OpenSSH compares it (`sendenv`).
-    pub fn option(&self) -> &str {
-        &self.option
-    }
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: ",
-            self.path.display(),
-            self.line,
-            self.option
-        )?;
-        match &self.kind {
-            WarningKind::Unsupported => f.write_str("not supported by vmssh; ignored"),
-            WarningKind::Deprecated => f.write_str("deprecated; ignored, as OpenSSH does"),
-            WarningKind::MissingIdentity(p) => write!(f, "{} does not exist; skipped", p.display()),
-            WarningKind::ExtraKnownHostsFile(p) => write!(
-                f,
-                "{} is not consulted (vmssh reads only the first file)",
-                p.display()
-            ),
-            WarningKind::StillRefusesChangedKeys => {
-                f.write_str("unknown keys are accepted, changed keys are still refused")
-            }
-        }
-    }
 }
 
 impl ResolvedHost {
@@ -469,7 +401,7 @@ fn resolve_one(
     let port_s = port.to_string();
     let home = me.home.to_string_lossy().into_owned();
     let uid = me.uid.to_string();
-    let hash = reader::connection_hash(&me.hostname, &host, &port_s, &user);
+    let hash = value::connection_hash(&me.hostname, &host, &port_s, &user);
     let keyalias = host_key_alias.clone().unwrap_or_else(|| q.host_arg.clone());
     let tokens = [
         ('C', hash.as_str()),
@@ -643,7 +575,7 @@ fn resolve_jump(
         Some((rest, last)) => (Some(rest), last),
         None => (None, spec),
     };
-    let hop = reader::parse_jump_host(last).map_err(|e| at.error(format!("ProxyJump: {e}")))?;
+    let hop = value::parse_jump_host(last).map_err(|e| at.error(format!("ProxyJump: {e}")))?;
     let hop_user = hop.user.clone().unwrap_or_else(|| user.to_string());
     if hop.host == host && hop.port.unwrap_or(22) == port && hop_user == user {
         return Err(at.error(format!("ProxyJump: jump host loop via {}", hop.host)));
@@ -664,15 +596,6 @@ fn resolve_jump(
         )));
     }
     resolve_query(files, &q, me, chain)
-}
-
-fn warning(at: &Loc, option: &str, kind: WarningKind) -> Warning {
-    Warning {
-        path: at.path.clone(),
-        line: at.line,
-        kind,
-        option: option.to_string(),
-    }
 }
 
 #[cfg(test)]
