@@ -398,7 +398,9 @@ const VM_NODES: &[&str] = &[
 ];
 const SSH_NODES: &[&str] = &["user", "private-key", "port"];
 const SHELL_NODES: &[&str] = &["inline", "script", "timeout", "env", "sudo"];
-const FILE_NODES: &[&str] = &["source", "destination"];
+const FILE_NODES: &[&str] = &["source", "destination", "mode"];
+const MODE_EXPECTS: &str = "an octal mode string, e.g. mode \"0644\"";
+const MODE_WARNING: &str = "mode is a vmssh extension: vmctl ignores it and uploads with mode 0755";
 
 impl Cx<'_> {
     fn error(&self, bad: Invalid) -> Error {
@@ -821,7 +823,8 @@ impl Cx<'_> {
             }
             None => "shell".to_string(),
         };
-        self.extras(node, 1, &[], true);
+        let props: &[&str] = if kind == "file" { &["mode"] } else { &[] };
+        self.extras(node, 1, props, true);
         if kind != "shell" && kind != "file" {
             return Err(self.err(
                 node,
@@ -941,6 +944,16 @@ impl Cx<'_> {
         let mut first: HashMap<&str, usize> = HashMap::new();
         let mut source = None;
         let mut destination = None;
+        // vmctl uploads every file with mode 0755; `mode` is vmssh's.
+        let mut mode = 0o755;
+        if let Some(entry) = node
+            .entries()
+            .iter()
+            .find(|e| e.name().is_some_and(|n| n.value() == "mode"))
+        {
+            self.warn_entry(entry, WarningKind::Extension, MODE_WARNING.into());
+            mode = self.mode_value(entry)?;
+        }
         for child in children.nodes() {
             let field = name(child);
             if !FILE_NODES.contains(&field) {
@@ -954,10 +967,14 @@ impl Cx<'_> {
             }
             let line = self.line(child);
             first.insert(field, line);
-            if field == "source" {
-                source = self.string_field(child, "no source").map(|s| (s, line));
-            } else {
-                destination = self.string_field(child, "no destination");
+            match field {
+                "source" => source = self.string_field(child, "no source").map(|s| (s, line)),
+                "destination" => destination = self.string_field(child, "no destination"),
+                _ => {
+                    self.warn(child, WarningKind::Extension, MODE_WARNING.into());
+                    let entry = self.single_arg(child, MODE_EXPECTS)?;
+                    mode = self.mode_value(entry)?;
+                }
             }
         }
         match (source, destination) {
@@ -969,7 +986,7 @@ impl Cx<'_> {
                     line,
                 });
                 Ok((
-                    ProvisionDef::file(source, destination),
+                    ProvisionDef::file(source, destination).mode(mode),
                     "file-upload".to_string(),
                 ))
             }
@@ -985,6 +1002,24 @@ impl Cx<'_> {
                 ))
             }
         }
+    }
+
+    /// An octal mode string (`"0644"`), as `mode` takes.
+    fn mode_value(&self, entry: &KdlEntry) -> Result<u32, Invalid> {
+        if let KdlValue::String(s) = entry.value()
+            && (1..=5).contains(&s.len())
+            && let Ok(m) = u32::from_str_radix(s, 8)
+            && m <= 0o7777
+        {
+            return Ok(m);
+        }
+        Err(self.err_entry(
+            entry,
+            format!(
+                "mode expects {MODE_EXPECTS} (found {})",
+                show(entry.value())
+            ),
+        ))
     }
 
     /// The single argument of an extension field, with no properties or

@@ -46,7 +46,8 @@ fn render_step(out: &mut String, n: usize, step: &ProvisionDef) {
             destination,
         } => {
             write!(out, "  {n} file {} -> {destination}", shown(source)).unwrap();
-            ProvisionDef::file(source.clone(), destination.clone())
+            // vmctl's mode; another one is a vmssh extension.
+            ProvisionDef::file(source.clone(), destination.clone()).mode(0o755)
         }
         other => panic!("unexpected step kind {other:?}"),
     };
@@ -217,6 +218,42 @@ fn extensions_are_applied() {
     assert_eq!(plan.steps_for("elsewhere"), plan.shared);
     let kinds: Vec<WarningKind> = plan.warnings().iter().map(|w| w.kind()).collect();
     assert_eq!(kinds, vec![WarningKind::Extension; 6]);
+}
+
+/// File steps of a VMFile are uploaded with mode 0755, as vmctl does;
+/// `mode` (a child or a property) is a vmssh extension.
+#[test]
+fn file_modes() {
+    let text = std::fs::read_to_string(corpus_dir().join("file-modes.kdl")).unwrap();
+    let plan = parse(&text).unwrap();
+    assert_eq!(
+        plan.vm("modes").unwrap().steps,
+        vec![
+            ProvisionDef::file("bin/tool", "/usr/local/bin/tool").mode(0o755),
+            ProvisionDef::file("motd", "/etc/motd").mode(0o644),
+            ProvisionDef::file("secret", "/etc/secret").mode(0o600),
+        ]
+    );
+    for bad in [
+        "mode \"rw-r--r--\"",
+        "mode 644",
+        "mode \"99\"",
+        "mode \"17777\"",
+    ] {
+        let text = format!(
+            "vm \"a\" {{\n  image \"x\"\n  provision \"file\" {{\n    source \"a\"\n    destination \"/a\"\n    {bad}\n  }}\n}}\n"
+        );
+        match parse(&text) {
+            Err(Error::Plan { origin, reason }) => {
+                assert_eq!(origin, "VMFile.kdl:6", "{bad}");
+                assert!(
+                    reason.starts_with("mode expects an octal mode string"),
+                    "{bad}: {reason}"
+                );
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
 }
 
 #[test]

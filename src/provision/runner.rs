@@ -430,7 +430,10 @@ impl Provisioner {
                 if let Err(e) = transfer.open().await {
                     return self.not_started(n, step, "cannot open SFTP", e);
                 }
-                let opts = TransferOptions::new().create_parents(true);
+                let mut opts = TransferOptions::new().create_parents(true);
+                if let Some(mode) = step.mode {
+                    opts = opts.mode(mode);
+                }
                 match self
                     .upload_reporting(&mut transfer, n, &local, destination, opts)
                     .await

@@ -15,6 +15,8 @@ pub struct ProvisionDef {
     pub(crate) env: Vec<(String, String)>,
     #[serde(default)]
     pub(crate) sudo: bool,
+    #[serde(default)]
+    pub(crate) mode: Option<u32>,
 }
 
 /// What a step does.
@@ -78,6 +80,7 @@ impl ProvisionDef {
             timeout: None,
             env: Vec::new(),
             sudo: false,
+            mode: None,
         }
     }
 
@@ -104,6 +107,16 @@ impl ProvisionDef {
     #[must_use]
     pub fn sudo(mut self, on: bool) -> Self {
         self.sudo = on;
+        self
+    }
+
+    /// Sets the permission bits of a file step's uploaded file (plans read
+    /// from a VMFile set 0755, as vmctl does). Other steps ignore it.
+    ///
+    /// Default: the local file's mode.
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode & 0o7777);
         self
     }
 
