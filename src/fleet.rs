@@ -47,7 +47,7 @@ use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
 use crate::session::{Route, Session};
 
 /// One VM to provision.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct Target {
     name: String,
@@ -57,6 +57,22 @@ pub struct Target {
     steps: Vec<ProvisionDef>,
     base_dir: PathBuf,
     jump: Option<Session>,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("config", &self.config)
+            .field("steps", &self.steps)
+            .field("base_dir", &self.base_dir)
+            .field("jump", &self.jump)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
 }
 
 impl Target {
@@ -78,6 +94,7 @@ impl Target {
             steps,
             base_dir: PathBuf::from("."),
             jump: None,
+            sinks: Vec::new(),
         }
     }
 
@@ -110,9 +127,32 @@ impl Target {
         self
     }
 
+    /// Adds a sink for this VM's events only (its own log, such as
+    /// [`VmctlLogSink`](crate::provision::VmctlLogSink)), after the
+    /// fleet's sinks.
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
     /// The VM's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The host to connect to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// How to connect and log in.
+    pub fn config(&self) -> &SshConfig {
+        &self.config
     }
 
     /// The steps to run.
@@ -519,6 +559,9 @@ impl Fleet {
         }
         if let Some(dir) = &self.log_dir {
             p = p.log_dir(dir.join(&target.name));
+        }
+        for s in &target.sinks {
+            p = p.shared_sink(s.clone());
         }
         p
     }

@@ -91,6 +91,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
 use crate::error::Error;
 use crate::provision::ProvisionDef;
+use crate::provision::VmctlLabel;
 
 /// The user vmctl logs in as when the VMFile names none.
 pub const DEFAULT_USER: &str = "vm";
@@ -110,7 +111,7 @@ pub struct Plan {
     origin: String,
     local_files: Vec<LocalFile>,
     warnings: Vec<Warning>,
-    shared_labels: Vec<String>,
+    shared_labels: Vec<VmctlLabel>,
 }
 
 /// One `vm` block.
@@ -123,7 +124,7 @@ pub struct VmPlan {
     pub ssh: SshSettings,
     /// Its `provision` steps, in order.
     pub steps: Vec<ProvisionDef>,
-    labels: Vec<String>,
+    labels: Vec<VmctlLabel>,
 }
 
 /// The `ssh` block of a `vm`.
@@ -292,6 +293,15 @@ impl Plan {
         steps
     }
 
+    /// vmctl's `provision.log` labels for [`steps_for`](Self::steps_for).
+    pub(crate) fn vmctl_labels_for(&self, name: &str) -> Vec<VmctlLabel> {
+        let mut labels = self.shared_labels.clone();
+        if let Some(vm) = self.vm(name) {
+            labels.extend(vm.labels.iter().cloned());
+        }
+        labels
+    }
+
     /// Checks that every script, file source and private key the plan names
     /// exists as a regular file, so that a typo in a path is reported before
     /// anything runs on any host.
@@ -358,7 +368,7 @@ struct Cx<'a> {
 }
 
 /// The steps of a block and their vmctl log labels.
-type Steps = (Vec<ProvisionDef>, Vec<String>);
+type Steps = (Vec<ProvisionDef>, Vec<VmctlLabel>);
 
 /// A node's name as vmctl's `doc.get(...)` matches it (the value).
 fn name(node: &KdlNode) -> &str {
@@ -808,7 +818,7 @@ impl Cx<'_> {
     }
 
     /// One `provision` node: the step and vmctl's log label for it.
-    fn provision(&mut self, node: &KdlNode) -> Result<(ProvisionDef, String), Invalid> {
+    fn provision(&mut self, node: &KdlNode) -> Result<(ProvisionDef, VmctlLabel), Invalid> {
         // vmctl: `get(0).and_then(as_string).unwrap_or("shell")`.
         let kind = match node.get(0) {
             Some(KdlValue::String(s)) => s.clone(),
@@ -853,7 +863,7 @@ impl Cx<'_> {
         &mut self,
         node: &KdlNode,
         children: &KdlDocument,
-    ) -> Result<(ProvisionDef, String), Invalid> {
+    ) -> Result<(ProvisionDef, VmctlLabel), Invalid> {
         const PLACE: &str = "in provision \"shell\"";
         let mut first: HashMap<&str, usize> = HashMap::new();
         let mut inline: Option<(String, usize)> = None;
@@ -897,7 +907,7 @@ impl Cx<'_> {
             }
         }
         let (step, label) = match (inline, script) {
-            (Some((cmd, _)), None) => (ProvisionDef::inline(cmd.clone()), cmd),
+            (Some((cmd, _)), None) => (ProvisionDef::inline(cmd.clone()), VmctlLabel::Command(cmd)),
             (None, Some((raw, line))) => {
                 let path = expand_tilde(&raw);
                 self.local_files.push(LocalFile {
@@ -905,7 +915,7 @@ impl Cx<'_> {
                     path: path.clone(),
                     line,
                 });
-                (ProvisionDef::script(path), raw)
+                (ProvisionDef::script(path), VmctlLabel::Command(raw))
             }
             (Some((_, a)), Some((_, b))) => {
                 return Err(Invalid {
@@ -939,7 +949,7 @@ impl Cx<'_> {
         &mut self,
         node: &KdlNode,
         children: &KdlDocument,
-    ) -> Result<(ProvisionDef, String), Invalid> {
+    ) -> Result<(ProvisionDef, VmctlLabel), Invalid> {
         const PLACE: &str = "in provision \"file\"";
         let mut first: HashMap<&str, usize> = HashMap::new();
         let mut source = None;
@@ -985,10 +995,11 @@ impl Cx<'_> {
                     path: source.clone(),
                     line,
                 });
-                Ok((
-                    ProvisionDef::file(source, destination).mode(mode),
-                    "file-upload".to_string(),
-                ))
+                let label = VmctlLabel::Upload(format!(
+                    "{} -> {destination}",
+                    self.base_dir.join(&source).display()
+                ));
+                Ok((ProvisionDef::file(source, destination).mode(mode), label))
             }
             (s, d) => {
                 let missing = match (s.is_none(), d.is_none()) {

@@ -35,7 +35,8 @@ mod tail;
 
 pub use event::{Event, Sink};
 pub use runner::{Provisioner, StepReport};
-pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink};
+pub(crate) use sinks::VmctlLabel;
+pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink, VmctlLogSink};
 pub use step::{ProvisionDef, StepKind};
 
 /// Runs `steps` on one VM: output goes to `log_dir/provision.log` (when

@@ -1,5 +1,5 @@
-//! The sinks the crate ships: a terminal, `provision.log`, `tracing`, a
-//! bounded channel.
+//! The sinks the crate ships: a terminal, `provision.log` (live, or in
+//! vmctl's layout), `tracing`, a bounded channel.
 
 use std::sync::Arc;
 
@@ -7,11 +7,14 @@ mod channel;
 mod log;
 mod terminal;
 mod tracing;
+mod vmctl_log;
 
 pub use self::channel::ChannelSink;
 pub use self::log::LogFileSink;
 pub use self::terminal::TerminalSink;
 pub use self::tracing::TracingSink;
+pub(crate) use self::vmctl_log::VmctlLabel;
+pub use self::vmctl_log::VmctlLogSink;
 
 /// Splits byte chunks into lines, per (vm, step, stream), keeping partial
 /// lines until their end arrives (bounded: an overlong line is flushed in
