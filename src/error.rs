@@ -379,6 +379,18 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// vmctl's VM state (`vms.json`) cannot be used as asked.
+    #[error("vmctl state {}: {kind}", path.display())]
+    Vmctl {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        kind: VmctlErrorKind,
+        /// Underlying cause (the JSON error).
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// Any other protocol-level failure.
     #[error("{host}:{port}: SSH protocol error: {reason}")]
     Protocol {
@@ -551,6 +563,63 @@ impl std::fmt::Display for TunnelErrorKind {
             TunnelErrorKind::ResourceShortage => "the server is out of resources",
             TunnelErrorKind::Unsupported => "the server does not support TCP tunnels",
         })
+    }
+}
+
+/// Why vmctl's state could not give what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VmctlErrorKind {
+    /// The file is not in vmctl's `vms.json` format.
+    Invalid,
+    /// A VM of the plan is not in vmctl's state.
+    UnknownVm {
+        /// The VM's name.
+        vm: String,
+        /// The VMs vmctl knows.
+        known: Vec<String>,
+    },
+    /// The VM's network mode leaves its address out of the state: vmctl
+    /// finds it at run time (ARP table, DHCP leases, the zone).
+    NoAddress {
+        /// The VM's name.
+        vm: String,
+        /// vmctl's network mode (`tap`, `vnic`, `none`).
+        network: String,
+    },
+    /// A user-mode VM whose state records no forwarded SSH port.
+    NoPort {
+        /// The VM's name.
+        vm: String,
+    },
+}
+
+impl std::fmt::Display for VmctlErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmctlErrorKind::Invalid => f.write_str("not in vmctl's vms.json format"),
+            VmctlErrorKind::UnknownVm { vm, known } if known.is_empty() => write!(
+                f,
+                "vmctl knows no VM named \"{vm}\" (it knows none: run `vmctl up` first)"
+            ),
+            VmctlErrorKind::UnknownVm { vm, known } => write!(
+                f,
+                "vmctl knows no VM named \"{vm}\" (it knows {}; run `vmctl up` first)",
+                known.join(", ")
+            ),
+            VmctlErrorKind::NoAddress { vm, network } => write!(
+                f,
+                "VM \"{vm}\" uses {network} networking, whose address vmctl finds at run time \
+                 and does not record: give its address yourself, with \
+                 fleet::Target::new(\"{vm}\", ADDRESS, 22, ...)"
+            ),
+            VmctlErrorKind::NoPort { vm } => write!(
+                f,
+                "VM \"{vm}\" uses user-mode networking but the state records no ssh_host_port: \
+                 give its address yourself, with fleet::Target::new(\"{vm}\", \"127.0.0.1\", \
+                 PORT, ...)"
+            ),
+        }
     }
 }
 
@@ -827,6 +896,11 @@ mod tests {
                 origin: "VMFile.kdl:3".into(),
                 reason: "unknown step type".into(),
             },
+            Error::Vmctl {
+                path: "vms.json".into(),
+                kind: VmctlErrorKind::Invalid,
+                source: boxed(),
+            },
             Error::SshConfig {
                 path: "ssh_config".into(),
                 line: Some(4),
@@ -878,10 +952,11 @@ mod tests {
                 Error::Tunnel { .. } => "Tunnel",
                 Error::Listen { .. } => "Listen",
                 Error::ProxyCommand { .. } => "ProxyCommand",
+                Error::Vmctl { .. } => "Vmctl",
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 28, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 29, "every variant once: {seen:?}");
     }
 
     #[test]

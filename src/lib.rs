@@ -38,7 +38,8 @@
 //!    and sinks ([`Event`](provision::Event), `event.rs`, `sinks/`), and the
 //!    [`Provisioner`](provision::Provisioner) that runs them to typed
 //!    outcomes (`runner.rs`). `plan.rs` ([`plan`]) reads plans from
-//!    vmctl's `VMFile.kdl`.
+//!    vmctl's `VMFile.kdl`, `vmctl.rs` ([`vmctl`]) vmctl's VMs from its
+//!    state file.
 //! 10. `fleet.rs` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
 //!     reported from the runner's results
 //!     ([`FleetReport`](fleet::FleetReport)).
@@ -72,13 +73,14 @@ mod status;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod transfer;
+pub mod vmctl;
 
 pub use auth::Auth;
 pub use cipher::Cipher;
 pub use config::{RetryPolicy, SshConfig};
 pub use error::{
     AuthFailure, Error, HostCertificateProblem, KeyErrorKind, Result, SftpErrorKind,
-    TunnelErrorKind,
+    TunnelErrorKind, VmctlErrorKind,
 };
 pub use exec::{Chunk, Command, ExecStream, Output};
 pub use forward::{LocalForward, RemoteForward, Tunnel};
