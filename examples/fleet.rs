@@ -15,6 +15,12 @@
 //! cargo run --example fleet --features testkit -- --plan VMFile.kdl \
 //!     --host web=10.0.0.5 --host db=10.0.0.6:2222 --user ubuntu --key ~/.ssh/id_ed25519
 //!
+//! # The VMs vmctl runs (its state, $XDG_DATA_HOME/vmctl/vms.json, or
+//! # STATE), from their VMFile.kdl (--plan, default ./VMFile.kdl), as
+//! # vmctl provisions them: its keys, file modes and provision.log; host
+//! # keys trusted on first use per VM instance
+//! cargo run --example fleet --features testkit -- --vmctl [STATE] [--plan VMFile.kdl]
+//!
 //! # Hosts behind a bastion: one connection to it carries every VM's session
 //! cargo run --example fleet --features testkit -- --plan VMFile.kdl \
 //!     --jump ops@bastion.example.com --host web=10.0.0.5 --host db=10.0.0.6 --key ~/.ssh/id_ed25519
@@ -36,6 +42,7 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 use vmssh::fleet::{Fleet, FleetReport, Outcome, Target};
 use vmssh::plan::Plan;
 use vmssh::provision::{Event, Sink, TerminalSink};
+use vmssh::vmctl::Inventory;
 use vmssh::{Auth, HostKeyPolicy, SshConfig};
 
 /// Provision VMs from a vmctl VMFile.kdl plan.
@@ -43,9 +50,10 @@ use vmssh::{Auth, HostKeyPolicy, SshConfig};
 /// Without --plan, runs a demo plan on embedded VMs started in this process.
 #[derive(Parser, Debug)]
 #[command(version, about)]
+#[command(group = clap::ArgGroup::new("targets").args(["hosts", "vmctl"]).multiple(false))]
 struct Args {
     /// The plan (a vmctl VMFile.kdl).
-    #[arg(long, value_name = "VMFILE", requires = "hosts")]
+    #[arg(long, value_name = "VMFILE", requires = "targets")]
     plan: Option<PathBuf>,
 
     /// A host to provision, named like a `vm` block of the plan (repeatable).
@@ -57,6 +65,15 @@ struct Args {
     /// It is authenticated and its host key checked like the hosts.
     #[arg(long, value_name = "[USER@]HOST[:PORT]", value_parser = parse_jump, requires = "plan")]
     jump: Option<JumpArg>,
+
+    /// Provision the VMs vmctl runs, found in its state file (default:
+    /// $XDG_DATA_HOME/vmctl/vms.json), with the plan (default:
+    /// ./VMFile.kdl), as vmctl does: its keys, file modes and
+    /// provision.log in each VM's work directory; each VM instance's host
+    /// key trusted on first use and checked after.
+    #[arg(long, value_name = "STATE", num_args = 0..=1,
+          conflicts_with_all = ["jump", "user", "key", "host_key"])]
+    vmctl: Option<Option<PathBuf>>,
 
     /// User to log in as (overrides the plan's `ssh { user }`).
     #[arg(long)]
@@ -100,16 +117,16 @@ struct Args {
     json: Option<PathBuf>,
 
     /// Demo: how many embedded VMs to start.
-    #[arg(long, default_value_t = 8, value_name = "N", conflicts_with = "plan")]
+    #[arg(long, default_value_t = 8, value_name = "N", conflicts_with_all = ["plan", "vmctl"])]
     vms: usize,
 
     /// Demo: make this VM's script step fail (to see a failure).
-    #[arg(long, value_name = "VM", conflicts_with = "plan", hide = true)]
+    #[arg(long, value_name = "VM", conflicts_with_all = ["plan", "vmctl"], hide = true)]
     break_vm: Option<String>,
 
     /// Demo on real VMs: boot N QEMU guests (image from scripts/vm-image.sh,
     /// built on first use) and provision them with the demo plan.
-    #[arg(long, value_name = "N", conflicts_with_all = ["plan", "vms"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["plan", "vms", "vmctl"])]
     qemu: Option<usize>,
 }
 
@@ -185,6 +202,8 @@ async fn main() -> ExitCode {
             _guests = guests;
             (targets, sizes, demo::Servers::default())
         })
+    } else if let Some(state) = &args.vmctl {
+        vmctl_targets(args.plan.as_deref(), state.as_deref()).await
     } else if args.plan.is_some() {
         hosts_targets(&args).await
     } else {
@@ -285,6 +304,29 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// The targets, each VM's step count, and the servers to keep alive.
 type Prepared = (Vec<Target>, Vec<(String, usize)>, demo::Servers);
+
+/// Targets for `--vmctl`: the plan's VMs that vmctl's state knows.
+async fn vmctl_targets(plan: Option<&Path>, state: Option<&Path>) -> Result<Prepared, String> {
+    // vmctl looks for VMFile.kdl in the current directory.
+    let plan = load_plan(plan.unwrap_or(Path::new("VMFile.kdl"))).await?;
+    let inventory = match state {
+        Some(path) => Inventory::load(path).await,
+        None => Inventory::load_default().await,
+    }
+    .map_err(|e| chain(&e))?;
+    let targets = inventory.targets(&plan).map_err(|e| chain(&e))?;
+    if targets.is_empty() {
+        return Err(format!(
+            "no vm of the plan has provision steps (vmctl state {})",
+            inventory.path().display()
+        ));
+    }
+    let sizes = targets
+        .iter()
+        .map(|t| (t.name().to_string(), t.steps().len()))
+        .collect();
+    Ok((targets, sizes, demo::Servers::default()))
+}
 
 /// Targets for `--plan` and `--host`.
 async fn hosts_targets(args: &Args) -> Result<Prepared, String> {
