@@ -756,6 +756,44 @@ mod tests {
         assert_eq!(order_algorithms(&[ed], &preferred), preferred.to_vec());
     }
 
+    /// Certificates are asked for only where known_hosts lists an
+    /// authority for the host (by its name, or its alias).
+    #[test]
+    fn certificates_offered_only_with_an_authority() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(
+            &path,
+            format!("@cert-authority *.lab,[10.0.0.9]:2222 {KEY_A}\nweb.lab {KEY_RSA}\n"),
+        )
+        .unwrap();
+        let preferred = russh::Preferred::DEFAULT.key;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let offered = |policy: HostKeyPolicy, host: &str, port: u16| {
+            rt.block_on(policy.key_algorithms(host, port, &preferred))
+        };
+        let kh = || HostKeyPolicy::known_hosts(&path);
+        let web = offered(kh(), "web.lab", 22);
+        assert_eq!(web.certificates, web.keys);
+        assert!(matches!(web.keys[0], Algorithm::Rsa { .. }), "{web:?}");
+        assert_eq!(
+            offered(kh(), "10.0.0.9", 2222).certificates,
+            preferred.to_vec()
+        );
+        assert!(offered(kh(), "10.0.0.9", 22).certificates.is_empty());
+        assert!(offered(kh(), "other.example", 22).certificates.is_empty());
+        let alias = HostKeyPolicy::per_instance(&path, "vm1.lab");
+        assert!(!offered(alias, "127.0.0.1", 4000).certificates.is_empty());
+        for policy in [
+            HostKeyPolicy::pinned(KEY_A),
+            HostKeyPolicy::insecure_accept_any(),
+        ] {
+            assert!(offered(policy, "web.lab", 22).certificates.is_empty());
+        }
+    }
+
     #[test]
     fn no_home_is_an_error_not_a_relative_path() {
         for home in [None, Some(""), Some("relative/dir")] {
