@@ -24,9 +24,34 @@ pub enum Cipher {
     Aes192Ctr,
     /// `aes128-ctr` (with a separate MAC)
     Aes128Ctr,
+    /// `aes256-cbc` (with a separate MAC; never offered by default, as by
+    /// OpenSSH: for old appliances only)
+    Aes256Cbc,
+    /// `aes192-cbc` (as [`Aes256Cbc`](Self::Aes256Cbc))
+    Aes192Cbc,
+    /// `aes128-cbc` (as [`Aes256Cbc`](Self::Aes256Cbc))
+    Aes128Cbc,
 }
 
 impl Cipher {
+    /// Every cipher vmssh implements.
+    pub const ALL: [Cipher; 9] = [
+        Cipher::Aes128Gcm,
+        Cipher::Aes256Gcm,
+        Cipher::Chacha20Poly1305,
+        Cipher::Aes256Ctr,
+        Cipher::Aes192Ctr,
+        Cipher::Aes128Ctr,
+        Cipher::Aes256Cbc,
+        Cipher::Aes192Cbc,
+        Cipher::Aes128Cbc,
+    ];
+
+    /// The cipher of an SSH name, as OpenSSH's `Ciphers` takes it.
+    pub fn from_name(name: &str) -> Option<Cipher> {
+        Cipher::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The SSH name of the cipher.
     pub fn name(self) -> &'static str {
         match self {
@@ -36,12 +61,15 @@ impl Cipher {
             Cipher::Aes256Ctr => "aes256-ctr",
             Cipher::Aes192Ctr => "aes192-ctr",
             Cipher::Aes128Ctr => "aes128-ctr",
+            Cipher::Aes256Cbc => "aes256-cbc",
+            Cipher::Aes192Cbc => "aes192-cbc",
+            Cipher::Aes128Cbc => "aes128-cbc",
         }
     }
 
     /// The default order for this host: AES-GCM first when the CPU has
     /// AES instructions (checked at run time), else chacha20-poly1305
-    /// first; the CTR modes last.
+    /// first; the CTR modes last; no CBC mode (OpenSSH's defaults).
     pub fn preferred() -> Vec<Cipher> {
         use Cipher::*;
         if cpu_has_aes() {
@@ -74,7 +102,18 @@ impl Cipher {
             Cipher::Aes256Ctr => cipher::AES_256_CTR,
             Cipher::Aes192Ctr => cipher::AES_192_CTR,
             Cipher::Aes128Ctr => cipher::AES_128_CTR,
+            Cipher::Aes256Cbc => cipher::AES_256_CBC,
+            Cipher::Aes192Cbc => cipher::AES_192_CBC,
+            Cipher::Aes128Cbc => cipher::AES_128_CBC,
         }
+    }
+}
+
+/// Its SSH name, so that [`SshConfig::ciphers`](crate::SshConfig::ciphers)
+/// takes ciphers and names alike.
+impl From<Cipher> for String {
+    fn from(c: Cipher) -> String {
+        c.name().to_string()
     }
 }
 
@@ -131,5 +170,26 @@ mod tests {
             "chacha20-poly1305@openssh.com"
         );
         assert_eq!(Cipher::Aes128Ctr.name(), "aes128-ctr");
+    }
+
+    #[test]
+    fn names_round_trip_and_russh_implements_them() {
+        for c in Cipher::ALL {
+            assert_eq!(Cipher::from_name(c.name()), Some(c));
+            assert_eq!(c.russh().as_ref(), c.name());
+            assert!(
+                russh::cipher::ALL_CIPHERS
+                    .iter()
+                    .any(|n| n.as_ref() == c.name()),
+                "{c}"
+            );
+        }
+        assert_eq!(Cipher::from_name("none"), None);
+        assert_eq!(Cipher::from_name("rot13"), None);
+        assert!(
+            Cipher::preferred()
+                .iter()
+                .all(|c| !c.name().ends_with("-cbc"))
+        );
     }
 }

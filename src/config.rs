@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::algorithms::{AlgorithmList, Algorithms};
 use crate::auth::Auth;
-use crate::cipher::Cipher;
 use crate::host_key::HostKeyPolicy;
 
 /// Connection settings, built with by-value setters.
@@ -35,7 +35,7 @@ pub struct SshConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) connect_stagger: Option<Duration>,
     pub(crate) parallel_connects: usize,
-    pub(crate) ciphers: Vec<Cipher>,
+    pub(crate) algorithms: Algorithms,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) keepalive_max: usize,
     pub(crate) inactivity_timeout: Option<Duration>,
@@ -59,7 +59,7 @@ impl SshConfig {
             connect_timeout: Duration::from_secs(30),
             connect_stagger: Some(crate::dial::DEFAULT_STAGGER),
             parallel_connects: crate::dial::DEFAULT_PARALLEL,
-            ciphers: Cipher::preferred(),
+            algorithms: Algorithms::default(),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
             inactivity_timeout: None,
@@ -134,27 +134,100 @@ impl SshConfig {
         self
     }
 
-    /// Sets the ciphers offered, most preferred first (the server picks the
-    /// first of ours it supports).
+    /// Sets the key exchange algorithms offered, most preferred first, as
+    /// OpenSSH's `KexAlgorithms` takes them: names (or comma-separated
+    /// lists of names), replacing the defaults; or, when the first starts
+    /// with `+`, `-` or `^`, the defaults with these appended, removed or
+    /// put first. An unsupported name fails `connect` with
+    /// [`Error::UnsupportedAlgorithm`](crate::Error::UnsupportedAlgorithm).
     ///
-    /// Default: [`Cipher::preferred`]: AES-GCM first where this CPU has AES
-    /// instructions (checked at run time), else chacha20-poly1305 first.
-    pub fn ciphers(mut self, order: impl IntoIterator<Item = Cipher>) -> Self {
-        let mut seen = Vec::new();
-        for c in order {
-            if !seen.contains(&c) {
-                seen.push(c);
-            }
-        }
-        if !seen.is_empty() {
-            self.ciphers = seen;
-        }
+    /// Default: `mlkem768x25519-sha256`, `curve25519-sha256`,
+    /// `curve25519-sha256@libssh.org`, `ecdh-sha2-nistp256`, `-nistp384`,
+    /// `-nistp521`, `diffie-hellman-group-exchange-sha256`,
+    /// `diffie-hellman-group16-sha512`, `-group18-sha512`,
+    /// `-group14-sha256`, `-group15-sha512`, `-group17-sha512`: every
+    /// default of OpenSSH's client this crate implements (all but
+    /// `sntrup761x25519-sha512@openssh.com`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use vmssh::SshConfig;
+    ///
+    /// // An old appliance: allow SHA-1 Diffie-Hellman on top of the defaults.
+    /// let cfg = SshConfig::new("admin").kex_algorithms(["+diffie-hellman-group14-sha1"]);
+    /// # let _ = cfg;
+    /// ```
+    pub fn kex_algorithms<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.algorithms.kex = AlgorithmList::new(names);
         self
     }
 
-    /// The ciphers offered, most preferred first.
-    pub fn cipher_order(&self) -> &[Cipher] {
-        &self.ciphers
+    /// Sets the ciphers offered, as OpenSSH's `Ciphers` takes them (see
+    /// [`kex_algorithms`](Self::kex_algorithms) for the syntax).
+    ///
+    /// Takes [`Cipher`](crate::Cipher)s as well as names. Beyond the defaults, the CBC
+    /// modes can be asked for (`+aes128-cbc`), for old appliances.
+    ///
+    /// Default: [`Cipher::preferred`](crate::Cipher::preferred): OpenSSH's defaults, AES-GCM first
+    /// where this CPU has AES instructions (checked at run time), else
+    /// chacha20-poly1305 first.
+    pub fn ciphers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.algorithms.ciphers = AlgorithmList::new(names);
+        self
+    }
+
+    /// Sets the MACs offered (used with ciphers that have no integrity of
+    /// their own, the CTR and CBC modes), as OpenSSH's `MACs` takes them (see
+    /// [`kex_algorithms`](Self::kex_algorithms) for the syntax).
+    ///
+    /// Default: `hmac-sha2-256-etm@openssh.com`,
+    /// `hmac-sha2-512-etm@openssh.com`, `hmac-sha1-etm@openssh.com`,
+    /// `hmac-sha2-256`, `hmac-sha2-512`, `hmac-sha1`: OpenSSH's defaults
+    /// but the `umac-*` ones, which this crate does not implement.
+    pub fn macs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.algorithms.macs = AlgorithmList::new(names);
+        self
+    }
+
+    /// Sets the host key signature algorithms offered, as OpenSSH's
+    /// `HostKeyAlgorithms` takes them (see
+    /// [`kex_algorithms`](Self::kex_algorithms) for the syntax). The host
+    /// key policy still puts the types it knows for the host first, as
+    /// OpenSSH does.
+    ///
+    /// Default: `ssh-ed25519`, `ecdsa-sha2-nistp256`, `-nistp384`,
+    /// `-nistp521`, `rsa-sha2-512`, `rsa-sha2-256`, `ssh-rsa`.
+    pub fn host_key_algorithms<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.algorithms.host_keys = AlgorithmList::new(names);
+        self
+    }
+
+    /// Sets whether to ask for compression (`zlib@openssh.com`, then
+    /// `zlib`), as OpenSSH's `Compression yes`. It saves bandwidth on slow
+    /// links with compressible data and costs CPU everywhere else.
+    ///
+    /// Default: false (no compression, unless a server offers nothing
+    /// else).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.algorithms.compression = on;
+        self
     }
 
     /// Sets how long without hearing from the server before a keepalive is sent;

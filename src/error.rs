@@ -25,6 +25,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// An algorithm named in [`SshConfig`](crate::SshConfig) (key exchange,
+    /// cipher, MAC, host key) is not one this crate implements, or a list
+    /// was left empty. Reported by `connect`, before anything is sent.
+    #[error(
+        "unsupported {kind} algorithm {name:?} (supported: {})",
+        supported.join(", ")
+    )]
+    UnsupportedAlgorithm {
+        /// Which list it was in.
+        kind: crate::algorithms::AlgorithmKind,
+        /// The name as given (empty for an empty list).
+        name: String,
+        /// The names of that kind this crate implements.
+        supported: Vec<String>,
+    },
+
     /// The TCP connection could not be made (refused, reset, unreachable).
     #[error("cannot connect to {host}:{port}")]
     Connect {
@@ -892,6 +908,11 @@ mod tests {
                     reason: "connection reset".into(),
                 })),
             },
+            Error::UnsupportedAlgorithm {
+                kind: crate::AlgorithmKind::Mac,
+                name: "umac-64-etm@openssh.com".into(),
+                supported: vec!["hmac-sha2-256".into(), "hmac-sha1".into()],
+            },
             Error::Plan {
                 origin: "VMFile.kdl:3".into(),
                 reason: "unknown step type".into(),
@@ -953,10 +974,11 @@ mod tests {
                 Error::Listen { .. } => "Listen",
                 Error::ProxyCommand { .. } => "ProxyCommand",
                 Error::Vmctl { .. } => "Vmctl",
+                Error::UnsupportedAlgorithm { .. } => "UnsupportedAlgorithm",
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 29, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 30, "every variant once: {seen:?}");
     }
 
     #[test]

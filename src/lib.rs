@@ -5,8 +5,11 @@
 //! The files in the order the data path crosses them:
 //!
 //! 1. `config.rs` ([`config`]): who to connect as, timeouts, keepalive,
-//!    retry policy ([`SshConfig`], [`RetryPolicy`]). `ssh_config/`
-//!    ([`ssh_config`]) turns an OpenSSH `~/.ssh/config` alias into one.
+//!    retry policy ([`SshConfig`], [`RetryPolicy`]); `algorithms.rs`
+//!    (private) the key exchange, cipher, MAC, host key and compression
+//!    lists it offers, by OpenSSH's names ([`AlgorithmKind`]).
+//!    `ssh_config/` ([`ssh_config`]) turns an OpenSSH `~/.ssh/config`
+//!    alias into one.
 //! 2. `session.rs` ([`session`]): one connection per VM ([`Session`]):
 //!    connect, retry, keepalive, close; over any byte stream
 //!    ([`Session::connect_stream`]) or through a jump host
@@ -52,6 +55,7 @@
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod algorithms;
 pub mod auth;
 mod channel;
 pub mod cipher;
@@ -75,6 +79,7 @@ pub mod testkit;
 mod transfer;
 pub mod vmctl;
 
+pub use algorithms::AlgorithmKind;
 pub use auth::Auth;
 pub use cipher::Cipher;
 pub use config::{RetryPolicy, SshConfig};

@@ -8,6 +8,7 @@ use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::sync::Semaphore;
 
+use crate::algorithms::Resolved;
 use crate::auth;
 use crate::channel::{Closings, LiveChannels, Slots};
 use crate::config::SshConfig;
@@ -535,6 +536,7 @@ impl Session {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let algorithms = cfg.algorithms.resolve()?;
         let state = Arc::new(SharedState::default());
         let handler = ClientHandler {
             host: host.to_string(),
@@ -545,9 +547,9 @@ impl Session {
         // Known host key types first, as OpenSSH orders them.
         let key_order = cfg
             .host_key
-            .key_algorithms(host, port, &russh::Preferred::DEFAULT.key)
+            .key_algorithms(host, port, &algorithms.preferred.key)
             .await;
-        let config = Arc::new(russh_config(cfg, key_order));
+        let config = Arc::new(russh_config(cfg, algorithms, key_order));
         let mut handle = client::connect_stream(config, stream, handler)
             .await
             .map_err(|e| handshake_error(host, port, e))?;
@@ -708,12 +710,11 @@ async fn within<T>(
     }
 }
 
-fn russh_config(cfg: &SshConfig, host_keys: KeyAlgorithms) -> client::Config {
+fn russh_config(cfg: &SshConfig, algorithms: Resolved, host_keys: KeyAlgorithms) -> client::Config {
     let preferred = russh::Preferred {
         key: std::borrow::Cow::Owned(host_keys.keys),
         host_key_certificates: std::borrow::Cow::Owned(host_keys.certificates),
-        cipher: std::borrow::Cow::Owned(cfg.ciphers.iter().map(|c| c.russh()).collect()),
-        ..russh::Preferred::default()
+        ..algorithms.preferred
     };
     client::Config {
         window_size: cfg.window_size,

@@ -329,6 +329,137 @@ async fn six_concurrent_commands(srv: &support::Server, _limits: Limits) {
     );
 }
 
+/// The algorithm settings against an sshd restricted to some algorithms:
+/// `works` names the server's own, as OpenSSH names them, and connects;
+/// `fails` names none of them and fails the handshake.
+async fn works_and_fails(srv: &support::Server, works: vmssh::SshConfig, fails: vmssh::SshConfig) {
+    let sess = srv.connect_with(&works).await;
+    assert!(
+        guard("exec", sess.exec("true"))
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    let e = guard(
+        "connect",
+        vmssh::Session::connect(srv.host(), srv.port(), &fails),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, vmssh::Error::Handshake { .. }),
+        "no common algorithm: {e} ({e:?})"
+    );
+}
+
+async fn kex_lists(srv: &support::Server, _limits: Limits) {
+    works_and_fails(
+        srv,
+        srv.config().kex_algorithms(["ecdh-sha2-nistp256"]),
+        srv.config()
+            .kex_algorithms(["curve25519-sha256", "diffie-hellman-group14-sha256"]),
+    )
+    .await;
+    // OpenSSH's list syntax: the defaults without the NIST curves.
+    let e = guard(
+        "connect",
+        vmssh::Session::connect(
+            srv.host(),
+            srv.port(),
+            &srv.config()
+                .kex_algorithms(["-ecdh-sha2-nistp256,ecdh-sha2-nistp384"]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, vmssh::Error::Handshake { .. }), "{e}");
+    // OpenSSH knows sntrup761 and umac; this crate does not: refused
+    // before connecting, with a typed error.
+    for cfg in [
+        srv.config()
+            .kex_algorithms(["sntrup761x25519-sha512@openssh.com"]),
+        srv.config().macs(["umac-64-etm@openssh.com"]),
+    ] {
+        let e = guard(
+            "connect",
+            vmssh::Session::connect(srv.host(), srv.port(), &cfg),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                vmssh::Error::UnsupportedAlgorithm { name, .. }
+                    if name.starts_with("sntrup761") || name.starts_with("umac-64")
+            ),
+            "{e} ({e:?})"
+        );
+    }
+}
+
+async fn cipher_lists(srv: &support::Server, _limits: Limits) {
+    works_and_fails(
+        srv,
+        srv.config()
+            .ciphers(["aes256-ctr"])
+            .macs(["hmac-sha2-256-etm@openssh.com"]),
+        srv.config()
+            .ciphers(["aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"]),
+    )
+    .await;
+}
+
+async fn host_key_lists(srv: &support::Server, _limits: Limits) {
+    works_and_fails(
+        srv,
+        srv.config().host_key_algorithms(["rsa-sha2-256"]),
+        srv.config()
+            .host_key_algorithms(["ssh-ed25519", "ecdsa-sha2-nistp256"]),
+    )
+    .await;
+}
+
+/// Compression is used when asked for, and only then: sshd (at `DEBUG1`)
+/// logs what each connection negotiated.
+async fn compression_requested(srv: &support::Server, _limits: Limits) {
+    let negotiated = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("kex: client->server cipher:"))
+            .map(|l| {
+                // "... compression: zlib@openssh.com [preauth]"
+                l.rsplit("compression: ")
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let plain = srv.connect_with(&srv.config()).await;
+    assert!(
+        guard("exec", plain.exec("true"))
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(negotiated(&srv.log()), ["none"], "{}", srv.log());
+    let zipped = srv.connect_with(&srv.config().compression(true)).await;
+    // Compressible output, checksummed on the way.
+    let out = guard("exec", zipped.exec("yes vmssh | head -n 200000"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), 200_000 * 6);
+    assert!(out.stdout.chunks(6).all(|c| c == b"vmssh\n"));
+    assert_eq!(
+        negotiated(&srv.log()),
+        ["none", "zlib@openssh.com"],
+        "{}",
+        srv.log()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The matrix
 
@@ -439,30 +570,8 @@ mod sshd_kex_nistp256 {
             .config_line("KexAlgorithms ecdh-sha2-nistp256")
             .start()
     }
-    cell!(
-        exec_codes,
-        vmssh_have_sshd,
-        "needs OpenSSH sshd",
-        known = "issue 14 item 3: no common key exchange by default"
-    );
-    cell!(
-        streamed_checksum,
-        vmssh_have_sshd,
-        "needs OpenSSH sshd",
-        known = "issue 14 item 3: no common key exchange by default"
-    );
-    cell!(
-        upload_download,
-        vmssh_have_sshd,
-        "needs OpenSSH sshd",
-        known = "issue 14 item 3: no common key exchange by default"
-    );
-    cell!(
-        provision,
-        vmssh_have_sshd,
-        "needs OpenSSH sshd",
-        known = "issue 14 item 3: no common key exchange by default"
-    );
+    row!(vmssh_have_sshd, "needs OpenSSH sshd");
+    cell!(kex_lists, vmssh_have_sshd, "needs OpenSSH sshd");
 }
 
 /// sshd offering one cipher and one MAC: aes256-ctr with
@@ -478,6 +587,7 @@ mod sshd_aes256_ctr_etm {
             .start()
     }
     row!(vmssh_have_sshd, "needs OpenSSH sshd");
+    cell!(cipher_lists, vmssh_have_sshd, "needs OpenSSH sshd");
 }
 
 /// sshd whose only host key is RSA.
@@ -489,6 +599,7 @@ mod sshd_rsa_host_key {
         Sshd::builder().host_key_type(KeyType::Rsa).start()
     }
     row!(vmssh_have_sshd, "needs OpenSSH sshd");
+    cell!(host_key_lists, vmssh_have_sshd, "needs OpenSSH sshd");
 }
 
 /// sshd serving SFTP in-process (`internal-sftp`).
@@ -514,4 +625,20 @@ mod sshd_compression {
         Sshd::builder().config_line("Compression yes").start()
     }
     row!(vmssh_have_sshd, "needs OpenSSH sshd");
+}
+
+/// The same sshd logging at `DEBUG1`, which shows what each connection
+/// negotiated (and also writes debug lines into sessions' stderr, hence a
+/// row of its own).
+mod sshd_compression_debug {
+    use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
+    fn start() -> Server {
+        Sshd::builder()
+            .config_line("Compression yes")
+            .config_line("LogLevel DEBUG1")
+            .start()
+    }
+    cell!(compression_requested, vmssh_have_sshd, "needs OpenSSH sshd");
 }

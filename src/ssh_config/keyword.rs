@@ -23,6 +23,11 @@ pub(super) enum Kw {
     ConnectTimeout,
     ServerAliveInterval,
     ServerAliveCountMax,
+    KexAlgorithms,
+    Ciphers,
+    Macs,
+    HostKeyAlgorithms,
+    Compression,
     /// An OpenSSH option vmssh does not apply: reported when it applies.
     Unsupported,
     /// An option OpenSSH itself ignores with a warning.
@@ -55,6 +60,11 @@ pub(super) fn keyword(k: &str) -> Kw {
         "connecttimeout" | "setuptimeout" => Kw::ConnectTimeout,
         "serveraliveinterval" | "protocolkeepalives" => Kw::ServerAliveInterval,
         "serveralivecountmax" => Kw::ServerAliveCountMax,
+        "kexalgorithms" => Kw::KexAlgorithms,
+        "ciphers" => Kw::Ciphers,
+        "macs" => Kw::Macs,
+        "hostkeyalgorithms" => Kw::HostKeyAlgorithms,
+        "compression" => Kw::Compression,
         "protocol" => Kw::Ignore,
         "cipher"
         | "fallbacktorsh"
@@ -98,8 +108,6 @@ pub(super) fn keyword(k: &str) -> Kw {
         | "dsaauthentication"
         | "hostbasedauthentication"
         | "addkeystoagent"
-        | "ciphers"
-        | "macs"
         | "remoteforward"
         | "localforward"
         | "permitremoteopen"
@@ -108,7 +116,6 @@ pub(super) fn keyword(k: &str) -> Kw {
         | "connectionattempts"
         | "batchmode"
         | "checkhostip"
-        | "compression"
         | "tcpkeepalive"
         | "keepalive"
         | "numberofpasswordprompts"
@@ -117,7 +124,6 @@ pub(super) fn keyword(k: &str) -> Kw {
         | "logverbose"
         | "dynamicforward"
         | "preferredauthentications"
-        | "hostkeyalgorithms"
         | "casignaturealgorithms"
         | "bindaddress"
         | "bindinterface"
@@ -139,7 +145,6 @@ pub(super) fn keyword(k: &str) -> Kw {
         | "permitlocalcommand"
         | "remotecommand"
         | "visualhostkey"
-        | "kexalgorithms"
         | "ipqos"
         | "requesttty"
         | "sessiontype"

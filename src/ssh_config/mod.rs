@@ -133,7 +133,73 @@ pub struct ResolvedHost {
     connect_timeout: Option<Duration>,
     server_alive_interval: Option<Duration>,
     server_alive_count_max: u32,
+    algorithms: AlgorithmOptions,
     warnings: Vec<Warning>,
+}
+
+/// `KexAlgorithms`, `Ciphers`, `MACs`, `HostKeyAlgorithms` (as written,
+/// checked) and `Compression`.
+#[derive(Clone, Debug, Default)]
+struct AlgorithmOptions {
+    kex: Option<String>,
+    ciphers: Option<String>,
+    macs: Option<String>,
+    host_keys: Option<String>,
+    compression: bool,
+}
+
+impl AlgorithmOptions {
+    fn apply(&self, mut cfg: SshConfig) -> SshConfig {
+        if let Some(l) = &self.kex {
+            cfg = cfg.kex_algorithms([l.as_str()]);
+        }
+        if let Some(l) = &self.ciphers {
+            cfg = cfg.ciphers([l.as_str()]);
+        }
+        if let Some(l) = &self.macs {
+            cfg = cfg.macs([l.as_str()]);
+        }
+        if let Some(l) = &self.host_keys {
+            cfg = cfg.host_key_algorithms([l.as_str()]);
+        }
+        cfg.compression(self.compression)
+    }
+
+    /// The options as read, each list checked where it was written: a name
+    /// vmssh does not implement fails resolution with its file and line.
+    fn read(opts: &reader::Options) -> Result<Self, Error> {
+        let lists = [
+            ("KexAlgorithms", &opts.kex_algorithms),
+            ("Ciphers", &opts.ciphers),
+            ("MACs", &opts.macs),
+            ("HostKeyAlgorithms", &opts.host_key_algorithms),
+        ];
+        let mut out = AlgorithmOptions {
+            compression: opts.compression.as_ref().is_some_and(|s| s.value),
+            ..AlgorithmOptions::default()
+        };
+        for (i, (option, set)) in lists.into_iter().enumerate() {
+            let Some(set) = set else { continue };
+            let one = AlgorithmOptions {
+                kex: (i == 0).then(|| set.value.clone()),
+                ciphers: (i == 1).then(|| set.value.clone()),
+                macs: (i == 2).then(|| set.value.clone()),
+                host_keys: (i == 3).then(|| set.value.clone()),
+                compression: false,
+            };
+            one.apply(SshConfig::new(""))
+                .algorithms
+                .resolve()
+                .map_err(|e| set.at.error(format!("{option}: {e}")))?;
+            match i {
+                0 => out.kex = one.kex,
+                1 => out.ciphers = one.ciphers,
+                2 => out.macs = one.macs,
+                _ => out.host_keys = one.host_keys,
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// How a host is reached when not directly.
@@ -273,7 +339,11 @@ impl ResolvedHost {
     /// - `ConnectTimeout` as [`SshConfig::connect_timeout`] (the whole
     ///   connect, not only TCP), `ServerAliveInterval` and
     ///   `ServerAliveCountMax` as the keepalive settings. Where the files
-    ///   say nothing, vmssh's defaults stay (keepalive on every 15 s).
+    ///   say nothing, vmssh's defaults stay (keepalive on every 15 s);
+    /// - `KexAlgorithms`, `Ciphers`, `MACs` and `HostKeyAlgorithms` as
+    ///   [`SshConfig::kex_algorithms`] and its siblings (OpenSSH's syntax,
+    ///   `+`, `-` and `^` included), `Compression` as
+    ///   [`SshConfig::compression`].
     pub fn ssh_config(&self) -> SshConfig {
         let mut cfg = SshConfig::new(self.user.clone());
         if !self.identities_only
@@ -304,6 +374,7 @@ impl ResolvedHost {
         if let Some(i) = self.server_alive_interval {
             cfg = cfg.keepalive_interval((!i.is_zero()).then_some(i));
         }
+        cfg = self.algorithms.apply(cfg);
         cfg.keepalive_max(self.server_alive_count_max as usize)
     }
 }
@@ -532,6 +603,7 @@ fn resolve_one(
         _ => None,
     };
 
+    let algorithms = AlgorithmOptions::read(&opts)?;
     Ok(ResolvedHost {
         alias: q.host_arg.clone(),
         host,
@@ -551,6 +623,7 @@ fn resolve_one(
             .filter(|t| !t.is_zero()),
         server_alive_interval: opts.server_alive_interval.map(|s| s.value),
         server_alive_count_max: opts.server_alive_count_max.map(|s| s.value).unwrap_or(3),
+        algorithms,
         warnings,
     })
 }
@@ -698,7 +771,7 @@ mod tests {
         let f = write(
             dir.path(),
             "c",
-            "Host a\n  ForwardAgent yes\n  SendEnv LANG\nHost b\n  Compression yes\n",
+            "Host a\n  ForwardAgent yes\n  SendEnv LANG\nHost b\n  Tunnel yes\n",
         );
         let a = resolve_in(&f, "a").unwrap();
         let opts: Vec<_> = a
@@ -712,6 +785,56 @@ mod tests {
                 .to_string()
                 .ends_with("c:2: forwardagent: not supported by vmssh; ignored")
         );
+    }
+
+    #[test]
+    fn algorithm_options_reach_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host a\n  KexAlgorithms ecdh-sha2-nistp256\n  Ciphers +aes128-cbc\n  \
+             MACs hmac-sha2-256\n  HostKeyAlgorithms rsa-sha2-256,ssh-ed25519\n  \
+             Compression yes\n  KexAlgorithms curve25519-sha256\n",
+        );
+        let a = resolve_in(&f, "a").unwrap();
+        assert!(a.warnings().is_empty(), "{:?}", a.warnings());
+        let p = a.ssh_config().algorithms.resolve().unwrap().preferred;
+        let names = |v: Vec<&str>| v.join(",");
+        // First value wins, as everywhere in ssh_config.
+        assert_eq!(
+            names(p.kex.iter().map(|n| n.as_ref()).collect()),
+            "ecdh-sha2-nistp256,ext-info-c,kex-strict-c-v00@openssh.com"
+        );
+        assert_eq!(p.cipher.last().map(|n| n.as_ref()), Some("aes128-cbc"));
+        assert_eq!(
+            names(p.mac.iter().map(|n| n.as_ref()).collect()),
+            "hmac-sha2-256"
+        );
+        assert_eq!(
+            names(p.key.iter().map(|k| k.as_str()).collect()),
+            "rsa-sha2-256,ssh-ed25519"
+        );
+        assert_eq!(p.compression[0].as_ref(), "zlib@openssh.com");
+        // Nothing said: the defaults.
+        let b = resolve_in(&f, "b").unwrap();
+        let cfg = b.ssh_config();
+        assert_eq!(cfg.algorithms, SshConfig::new("x").algorithms);
+    }
+
+    #[test]
+    fn unknown_algorithms_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host a\n  Port 2\n  MACs umac-64-etm@openssh.com\n",
+        );
+        let e = resolve_in(&f, "a").unwrap_err();
+        assert_eq!(line_of(&e), (f.clone(), Some(3)));
+        assert!(e.to_string().contains("umac-64-etm@openssh.com"), "{e}");
+        // Another host's lists are not checked for this one.
+        assert!(resolve_in(&f, "b").is_ok());
     }
 
     #[test]

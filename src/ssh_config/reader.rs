@@ -80,6 +80,11 @@ pub(super) struct Options {
     pub(super) connect_timeout: Option<Set<Duration>>,
     pub(super) server_alive_interval: Option<Set<Duration>>,
     pub(super) server_alive_count_max: Option<Set<u32>>,
+    pub(super) kex_algorithms: Option<Set<String>>,
+    pub(super) ciphers: Option<Set<String>>,
+    pub(super) macs: Option<Set<String>>,
+    pub(super) host_key_algorithms: Option<Set<String>>,
+    pub(super) compression: Option<Set<bool>>,
     pub(super) ignore_unknown: Option<Set<String>>,
     pub(super) warnings: Vec<Warning>,
 }
@@ -384,6 +389,27 @@ impl Reader<'_> {
                     .filter(|&n| n <= i32::MAX as u32)
                     .ok_or_else(|| at.error(format!("ServerAliveCountMax: bad number {v:?}")))?;
                 set_first(&mut self.opts.server_alive_count_max, on, n, at);
+            }
+            Kw::KexAlgorithms => {
+                let v = single("KexAlgorithms")?;
+                set_first(&mut self.opts.kex_algorithms, on, v, at);
+            }
+            Kw::Ciphers => {
+                let v = single("Ciphers")?;
+                set_first(&mut self.opts.ciphers, on, v, at);
+            }
+            Kw::Macs => {
+                let v = single("MACs")?;
+                set_first(&mut self.opts.macs, on, v, at);
+            }
+            Kw::HostKeyAlgorithms => {
+                let v = single("HostKeyAlgorithms")?;
+                set_first(&mut self.opts.host_key_algorithms, on, v, at);
+            }
+            Kw::Compression => {
+                let v = parse_flag(&single("Compression")?)
+                    .ok_or_else(|| at.error("Compression: expected yes or no"))?;
+                set_first(&mut self.opts.compression, on, v, at);
             }
             Kw::Unsupported | Kw::Deprecated if on => {
                 let kind = if kw == Kw::Deprecated {
