@@ -460,6 +460,28 @@ async fn compression_requested(srv: &support::Server, _limits: Limits) {
     );
 }
 
+/// A server that refuses a session channel while none of the session's
+/// is open (sshd with `MaxSessions 0`): nothing can be waited for, so the
+/// command fails at once, after one refusal, with the reason, and the
+/// session stays usable for what the server does allow.
+async fn refused_with_none_open(srv: &support::Server, _limits: Limits) {
+    let refusals = || srv.log().matches("no more sessions").count();
+    let sess = srv.connect_with(&srv.config()).await;
+    let e = guard("exec", sess.exec("true")).await.unwrap_err();
+    assert!(
+        matches!(&e, vmssh::Error::ChannelOpen { reason, .. }
+            if reason.contains("no other channel of this session open")),
+        "{e} ({e:?})\n{}",
+        srv.log()
+    );
+    assert_eq!(refusals(), 1, "one open, not a retry loop:\n{}", srv.log());
+    // The connection survives the refusal.
+    assert!(!sess.is_closed());
+    let e = guard("second exec", sess.exec("true")).await.unwrap_err();
+    assert!(matches!(e, vmssh::Error::ChannelOpen { .. }), "{e}");
+    assert_eq!(refusals(), 2, "{}", srv.log());
+}
+
 // ---------------------------------------------------------------------------
 // The matrix
 
@@ -542,6 +564,21 @@ mod tinysshd {
         tinysshd()
     }
     row!(vmssh_have_tinysshd, "needs tinysshd");
+}
+
+/// sshd allowing no session channel at all (`MaxSessions 0`).
+mod sshd_max_sessions_0 {
+    use super::support::{Server, Sshd};
+    use super::{FULL, Limits};
+    const LIMITS: Limits = FULL;
+    fn start() -> Server {
+        Sshd::builder().max_sessions(0).start()
+    }
+    cell!(
+        refused_with_none_open,
+        vmssh_have_sshd,
+        "needs OpenSSH sshd"
+    );
 }
 
 /// sshd allowing two channels per connection.

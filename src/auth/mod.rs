@@ -234,7 +234,7 @@ impl Auth {
     /// # Errors
     ///
     /// [`Error::Key`] naming the file (never the key material), with its
-    /// [`KeyErrorKind`].
+    /// [`KeyErrorKind`](crate::KeyErrorKind).
     ///
     /// # Cancel safety
     ///
