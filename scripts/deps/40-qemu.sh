@@ -1,5 +1,5 @@
 # Sourced by scripts/test.sh (which defines step, have, die and apt_install).
-# QEMU and the real-VM test guest (tests/vm_*.rs, `fleet --qemu N`).
+# QEMU and the real-VM test guest (tests/vm_*.rs, `vmssh demo --qemu N`).
 #
 # Installs qemu-system-x86 (nothing else goes into this machine) and builds
 # the guest with scripts/vm-image.sh from Debian's packages, cached under
