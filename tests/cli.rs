@@ -393,7 +393,7 @@ async fn host_flags_ssh_config_and_host_key_flags() {
         &config,
         format!(
             "Host web\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {k}\n  StrictHostKeyChecking yes\n\
-             Host inner\n  HostName 10.0.0.7\n  ProxyJump web\n",
+             Host inner\n  HostName 10.0.0.7\n  ProxyCommand nc %h %p\n",
             h.server.port(),
             h.server.user()
         ),
@@ -412,7 +412,7 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     .await;
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("[web] via alias"), "{}", stdout(&o));
-    // A jump host is not silently ignored.
+    // A ProxyCommand host is refused, not silently reached directly.
     let o = run(hosts.cmd(&[
         "exec",
         "--ssh-config-file",
@@ -424,7 +424,11 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     ]))
     .await;
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("jump hosts"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ProxyCommand is not supported"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +502,14 @@ async fn usage_errors_exit_2_and_run_nothing() {
     )
     .unwrap();
     let jump_inventory = hosts.path("jump_hosts");
-    std::fs::write(&jump_inventory, "web 10.0.0.5 jump=bastion\n").unwrap();
+    std::fs::write(
+        &jump_inventory,
+        format!(
+            "web 10.0.0.5 key={} jump=bastion\n",
+            hosts.hosts[0].key.display()
+        ),
+    )
+    .unwrap();
     let missing_script_dir = hosts.path("plan-missing-script");
     std::fs::create_dir_all(&missing_script_dir).unwrap();
     std::fs::write(
@@ -514,7 +525,7 @@ async fn usage_errors_exit_2_and_run_nothing() {
     let bi = bad_inventory.display().to_string();
     let ji = jump_inventory.display().to_string();
     let bad_line = format!("{bi}:3: invalid port");
-    let jump_line = format!("{ji}:1: jump hosts (here bastion) are not yet supported");
+    let jump_line = format!("no way to authenticate to the jump host bastion of web ({ji}:1)");
 
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -878,6 +889,145 @@ async fn real_server_targets(srv: &support::Server) {
     assert_eq!(std::fs::read(back.join("srv")).unwrap(), vec![7u8; 300_000]);
 }
 on_both_servers!(real_server_targets);
+
+/// Hosts behind a bastion (OpenSSH's sshd, forwarding to the testkit
+/// hosts): from an inventory's `jump=`, from `--jump`, and from an
+/// `--ssh-config` `ProxyJump`. An unreachable bastion fails the run (exit
+/// 1) before anything runs, which shows the hosts are reached through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn hosts_behind_a_jump_host() {
+    let bastion = support::sshd();
+    let hosts = Hosts::start(&["b1", "b2"]).await;
+    let known = hosts.known_hosts();
+    let mut lines = std::fs::read_to_string(&known).unwrap();
+    lines.push_str(&format!(
+        "[127.0.0.1]:{} {}\n",
+        bastion.port(),
+        bastion.host_key_line()
+    ));
+    std::fs::write(&known, lines).unwrap();
+    let k = known.display().to_string();
+    let jump = format!("{}@127.0.0.1:{}", bastion.user(), bastion.port());
+    let bkey = bastion.client_key().private.display().to_string();
+
+    // jump= in the inventory; --key authenticates to the bastion.
+    let inventory = hosts.path("behind");
+    let text: String = hosts
+        .hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {}@127.0.0.1:{} key={} jump={jump}\n",
+                h.name,
+                h.server.user(),
+                h.server.port(),
+                h.key.display()
+            )
+        })
+        .collect();
+    std::fs::write(&inventory, text).unwrap();
+    let inv = inventory.display().to_string();
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--hosts",
+        &inv,
+        "--key",
+        &bkey,
+        "--known-hosts",
+        &k,
+        "--",
+        "echo via $HOSTNAME",
+    ]))
+    .await;
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("[b1] via b1") && stdout(&o).contains("[b2] via b2"),
+        "{}",
+        stdout(&o)
+    );
+
+    // --jump for --host hosts; a bastion that is not there fails the run
+    // and nothing runs.
+    let h = &hosts.hosts[0];
+    let spec = format!("b1={}@127.0.0.1:{}", h.server.user(), h.server.port());
+    let key = h.key.display().to_string();
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        &key,
+        "--key",
+        &bkey,
+        "--known-hosts",
+        &k,
+        "--jump",
+        &jump,
+        "--",
+        "echo flag",
+    ]))
+    .await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[b1] flag"), "{}", stdout(&o));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("{}@{}", bastion.user(), closed.local_addr().unwrap());
+    drop(closed);
+    let marker = hosts.path("ran");
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        &key,
+        "--key",
+        &bkey,
+        "--known-hosts",
+        &k,
+        "--jump",
+        &nowhere,
+        "--connect-deadline",
+        "1",
+        "--",
+        &format!("touch {}", marker.display()),
+    ]))
+    .await;
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("jump host") && stderr(&o).contains("nothing ran"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!marker.exists());
+
+    // ProxyJump in an ssh_config file.
+    let config = hosts.path("jump_ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host bastion\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {bkey}\n  IdentitiesOnly yes\n  UserKnownHostsFile {k}\n\
+             Host b1\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {k}\n  ProxyJump bastion\n",
+            bastion.port(),
+            bastion.user(),
+            h.server.port(),
+            h.server.user()
+        ),
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--ssh-config-file",
+        &c,
+        "--ssh-config",
+        "b1",
+        "--",
+        "echo alias $HOSTNAME",
+    ]))
+    .await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[b1] alias b1"), "{}", stdout(&o));
+}
 
 /// Running a command on a pseudo-terminal, for the terminal view.
 mod support_pty {

@@ -61,6 +61,14 @@ pub(crate) struct TargetArgs {
     #[arg(long = "hosts", value_name = "FILE")]
     pub(crate) inventories: Vec<PathBuf>,
 
+    /// Reach the --host and --hosts hosts through this jump host (a
+    /// bastion), as `ssh -J` does: one connection to it carries them all,
+    /// their addresses as it sees them; an inventory line's `jump=` wins.
+    /// It is authenticated with --key, --agent or --password-env, its host
+    /// key checked as the hosts' are.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub(crate) jump: Option<String>,
+
     /// Hosts from ~/.ssh/config (and /etc/ssh/ssh_config), resolved as
     /// `ssh -G ALIAS` does; comma-separated, repeatable.
     #[arg(

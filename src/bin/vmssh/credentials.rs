@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use vmssh::ssh_config::{Proxy, ResolvedHost};
 use vmssh::{Auth, HostKeyPolicy, SshConfig};
 
+use crate::address::Address;
 use crate::args::AuthArgs;
 use crate::targets::{Host, Reach};
 use crate::usage::{Usage, chain};
@@ -32,6 +34,46 @@ pub(crate) struct Endpoint {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) config: SshConfig,
+    /// The bastion it is reached through, if any.
+    pub(crate) jump: Option<Jump>,
+}
+
+/// A jump host (bastion), connected once for every host behind it (see
+/// `jumps.rs`).
+#[derive(Clone, Debug)]
+pub(crate) enum Jump {
+    /// `--jump` or an inventory's `jump=`: the flags' credentials.
+    Direct {
+        host: String,
+        port: u16,
+        config: Box<SshConfig>,
+    },
+    /// An `--ssh-config` host's `ProxyJump`, as its files say (maybe
+    /// behind jumps of its own).
+    Alias(Box<ResolvedHost>),
+}
+
+impl Jump {
+    /// Hosts with the same key share one connection.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Jump::Direct { host, port, config } => {
+                format!("{}@{host}:{port}", config.user_name())
+            }
+            // The alias chain as written: a hop's identity is its config.
+            Jump::Alias(r) => format!("ssh-config {}", r.alias()),
+        }
+    }
+
+    /// As messages name it.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Jump::Direct { host, port, config } => {
+                format!("jump host {}@{host}:{port}", config.user_name())
+            }
+            Jump::Alias(r) => format!("jump host {} ({}:{})", r.alias(), r.host(), r.port()),
+        }
+    }
 }
 
 /// What a plan says about a host, for what the host itself does not say.
@@ -132,7 +174,7 @@ impl Credentials {
         let mut out = Vec::with_capacity(hosts.len());
         for h in hosts {
             let endpoint = match h.reach {
-                Reach::Direct { address, key } => {
+                Reach::Direct { address, key, jump } => {
                     let d = defaults(&h.name);
                     let mut own = Vec::new();
                     for (k, from) in [(key, h.origin.as_str()), (d.key, "the plan's private-key")] {
@@ -147,6 +189,9 @@ impl Credentials {
                             h.name, h.origin
                         )));
                     }
+                    let jump = jump
+                        .map(|j| self.direct_jump(&j, user, &h.name, &h.origin))
+                        .transpose()?;
                     let user = match address.user.or(user.map(str::to_string)).or(d.user) {
                         Some(u) => u,
                         None => local_user()?,
@@ -161,6 +206,7 @@ impl Credentials {
                         host: address.host,
                         port: address.port.or(d.port).unwrap_or(22),
                         config,
+                        jump,
                     }
                 }
                 Reach::Alias(resolved) => {
@@ -180,17 +226,55 @@ impl Credentials {
                     if let Some(policy) = &self.host_key {
                         config = config.host_key(policy.clone());
                     }
+                    let jump = match resolved.proxy() {
+                        Some(Proxy::Jump(hop)) => Some(Jump::Alias(hop.clone())),
+                        _ => None,
+                    };
                     Endpoint {
                         name: h.name,
                         host: resolved.host().to_string(),
                         port: resolved.port(),
                         config,
+                        jump,
                     }
                 }
             };
             out.push(endpoint);
         }
         Ok(out)
+    }
+}
+
+impl Credentials {
+    /// A `--jump` or `jump=` bastion: its own user, else `--user`, else
+    /// the local user (as `ssh -J`); the flags' methods and host keys.
+    fn direct_jump(
+        &self,
+        jump: &Address,
+        user: Option<&str>,
+        name: &str,
+        origin: &str,
+    ) -> Result<Jump, Usage> {
+        let methods = self.methods(Vec::new());
+        if methods.is_empty() {
+            return Err(Usage(format!(
+                "no way to authenticate to the jump host {} of {name} ({origin}): pass --key FILE, --agent or --password-env VAR",
+                jump.host
+            )));
+        }
+        let user = match jump.user.clone().or(user.map(str::to_string)) {
+            Some(u) => u,
+            None => local_user()?,
+        };
+        let mut config = SshConfig::new(user).host_key(self.host_key.clone().unwrap_or_default());
+        for m in methods {
+            config = config.auth(m);
+        }
+        Ok(Jump::Direct {
+            host: jump.host.clone(),
+            port: jump.port.unwrap_or(22),
+            config: Box::new(config),
+        })
     }
 }
 

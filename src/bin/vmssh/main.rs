@@ -17,6 +17,7 @@
 //!   `--hosts FILE`, `--ssh-config` and `--vmctl`, named and checked.
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
+//! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
 //! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
 //! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
@@ -37,6 +38,7 @@ mod args;
 mod commands;
 mod credentials;
 mod inventory;
+mod jumps;
 mod render;
 mod run;
 mod shard;

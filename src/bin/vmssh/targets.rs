@@ -26,10 +26,12 @@ pub(crate) struct Host {
 /// How a host is reached.
 #[derive(Debug)]
 pub(crate) enum Reach {
-    /// `--host` or an inventory line.
+    /// `--host` or an inventory line, through `jump` when given (the
+    /// line's `jump=`, else `--jump`).
     Direct {
         address: Address,
         key: Option<PathBuf>,
+        jump: Option<Address>,
     },
     /// An `~/.ssh/config` alias, with everything the files say.
     Alias(Box<ResolvedHost>),
@@ -57,22 +59,28 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 /// inventories, then aliases): all of them, whatever `--shard` says, so
 /// that every shard finds the same mistakes (see [`in_shard`]).
 pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
+    let default_jump = args
+        .jump
+        .as_deref()
+        .map(|j| Address::parse(j).map_err(|e| format!("--jump {j}: {e}")))
+        .transpose()?;
     let mut hosts = Vec::new();
     for spec in &args.hosts {
-        hosts.push(direct_host(spec)?);
+        let mut host = direct_host(spec)?;
+        if let Reach::Direct { jump, .. } = &mut host.reach {
+            jump.clone_from(&default_jump);
+        }
+        hosts.push(host);
     }
     for path in &args.inventories {
         for e in inventory::load(path).await? {
-            let origin = format!("{}:{}", path.display(), e.line);
-            if let Some(jump) = &e.jump {
-                return Err(jump_unsupported(&origin, &jump.host));
-            }
             hosts.push(Host {
                 name: e.name,
-                origin,
+                origin: format!("{}:{}", path.display(), e.line),
                 reach: Reach::Direct {
                     address: e.address,
                     key: e.key,
+                    jump: e.jump.or_else(|| default_jump.clone()),
                 },
             });
         }
@@ -120,7 +128,11 @@ fn direct_host(spec: &str) -> Result<Host, Usage> {
     Ok(Host {
         name: name.to_string(),
         origin,
-        reach: Reach::Direct { address, key: None },
+        reach: Reach::Direct {
+            address,
+            key: None,
+            jump: None,
+        },
     })
 }
 
@@ -136,14 +148,14 @@ async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host,
     for w in resolved.warnings() {
         eprintln!("vmssh: warning: {alias}: {w}");
     }
-    match resolved.proxy() {
-        None => {}
-        Some(Proxy::Jump(hop)) => return Err(jump_unsupported(&origin, hop.alias())),
-        Some(_) => {
-            return Err(Usage(format!(
-                "{origin}: ProxyCommand is not yet supported by vmssh"
-            )));
-        }
+    // A fleet target is reached directly or through a jump session; a
+    // ProxyCommand can still lead to the jump host itself.
+    if let Some(proxy) = resolved.proxy()
+        && !matches!(proxy, Proxy::Jump(_))
+    {
+        return Err(Usage(format!(
+            "{origin}: ProxyCommand is not supported for a host of the vmssh command (only for its ProxyJump hosts)"
+        )));
     }
     // OpenSSH takes any name as a host name: an alias no Host block gives
     // a HostName is unknown unless it resolves as one (a typo must not
@@ -162,12 +174,6 @@ async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host,
         origin,
         reach: Reach::Alias(Box::new(resolved)),
     })
-}
-
-fn jump_unsupported(origin: &str, jump: &str) -> Usage {
-    Usage(format!(
-        "{origin}: jump hosts (here {jump}) are not yet supported by the vmssh command"
-    ))
 }
 
 #[cfg(test)]

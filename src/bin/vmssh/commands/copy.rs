@@ -2,11 +2,10 @@
 //! LOCAL_DIR`: a one-step plan on every host (a file step, a download
 //! step).
 
-use vmssh::fleet::Target;
 use vmssh::provision::ProvisionDef;
 
 use crate::args::{DownloadArgs, UploadArgs};
-use crate::credentials::Defaults;
+use crate::credentials::{Defaults, Endpoint};
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
@@ -37,7 +36,10 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     let hosts = targets::collect(&a.targets).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     let step = ProvisionDef::file(&a.local, remote);
-    crate::run::run(super::same_steps(endpoints, &[step]), &a.run, false).await
+    match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
+        Ok(targets) => crate::run::run(targets, &a.run, false).await,
+        Err(exit) => Ok(exit),
+    }
 }
 
 pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
@@ -49,13 +51,12 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
     tokio::fs::create_dir_all(&a.local_dir)
         .await
         .map_err(|e| format!("download: {}: {e}", a.local_dir.display()))?;
-    let targets = endpoints
-        .into_iter()
-        .map(|e| {
-            let local = a.local_dir.join(&e.name);
-            let step = ProvisionDef::download(a.remote.clone(), local);
-            Target::new(e.name, e.host, e.port, e.config, vec![step])
-        })
-        .collect();
-    crate::run::run(targets, &a.run, false).await
+    let steps = |e: &Endpoint| {
+        let local = a.local_dir.join(&e.name);
+        vec![ProvisionDef::download(a.remote.clone(), local)]
+    };
+    match super::targets(endpoints, &a.run, steps).await {
+        Ok(targets) => crate::run::run(targets, &a.run, false).await,
+        Err(exit) => Ok(exit),
+    }
 }

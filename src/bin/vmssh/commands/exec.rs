@@ -22,5 +22,8 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
     if let Some(secs) = a.timeout {
         step = step.timeout(Duration::from_secs(secs));
     }
-    crate::run::run(super::same_steps(endpoints, &[step]), &a.run, a.collect).await
+    match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
+        Ok(targets) => crate::run::run(targets, &a.run, a.collect).await,
+        Err(exit) => Ok(exit),
+    }
 }

@@ -8,13 +8,16 @@ pub(crate) mod exec;
 pub(crate) mod provision;
 pub(crate) mod report;
 
+use std::time::Duration;
+
 use vmssh::fleet::Target;
 use vmssh::provision::ProvisionDef;
 
-use crate::args::{AuthArgs, TargetArgs};
+use crate::args::{AuthArgs, RunArgs, TargetArgs};
 use crate::credentials::{Credentials, Defaults, Endpoint};
+use crate::jumps::Jumps;
 use crate::targets::{self, Host};
-use crate::usage::Usage;
+use crate::usage::{Exit, Usage};
 
 /// The endpoints of this shard, every host checked whatever the shard.
 pub(crate) async fn endpoints(
@@ -38,10 +41,27 @@ pub(crate) async fn endpoints(
     Ok(mine)
 }
 
-/// Every endpoint with the same steps (exec, upload).
-pub(crate) fn same_steps(endpoints: Vec<Endpoint>, steps: &[ProvisionDef]) -> Vec<Target> {
-    endpoints
+/// The endpoints as fleet targets, `steps` for each, once their jump hosts
+/// are connected. A jump host that cannot be reached ends the command with
+/// exit code 1 (its hosts cannot run) before anything runs.
+pub(crate) async fn targets(
+    endpoints: Vec<Endpoint>,
+    run: &RunArgs,
+    mut steps: impl FnMut(&Endpoint) -> Vec<ProvisionDef>,
+) -> Result<Vec<Target>, Exit> {
+    let deadline = Duration::from_secs(run.connect_deadline);
+    let jumps = match Jumps::connect(&endpoints, run.concurrency, deadline).await {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("vmssh: {e}: nothing ran");
+            return Err(Exit::Failed);
+        }
+    };
+    Ok(endpoints
         .into_iter()
-        .map(|e| Target::new(e.name, e.host, e.port, e.config, steps.to_vec()))
-        .collect()
+        .map(|e| {
+            let steps = steps(&e);
+            jumps.target(e, steps)
+        })
+        .collect())
 }

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use vmssh::fleet::Target;
 use vmssh::plan::{DEFAULT_USER, Plan};
 
 use crate::args::ProvisionArgs;
@@ -46,14 +45,16 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
         }
     })
     .await?;
-    let targets = endpoints
-        .into_iter()
-        .map(|e| {
-            let steps = plan.steps_for(&e.name);
-            Target::new(e.name, e.host, e.port, e.config, steps).base_dir(&plan.base_dir)
-        })
-        .collect();
-    crate::run::run(targets, &a.run, false).await
+    match super::targets(endpoints, &a.run, |e| plan.steps_for(&e.name)).await {
+        Ok(targets) => {
+            let targets = targets
+                .into_iter()
+                .map(|t| t.base_dir(&plan.base_dir))
+                .collect();
+            crate::run::run(targets, &a.run, false).await
+        }
+        Err(exit) => Ok(exit),
+    }
 }
 
 /// Reads a plan, prints its warnings and checks its local files (scripts,
