@@ -1029,6 +1029,84 @@ async fn hosts_behind_a_jump_host() {
     assert!(stdout(&o).contains("[b1] alias b1"), "{}", stdout(&o));
 }
 
+/// `provision --vmctl=STATE`: the plan's VMs found in vmctl's state file
+/// (testkit servers on their "forwarded" ports), reached with the key vmctl
+/// generated in each work directory, host keys recorded per instance
+/// there, `provision.log` in vmctl's layout; other target flags refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_the_vms_vmctl_runs() {
+    let hosts = Hosts::start(&["v1", "v2"]).await;
+    let mut state = serde_json::Map::new();
+    let mut plan = String::new();
+    for (i, h) in hosts.hosts.iter().enumerate() {
+        let work = hosts.path(&format!("vms/{}", h.name));
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::copy(&h.key, work.join("id_ed25519_generated")).unwrap();
+        state.insert(
+            h.name.clone(),
+            serde_json::json!({
+                "id": format!("qemu-{i}"), "name": h.name, "backend": "qemu",
+                "work_dir": work, "network": {"type": "user"},
+                "ssh_host_port": h.server.port(),
+            }),
+        );
+        plan.push_str(&format!(
+            "vm \"{}\" {{\n    ssh {{\n        user \"{}\"\n    }}\n    provision \"shell\" {{\n        inline \"echo vmctl $HOSTNAME\"\n    }}\n}}\n",
+            h.name,
+            h.server.user()
+        ));
+    }
+    let state_file = hosts.path("vms.json");
+    std::fs::write(&state_file, serde_json::to_string(&state).unwrap()).unwrap();
+    let plan_file = hosts.path("VMFile.kdl");
+    std::fs::write(&plan_file, plan).unwrap();
+    let vmctl = format!("--vmctl={}", state_file.display());
+    let p = plan_file.display().to_string();
+    let report = hosts.path("vmctl-report.json");
+    let r = report.display().to_string();
+
+    let o = run(hosts.cmd(&["provision", "--plan", &p, &vmctl, "--report", &r])).await;
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("[v1] vmctl v1") && out.contains("[v2] vmctl v2"),
+        "{out}"
+    );
+    let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep.succeeded(), ["v1", "v2"]);
+    for h in &hosts.hosts {
+        let work = hosts.path(&format!("vms/{}", h.name));
+        let log = std::fs::read_to_string(work.join("provision.log")).unwrap();
+        assert!(
+            log.starts_with("=== Step 1: ") && log.contains(&format!("vmctl {}\n", h.name)),
+            "{log}"
+        );
+        assert!(work.join("vmssh_known_hosts").is_file());
+    }
+
+    // Other target sources, other verbs, and a state that is not there.
+    let inv = hosts.inventory().display().to_string();
+    for (args, want) in [
+        (
+            vec!["provision", "--plan", &p, &vmctl, "--hosts", &inv],
+            "cannot be combined",
+        ),
+        (
+            vec!["provision", "--plan", &p, &vmctl, "--key", &inv],
+            "vmctl's user, keys",
+        ),
+        (vec!["exec", &vmctl, "--", "true"], "only `vmssh provision`"),
+        (
+            vec!["provision", "--plan", &p, "--vmctl=/no/such/vms.json"],
+            "/no/such/vms.json",
+        ),
+    ] {
+        let o = run(hosts.cmd(&args)).await;
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
+
 /// Running a command on a pseudo-terminal, for the terminal view.
 mod support_pty {
     use std::io::Read as _;

@@ -82,8 +82,10 @@ pub(crate) struct TargetArgs {
     #[arg(long = "ssh-config-file", value_name = "FILE", requires = "aliases")]
     pub(crate) ssh_config_file: Option<PathBuf>,
 
-    /// The VMs vmctl runs, from its state file [default:
-    /// $XDG_DATA_HOME/vmctl/vms.json]. Give a path as --vmctl=STATE.
+    /// `provision` only: the plan's VMs that vmctl runs, from its state
+    /// file [default: $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl
+    /// does (its user, keys, host keys; provision.log in each VM's work
+    /// directory). Give a path as --vmctl=STATE.
     #[arg(
         long = "vmctl",
         value_name = "STATE",

@@ -89,8 +89,9 @@ pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
         hosts.push(alias_host(alias, args.ssh_config_file.as_deref()).await?);
     }
     if args.vmctl.is_some() {
+        // `provision` takes --vmctl before this (see commands/vmctl.rs).
         return Err(Usage(
-            "--vmctl: reading vmctl's state file (vmssh::vmctl::Inventory) is not yet supported"
+            "--vmctl: only `vmssh provision` runs the VMs vmctl runs (their steps come from the plan)"
                 .into(),
         ));
     }

@@ -13,6 +13,10 @@ use crate::usage::{Exit, Usage, chain};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
     let plan = load_plan(&a.plan).await?;
+    if let Some(state) = &a.targets.vmctl {
+        let targets = super::vmctl::targets(&plan, state, &a).await?;
+        return crate::run::run(targets, &a.run, false).await;
+    }
     let hosts = targets::collect(&a.targets).await?;
     for h in &hosts {
         if plan.vm(&h.name).is_none() && plan.shared.is_empty() {
