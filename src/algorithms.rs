@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn ciphers_take_cipher_values_and_names() {
+        let cfg = crate::SshConfig::new("x").ciphers([Cipher::Aes256Ctr, Cipher::Aes128Gcm]);
+        let r = cfg.algorithms.resolve().unwrap();
+        assert_eq!(
+            &r.preferred.cipher[..],
+            [Cipher::Aes256Ctr.russh(), Cipher::Aes128Gcm.russh()]
+        );
+        let cfg = crate::SshConfig::new("x").ciphers(["+aes128-cbc"]);
+        let r = cfg.algorithms.resolve().unwrap();
+        assert_eq!(r.preferred.cipher.last(), Some(&Cipher::Aes128Cbc.russh()));
+    }
+
+    #[test]
     fn compression_can_be_asked_for() {
         let on = Algorithms {
             compression: true,
