@@ -40,9 +40,10 @@
 //!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), their events
 //!    and sinks ([`Event`](provision::Event), `event.rs`, `sinks/`), and the
 //!    [`Provisioner`](provision::Provisioner) that runs them to typed
-//!    outcomes (`runner.rs`). `plan.rs` ([`plan`]) reads plans from
-//!    vmctl's `VMFile.kdl`, `vmctl.rs` ([`vmctl`]) vmctl's VMs from its
-//!    state file.
+//!    outcomes (`runner.rs`). `plan/` ([`plan`]) reads plans from
+//!    vmctl's `VMFile.kdl` (the model in `mod.rs`, vmctl's reading in
+//!    `parse.rs`, extension values in `value.rs`, `warning.rs`),
+//!    `vmctl.rs` ([`vmctl`]) vmctl's VMs from its state file.
 //! 10. `fleet.rs` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
 //!     reported from the runner's results
 //!     ([`FleetReport`](fleet::FleetReport)).
