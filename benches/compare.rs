@@ -1150,7 +1150,7 @@ fn stdout_throughput(env: &Env, report: &mut Report) {
         "stdout_throughput: {} MiB; openssh = `ssh -c {AES}` (same cipher as vmssh) to /dev/null; MB/s from the remote \
          command's start (it prints the time) to the client having all bytes (ssh: exiting); client CPU of the ssh \
          process minus that of `ssh true`, of the transfer only for vmssh and old; \
-         vmssh defaults: window 2 MiB, packet 32 KiB, nodelay on, current_thread runtime; \
+         vmssh defaults: window 16 MiB, packet 32 KiB, nodelay on, current_thread runtime; \
          [chacha20-poly1305] rows use an sshd restricted to that cipher",
         bytes / MIB
     ));

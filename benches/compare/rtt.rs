@@ -18,6 +18,10 @@ use crate::{
     scp_transfer, sftp_transfer, spread, ssh_stdout,
 };
 
+/// The label of the rows run with OpenSSH's (and russh's) default
+/// window, beside vmssh's own default.
+const WINDOW_2M: &str = "window=2MiB";
+
 /// The RTTs (ms) the scenarios run at when none are given.
 pub(crate) const DEFAULT_RTTS: &[u64] = &[2, 20, 50];
 
@@ -121,22 +125,43 @@ pub(crate) fn rtt_stdout(env: &Env, report: &mut Report) {
                 "old",
                 Box::new(|| run_child(env.old("stdout_throughput", &[port], &b()), "old")),
             ),
+            (
+                "win2m",
+                Box::new(|| {
+                    let mut x = b();
+                    x.push(("window", (2 * MIB).to_string()));
+                    run_child(Some(env.vmssh("stdout_throughput", &[port], &x)), "vmssh")
+                }),
+            ),
         ];
         let title = format!("rtt_stdout[rtt={rtt}ms]");
         let res = rounds(&title, env.rounds(3, 1), contenders, "mbps");
-        report
-            .notes
-            .push(spread(&title, &res, &["vmssh", "ssh", "old"], "mbps"));
+        report.notes.push(spread(
+            &title,
+            &res,
+            &["vmssh", "ssh", "old", "win2m"],
+            "mbps",
+        ));
         report.rows.push(
-            Row::new(title, "MB/s", Better::Higher, goal(rtt, 2.0)).vals(
+            Row::new(title.clone(), "MB/s", Better::Higher, goal(rtt, 2.0)).vals(
                 med(&res, "vmssh", "mbps"),
                 med(&res, "ssh", "mbps"),
                 med(&res, "old", "mbps"),
             ),
         );
+        report.rows.push(
+            Row::new(
+                format!("{title}[{WINDOW_2M}]"),
+                "MB/s",
+                Better::Higher,
+                Goal::Info,
+            )
+            .vals(med(&res, "win2m", "mbps"), med(&res, "ssh", "mbps"), None),
+        );
     }
     report.notes.push(format!(
-        "rtt_stdout: the stdout_throughput command through the relay ({}); openssh = `ssh -c {}`",
+        "rtt_stdout: the stdout_throughput command through the relay ({}); openssh = `ssh -c {}`; [{WINDOW_2M}]: vmssh \
+         with OpenSSH's default window, the default before it was sized for long links",
         sizes(env),
         crate::AES
     ));
@@ -161,6 +186,16 @@ fn sizes(env: &Env) -> String {
 fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
     let name = if up { "rtt_upload" } else { "rtt_download" };
     let scenario = if up { "sftp_upload" } else { "sftp_download" };
+    // The settings before the defaults were sized for long links, in the
+    // same rounds: what the defaults gained.
+    let (variant, variant_label): (&[(&str, u64)], &str) = if up {
+        (
+            &[("chunk", 32 * 1024), ("inflight", 16)],
+            "chunk=32KiB,in_flight=16",
+        )
+    } else {
+        (&[("window", 2 * MIB)], WINDOW_2M)
+    };
     let mut scp_bases = Vec::new();
     for p in paths(env) {
         let (port, rtt) = (p.relay.port, p.rtt_ms);
@@ -216,6 +251,16 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
                 }),
             ),
             (
+                "variant",
+                Box::new(|| {
+                    let (local, remote) = paths("variant");
+                    let mut x = vec![("local", local), ("remote", remote)];
+                    x.extend(variant.iter().map(|(k, v)| (*k, v.to_string())));
+                    let s = run_child(Some(env.vmssh(scenario, &[port], &x)), "vmssh")?;
+                    check(&dest("variant")).then_some(s)
+                }),
+            ),
+            (
                 "old",
                 Box::new(|| {
                     let (local, remote) = paths("old");
@@ -230,7 +275,7 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
         report.notes.push(spread(
             &title,
             &res,
-            &["vmssh", "sftp", "scp", "old"],
+            &["vmssh", "sftp", "scp", "old", "variant"],
             "mbps",
         ));
         let m = |n: &str| med(&res, n, "mbps");
@@ -252,9 +297,19 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
             )
             .vals(m("vmssh"), m("scp"), None),
         );
+        report.rows.push(
+            Row::new(
+                format!("{title}[{variant_label}]"),
+                "MB/s",
+                Better::Higher,
+                Goal::Info,
+            )
+            .vals(m("variant"), m("sftp"), None),
+        );
     }
     report.notes.push(format!(
-        "{name}: one random file over SFTP through the relay ({}); vmssh defaults; openssh = `sftp -b` timed by \
+        "{name}: one random file over SFTP through the relay ({}); vmssh defaults; the [{variant_label}] rows: the same \
+         with the settings before the defaults were sized for long links; openssh = `sftp -b` timed by \
          `!date` lines around the {}; `scp`: wall time minus an empty file's at the same RTT ({})",
         sizes(env),
         if up { "put" } else { "get" },
