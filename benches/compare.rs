@@ -1519,7 +1519,7 @@ fn sftp_scenario(env: &Env, report: &mut Report, up: bool) {
          minus an empty batch's; `scp` (SFTP protocol since OpenSSH 9.0): wall time minus an empty file's ({:.0} ms)",
         bytes / MIB,
         if up {
-            "16 requests x 32 KiB"
+            "28 requests x 64 KiB"
         } else {
             "32 requests x 128 KiB"
         },

@@ -47,11 +47,15 @@ pub struct TransferOptions {
     pub(crate) progress: Option<ProgressFn>,
 }
 
-/// Defaults per direction, from `cargo bench --bench compare` (BENCHMARKS.md):
-/// uploads are bound by client CPU and gained nothing from more than 16
-/// writes in flight; downloads gained from larger reads.
-pub(crate) const UPLOAD_CHUNK: u32 = 32 * 1024;
-pub(crate) const UPLOAD_IN_FLIGHT: usize = 16;
+/// Defaults per direction, from `cargo bench --bench compare` (BENCHMARKS.md).
+/// Uploads: on a long link the server's channel window decides (OpenSSH's
+/// sshd: 2 MiB per round trip). 28 x 64 KiB (1.75 MiB, headers included
+/// under 2 MiB) nearly fills it without ever waiting for it: 4 MiB in
+/// flight was as fast at 20 and 50 ms but slower at 2 ms, where the writes
+/// beyond the window wait for each window adjustment. Downloads gained
+/// from larger reads; 4 MiB in flight within the 16 MiB window.
+pub(crate) const UPLOAD_CHUNK: u32 = 64 * 1024;
+pub(crate) const UPLOAD_IN_FLIGHT: usize = 28;
 pub(crate) const DOWNLOAD_CHUNK: u32 = 128 * 1024;
 pub(crate) const DOWNLOAD_IN_FLIGHT: usize = 32;
 
@@ -90,8 +94,8 @@ impl Default for TransferOptions {
 }
 
 impl TransferOptions {
-    /// The defaults: atomic, overwrite, fsync, keep modes; uploads keep 16
-    /// writes of 32 KiB in flight, downloads 32 reads of 128 KiB.
+    /// The defaults: atomic, overwrite, fsync, keep modes; uploads keep 28
+    /// writes of 64 KiB in flight, downloads 32 reads of 128 KiB.
     pub fn new() -> Self {
         Self::default()
     }
@@ -173,7 +177,7 @@ impl TransferOptions {
     /// Sets the bytes per read or write request (clamped to the server's
     /// limits).
     ///
-    /// Default: 32 KiB for uploads, 128 KiB for downloads.
+    /// Default: 64 KiB for uploads, 128 KiB for downloads.
     pub fn chunk_size(mut self, bytes: u32) -> Self {
         self.chunk_size = Some(bytes.clamp(512, 255 * 1024));
         self
@@ -181,7 +185,7 @@ impl TransferOptions {
 
     /// Sets how many requests are kept outstanding at once.
     ///
-    /// Default: 16 for uploads, 32 for downloads.
+    /// Default: 28 for uploads, 32 for downloads.
     pub fn requests_in_flight(mut self, n: usize) -> Self {
         self.in_flight = Some(n.clamp(1, 1024));
         self
