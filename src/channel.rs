@@ -183,6 +183,8 @@ pub(crate) struct Slots {
     /// Permits still to be withdrawn after the limit was lowered while
     /// they were in use: each is forgotten when it comes back.
     debt: AtomicUsize,
+    /// The limit, for those who must react when it is lowered.
+    limit: tokio::sync::watch::Sender<usize>,
 }
 
 impl Slots {
@@ -191,7 +193,13 @@ impl Slots {
             semaphore: Arc::new(Semaphore::new(max_channels)),
             capacity: AtomicUsize::new(max_channels),
             debt: AtomicUsize::new(0),
+            limit: tokio::sync::watch::Sender::new(max_channels),
         })
+    }
+
+    /// Sees each change of the limit from now on.
+    pub(crate) fn limit_changes(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.limit.subscribe()
     }
 
     /// How many channels may be open at once: `max_channels`, or less once
@@ -232,6 +240,7 @@ impl Slots {
         let excess = current - limit;
         let withdrawn = self.semaphore.forget_permits(excess);
         self.debt.fetch_add(excess - withdrawn, Ordering::AcqRel);
+        self.limit.send_replace(limit);
         true
     }
 }

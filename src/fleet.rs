@@ -45,6 +45,7 @@ use crate::config::SshConfig;
 use crate::error::Error;
 use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
 use crate::session::{Route, Session};
+use crate::transfer::Transfer;
 
 /// One VM to provision.
 #[derive(Clone)]
@@ -684,12 +685,14 @@ impl Fleet {
             let duration = started.elapsed();
             progress.connected(duration);
             p.emit(Event::Connected { vm, duration }).await;
+            // One SFTP channel for the steps of this connection.
+            let mut transfer = Transfer::new(&session);
             while next < target.steps.len() {
                 let started = Instant::now();
                 let run = tokio::select! {
                     biased;
                     () = halt.token.cancelled() => None,
-                    run = p.step(&session, &target.steps, next) => Some(run),
+                    run = p.step(&mut transfer, &target.steps, next) => Some(run),
                 };
                 let Some(run) = run else {
                     self.stop_step(target, p, &session, next, started, progress)

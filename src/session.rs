@@ -603,6 +603,11 @@ impl Session {
         self.inner.channels.capacity()
     }
 
+    /// Changes of [`channel_limit`](Self::channel_limit) from now on.
+    pub(crate) fn channel_limit_changes(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.inner.channels.limit_changes()
+    }
+
     /// Whether the connection has ended (closed by either side or lost).
     pub fn is_closed(&self) -> bool {
         self.inner.handle.is_closed()

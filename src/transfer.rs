@@ -189,7 +189,29 @@ impl<'a> Transfer<'a> {
         self.backend().await.map(drop)
     }
 
+    /// The session this transfer works on.
+    pub(crate) fn session(&self) -> &'a Session {
+        self.session
+    }
+
+    /// Whether this transfer holds an open SFTP channel.
+    pub(crate) fn holds_channel(&self) -> bool {
+        matches!(self.backend, Some(Backend::Sftp(_)))
+    }
+
+    /// Closes the SFTP channel held for later operations (the next one
+    /// opens another).
+    pub(crate) fn release_channel(&mut self) {
+        if self.holds_channel() {
+            self.backend = None;
+        }
+    }
+
     async fn backend(&mut self) -> Result<&mut Backend, Error> {
+        // A channel the server ended is replaced, not reused.
+        if matches!(&self.backend, Some(Backend::Sftp(s)) if s.is_gone()) {
+            self.backend = None;
+        }
         if self.backend.is_none() {
             let backend = match self.session.sftp_or_channel().await {
                 Ok(SftpOrChannel::Sftp(sftp)) => Backend::Sftp(sftp),

@@ -373,3 +373,83 @@ async fn server_killed_during_a_step() {
         other => panic!("expected ProvisionFailed, got {other:?}"),
     }
 }
+
+/// A plan opens one SFTP channel for all its transfer steps and keeps it
+/// between them (sshd logs each session it starts), and closes it when the
+/// plan ends: on a server allowing two channels per connection, the plan
+/// runs (SFTP and exec side by side), and afterwards two commands can run
+/// at once on the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn one_sftp_channel_per_plan() {
+    let srv = support::Sshd::builder().max_sessions(2).start();
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let guest = tempfile::tempdir().unwrap();
+    let g = guest.path().display().to_string();
+    let steps = [
+        ProvisionDef::file("app.conf", format!("{g}/a/app.conf")),
+        ProvisionDef::inline("true"),
+        ProvisionDef::file("app.conf", format!("{g}/b/app.conf")),
+        ProvisionDef::script("setup.sh").env("MARKER_DIR", g.clone()),
+        ProvisionDef::download(format!("{g}/b/app.conf"), "fetched.conf"),
+        ProvisionDef::file("app.conf", format!("{g}/a/again.conf")),
+    ];
+    let reports = run_provisions(&sess, &steps, plan.path(), "one-sftp", None)
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.ok), "{reports:?}");
+    for f in ["a/app.conf", "b/app.conf", "a/again.conf"] {
+        assert_eq!(
+            std::fs::read_to_string(guest.path().join(f)).unwrap(),
+            "listen 8080;\n"
+        );
+    }
+    let opened = srv
+        .log()
+        .matches("Starting session: subsystem 'sftp'")
+        .count();
+    assert_eq!(
+        opened,
+        1,
+        "SFTP channels opened by one plan:\n{}",
+        srv.log()
+    );
+
+    // The plan's SFTP channel is closed: both of the server's slots are free.
+    let (a, b) = tokio::join!(sess.exec("sleep 0.5; echo a"), sess.exec("echo b"));
+    assert_eq!(a.unwrap().stdout, b"a\n");
+    assert_eq!(b.unwrap().stdout, b"b\n");
+}
+
+/// On a server that allows one channel per connection (sshd's
+/// `MaxSessions 1`), the plan's SFTP channel makes room for each command:
+/// file and inline steps alternate and all succeed (a held channel would
+/// leave the command waiting forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn plan_on_a_one_channel_server() {
+    let srv = support::Sshd::builder().max_sessions(1).start();
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let guest = tempfile::tempdir().unwrap();
+    let g = guest.path().display().to_string();
+    let steps = [
+        ProvisionDef::file("app.conf", format!("{g}/a.conf")),
+        ProvisionDef::inline(format!("cat '{g}/a.conf' > '{g}/copy'")),
+        ProvisionDef::file("app.conf", format!("{g}/b.conf")),
+        ProvisionDef::inline(format!("cat '{g}/b.conf' >> '{g}/copy'")),
+    ];
+    let reports = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_provisions(&sess, &steps, plan.path(), "one-channel", None),
+    )
+    .await
+    .expect("the plan hung on a one-channel server")
+    .unwrap();
+    assert!(reports.iter().all(|r| r.ok), "{reports:?}");
+    assert_eq!(
+        std::fs::read_to_string(guest.path().join("copy")).unwrap(),
+        "listen 8080;\nlisten 8080;\n"
+    );
+}

@@ -17,6 +17,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Round trips
+//!
+//! On a long link each sequential request costs a round trip (RTT), so a
+//! plan of small steps is bound by how many it makes. A plan opens one
+//! SFTP channel, on its first step that moves a file, and keeps it for
+//! the later ones: that first step pays 4 RTTs more (channel open,
+//! subsystem, SFTP init, limits). After that, per step:
+//!
+//! - inline: 2 RTTs and the command's own run time (channel open, then
+//!   the exec request; the output and exit status follow as they come);
+//! - file: 3 RTTs (open; the writes, fsync, mode and close together; the
+//!   rename into place), plus 2 per missing parent directory, created only
+//!   when the open reports them missing;
+//! - script: 2 RTTs to upload (open; writes, mode and close together), the
+//!   inline step's 2, and 1 to remove the script;
+//! - download: 3 RTTs and the reads (open, fstat, the reads in flight,
+//!   close).
+//!
+//! `cargo bench --bench compare -- --scenario rtt_small_steps` measures
+//! them through a delaying relay (BENCHMARKS.md).
+//!
 //! Inside: `step.rs` holds the step model ([`ProvisionDef`]), `event.rs`
 //! the [`Event`]s and the [`Sink`] trait, `runner.rs` the [`Provisioner`]
 //! that runs the steps, `tail.rs` the stderr tail of a failure, and

@@ -309,7 +309,7 @@ impl Sftp {
     }
 
     /// Whether the channel or the whole connection has ended.
-    fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.inner.closed.is_cancelled() || self.inner.session.is_closed()
     }
 

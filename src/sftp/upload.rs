@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::atomic::{RemoteTemp, Remover, parent_of, temp_name_for};
 use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
 use super::{Sftp, mode_attrs};
-use crate::error::Error;
+use crate::error::{Error, SftpErrorKind};
 
 impl Sftp {
     /// Uploads a local file. See [`Session::upload_with`](crate::Session::upload_with).
@@ -74,12 +74,9 @@ impl Sftp {
     where
         R: AsyncRead + Unpin + Send,
     {
-        if opts.create_parents
-            && let Some(dir) = parent_of(remote)
-        {
-            self.mkdir_all(dir).await?;
-        }
-        if !opts.overwrite && self.exists(remote).await? {
+        if !opts.overwrite && opts.atomic && self.exists(remote).await? {
+            // Refused before any byte moves (the rename would refuse it
+            // only at the end).
             return Err(self.already_exists("open", remote));
         }
         let mode = opts.mode.unwrap_or(0o644);
@@ -98,34 +95,25 @@ impl Sftp {
             .atomic
             .then(|| RemoteTemp::new(target.clone(), Remover::Sftp(self.clone())));
         // Create owner-only until complete; the final mode is set at the end.
-        let handle = self
-            .call(
-                "open",
-                remote,
-                self.inner
-                    .raw
-                    .open(target.as_str(), flags, mode_attrs(0o600 | (mode & 0o700))),
-            )
-            .await
-            .map_err(|e| match e {
-                Error::Sftp {
-                    host,
-                    port,
-                    op,
-                    kind,
-                    source,
-                    ..
-                } => Error::Sftp {
-                    host,
-                    port,
-                    op,
-                    path: remote.to_string(),
-                    kind,
-                    source,
-                },
-                other => other,
-            })?
-            .handle;
+        let attrs = || mode_attrs(0o600 | (mode & 0o700));
+        // Parents are created only when the open says they are missing:
+        // no round trip where they exist.
+        let mut opened = self.open_for_upload(remote, &target, flags, attrs()).await;
+        if opts.create_parents
+            && let Err(Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }) = opened
+            && let Some(dir) = parent_of(remote)
+        {
+            self.mkdir_all(dir).await?;
+            opened = self.open_for_upload(remote, &target, flags, attrs()).await;
+        }
+        // An exclusive open refused: say why in a typed way.
+        if opened.is_err() && !opts.overwrite && !opts.atomic && self.exists(remote).await? {
+            return Err(self.already_exists("open", remote));
+        }
+        let handle = opened?;
         let job = Job {
             handle: &handle,
             remote,
@@ -143,22 +131,64 @@ impl Sftp {
                 }
                 Ok(n)
             }
-            Err(e) => {
+            Err(Failed {
+                error,
+                handle_closed,
+            }) => {
                 // Leave no partial file behind where we still can.
                 if !self.is_gone() {
-                    let _ = self
-                        .call("close", remote, self.inner.raw.close(handle.as_str()))
-                        .await;
+                    if !handle_closed {
+                        let _ = self
+                            .call("close", remote, self.inner.raw.close(handle.as_str()))
+                            .await;
+                    }
                     if let Some(t) = temp {
                         let _ = t.remove().await;
                     }
                 }
-                Err(e)
+                Err(error)
             }
         }
     }
 
-    async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Error>
+    /// Opens `target` for an upload to `remote`; errors name `remote`.
+    async fn open_for_upload(
+        &self,
+        remote: &str,
+        target: &str,
+        flags: OpenFlags,
+        attrs: russh_sftp::protocol::FileAttributes,
+    ) -> Result<String, Error> {
+        self.call("open", remote, self.inner.raw.open(target, flags, attrs))
+            .await
+            .map(|h| h.handle)
+            .map_err(|e| match e {
+                Error::Sftp {
+                    host,
+                    port,
+                    op,
+                    kind,
+                    source,
+                    ..
+                } => Error::Sftp {
+                    host,
+                    port,
+                    op,
+                    path: remote.to_string(),
+                    kind,
+                    source,
+                },
+                other => other,
+            })
+    }
+
+    /// Writes everything with up to `in_flight` writes outstanding, then
+    /// finishes the file. The last writes, the fsync, the mode and the
+    /// close go out together, so the tail costs one round trip: the
+    /// server handles the requests of one file in order, and only the
+    /// rename waits for all of them, so a failed write never replaces the
+    /// destination.
+    async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Failed>
     where
         R: AsyncRead + Unpin + Send,
     {
@@ -171,6 +201,10 @@ impl Sftp {
             local,
             opts,
         } = *job;
+        let open = |error| Failed {
+            error,
+            handle_closed: false,
+        };
         let raw = &self.inner.raw;
         let chunk = opts
             .chunk_size
@@ -186,11 +220,13 @@ impl Sftp {
         loop {
             while !eof && in_flight.len() < max_in_flight {
                 let mut buf = vec![0u8; chunk];
-                let n = read_full(reader, &mut buf).await.map_err(|e| match local {
-                    Some(path) => {
-                        Error::io(format!("cannot read local file {}", path.display()), e)
-                    }
-                    None => Error::io("cannot read local data", e),
+                let n = read_full(reader, &mut buf).await.map_err(|e| {
+                    open(match local {
+                        Some(path) => {
+                            Error::io(format!("cannot read local file {}", path.display()), e)
+                        }
+                        None => Error::io("cannot read local data", e),
+                    })
                 })?;
                 if n == 0 {
                     eof = true;
@@ -204,34 +240,63 @@ impl Sftp {
                     eof = true;
                 }
             }
-            if in_flight.is_empty() {
+            if eof {
                 break;
             }
             let done = tokio::select! {
                 r = in_flight.next() => r,
-                _ = self.gone() => return Err(self.inner.session.lost("SFTP channel closed during upload")),
+                _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
             };
             if let Some(r) = done {
-                acked += r.map_err(|e| self.err("write", remote, e))?;
+                acked += r.map_err(|e| open(self.err("write", remote, e)))?;
                 opts.report(acked, total);
             }
         }
-        drop(in_flight);
-        if opts.fsync && self.inner.fsync {
-            self.call("fsync", remote, raw.fsync(handle)).await?;
-        }
-        self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)))
-            .await?;
-        self.call("close", remote, raw.close(handle)).await?;
-        if opts.atomic {
-            if opts.overwrite {
-                self.rename(target, remote).await?;
-            } else {
-                self.rename_no_replace(target, remote).await?;
+        // Polled in this order, so the requests go out in this order.
+        let writes = async {
+            while let Some(r) = in_flight.next().await {
+                acked += r.map_err(|e| self.err("write", remote, e))?;
+                opts.report(acked, total);
             }
+            Ok::<_, Error>(acked)
+        };
+        let fsync = async {
+            if opts.fsync && self.inner.fsync {
+                self.call("fsync", remote, raw.fsync(handle)).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let set_mode = self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)));
+        let close = self.call("close", remote, raw.close(handle));
+        let tail = async { tokio::join!(writes, fsync, set_mode, close) };
+        let (written, synced, moded, closed) = tokio::select! {
+            r = tail => r,
+            _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
+        };
+        let closed_err = |error| Failed {
+            error,
+            handle_closed: true,
+        };
+        let acked = written.map_err(closed_err)?;
+        synced.map_err(closed_err)?;
+        moded.map_err(closed_err)?;
+        closed.map_err(closed_err)?;
+        if opts.atomic {
+            let renamed = if opts.overwrite {
+                self.rename(target, remote).await
+            } else {
+                self.rename_no_replace(target, remote).await
+            };
+            renamed.map_err(closed_err)?;
         }
         Ok(acked)
     }
+}
+
+/// An upload that failed, and whether its handle is closed already.
+struct Failed {
+    error: Error,
+    handle_closed: bool,
 }
 
 /// One upload in progress.
