@@ -138,6 +138,10 @@ async fn a_second_ctrl_c_exits_at_once() {
     let report = hosts.path("never.json");
     // Endless output that nobody reads once it started: the run cannot
     // finish its graceful stop (its output sink waits on the full pipe).
+    // The command also ignores SIGTERM, so that where the pipe is not full
+    // yet when the first Ctrl-C lands (a loaded machine), the stop still
+    // waits for the channel to close (up to 5 s) and the second one finds
+    // the run still stopping.
     let mut c = hosts.verb(
         "exec",
         &[
@@ -145,7 +149,7 @@ async fn a_second_ctrl_c_exits_at_once() {
             "--report",
             report.to_str().unwrap(),
             "--",
-            "yes flood",
+            "trap '' TERM; yes flood",
         ],
     );
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
