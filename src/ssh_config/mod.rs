@@ -166,8 +166,10 @@ impl AlgorithmOptions {
     }
 
     /// The options as read, each list checked where it was written: a name
-    /// vmssh does not implement fails resolution with its file and line.
-    fn read(opts: &reader::Options) -> Result<Self, Error> {
+    /// OpenSSH knows but vmssh does not implement is left out with a
+    /// warning; any other unknown name, or a list left with nothing vmssh
+    /// implements, fails resolution with its file and line.
+    fn read(opts: &reader::Options, warnings: &mut Vec<Warning>) -> Result<Self, Error> {
         let lists = [
             ("KexAlgorithms", &opts.kex_algorithms),
             ("Ciphers", &opts.ciphers),
@@ -180,17 +182,39 @@ impl AlgorithmOptions {
         };
         for (i, (option, set)) in lists.into_iter().enumerate() {
             let Some(set) = set else { continue };
-            let one = AlgorithmOptions {
-                kex: (i == 0).then(|| set.value.clone()),
-                ciphers: (i == 1).then(|| set.value.clone()),
-                macs: (i == 2).then(|| set.value.clone()),
-                host_keys: (i == 3).then(|| set.value.clone()),
-                compression: false,
+            let mut value = set.value.clone();
+            let one = loop {
+                let one = AlgorithmOptions {
+                    kex: (i == 0).then(|| value.clone()),
+                    ciphers: (i == 1).then(|| value.clone()),
+                    macs: (i == 2).then(|| value.clone()),
+                    host_keys: (i == 3).then(|| value.clone()),
+                    compression: false,
+                };
+                match one.apply(SshConfig::new("")).algorithms.resolve() {
+                    Ok(_) => break one,
+                    // Another client's algorithm (OpenSSH's sntrup761 or
+                    // umac): left out with a warning, as long as the list
+                    // keeps a name vmssh implements.
+                    Err(Error::UnsupportedAlgorithm { kind, name, .. })
+                        if kind.is_openssh_name(&name) =>
+                    {
+                        value = without_name(&value, &name);
+                        if value.is_empty() {
+                            return Err(set.at.error(format!(
+                                "{option}: vmssh implements none of {}",
+                                set.value
+                            )));
+                        }
+                        warnings.push(warning(
+                            &set.at,
+                            &option.to_ascii_lowercase(),
+                            WarningKind::AlgorithmNotImplemented(name),
+                        ));
+                    }
+                    Err(e) => return Err(set.at.error(format!("{option}: {e}"))),
+                }
             };
-            one.apply(SshConfig::new(""))
-                .algorithms
-                .resolve()
-                .map_err(|e| set.at.error(format!("{option}: {e}")))?;
             match i {
                 0 => out.kex = one.kex,
                 1 => out.ciphers = one.ciphers,
@@ -200,6 +224,21 @@ impl AlgorithmOptions {
         }
         Ok(out)
     }
+}
+
+/// An OpenSSH algorithm list (`a,b`, `+a,b`, `-a,b` or `^a,b`) without
+/// `name`, its leading `+`, `-` or `^` kept.
+fn without_name(list: &str, name: &str) -> String {
+    let (mode, rest) = match list.chars().next() {
+        Some(c @ ('+' | '-' | '^')) => (&list[..c.len_utf8()], &list[c.len_utf8()..]),
+        _ => ("", list),
+    };
+    let kept: Vec<&str> = rest
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != name)
+        .collect();
+    format!("{mode}{}", kept.join(","))
 }
 
 /// How a host is reached when not directly.
@@ -603,7 +642,7 @@ fn resolve_one(
         _ => None,
     };
 
-    let algorithms = AlgorithmOptions::read(&opts)?;
+    let algorithms = AlgorithmOptions::read(&opts, &mut warnings)?;
     Ok(ResolvedHost {
         alias: q.host_arg.clone(),
         host,
@@ -835,6 +874,56 @@ mod tests {
         assert!(e.to_string().contains("umac-64-etm@openssh.com"), "{e}");
         // Another host's lists are not checked for this one.
         assert!(resolve_in(&f, "b").is_ok());
+    }
+
+    #[test]
+    fn openssh_algorithms_vmssh_lacks_are_left_out_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host a\n  KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256\n  \
+             MACs umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com\n\
+             Host b\n  MACs -umac-64@openssh.com\n\
+             Host c\n  KexAlgorithms curve25519-sha256,no-such-kex\n",
+        );
+        let a = resolve_in(&f, "a").unwrap();
+        let p = a.ssh_config().algorithms.resolve().unwrap().preferred;
+        assert_eq!(
+            p.mac.iter().map(|n| n.as_ref()).collect::<Vec<_>>(),
+            ["hmac-sha2-256-etm@openssh.com"]
+        );
+        assert!(p.kex.iter().any(|n| n.as_ref() == "curve25519-sha256"));
+        assert!(!p.kex.iter().any(|n| n.as_ref().starts_with("sntrup")));
+        let kinds: Vec<_> = a
+            .warnings()
+            .iter()
+            .map(|w| (w.line(), w.kind().clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    2,
+                    WarningKind::AlgorithmNotImplemented(
+                        "sntrup761x25519-sha512@openssh.com".into()
+                    )
+                ),
+                (
+                    3,
+                    WarningKind::AlgorithmNotImplemented("umac-128-etm@openssh.com".into())
+                ),
+            ]
+        );
+        // Removing an algorithm vmssh never offers leaves the defaults.
+        let b = resolve_in(&f, "b").unwrap();
+        assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+        let macs = |cfg: SshConfig| cfg.algorithms.resolve().unwrap().preferred.mac;
+        assert_eq!(macs(b.ssh_config()), macs(SshConfig::new("x")));
+        // A name no client knows is still an error, with its line.
+        let e = resolve_in(&f, "c").unwrap_err();
+        assert_eq!(line_of(&e), (f.clone(), Some(7)));
+        assert!(e.to_string().contains("no-such-kex"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub enum WarningKind {
     ExtraKnownHostsFile(PathBuf),
     /// `StrictHostKeyChecking no`: vmssh still refuses changed host keys.
     StillRefusesChangedKeys,
+    /// An algorithm OpenSSH knows and vmssh does not implement (such as
+    /// `sntrup761x25519-sha512@openssh.com` or `umac-128-etm@openssh.com`),
+    /// left out of its list.
+    AlgorithmNotImplemented(String),
 }
 
 impl Warning {
@@ -73,6 +77,9 @@ impl fmt::Display for Warning {
             ),
             WarningKind::StillRefusesChangedKeys => {
                 f.write_str("unknown keys are accepted, changed keys are still refused")
+            }
+            WarningKind::AlgorithmNotImplemented(name) => {
+                write!(f, "{name} is not implemented by vmssh; left out")
             }
         }
     }
