@@ -377,6 +377,24 @@ impl std::fmt::Debug for ChannelLease {
     }
 }
 
+/// Runs a channel open to its end even when the caller's future is
+/// dropped: the server may confirm a channel after the caller is gone, and
+/// only a lease can close it. (russh forgets an open whose future was
+/// dropped, and the server's channel then stays open, holding one of its
+/// `MaxSessions` slots, until the connection ends.) A lease nobody
+/// receives is dropped, which closes its channel.
+async fn detached(
+    session: &Session,
+    open: impl Future<Output = Result<ChannelLease, Error>> + Send + 'static,
+) -> Result<ChannelLease, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(open.await);
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(session.lost("the channel open was interrupted")))
+}
+
 /// Opens a session channel, waiting for a free slot under the session's
 /// channel limit; the slot is held until the lease has closed the channel.
 ///
@@ -388,6 +406,12 @@ impl std::fmt::Debug for ChannelLease {
 /// event-loop pass): that is retried briefly. A refusal with no channel of
 /// the session open cannot be waited out: it is returned at once.
 pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
+    let owned = session.clone();
+    detached(session, async move { open_now(&owned, closing).await }).await
+}
+
+/// [`open`], attached to the caller.
+async fn open_now(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
     let slots = session.channel_slots();
     let mut delay = Duration::from_millis(2);
     let mut freeing_since: Option<Instant> = None;
@@ -462,6 +486,20 @@ impl From<StartError> for Error {
 /// under the session's channel limit like any channel. A refusal is final:
 /// unlike a session channel's, it does not depend on other channels.
 pub(crate) async fn open_tunnel(
+    session: &Session,
+    host: &str,
+    port: u16,
+    from: Option<std::net::SocketAddr>,
+) -> Result<ChannelLease, Error> {
+    let (owned, host) = (session.clone(), host.to_string());
+    detached(session, async move {
+        open_tunnel_now(&owned, &host, port, from).await
+    })
+    .await
+}
+
+/// [`open_tunnel`], attached to the caller.
+async fn open_tunnel_now(
     session: &Session,
     host: &str,
     port: u16,

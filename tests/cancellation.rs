@@ -247,3 +247,108 @@ async fn dropped_fleet_leaves_no_task() {
     );
     settles_to(baseline).await;
 }
+
+/// Drives `fut` for at most `polls` polls (each one woken by real I/O),
+/// then drops it: `None` when it was dropped before it completed.
+async fn cancel_after<F: std::future::Future + Unpin>(
+    mut fut: F,
+    polls: usize,
+) -> Option<F::Output> {
+    let mut left = polls;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        left -= 1;
+        std::pin::Pin::new(&mut fut).poll(cx).map(Some)
+    })
+    .await
+}
+
+/// Calls `start` with a future dropped after 1, 2, 3... polls, so that it
+/// is dropped at each of its await points in turn (right after the channel
+/// was set up among them), until one completes. The server allows one
+/// session channel: after each drop the next command gets it, or the
+/// dropped future leaked its channel. Returns how many drops there were.
+async fn drops_at_every_point<F, Fut, T>(sess: &vmssh::Session, start: F) -> usize
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, vmssh::Error>> + Send,
+{
+    for polls in 1..100 {
+        let fut = Box::pin(start());
+        if cancel_after(fut, polls).await.is_some() {
+            return polls - 1;
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), sess.exec("echo free"))
+            .await
+            .expect("the next command hung")
+            .unwrap_or_else(|e| panic!("dropped after {polls} polls, its channel leaked: {e}"));
+        assert_eq!(out.stdout, b"free\n");
+    }
+    panic!("never completed");
+}
+
+/// A command or SFTP session whose future is dropped at any point of its
+/// setup gives its channel back to the server (sshd with MaxSessions 1),
+/// and leaves no task behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn setup_dropped_at_any_point_closes_its_channel() {
+    let srv = support::Sshd::builder().max_sessions(1).start();
+    let sess = srv.connect().await;
+    let baseline = alive_tasks();
+    let execs = drops_at_every_point(&sess, || {
+        sess.exec_command(vmssh::Command::new("cat").env("K", "v"))
+    })
+    .await;
+    let streams = drops_at_every_point(&sess, || async {
+        // Setup only: the stream itself is dropped at once.
+        sess.exec_streaming("cat").await.map(drop)
+    })
+    .await;
+    let sftps = drops_at_every_point(&sess, || async { sess.sftp().await.map(drop) }).await;
+    assert!(
+        execs > 1 && streams > 1 && sftps > 1,
+        "{execs} {streams} {sftps}"
+    );
+    settles_to(baseline).await;
+}
+
+/// An `sftp()` that fails (no SFTP subsystem: sshd refuses it, dropbear
+/// accepts it and the channel closes) leaves no task and no channel.
+async fn failed_sftp_leaves_nothing(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let baseline = alive_tasks();
+    for _ in 0..3 {
+        let err = sess.sftp().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                vmssh::Error::Sftp {
+                    kind: vmssh::SftpErrorKind::Unsupported,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    settles_to(baseline).await;
+    assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
+}
+
+mod failed_sftp_leaves_nothing {
+    use super::support::{Dropbear, Sshd};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd_without_sftp() {
+        super::failed_sftp_leaves_nothing(&Sshd::builder().max_sessions(1).no_sftp().start()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear_without_sftp() {
+        super::failed_sftp_leaves_nothing(&Dropbear::builder().no_sftp().start()).await;
+    }
+}
