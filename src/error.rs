@@ -407,6 +407,18 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// Two fleet targets have the same name: their reports and logs would
+    /// mix, so nothing was run.
+    #[error("fleet targets {first} and {second} are both named {name:?}")]
+    DuplicateTarget {
+        /// The name.
+        name: String,
+        /// 1-based index of the first target with it.
+        first: usize,
+        /// 1-based index of the second.
+        second: usize,
+    },
+
     /// Any other protocol-level failure.
     #[error("{host}:{port}: SSH protocol error: {reason}")]
     Protocol {
@@ -928,6 +940,11 @@ mod tests {
                 reason: "cannot read".into(),
                 source: boxed(),
             },
+            Error::DuplicateTarget {
+                name: "vm1".into(),
+                first: 1,
+                second: 3,
+            },
             Error::Protocol {
                 host,
                 port,
@@ -975,10 +992,11 @@ mod tests {
                 Error::ProxyCommand { .. } => "ProxyCommand",
                 Error::Vmctl { .. } => "Vmctl",
                 Error::UnsupportedAlgorithm { .. } => "UnsupportedAlgorithm",
+                Error::DuplicateTarget { .. } => "DuplicateTarget",
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 30, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 31, "every variant once: {seen:?}");
     }
 
     #[test]

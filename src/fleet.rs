@@ -432,6 +432,11 @@ impl Fleet {
     /// Sets the directory of the logs: each VM's output goes to
     /// `dir/<vm>/provision.log`; a later call replaces an earlier one.
     ///
+    /// `<vm>` is the VM's name as one file name inside `dir`: bytes other
+    /// than ASCII letters, digits, `-`, `_` and `.`, and a leading `.`,
+    /// are written `%XX` (`../x` is `%2E.%2Fx`), so that no name leaves
+    /// `dir` and different names never share a log.
+    ///
     /// Default: none.
     pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.log_dir = Some(dir.into());
@@ -450,8 +455,28 @@ impl Fleet {
         self
     }
 
+    /// Checks the targets as [`provision`](Self::provision) does, then
+    /// provisions them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicateTarget`] when two targets have the same name
+    /// (their reports and logs would mix); nothing is run then.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`provision`](Self::provision).
+    pub async fn try_provision(&self, targets: Vec<Target>) -> Result<FleetReport, Error> {
+        check_names(&targets)?;
+        Ok(self.provision(targets).await)
+    }
+
     /// Connects to and provisions every target; never fails as a whole:
     /// each VM's result is in the report.
+    ///
+    /// Target names must be unique: when two are the same, nothing is run
+    /// and every VM is reported failed with the error
+    /// ([`try_provision`](Self::try_provision) returns it instead).
     ///
     /// Must be called within a tokio runtime: each VM runs as a task on it.
     /// The future resolves once every VM's task has ended, so nothing runs
@@ -465,6 +490,26 @@ impl Fleet {
     /// stop a run and still get its report, use a [`StopHandle`].
     pub async fn provision(&self, targets: Vec<Target>) -> FleetReport {
         let start = Instant::now();
+        if let Err(e) = check_names(&targets) {
+            let error = Some(e.to_string());
+            return FleetReport {
+                vms: targets
+                    .iter()
+                    .map(|t| VmReport {
+                        name: t.name.clone(),
+                        host: t.host.clone(),
+                        port: t.port,
+                        outcome: Outcome::Failed,
+                        failed_step: None,
+                        error: error.clone(),
+                        connect: None,
+                        steps: Vec::new(),
+                        total: Duration::ZERO,
+                    })
+                    .collect(),
+                wall: start.elapsed(),
+            };
+        }
         let halt = Halt::new(self.stop.as_ref());
         let vm_slots = Arc::new(Semaphore::new(self.concurrency));
         let connect_slots = Arc::new(Semaphore::new(self.connect_concurrency));
@@ -559,7 +604,7 @@ impl Fleet {
             p = p.shared_sink(s.clone());
         }
         if let Some(dir) = &self.log_dir {
-            p = p.log_dir(dir.join(&target.name));
+            p = p.log_dir(dir.join(log_name(&target.name)));
         }
         for s in &target.sinks {
             p = p.shared_sink(s.clone());
@@ -877,6 +922,41 @@ enum Failure {
     Stopped { step: Option<usize> },
 }
 
+/// Refuses two targets with the same name.
+fn check_names(targets: &[Target]) -> Result<(), Error> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        if let Some(first) = seen.insert(t.name.as_str(), i) {
+            return Err(Error::DuplicateTarget {
+                name: t.name.clone(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A VM name as one file name: see [`Fleet::log_dir`]. Injective, so
+/// distinct names stay distinct files; never empty, `.` or `..`.
+fn log_name(name: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if plain {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    if out.is_empty() {
+        // No encoded name is a bare `%`.
+        out.push('%');
+    }
+    out
+}
+
 /// An error and its causes on one line.
 fn error_chain(e: &Error) -> String {
     let mut s = e.to_string();
@@ -893,4 +973,29 @@ fn error_chain(e: &Error) -> String {
         s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_stay_inside_and_apart() {
+        assert_eq!(log_name("vm1"), "vm1");
+        assert_eq!(log_name("web.example-1_a"), "web.example-1_a");
+        assert_eq!(log_name("../escaped"), "%2E.%2Fescaped");
+        assert_eq!(log_name(".."), "%2E.");
+        assert_eq!(log_name("."), "%2E");
+        assert_eq!(log_name(""), "%");
+        assert_eq!(log_name("/etc/passwd"), "%2Fetc%2Fpasswd");
+        assert_eq!(log_name("a b%"), "a%20b%25");
+        assert_eq!(log_name("é"), "%C3%A9");
+        let names = ["a/b", "a_b", "a%2Fb", "a%b", "%", ""];
+        let encoded: std::collections::HashSet<_> = names.iter().map(|n| log_name(n)).collect();
+        assert_eq!(encoded.len(), names.len(), "{encoded:?}");
+        for n in names {
+            let p = std::path::Path::new(&log_name(n)).components().count();
+            assert_eq!(p, 1, "{n:?}");
+        }
+    }
 }

@@ -445,3 +445,68 @@ async fn max_failures_stops_after_the_limit() {
         );
     }
 }
+
+/// A VM name is one file name inside `log_dir`, whatever it holds; two
+/// targets with one name are refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn log_names_stay_inside_log_dir_and_names_are_unique() {
+    let srv = support::sshd();
+    let top = tempfile::tempdir().unwrap();
+    let logs = top.path().join("logs");
+    let guest = tempfile::tempdir().unwrap();
+    let d = guest.path().display();
+    let target = |name: &str| {
+        Target::new(
+            name,
+            support::HOST,
+            srv.port(),
+            srv.config(),
+            vec![ProvisionDef::inline(format!("echo ran >> '{d}/ran'"))],
+        )
+    };
+    let report = Fleet::new()
+        .log_dir(&logs)
+        .provision(vec![target("../escaped"), target(".."), target("a/b")])
+        .await;
+    assert!(report.all_succeeded(), "{}", report.summary());
+    let mut inside: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    inside.sort();
+    assert_eq!(inside, ["%2E.", "%2E.%2Fescaped", "a%2Fb"]);
+    for name in &inside {
+        assert!(logs.join(name).join("provision.log").is_file(), "{name}");
+    }
+    // Nothing was written beside `logs`.
+    let beside: Vec<_> = std::fs::read_dir(top.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["logs"]);
+
+    let twice = vec![target("vm1"), target("vm2"), target("vm1")];
+    let err = Fleet::new().try_provision(twice.clone()).await.unwrap_err();
+    match &err {
+        vmssh::Error::DuplicateTarget {
+            name,
+            first,
+            second,
+        } => assert_eq!((name.as_str(), *first, *second), ("vm1", 1, 3)),
+        other => panic!("expected DuplicateTarget, got {other:?}"),
+    }
+    let report = Fleet::new().provision(twice).await;
+    assert_eq!(report.failed(), ["vm1", "vm2", "vm1"]);
+    assert!(
+        report
+            .vms
+            .iter()
+            .all(|v| v.error.as_deref() == Some(&*err.to_string()))
+    );
+    // Only the first run's three VMs ran.
+    assert_eq!(
+        std::fs::read_to_string(guest.path().join("ran")).unwrap(),
+        "ran\nran\nran\n"
+    );
+}
