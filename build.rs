@@ -56,6 +56,11 @@ const PROBES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "sudo",
+        "sudo and OpenSSH sshd (Debian: sudo, openssh-server)",
+        &["sudo", "sshd", "ssh-keygen"],
+    ),
+    (
         "tinysshd",
         "tinysshd (Debian: tinysshd)",
         &[

@@ -91,6 +91,7 @@ pub struct Command {
     env: Vec<(String, String)>,
     stdin: Option<Stdin>,
     pty: bool,
+    sudo: bool,
     timeout: Option<Duration>,
 }
 
@@ -106,6 +107,7 @@ impl fmt::Debug for Command {
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("stdin", &self.stdin.is_some())
             .field("pty", &self.pty)
+            .field("sudo", &self.sudo)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -119,6 +121,7 @@ impl Command {
             env: Vec::new(),
             stdin: None,
             pty: false,
+            sudo: false,
             timeout: None,
         }
     }
@@ -162,6 +165,18 @@ impl Command {
         self
     }
 
+    /// Sets whether the command runs as root through `sudo -n` (for
+    /// guests where the SSH user is not root), environment included:
+    /// the variables are exported inside `sudo`, so that its `env_reset`
+    /// does not drop them. `sudo -n` fails rather than asking for a
+    /// password.
+    ///
+    /// Default: false.
+    pub fn sudo(mut self, on: bool) -> Self {
+        self.sudo = on;
+        self
+    }
+
     /// Sets a limit: the command fails with [`Error::CommandTimeout`] and
     /// its channel is closed when it has not finished after `timeout`.
     ///
@@ -171,8 +186,15 @@ impl Command {
         self
     }
 
-    /// Checks the environment: names a shell accepts, values without NUL.
+    /// Checks the environment: names a shell accepts, values without NUL,
+    /// and a way to reach the command.
     fn check(&self) -> Result<(), Error> {
+        if self.sudo && self.pty && !self.env.is_empty() {
+            // On a pty they go as `env` requests, which sudo drops.
+            return Err(Error::Config {
+                reason: "environment variables cannot reach a sudo command on a pty".to_string(),
+            });
+        }
         for (key, value) in &self.env {
             if !valid_env_name(key) {
                 return Err(Error::Config {
@@ -190,12 +212,19 @@ impl Command {
 
     /// The remote command line and the bytes to send ahead of stdin.
     fn remote_line(&self) -> (String, Option<Bytes>) {
-        if self.env.is_empty() || self.pty {
-            return (self.command.clone(), None);
+        let (line, preamble) = if self.env.is_empty() || self.pty {
+            (self.command.clone(), None)
+        } else {
+            (
+                format!("{ENV_READER}{}", self.command),
+                Some(env_preamble(&self.env)),
+            )
+        };
+        if self.sudo {
+            // The env reader runs inside sudo, past its env_reset.
+            return (format!("sudo -n -- sh -c {}", shell_quote(&line)), preamble);
         }
-        let mut line = String::from(ENV_READER);
-        line.push_str(&self.command);
-        (line, Some(env_preamble(&self.env)))
+        (line, preamble)
     }
 }
 
@@ -680,5 +709,21 @@ mod tests {
             &b"TOKEN=s3cr3t\\0040value\\0012\\0047\\0044\\0050x\\0051\\0047\n\n"[..]
         );
         assert!(preamble.is_ascii());
+    }
+
+    #[test]
+    fn sudo_wraps_the_env_reader() {
+        let (line, preamble) = Command::new("env").env("K", "v").sudo(true).remote_line();
+        assert!(
+            line.starts_with("sudo -n -- sh -c 'while IFS= read"),
+            "{line}"
+        );
+        assert!(line.ends_with("env'"), "{line}");
+        assert_eq!(&preamble.unwrap()[..], b"K=v\n\n");
+        let (line, preamble) = Command::new("id -u").sudo(true).remote_line();
+        assert_eq!(line, "sudo -n -- sh -c 'id -u'");
+        assert!(preamble.is_none());
+        let pty = Command::new("env").env("K", "v").sudo(true).pty(true);
+        assert!(matches!(pty.check(), Err(Error::Config { .. })));
     }
 }

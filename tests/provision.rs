@@ -269,6 +269,51 @@ async fn events_arrive_in_order() {
     assert!(events.iter().all(|e| e.vm() == "ev"));
 }
 
+/// A `sudo` step keeps its environment: the variables reach the command
+/// that runs under sudo (Debian's sudoers resets the environment), in
+/// inline and script steps alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sudo), ignore = "needs sudo and OpenSSH sshd")]
+async fn sudo_steps_keep_their_env() {
+    assert!(
+        support::is_root(),
+        "this test logs in as the current user and needs `sudo -n` to work: run it as root"
+    );
+    let srv = support::sshd();
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let guest = tempfile::tempdir().unwrap();
+    let d = guest.path().display();
+    let probe =
+        |out: &str| format!("printf '%s|%s|%s' \"$K\" \"$SUDO_USER\" \"$(id -u)\" > '{d}/{out}'");
+    std::fs::write(
+        plan.path().join("sudo.sh"),
+        format!("#!/bin/sh\n{}\n", probe("script")),
+    )
+    .unwrap();
+    let value = "v a'l $(x)";
+    let steps = [
+        ProvisionDef::inline(probe("inline"))
+            .env("K", value)
+            .sudo(true),
+        ProvisionDef::script("sudo.sh").env("K", value).sudo(true),
+    ];
+    Provisioner::new("sudo")
+        .base_dir(plan.path())
+        .run(&sess, &steps)
+        .await
+        .unwrap();
+    for out in ["inline", "script"] {
+        let got = std::fs::read_to_string(guest.path().join(out)).unwrap();
+        // SUDO_USER shows the command ran under sudo.
+        assert_eq!(
+            got,
+            format!("{value}|{}|0", support::current_user()),
+            "{out}"
+        );
+    }
+}
+
 /// A sink that counts bytes and stalls now and then.
 struct SlowSink {
     bytes: Arc<AtomicU64>,

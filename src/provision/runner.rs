@@ -542,12 +542,7 @@ impl Provisioner {
         line: String,
     ) -> StepOutcome {
         let session = transfer.session();
-        let line = if step.sudo {
-            format!("sudo -n -- sh -c {}", shell_quote(&line))
-        } else {
-            line
-        };
-        let mut cmd = Command::new(line);
+        let mut cmd = Command::new(line).sudo(step.sudo);
         for (k, v) in &step.env {
             cmd = cmd.env(k.clone(), v.clone());
         }

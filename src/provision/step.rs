@@ -101,7 +101,9 @@ impl ProvisionDef {
     }
 
     /// Sets whether a shell or script step runs through `sudo -n` (for
-    /// guests where the SSH user is not root). File steps ignore it.
+    /// guests where the SSH user is not root), with its
+    /// [`env`](Self::env) (see [`Command::sudo`](crate::Command::sudo)).
+    /// File steps ignore it.
     ///
     /// Default: false.
     #[must_use]
