@@ -314,6 +314,57 @@ async fn sudo_steps_keep_their_env() {
     }
 }
 
+/// Guest output reaches the terminal with its colours and nothing else:
+/// any other escape sequence or control character is shown, not executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn terminal_sink_shows_controls_and_keeps_colours() {
+    let srv = support::sshd();
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let path = out_dir.path().join("terminal");
+    let file = tokio::fs::File::create(&path).await.unwrap();
+    let steps = [ProvisionDef::inline(
+        r"printf '\033[1;31mred\033[0m plain\n'; \
+          printf '\033]0;title\007\033[2J\033[H\033]52;c;aGk=\033\\ \r\n'; \
+          printf 'oops\033[6n\n' >&2",
+    )];
+    Provisioner::new("tty")
+        .base_dir(plan.path())
+        .sink(vmssh::provision::TerminalSink::with_writer(file, true))
+        .run(&sess, &steps)
+        .await
+        .unwrap();
+    let shown = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&shown);
+    // Colours kept, and reset at the end of the line.
+    assert!(
+        text.contains("[tty] \x1b[1;31mred\x1b[0m plain\x1b[0m\n"),
+        "{text:?}"
+    );
+    // Title, clear screen, cursor home, clipboard, cursor report: shown.
+    assert!(
+        text.contains("[tty] ^[]0;title^G^[[2J^[[H^[]52;c;aGk=^[\\ \n"),
+        "{text:?}"
+    );
+    assert!(text.contains("! oops^[[6n"), "{text:?}");
+    // The only escapes left are colour sequences.
+    let mut rest = &shown[..];
+    while let Some(at) = rest.iter().position(|b| *b == 0x1b) {
+        rest = &rest[at + 1..];
+        let n = rest
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b';' || **b == b'[')
+            .count();
+        assert_eq!(rest.get(n), Some(&b'm'), "a non-SGR escape: {text:?}");
+    }
+    assert!(
+        !shown.iter().any(|b| *b < 0x20 && *b != b'\n' && *b != 0x1b),
+        "{text:?}"
+    );
+}
+
 /// A sink that counts bytes and stalls now and then.
 struct SlowSink {
     bytes: Arc<AtomicU64>,

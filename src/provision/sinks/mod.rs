@@ -7,6 +7,7 @@ mod channel;
 mod log;
 mod terminal;
 mod tracing;
+mod visible;
 mod vmctl_log;
 
 pub use self::channel::ChannelSink;

@@ -2,20 +2,34 @@
 
 use std::fmt;
 use std::io::IsTerminal as _;
+use std::pin::Pin;
 
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
 use super::LineBuffers;
+use super::visible::push_visible;
 use crate::provision::{Event, Sink};
 
 /// Prints output lines prefixed with the VM name (`[vm1] ...`), stderr
 /// marked with `!` and in red when writing to a terminal; step headers and
 /// results in between.
+///
+/// Guest output never drives the operator's terminal: colours (SGR
+/// sequences) are kept when colour is on (and reset at the end of each
+/// line), left out when it is off; every other control character or
+/// escape sequence is shown as `cat -v` shows it (`ESC` as `^[`, a
+/// carriage return as `^M`) instead of being executed. Error texts,
+/// which can quote the guest's stderr, are shown the same way.
 pub struct TerminalSink {
     color: bool,
-    state: Mutex<LineBuffers>,
+    state: Mutex<State>,
+}
+
+struct State {
+    lines: LineBuffers,
+    out: Pin<Box<dyn AsyncWrite + Send + Sync>>,
 }
 
 impl fmt::Debug for TerminalSink {
@@ -35,9 +49,18 @@ impl Default for TerminalSink {
 impl TerminalSink {
     /// Writes to standard output, with colour only when it is a terminal.
     pub fn new() -> Self {
+        Self::with_writer(tokio::io::stdout(), std::io::stdout().is_terminal())
+    }
+
+    /// Writes to `writer` (a pipe, a file, a buffer), with colour when
+    /// `color` is set.
+    pub fn with_writer(writer: impl AsyncWrite + Send + Sync + 'static, color: bool) -> Self {
         TerminalSink {
-            color: std::io::stdout().is_terminal(),
-            state: Mutex::new(LineBuffers::default()),
+            color,
+            state: Mutex::new(State {
+                lines: LineBuffers::default(),
+                out: Box::pin(writer),
+            }),
         }
     }
 
@@ -47,17 +70,25 @@ impl TerminalSink {
         } else {
             ("", "", "", "")
         };
+        let color = self.color;
         let mut out = Vec::new();
         let line = |vm: &str, err: bool, text: &[u8], out: &mut Vec<u8>| {
             out.extend_from_slice(format!("[{vm}] ").as_bytes());
+            // A line ending in CRLF (a pty's) ends at the CR.
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
             if err {
                 out.extend_from_slice(format!("{red}! ").as_bytes());
-                out.extend_from_slice(text);
+            }
+            // Kept guest colours end with the line, as red stderr does.
+            if push_visible(text, color, out) || err {
                 out.extend_from_slice(reset.as_bytes());
-            } else {
-                out.extend_from_slice(text);
             }
             out.push(b'\n');
+        };
+        let shown = |text: &str| {
+            let mut v = Vec::new();
+            push_visible(text.as_bytes(), false, &mut v);
+            String::from_utf8_lossy(&v).into_owned()
         };
         match event {
             Event::Connecting { vm } => {
@@ -74,6 +105,7 @@ impl TerminalSink {
                 total,
                 description,
             } => {
+                let description = shown(description);
                 out.extend_from_slice(
                     format!("{dim}[{vm}] ==> step {step}/{total}: {description}{reset}\n")
                         .as_bytes(),
@@ -119,7 +151,7 @@ impl TerminalSink {
                     format!("{colour}[{vm}] {verdict} in {duration:.2?}{reset}").as_bytes(),
                 );
                 if let Some(e) = error {
-                    out.extend_from_slice(format!(": {e}").as_bytes());
+                    out.extend_from_slice(format!(": {}", shown(e)).as_bytes());
                 }
                 out.push(b'\n');
             }
@@ -133,12 +165,11 @@ impl Sink for TerminalSink {
         Box::pin(async move {
             // Holding the lock while writing keeps lines of different VMs
             // from interleaving.
-            let mut lines = self.state.lock().await;
-            let bytes = self.render(event, &mut lines);
+            let mut state = self.state.lock().await;
+            let bytes = self.render(event, &mut state.lines);
             if !bytes.is_empty() {
-                let mut stdout = tokio::io::stdout();
-                let _ = stdout.write_all(&bytes).await;
-                let _ = stdout.flush().await;
+                let _ = state.out.write_all(&bytes).await;
+                let _ = state.out.flush().await;
             }
         })
     }
