@@ -1,6 +1,8 @@
 //! A VM that "reboots" between two steps: its connection dies after step 1
 //! finished. Without reconnects the next step fails clearly; with
-//! `Fleet::reconnects` the fleet reconnects and resumes at that step.
+//! `Fleet::reconnects` the fleet reconnects and resumes at that step. A VM
+//! that reboots while a step runs fails that step, reconnects or not: the
+//! step has started and is never run again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -103,4 +105,64 @@ async fn fleet_reconnects_and_resumes_when_asked() {
             "{step}"
         );
     }
+}
+
+/// Kills the server's per-connection processes as soon as step 2's
+/// command has printed something: the exec is in flight.
+struct RebootDuringStep2 {
+    server: Arc<support::Server>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Sink for RebootDuringStep2 {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Event::Output { step: 2, .. } = event
+                && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                support::signal_pids("KILL", &self.server.connection_pids());
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn a_step_cut_while_running_is_not_run_again() {
+    let srv = support::sshd();
+    let srv = Arc::new(srv);
+    let guest = tempfile::tempdir().unwrap();
+    let d = guest.path().display();
+    let steps = vec![
+        ProvisionDef::inline(format!("echo ran >> '{d}/step1'")),
+        // Keeps writing until its channel is gone (then SIGPIPE ends it).
+        ProvisionDef::inline(format!(
+            "echo ran >> '{d}/step2'; while true; do echo working; sleep 0.1; done"
+        )),
+        ProvisionDef::inline(format!("echo ran >> '{d}/step3'")),
+    ];
+    let target = Target::new("rebooter", support::HOST, srv.port(), srv.config(), steps);
+    let report = Fleet::new()
+        .reconnects(3)
+        .sink(RebootDuringStep2 {
+            server: srv.clone(),
+            done: Default::default(),
+        })
+        .provision(vec![target])
+        .await;
+    assert_eq!(report.failed(), ["rebooter"], "{}", report.summary());
+    let vm = report.get("rebooter").unwrap();
+    assert_eq!(vm.failed_step, Some(2), "{}", report.summary());
+    let error = vm.error.as_deref().unwrap();
+    assert!(error.contains("lost"), "{error}");
+    assert_eq!(
+        vm.steps.iter().map(|s| (s.step, s.ok)).collect::<Vec<_>>(),
+        [(1, true), (2, false)]
+    );
+    assert_eq!(
+        std::fs::read_to_string(guest.path().join("step2")).unwrap(),
+        "ran\n",
+        "step 2 was run again"
+    );
+    assert!(!guest.path().join("step3").exists());
 }
