@@ -106,10 +106,23 @@ async fn endless_banner_is_bounded() {
 async fn close_in_the_middle_of_key_exchange() {
     let port = fake_server(|mut sock| async move {
         let _ = sock.write_all(b"SSH-2.0-OpenSSH_9.2p1 fake\r\n").await;
+        // Read the client's banner and the start of its KEXINIT (they may
+        // arrive in one segment or several), then hang up.
+        let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        // Read the client's banner and KEXINIT, then hang up.
-        let _ = sock.read(&mut buf).await;
-        let _ = sock.read(&mut buf).await;
+        loop {
+            let kexinit_started = seen
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .is_some_and(|end| seen.len() > end + 2 + 5);
+            if kexinit_started {
+                break;
+            }
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
         drop(sock);
     })
     .await;
