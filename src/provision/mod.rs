@@ -57,7 +57,7 @@ mod tail;
 pub use event::{Event, Sink};
 pub use runner::{Provisioner, StepReport};
 pub(crate) use sinks::VmctlLabel;
-pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink, VmctlLogSink};
+pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink, VmctlLogSink, visible};
 pub use step::{ProvisionDef, StepKind};
 
 /// Runs `steps` on one VM: output goes to `log_dir/provision.log` (when

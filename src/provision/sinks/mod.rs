@@ -14,6 +14,7 @@ pub use self::channel::ChannelSink;
 pub use self::log::LogFileSink;
 pub use self::terminal::TerminalSink;
 pub use self::tracing::TracingSink;
+pub use self::visible::visible;
 pub(crate) use self::vmctl_log::VmctlLabel;
 pub use self::vmctl_log::VmctlLogSink;
 

@@ -86,6 +86,34 @@ fn utf8_char(text: &[u8]) -> (usize, Option<u8>) {
     }
 }
 
+/// Guest output made safe to print on the operator's terminal, for
+/// renderers of their own (a command line's live view, output grouped per
+/// host): line breaks kept and a carriage return before each dropped;
+/// every other control character or escape sequence shown as `cat -v`
+/// shows it (`ESC` as `^[`); colours (SGR sequences) kept when
+/// `keep_colours`, and then reset at the end of every line that set one,
+/// else left out. [`TerminalSink`](super::TerminalSink) shows output the
+/// same way.
+///
+/// ```
+/// let shown = vmssh::provision::visible(b"\x1b[31mred\x1b[0m \x1b]52;c;owned\x07\r\n", false);
+/// assert_eq!(shown, "red ^[]52;c;owned^G\n");
+/// ```
+pub fn visible(text: &[u8], keep_colours: bool) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut lines = text.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if push_visible(line, keep_colours, &mut out) {
+            out.extend_from_slice(b"\x1b[0m");
+        }
+        if lines.peek().is_some() {
+            out.push(b'\n');
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +165,15 @@ mod tests {
         let mut out = Vec::new();
         push_visible(b"\xe2\x28\x1b[K", true, &mut out);
         assert_eq!(out, b"\xe2(^[[K");
+    }
+
+    #[test]
+    fn whole_text_keeps_its_lines() {
+        assert_eq!(super::visible(b"a\r\nb\x1b[2Jc\n", false), "a\nb^[[2Jc\n");
+        assert_eq!(
+            super::visible(b"\x1b[32mok\nplain", true),
+            "\x1b[32mok\x1b[0m\nplain"
+        );
+        assert_eq!(super::visible(b"", true), "");
     }
 }

@@ -95,12 +95,16 @@ impl Collect {
         block.push(b'\n');
         let read_all = |file: &mut SpooledTempFile, block: &mut Vec<u8>| {
             let start = block.len();
+            let mut raw = Vec::new();
             let read = file
                 .seek(SeekFrom::Start(0))
-                .and_then(|_| file.read_to_end(block));
-            if read.is_err() {
-                block.truncate(start);
-                block.extend_from_slice(b"(output lost: cannot read the spool)\n");
+                .and_then(|_| file.read_to_end(&mut raw));
+            match read {
+                // Guest bytes never drive the terminal (colours aside).
+                Ok(_) => {
+                    block.extend_from_slice(vmssh::provision::visible(&raw, self.color).as_bytes())
+                }
+                Err(_) => block.extend_from_slice(b"(output lost: cannot read the spool)\n"),
             }
             if block.len() > start && !block.ends_with(b"\n") {
                 block.push(b'\n');

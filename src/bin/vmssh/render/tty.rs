@@ -173,8 +173,9 @@ impl Ui {
     }
 
     fn output_line(&self, st: &State, vm: &str, err: bool, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches('\r');
+        // Guest bytes never drive the terminal (colours aside).
+        let line = vmssh::provision::visible(line, console::colors_enabled());
+        let line = line.as_str();
         if err {
             self.println(st, vm, &format!("! {line}"), Tone::Err);
         } else {
