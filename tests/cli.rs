@@ -146,8 +146,14 @@ async fn collected_output_shows_guest_escapes() {
     .await;
     assert_exit(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("a^[[2Jb\n--- e1: stderr\nc^[]52;c;Zm9v^Gd\n"), "{out:?}");
-    assert!(!out.contains('\x1b'), "a guest escape reached the output: {out:?}");
+    assert!(
+        out.contains("a^[[2Jb\n--- e1: stderr\nc^[]52;c;Zm9v^Gd\n"),
+        "{out:?}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "a guest escape reached the output: {out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -860,15 +866,24 @@ async fn on_a_terminal_output_has_colours_and_bars() {
     // The guest also tries to retitle the window (OSC 0): shown, not run.
     let mut c = hosts.verb(
         "exec",
-        &["--", "echo terminal output; printf 'x\\033]0;pwned\\007y\\n'"],
+        &[
+            "--",
+            "echo terminal output; printf 'x\\033]0;pwned\\007y\\n'",
+        ],
     );
     c.env_remove("NO_COLOR").env("TERM", "xterm");
     let (out, status) = support_pty::run_on_pty(c).await;
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("\x1b["), "no escapes on a terminal:\n{out}");
     assert!(out.contains("terminal output"), "{out}");
-    assert!(out.contains("x^[]0;pwned^Gy"), "guest escape not made visible:\n{out}");
-    assert!(!out.contains("\x1b]0;pwned"), "guest escape reached the terminal:\n{out}");
+    assert!(
+        out.contains("x^[]0;pwned^Gy"),
+        "guest escape not made visible:\n{out}"
+    );
+    assert!(
+        !out.contains("\x1b]0;pwned"),
+        "guest escape reached the terminal:\n{out}"
+    );
     assert!(out.contains("hosts done"), "no fleet bar:\n{out}");
     assert!(out.contains("2 succeeded, 0 failed"), "{out}");
 }
