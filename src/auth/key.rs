@@ -249,4 +249,25 @@ KgsmgAlCDSoXHbx4a2JNAAAACXRlc3Qtb25seQECAwQ=
         assert!(looks_encrypted("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
         assert!(!looks_encrypted("garbage"));
     }
+
+    /// A P-256 key whose private scalar starts with a zero byte, as
+    /// `ssh-keygen` makes one key in 256: OpenSSH writes the scalar as a
+    /// 31-byte mpint, and ssh-key 0.7.0-rc.11 refuses anything under 32
+    /// bytes (`EcdsaPrivateKey::decode`, "length invalid"). Generated for
+    /// this test only.
+    const SHORT_SCALAR_P256: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS\n\
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQTsURgM/5AYVrIlr1j9u4GTmpDuRX/X\n\
+p2uLU4nQ2o1UkmBGDljcwYDhejzSF+BNew6ZR6OvuFMXmOAqdwTrJEjRAAAAqHPxPlZz8T\n\
+5WAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOxRGAz/kBhWsiWv\n\
+WP27gZOakO5Ff9ena4tTidDajVSSYEYOWNzBgOF6PNIX4E17DplHo6+4UxeY4Cp3BOskSN\n\
+EAAAAfdjivfFFjPpqC2SSmBdWX3h5fQfBvx7mbFpq4JFzk9gAAAAxzaG9ydC1zY2FsYXIB\n\
+AgMEBQ==\n\
+-----END OPENSSH PRIVATE KEY-----";
+
+    #[test]
+    #[ignore = "upstream: ssh-key 0.7.0-rc.11 refuses P-256 keys whose scalar has a leading zero byte"]
+    fn p256_key_with_a_short_scalar_decodes() {
+        decode_key(SHORT_SCALAR_P256, None, "<test>").unwrap();
+    }
 }

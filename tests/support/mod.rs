@@ -188,8 +188,35 @@ pub fn keygen(
 ) -> KeyPair {
     let keygen = find_bin("ssh-keygen").expect("ssh-keygen is not installed");
     let private = dir.join(name);
-    let _ = std::fs::remove_file(&private);
-    let _ = std::fs::remove_file(private.with_extension("pub"));
+    // One P-256 key in 256 has a private scalar with a leading zero byte,
+    // which OpenSSH writes as a 31-byte mpint and ssh-key refuses ("length
+    // invalid"): a known upstream defect, shown by the ignored test
+    // `auth::key::tests::p256_key_with_a_short_scalar_decodes`. Such a key
+    // is made again here so that tests of other things never draw one.
+    for _ in 0..8 {
+        let pair = keygen_once(&keygen, &private, name, ty, fmt, passphrase);
+        let text = std::fs::read_to_string(&pair.private).unwrap();
+        if ty != KeyType::Ecdsa
+            || fmt != KeyFormat::OpenSsh
+            || russh::keys::decode_secret_key(&text, passphrase).is_ok()
+        {
+            return pair;
+        }
+        eprintln!("{name}: a P-256 key with a short scalar (ssh-key refuses those); made again");
+    }
+    panic!("{name}: eight P-256 keys in a row that ssh-key refuses");
+}
+
+fn keygen_once(
+    keygen: &Path,
+    private: &Path,
+    name: &str,
+    ty: KeyType,
+    fmt: KeyFormat,
+    passphrase: Option<&str>,
+) -> KeyPair {
+    let _ = std::fs::remove_file(private);
+    let _ = std::fs::remove_file(pub_path(private));
     let mut cmd = Command::new(keygen);
     cmd.arg("-q").arg("-C").arg(format!("vmssh-test-{name}"));
     match ty {
@@ -214,14 +241,14 @@ pub fn keygen(
     cmd.arg("-N")
         .arg(passphrase.unwrap_or(""))
         .arg("-f")
-        .arg(&private);
+        .arg(private);
     run(&mut cmd);
-    let public_line = std::fs::read_to_string(pub_path(&private))
+    let public_line = std::fs::read_to_string(pub_path(private))
         .unwrap()
         .trim()
         .to_string();
     KeyPair {
-        private,
+        private: private.to_path_buf(),
         public_line,
     }
 }
