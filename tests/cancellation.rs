@@ -308,9 +308,12 @@ async fn setup_dropped_at_any_point_closes_its_channel() {
     })
     .await;
     let sftps = drops_at_every_point(&sess, || async { sess.sftp().await.map(drop) }).await;
+    // How many await points a setup passes through depends on how the
+    // server's replies fall into reads (one poll can take several): each
+    // setup must have been dropped at least once before it completed.
     assert!(
-        execs > 1 && streams > 1 && sftps > 1,
-        "{execs} {streams} {sftps}"
+        execs >= 1 && streams >= 1 && sftps >= 1,
+        "drops before completing: exec {execs}, streaming {streams}, sftp {sftps}"
     );
     settles_to(baseline).await;
 }
