@@ -644,6 +644,15 @@ impl Session {
             .await;
     }
 
+    /// As [`lost`](Self::lost), once the connection's task has ended:
+    /// russh reports a connection closed before it tells the handler why,
+    /// and the reason (a server disconnect message, or a quiet end with no
+    /// channel open) is only known then. Bounded, in case the task lingers.
+    pub(crate) async fn lost_after_end(&self, fallback: &str) -> Error {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.closed()).await;
+        self.lost(fallback)
+    }
+
     /// The error to report when the connection has gone away.
     pub(crate) fn lost(&self, fallback: &str) -> Error {
         if self

@@ -380,7 +380,8 @@ impl Provisioner {
     ) -> StepOutcome {
         let session = transfer.session();
         if session.is_closed() {
-            return self.not_started(n, step, CONNECTION_GONE, session.lost("connection closed"));
+            let e = session.lost_after_end("connection closed").await;
+            return self.not_started(n, step, CONNECTION_GONE, e);
         }
         match &step.kind {
             StepKind::Inline(cmd) => self.run_command(transfer, n, step, cmd.clone()).await,
