@@ -183,11 +183,9 @@ impl Sftp {
     }
 
     /// Writes everything with up to `in_flight` writes outstanding, then
-    /// finishes the file. The last writes, the fsync, the mode and the
-    /// close go out together, so the tail costs one round trip: the
-    /// server handles the requests of one file in order, and only the
-    /// rename waits for all of them, so a failed write never replaces the
-    /// destination.
+    /// finishes the file: the last writes, then the fsync, the mode and the
+    /// close, each after the one before (see the tail below); only then the
+    /// rename, so a failed write never replaces the destination.
     async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Failed>
     where
         R: AsyncRead + Unpin + Send,
@@ -252,35 +250,39 @@ impl Sftp {
                 opts.report(acked, total);
             }
         }
-        // Polled in this order, so the requests go out in this order.
-        let writes = async {
+        // One after another: requests created together (`join!`) can reach
+        // the channel out of order when its writer is busy (several uploads
+        // on one session), and a close that overtakes the last writes makes
+        // sshd fail them ("Failure" on a closed handle).
+        let tail = async {
             while let Some(r) = in_flight.next().await {
-                acked += r.map_err(|e| self.err("write", remote, e))?;
+                acked += r.map_err(|e| open(self.err("write", remote, e)))?;
                 opts.report(acked, total);
             }
-            Ok::<_, Error>(acked)
-        };
-        let fsync = async {
             if opts.fsync && self.inner.fsync {
-                self.call("fsync", remote, raw.fsync(handle)).await?;
+                self.call("fsync", remote, raw.fsync(handle))
+                    .await
+                    .map_err(open)?;
             }
-            Ok::<_, Error>(())
+            self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)))
+                .await
+                .map_err(open)?;
+            self.call("close", remote, raw.close(handle))
+                .await
+                .map_err(|error| Failed {
+                    error,
+                    handle_closed: true,
+                })?;
+            Ok::<_, Failed>(acked)
         };
-        let set_mode = self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)));
-        let close = self.call("close", remote, raw.close(handle));
-        let tail = async { tokio::join!(writes, fsync, set_mode, close) };
-        let (written, synced, moded, closed) = tokio::select! {
-            r = tail => r,
+        let acked = tokio::select! {
+            r = tail => r?,
             _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
         };
         let closed_err = |error| Failed {
             error,
             handle_closed: true,
         };
-        let acked = written.map_err(closed_err)?;
-        synced.map_err(closed_err)?;
-        moded.map_err(closed_err)?;
-        closed.map_err(closed_err)?;
         if opts.atomic {
             let renamed = if opts.overwrite {
                 self.rename(target, remote).await
