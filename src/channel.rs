@@ -358,6 +358,9 @@ pub(crate) struct ChannelLease {
     closing: Closing,
     /// A program-starting request was sent: something may be running.
     started: bool,
+    /// An exec request was sent: the command may have run, so it is never
+    /// sent again (a subsystem, which does nothing until spoken to, may).
+    exec_sent: bool,
     /// The program's exit status arrived: it must not be signalled (its
     /// PID may already belong to another process).
     ended: bool,
@@ -371,6 +374,7 @@ impl std::fmt::Debug for ChannelLease {
             .field("id", &self.write.half.id())
             .field("closing", &self.closing)
             .field("started", &self.started)
+            .field("exec_sent", &self.exec_sent)
             .field("ended", &self.ended)
             .field("server_closed", &self.server_closed)
             .finish()
@@ -569,6 +573,7 @@ fn lease(session: &Session, channel: Channel<Msg>, slot: Slot, closing: Closing)
         slot: Some(slot),
         closing,
         started: false,
+        exec_sent: false,
         ended: false,
         server_closed: false,
     }
@@ -587,8 +592,13 @@ fn open_error(session: &Session, e: russh::Error) -> Error {
 }
 
 /// Opens a channel and makes `requests` on it, in order, each answered
-/// before the next is sent. A channel the server closed before accepting
-/// a request ran nothing: that is retried on a fresh channel a few times.
+/// before the next is sent. A channel the server closed before its exec
+/// request was sent ran nothing: that is retried on a fresh channel a few
+/// times (dropbear up to 2024.85 closes fresh channels when an unrelated
+/// child exits), as is a subsystem request (an SFTP server does nothing
+/// until spoken to). An exec request is never sent again: the command may
+/// be running or have run (dropbear 2022.83 runs a command on a channel it
+/// closes unanswered).
 pub(crate) async fn start(
     session: &Session,
     closing: Closing,
@@ -631,7 +641,11 @@ pub(crate) async fn try_start(
             .map_err(|error| StartError { error, sent: false })?;
         match lease.request_all(requests).await {
             Ok(()) => return Ok(Started::Running(lease)),
-            Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
+            Err(Error::ChannelOpen { .. })
+                if !lease.exec_sent && attempt < 5 && !session.is_closed() =>
+            {
+                continue;
+            }
             Err(error @ Error::RequestRefused { .. }) if !lease.started => {
                 return Ok(Started::Refused { lease, error });
             }
@@ -692,6 +706,9 @@ impl ChannelLease {
         if request.starts_program() {
             self.started = true;
         }
+        if matches!(request, Request::Exec(_)) {
+            self.exec_sent = true;
+        }
         sent.map_err(|_| self.session.lost("connection closed"))?;
         let reply = self.wait_reply(&request.name()).await;
         if let Err(Error::RequestRefused { .. }) = reply
@@ -721,10 +738,23 @@ impl ChannelLease {
                         .session
                         .lost("connection closed during a channel request"));
                 }
-                // Nothing ran: the server closes a channel before answering
-                // only when it never started the request (dropbear up to
-                // 2024.85 closes fresh channels when an unrelated child
-                // exits). Callers may open a new channel and try again.
+                // The command may have run: dropbear 2022.83 runs a
+                // command on a channel it then closes without an answer.
+                // Not a refusal, not retryable.
+                Some(ChannelMsg::Close) | None if self.exec_sent => {
+                    return Err(Error::Protocol {
+                        host: self.session.host().to_string(),
+                        port: self.session.port(),
+                        reason: format!(
+                            "the server closed the channel without answering the {request} \
+                             request; it may have run"
+                        ),
+                        source: None,
+                    });
+                }
+                // No command was sent (dropbear up to 2024.85 closes fresh
+                // channels when an unrelated child exits): callers may open
+                // a new channel and try again.
                 Some(ChannelMsg::Close) | None => {
                     return Err(Error::ChannelOpen {
                         host: self.session.host().to_string(),

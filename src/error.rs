@@ -202,7 +202,8 @@ pub enum Error {
         failures: Vec<AuthFailure>,
     },
 
-    /// The server refused to open a channel.
+    /// The server refused to open a channel, or closed it before a
+    /// command was requested on it (nothing ran).
     #[error("{host}:{port} refused to open a channel: {reason}")]
     ChannelOpen {
         /// Host.
@@ -700,6 +701,8 @@ impl Error {
             ),
             Error::ConnectTimeout { .. } => true,
             Error::Handshake { early_close, .. } => *early_close,
+            // Only ever reported before an exec request was sent: a
+            // channel closed unanswered after one is `Protocol`.
             Error::ChannelOpen { .. } => true,
             // Nothing listens behind the jump yet (a VM still booting).
             Error::Tunnel { kind, .. } => *kind == TunnelErrorKind::ConnectFailed,

@@ -512,6 +512,29 @@ async fn connection_cut_mid_output() {
     assert!(err.is_connection_lost(), "{err:?}");
 }
 
+/// A channel closed after its exec request was sent, without an answer,
+/// may have run the command (dropbear 2022.83 does run it): the exec is
+/// not sent again, and the error is not retryable.
+#[tokio::test]
+async fn unanswered_exec_is_not_sent_again() {
+    let server = TestServer::builder()
+        .unanswered_execs(1)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let sess = connect(&server).await;
+    let cmd = format!("echo ran >> '{}'", ran.display());
+    let err = guard("exec", sess.exec(&cmd)).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n");
+    // The session is fine: the next command is answered and runs once.
+    let out = guard("exec after", sess.exec(&cmd)).await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\nran\n");
+}
+
 fn keepalive_config(server: &TestServer) -> vmssh::SshConfig {
     server
         .config()

@@ -237,6 +237,19 @@ impl russh::server::Handler for ConnHandler {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let unanswered = self.ctx.shared.unanswered_execs.fetch_update(
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if unanswered.is_ok()
+            && let Some(state) = self.channels.get_mut(&channel)
+            && *state == ChanState::Idle
+        {
+            // Runs (the channel task sees the request) without a reply.
+            *state = ChanState::Started;
+            return Ok(());
+        }
         self.start(channel, session)
     }
 

@@ -40,8 +40,10 @@
 //! a connection that breaks mid-output
 //! ([`close_after_output_bytes`](TestServerBuilder::close_after_output_bytes)),
 //! a frozen VM ([`freeze_after_auth`](TestServerBuilder::freeze_after_auth),
-//! [`TestServer::freeze`]) and lost replies
-//! ([`ignore_keepalives`](TestServerBuilder::ignore_keepalives)).
+//! [`TestServer::freeze`]), lost replies
+//! ([`ignore_keepalives`](TestServerBuilder::ignore_keepalives)) and a
+//! command run without an answer to its request
+//! ([`unanswered_execs`](TestServerBuilder::unanswered_execs)).
 //!
 //! # Backpressure
 //!
@@ -184,6 +186,7 @@ pub(crate) struct Options {
     pub(crate) close_after_output: Option<u64>,
     pub(crate) freeze_after_auth: bool,
     pub(crate) ignore_keepalives: bool,
+    pub(crate) unanswered_execs: u64,
 }
 
 /// What the server's tasks share.
@@ -195,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) client_key: PublicKey,
     config: Arc<russh::server::Config>,
     accepted: AtomicU64,
+    /// Exec requests still to leave unanswered.
+    pub(crate) unanswered_execs: AtomicU64,
 }
 
 impl Shared {
@@ -228,6 +233,7 @@ impl Default for TestServerBuilder {
                 close_after_output: None,
                 freeze_after_auth: false,
                 ignore_keepalives: false,
+                unanswered_execs: 0,
             },
         }
     }
@@ -352,6 +358,17 @@ impl TestServerBuilder {
         self
     }
 
+    /// Fault: a command runs, but its channel closes without an answer
+    /// to the exec request, as dropbear 2022.83 does on a channel it is
+    /// closing. The first `n` exec requests of the server are run and
+    /// never answered: output, exit status and close follow as usual.
+    ///
+    /// Default: 0.
+    pub fn unanswered_execs(mut self, n: u64) -> Self {
+        self.opts.unanswered_execs = n;
+        self
+    }
+
     /// Generates the keys, binds `127.0.0.1` on a free port and starts
     /// serving (or, with [`listen_after`](Self::listen_after), returns at
     /// once with the port reserved).
@@ -415,6 +432,7 @@ impl TestServerBuilder {
             ..russh::server::Config::default()
         };
         let shared = Arc::new(Shared {
+            unanswered_execs: AtomicU64::new(opts.unanswered_execs),
             opts,
             tasks: Arc::new(Tasks::default()),
             valves: Arc::new(Valves::default()),
