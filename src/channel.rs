@@ -62,6 +62,11 @@ pub(crate) enum Request<'a> {
     Pty,
     /// `exec COMMAND`: the request that runs something.
     Exec(&'a str),
+    /// `exec COMMAND` for a command that is harmless to run twice
+    /// ([`Command::idempotent`](crate::Command::idempotent)): when the
+    /// server closes the channel without answering, it is sent again on a
+    /// fresh channel like a request that never went out.
+    ExecIdempotent(&'a str),
     /// `subsystem NAME`.
     Subsystem(&'a str),
 }
@@ -72,31 +77,43 @@ impl Request<'_> {
         match self {
             Request::Env(..) => "env".to_string(),
             Request::Pty => "pty-req".to_string(),
-            Request::Exec(_) => "exec".to_string(),
+            Request::Exec(_) | Request::ExecIdempotent(_) => "exec".to_string(),
             Request::Subsystem(name) => format!("subsystem {name}"),
         }
     }
 
     /// Whether the request starts a program on the server.
     fn starts_program(&self) -> bool {
-        matches!(self, Request::Exec(_) | Request::Subsystem(_))
+        matches!(
+            self,
+            Request::Exec(_) | Request::ExecIdempotent(_) | Request::Subsystem(_)
+        )
     }
 }
 
-/// Channels of one session that are being closed, so that new channels
-/// can wait until they are gone (see [`open`]).
+/// Channels of one session that are being closed, and other work winding
+/// down a dropped operation, so that new channels can wait until they are
+/// gone (see [`open`]).
 #[derive(Debug, Default)]
 pub(crate) struct Closings {
     count: AtomicUsize,
     done: Notify,
 }
 
-/// Held while a channel is being closed in the background.
+tokio::task_local! {
+    /// How many of the session's closings the current task is itself
+    /// carrying out ([`winding_down`]): its own channels do not wait for
+    /// them.
+    static OWN_CLOSINGS: usize;
+}
+
+/// Held while a channel is being closed in the background, or while the
+/// work that cleans up after a dropped operation runs.
 #[derive(Debug)]
-struct ClosingGuard(Session);
+pub(crate) struct ClosingGuard(Session);
 
 impl ClosingGuard {
-    fn new(session: &Session) -> Self {
+    pub(crate) fn new(session: &Session) -> Self {
         session.closings().count.fetch_add(1, Ordering::AcqRel);
         ClosingGuard(session.clone())
     }
@@ -105,24 +122,42 @@ impl ClosingGuard {
 impl Drop for ClosingGuard {
     fn drop(&mut self) {
         let closings = self.0.closings();
-        if closings.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            closings.done.notify_waiters();
-        }
+        closings.count.fetch_sub(1, Ordering::AcqRel);
+        closings.done.notify_waiters();
     }
 }
 
+/// Runs `work`, which cleans up after a dropped operation (removes its
+/// temporary file), as one of the session's closings: new channels wait
+/// for it as for a channel being closed, except the channels `work` opens
+/// itself. Take `guard` where the operation is dropped, so that the
+/// caller's next request already waits for it.
+pub(crate) async fn winding_down<F: Future>(guard: ClosingGuard, work: F) -> F::Output {
+    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0) + 1;
+    OWN_CLOSINGS
+        .scope(own, async move {
+            let _guard = guard;
+            work.await
+        })
+        .await
+}
+
 /// Waits (at most 5 s) until channels being closed are confirmed closed by
-/// the server. Dropbear before 2024.86 closes a fresh channel when an
-/// unrelated child process exits between the channel's open and its
-/// request, then can abort the whole connection on the request.
+/// the server, and cleanups of dropped operations have finished. Dropbear
+/// before 2024.86 closes a fresh channel when an unrelated child process
+/// of the connection exits between the channel's open and its request
+/// (it may still run the request), then can abort the whole connection on
+/// the request: a new channel must not open while a process of this
+/// session is about to end.
 pub(crate) async fn wait_for_closing(session: &Session) {
     let closings = session.closings();
+    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let notified = closings.done.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if closings.count.load(Ordering::Acquire) == 0 {
+        if closings.count.load(Ordering::Acquire) <= own {
             return;
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -359,7 +394,8 @@ pub(crate) struct ChannelLease {
     /// A program-starting request was sent: something may be running.
     started: bool,
     /// An exec request was sent: the command may have run, so it is never
-    /// sent again (a subsystem, which does nothing until spoken to, may).
+    /// sent again (a subsystem, which does nothing until spoken to, may, as
+    /// may an idempotent command).
     exec_sent: bool,
     /// The program's exit status arrived: it must not be signalled (its
     /// PID may already belong to another process).
@@ -700,7 +736,9 @@ impl ChannelLease {
         let sent = match request {
             Request::Env(key, value) => half.set_env(true, *key, *value).await,
             Request::Pty => half.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await,
-            Request::Exec(line) => half.exec(true, line.as_bytes()).await,
+            Request::Exec(line) | Request::ExecIdempotent(line) => {
+                half.exec(true, line.as_bytes()).await
+            }
             Request::Subsystem(name) => half.request_subsystem(true, *name).await,
         };
         if request.starts_program() {

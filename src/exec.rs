@@ -93,6 +93,7 @@ pub struct Command {
     pty: bool,
     sudo: bool,
     timeout: Option<Duration>,
+    idempotent: bool,
 }
 
 enum Stdin {
@@ -109,6 +110,7 @@ impl fmt::Debug for Command {
             .field("pty", &self.pty)
             .field("sudo", &self.sudo)
             .field("timeout", &self.timeout)
+            .field("idempotent", &self.idempotent)
             .finish()
     }
 }
@@ -123,6 +125,7 @@ impl Command {
             pty: false,
             sudo: false,
             timeout: None,
+            idempotent: false,
         }
     }
 
@@ -183,6 +186,22 @@ impl Command {
     /// Default: none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Declares that running the command twice is harmless (a read, a
+    /// `rm -f`, a `mkdir -p`).
+    ///
+    /// A server may close a channel without answering its exec request:
+    /// dropbear up to 2024.85 does so when another process of the same
+    /// connection exits just as the channel opens, and may still run the
+    /// command. An idempotent command is then started again on a fresh
+    /// channel; any other fails with [`Error::Protocol`], since it may
+    /// have run, and is never sent twice.
+    ///
+    /// Default: false.
+    pub fn idempotent(mut self, on: bool) -> Self {
+        self.idempotent = on;
         self
     }
 
@@ -398,7 +417,10 @@ impl Session {
             requests.extend(command.env.iter().map(|(k, v)| Request::Env(k, v)));
             requests.push(Request::Pty);
         }
-        requests.push(Request::Exec(&line));
+        requests.push(match command.idempotent {
+            true => Request::ExecIdempotent(&line),
+            false => Request::Exec(&line),
+        });
         let lease = match spare {
             Some(lease) => lease.restart(Closing::Terminate, &requests).await?,
             None => channel::start(self, Closing::Terminate, &requests).await?,

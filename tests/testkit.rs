@@ -535,6 +535,31 @@ async fn unanswered_exec_is_not_sent_again() {
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\nran\n");
 }
 
+/// A command declared idempotent is started again on a fresh channel when
+/// its exec goes unanswered: it ran twice, and the caller gets the second
+/// run's output.
+#[tokio::test]
+async fn unanswered_idempotent_exec_is_started_again() {
+    let server = TestServer::builder()
+        .unanswered_execs(1)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let sess = connect(&server).await;
+    let cmd = format!("echo ran >> '{0}'; wc -l < '{0}'", ran.display());
+    let out = guard(
+        "exec",
+        sess.exec_command(Command::new(cmd).idempotent(true)),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout_lossy().trim(), "2");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\nran\n");
+}
+
 fn keepalive_config(server: &TestServer) -> vmssh::SshConfig {
     server
         .config()

@@ -8,8 +8,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::Sftp;
 use super::options::TransferOptions;
+use crate::channel::{ClosingGuard, winding_down};
 use crate::error::Error;
-use crate::exec::shell_quote;
+use crate::exec::{Command, shell_quote};
 use crate::session::Session;
 
 pub(crate) fn parent_of(path: &str) -> Option<&str> {
@@ -203,8 +204,9 @@ impl Remover {
         match self {
             Remover::Sftp(sftp) => sftp.remove(path).await,
             Remover::Exec(session) => {
+                let rm = format!("rm -f -- {}", shell_quote(path));
                 let out = session
-                    .exec(&format!("rm -f -- {}", shell_quote(path)))
+                    .exec_command(Command::new(rm).idempotent(true))
                     .await?;
                 if out.status.success() {
                     Ok(())
@@ -268,12 +270,15 @@ impl Drop for RemoteTemp {
             return;
         };
         let remover = self.remover.clone();
-        rt.spawn(async move {
+        // The caller's next channel waits until the file is gone: on
+        // dropbear, the `rm` ending as a new channel opens would close it.
+        let guard = ClosingGuard::new(remover.session());
+        rt.spawn(winding_down(guard, async move {
             // It may never have been created (dropped while being opened).
             if let Err(e) = remover.remove(&path).await {
                 tracing::debug!(path, error = %e, "cannot remove a temporary file");
             }
-        });
+        }));
     }
 }
 

@@ -260,7 +260,7 @@ where
         Exit::PermissionDenied.code(),
     );
     let mut stream = session
-        .start_command_on(spare, Command::new(script))
+        .start_command_on(spare, Command::new(script).idempotent(true))
         .await?;
     let mut n = 0u64;
     let mut stderr = Vec::new();
