@@ -19,10 +19,13 @@
 //! `fallback.rs` the exec fallback.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures::Future;
+use futures::future::{Either, Ready};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::extensions::HardlinkExtension;
@@ -286,6 +289,24 @@ fn sftp_error(
 
 fn is_status(e: &SftpError, code: StatusCode) -> bool {
     matches!(e, SftpError::Status(s) if s.status_code == code)
+}
+
+/// Hands a request to the server now and returns the future of its reply.
+///
+/// russh-sftp queues a request on its future's first poll, so the order of
+/// first polls is the order on the wire. Futures polled later than they
+/// were made (a `FuturesUnordered` may yield before it has polled every new
+/// future) could let a later request overtake an earlier one: a close
+/// ahead of the file's last writes. Submitting each request when it is
+/// made keeps the wire order the program order, so requests that depend on
+/// each other (writes, then close) can still be in flight together.
+async fn submit<F: Future>(fut: F) -> Either<Ready<F::Output>, Pin<Box<F>>> {
+    let mut fut = Box::pin(fut);
+    match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        // Answered at once (a closed session fails on the first poll).
+        Poll::Ready(out) => Either::Left(futures::future::ready(out)),
+        Poll::Pending => Either::Right(fut),
+    }
 }
 
 fn mode_attrs(mode: u32) -> FileAttributes {

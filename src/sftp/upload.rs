@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::atomic::{RemoteTemp, Remover, parent_of, temp_name_for};
 use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
-use super::{Sftp, mode_attrs};
+use super::{Sftp, mode_attrs, submit};
 use crate::error::{Error, SftpErrorKind};
 
 impl Sftp {
@@ -183,9 +183,12 @@ impl Sftp {
     }
 
     /// Writes everything with up to `in_flight` writes outstanding, then
-    /// finishes the file: the last writes, then the fsync, the mode and the
-    /// close, each after the one before (see the tail below); only then the
-    /// rename, so a failed write never replaces the destination.
+    /// finishes the file. The last writes, the fsync, the mode and the
+    /// close are in flight together, so the tail costs one round trip:
+    /// each request is [`submit`]ted as it is made, so they reach the
+    /// server in that order, and the server handles the requests of one
+    /// file in order. Only the rename waits for all of them, so a failed
+    /// write never replaces the destination.
     async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Failed>
     where
         R: AsyncRead + Unpin + Send,
@@ -233,7 +236,9 @@ impl Sftp {
                 buf.truncate(n);
                 let at = offset;
                 offset += n as u64;
-                in_flight.push(async move { raw.write(handle, at, buf).await.map(|_| n as u64) });
+                in_flight.push(
+                    submit(async move { raw.write(handle, at, buf).await.map(|_| n as u64) }).await,
+                );
                 if n < chunk {
                     eof = true;
                 }
@@ -250,39 +255,42 @@ impl Sftp {
                 opts.report(acked, total);
             }
         }
-        // One after another: requests created together (`join!`) can reach
-        // the channel out of order when its writer is busy (several uploads
-        // on one session), and a close that overtakes the last writes makes
-        // sshd fail them ("Failure" on a closed handle).
-        let tail = async {
+        let fsync = match opts.fsync && self.inner.fsync {
+            true => Some(submit(raw.fsync(handle)).await),
+            false => None,
+        };
+        let set_mode = submit(raw.fsetstat(handle, mode_attrs(mode))).await;
+        let close = submit(raw.close(handle)).await;
+        let writes = async {
             while let Some(r) = in_flight.next().await {
-                acked += r.map_err(|e| open(self.err("write", remote, e)))?;
+                acked += r.map_err(|e| self.err("write", remote, e))?;
                 opts.report(acked, total);
             }
-            if opts.fsync && self.inner.fsync {
-                self.call("fsync", remote, raw.fsync(handle))
-                    .await
-                    .map_err(open)?;
-            }
-            self.call("fsetstat", remote, raw.fsetstat(handle, mode_attrs(mode)))
-                .await
-                .map_err(open)?;
-            self.call("close", remote, raw.close(handle))
-                .await
-                .map_err(|error| Failed {
-                    error,
-                    handle_closed: true,
-                })?;
-            Ok::<_, Failed>(acked)
+            Ok::<_, Error>(acked)
         };
-        let acked = tokio::select! {
-            r = tail => r?,
+        let fsync = async {
+            match fsync {
+                Some(fsync) => fsync
+                    .await
+                    .map(drop)
+                    .map_err(|e| self.err("fsync", remote, e)),
+                None => Ok(()),
+            }
+        };
+        let set_mode = async { set_mode.await.map_err(|e| self.err("fsetstat", remote, e)) };
+        let close = async { close.await.map_err(|e| self.err("close", remote, e)) };
+        let (written, synced, moded, closed) = tokio::select! {
+            r = async { tokio::join!(writes, fsync, set_mode, close) } => r,
             _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
         };
         let closed_err = |error| Failed {
             error,
             handle_closed: true,
         };
+        let acked = written.map_err(closed_err)?;
+        synced.map_err(closed_err)?;
+        moded.map_err(closed_err)?;
+        closed.map_err(closed_err)?;
         if opts.atomic {
             let renamed = if opts.overwrite {
                 self.rename(target, remote).await
