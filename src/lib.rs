@@ -67,6 +67,7 @@ pub mod exec;
 pub mod fleet;
 pub mod forward;
 pub mod host_key;
+mod local_file;
 pub mod plan;
 pub mod provision;
 mod proxy_command;

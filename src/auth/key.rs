@@ -21,28 +21,30 @@ pub(crate) async fn load_key(
         .get_or_try_init(|| async {
             let text = match source {
                 KeySource::File(path) => {
-                    tokio::fs::read_to_string(path)
-                        .await
-                        .map_err(|e| Error::Key {
-                            origin: source.origin(),
-                            kind: KeyErrorKind::Unreadable,
-                            source: Some(Box::new(e)),
-                        })?
+                    crate::local_file::read_to_string(path).map_err(|e| Error::Key {
+                        origin: source.origin(),
+                        kind: KeyErrorKind::Unreadable,
+                        source: Some(Box::new(e)),
+                    })?
                 }
                 KeySource::Pem(pem) => pem.expose().to_string(),
             };
             let origin = source.origin();
             let pass = passphrase.map(|p| p.expose().to_string());
             // Decrypting (bcrypt-pbkdf) costs tens to hundreds of ms of CPU:
-            // keep it off the runtime's worker threads.
-            let key =
+            // keep it off the runtime's worker threads. A plain key decodes
+            // in microseconds, in place.
+            let key = if looks_encrypted(&text) {
                 tokio::task::spawn_blocking(move || decode_key(&text, pass.as_deref(), &origin))
                     .await
                     .map_err(|e| Error::Key {
                         origin: source.origin(),
                         kind: KeyErrorKind::Malformed,
                         source: Some(Box::new(e)),
-                    })??;
+                    })??
+            } else {
+                decode_key(&text, pass.as_deref(), &origin)?
+            };
             Ok(Arc::new(key))
         })
         .await
@@ -76,7 +78,7 @@ pub(super) async fn load_certificate(
             },
         )
     };
-    let text = match tokio::fs::read_to_string(&path).await {
+    let text = match crate::local_file::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(KeyErrorKind::Unreadable, Some(Box::new(e)))),

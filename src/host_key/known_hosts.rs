@@ -14,7 +14,7 @@ use super::{certificate, fingerprint, same_key};
 use crate::error::{Error, HostCertificateProblem};
 
 pub(super) async fn read_known_hosts(path: &Path) -> Result<String, Error> {
-    match tokio::fs::read(path).await {
+    match crate::local_file::read(path) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(Error::HostKeyStore {
