@@ -14,12 +14,12 @@
 //!    connect, retry, keepalive, close; over any byte stream
 //!    ([`Session::connect_stream`]) or through a jump host
 //!    ([`Session::connect_via`]).
-//! 3. `host_key.rs` ([`host_key`]): how to trust the server during key
+//! 3. `host_key/` ([`host_key`]): how to trust the server during key
 //!    exchange ([`HostKeyPolicy`], known_hosts).
-//! 4. `auth.rs` ([`auth`]): how to prove who we are ([`Auth`]: key file
+//! 4. `auth/` ([`auth`]): how to prove who we are ([`Auth`]: key file
 //!    with its certificate, in-memory key, agent, password,
 //!    keyboard-interactive) and the loop that tries the methods in order.
-//! 5. `channel.rs` (private): channels opened under the session's limit,
+//! 5. `channel/` (private): channels opened under the session's limit,
 //!    their requests and replies, and the one lease whose drop closes a
 //!    channel.
 //!    `forward.rs` ([`forward`]): TCP through a session ([`Tunnel`],

@@ -7,23 +7,32 @@
 //! the same way and frees its slot, and the end-of-file and close messages
 //! go out at most once each. Dropping a bare russh channel sends nothing,
 //! so no other code in the crate holds one.
+//!
+//! Inside: this file holds the lease, opening and requests; `slots.rs`
+//! the channel limit and the live-channel count; `closing.rs` the
+//! closings that new channels wait for.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use russh::client::Msg;
-use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWrite;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, TunnelErrorKind};
 use crate::session::Session;
+
+mod closing;
+mod slots;
+
+pub(crate) use closing::{ClosingGuard, Closings, wait_for_closing, winding_down};
+use slots::Slot;
+pub(crate) use slots::{LiveChannels, Slots};
 
 /// How long an abandoned command gets to end after SIGTERM before its
 /// channel is closed from this side.
@@ -88,218 +97,6 @@ impl Request<'_> {
             self,
             Request::Exec(_) | Request::ExecIdempotent(_) | Request::Subsystem(_)
         )
-    }
-}
-
-/// Channels of one session that are being closed, and other work winding
-/// down a dropped operation, so that new channels can wait until they are
-/// gone (see [`open`]).
-#[derive(Debug, Default)]
-pub(crate) struct Closings {
-    count: AtomicUsize,
-    done: Notify,
-}
-
-tokio::task_local! {
-    /// How many of the session's closings the current task is itself
-    /// carrying out ([`winding_down`]): its own channels do not wait for
-    /// them.
-    static OWN_CLOSINGS: usize;
-}
-
-/// Held while a channel is being closed in the background, or while the
-/// work that cleans up after a dropped operation runs.
-#[derive(Debug)]
-pub(crate) struct ClosingGuard(Session);
-
-impl ClosingGuard {
-    pub(crate) fn new(session: &Session) -> Self {
-        session.closings().count.fetch_add(1, Ordering::AcqRel);
-        ClosingGuard(session.clone())
-    }
-}
-
-impl Drop for ClosingGuard {
-    fn drop(&mut self) {
-        let closings = self.0.closings();
-        closings.count.fetch_sub(1, Ordering::AcqRel);
-        closings.done.notify_waiters();
-    }
-}
-
-/// Runs `work`, which cleans up after a dropped operation (removes its
-/// temporary file), as one of the session's closings: new channels wait
-/// for it as for a channel being closed, except the channels `work` opens
-/// itself. Take `guard` where the operation is dropped, so that the
-/// caller's next request already waits for it.
-pub(crate) async fn winding_down<F: Future>(guard: ClosingGuard, work: F) -> F::Output {
-    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0) + 1;
-    OWN_CLOSINGS
-        .scope(own, async move {
-            let _guard = guard;
-            work.await
-        })
-        .await
-}
-
-/// Waits (at most 5 s) until channels being closed are confirmed closed by
-/// the server, and cleanups of dropped operations have finished. Dropbear
-/// before 2024.86 closes a fresh channel when an unrelated child process
-/// of the connection exits between the channel's open and its request
-/// (it may still run the request), then can abort the whole connection on
-/// the request: a new channel must not open while a process of this
-/// session is about to end.
-pub(crate) async fn wait_for_closing(session: &Session) {
-    let closings = session.closings();
-    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let notified = closings.done.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if closings.count.load(Ordering::Acquire) <= own {
-            return;
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The channels of one session the server has confirmed and not closed,
-/// counted by the connection's handler in the order the server's messages
-/// arrive: when a refusal reaches its caller, every confirmation the server
-/// sent before it is counted (the callers' tasks may run in any order).
-#[derive(Debug, Default)]
-pub(crate) struct LiveChannels {
-    ids: Mutex<HashSet<ChannelId>>,
-    /// The most that were open at once.
-    peak: AtomicUsize,
-}
-
-impl LiveChannels {
-    /// The server confirmed `id`.
-    pub(crate) fn confirmed(&self, id: ChannelId) {
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.insert(id);
-            self.peak.fetch_max(ids.len(), Ordering::AcqRel);
-        }
-    }
-
-    /// `id` is closed (by the server, or by this side first); closing it
-    /// twice counts once.
-    pub(crate) fn closed(&self, id: ChannelId) {
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.remove(&id);
-        }
-    }
-
-    /// How many are open now.
-    pub(crate) fn count(&self) -> usize {
-        self.ids.lock().map_or(0, |ids| ids.len())
-    }
-
-    /// The most that were open at once.
-    pub(crate) fn peak(&self) -> usize {
-        self.peak.load(Ordering::Acquire)
-    }
-}
-
-/// The channel slots of one session: at most
-/// [`SshConfig::max_channels`](crate::SshConfig::max_channels) channels at
-/// once, and no more than the server allows once one of its refusals has
-/// shown its limit (OpenSSH's `MaxSessions`, one for tinysshd). Opens
-/// beyond the limit wait for a channel to close instead of being refused.
-#[derive(Debug)]
-pub(crate) struct Slots {
-    semaphore: Arc<Semaphore>,
-    /// The limit now: `max_channels`, or the server's as learned.
-    capacity: AtomicUsize,
-    /// Permits still to be withdrawn after the limit was lowered while
-    /// they were in use: each is forgotten when it comes back.
-    debt: AtomicUsize,
-    /// The limit, for those who must react when it is lowered.
-    limit: tokio::sync::watch::Sender<usize>,
-}
-
-impl Slots {
-    pub(crate) fn new(max_channels: usize) -> Arc<Self> {
-        Arc::new(Slots {
-            semaphore: Arc::new(Semaphore::new(max_channels)),
-            capacity: AtomicUsize::new(max_channels),
-            debt: AtomicUsize::new(0),
-            limit: tokio::sync::watch::Sender::new(max_channels),
-        })
-    }
-
-    /// Sees each change of the limit from now on.
-    pub(crate) fn limit_changes(&self) -> tokio::sync::watch::Receiver<usize> {
-        self.limit.subscribe()
-    }
-
-    /// How many channels may be open at once: `max_channels`, or less once
-    /// the server has shown its limit.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity.load(Ordering::Acquire)
-    }
-
-    /// Waits for a free slot (in arrival order); `None` once the session
-    /// is gone.
-    async fn acquire(self: &Arc<Self>) -> Option<Slot> {
-        let permit = self.semaphore.clone().acquire_owned().await.ok()?;
-        Some(Slot {
-            slots: self.clone(),
-            permit: Some(permit),
-        })
-    }
-
-    /// Lowers the limit to `limit` (it never rises again). Returns whether
-    /// it changed.
-    fn learn(&self, limit: usize) -> bool {
-        let limit = limit.max(1);
-        let mut current = self.capacity.load(Ordering::Acquire);
-        loop {
-            if limit >= current {
-                return false;
-            }
-            match self.capacity.compare_exchange(
-                current,
-                limit,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(c) => current = c,
-            }
-        }
-        let excess = current - limit;
-        let withdrawn = self.semaphore.forget_permits(excess);
-        self.debt.fetch_add(excess - withdrawn, Ordering::AcqRel);
-        self.limit.send_replace(limit);
-        true
-    }
-}
-
-/// One slot under the session's channel limit, held by an open and then
-/// by its lease until the channel is closed.
-#[derive(Debug)]
-struct Slot {
-    slots: Arc<Slots>,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            let withdraw = self
-                .slots
-                .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-                .is_ok();
-            if withdraw {
-                permit.forget();
-            }
-        }
     }
 }
 

@@ -1,0 +1,85 @@
+//! Closings: channels of one session being closed in the background, and
+//! the cleanups of dropped operations, which new channels wait for.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::session::Session;
+
+/// Channels of one session that are being closed, and other work winding
+/// down a dropped operation, so that new channels can wait until they are
+/// gone (see [`open`](super::open)).
+#[derive(Debug, Default)]
+pub(crate) struct Closings {
+    count: AtomicUsize,
+    done: Notify,
+}
+
+tokio::task_local! {
+    /// How many of the session's closings the current task is itself
+    /// carrying out ([`winding_down`]): its own channels do not wait for
+    /// them.
+    static OWN_CLOSINGS: usize;
+}
+
+/// Held while a channel is being closed in the background, or while the
+/// work that cleans up after a dropped operation runs.
+#[derive(Debug)]
+pub(crate) struct ClosingGuard(Session);
+
+impl ClosingGuard {
+    pub(crate) fn new(session: &Session) -> Self {
+        session.closings().count.fetch_add(1, Ordering::AcqRel);
+        ClosingGuard(session.clone())
+    }
+}
+
+impl Drop for ClosingGuard {
+    fn drop(&mut self) {
+        let closings = self.0.closings();
+        closings.count.fetch_sub(1, Ordering::AcqRel);
+        closings.done.notify_waiters();
+    }
+}
+
+/// Runs `work`, which cleans up after a dropped operation (removes its
+/// temporary file), as one of the session's closings: new channels wait
+/// for it as for a channel being closed, except the channels `work` opens
+/// itself. Take `guard` where the operation is dropped, so that the
+/// caller's next request already waits for it.
+pub(crate) async fn winding_down<F: Future>(guard: ClosingGuard, work: F) -> F::Output {
+    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0) + 1;
+    OWN_CLOSINGS
+        .scope(own, async move {
+            let _guard = guard;
+            work.await
+        })
+        .await
+}
+
+/// Waits (at most 5 s) until channels being closed are confirmed closed by
+/// the server, and cleanups of dropped operations have finished. Dropbear
+/// before 2024.86 closes a fresh channel when an unrelated child process
+/// of the connection exits between the channel's open and its request
+/// (it may still run the request), then can abort the whole connection on
+/// the request: a new channel must not open while a process of this
+/// session is about to end.
+pub(crate) async fn wait_for_closing(session: &Session) {
+    let closings = session.closings();
+    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let notified = closings.done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if closings.count.load(Ordering::Acquire) <= own {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return;
+        }
+    }
+}
