@@ -44,7 +44,7 @@
 //!    vmctl's `VMFile.kdl` (the model in `mod.rs`, vmctl's reading in
 //!    `parse.rs`, extension values in `value.rs`, `warning.rs`),
 //!    `vmctl.rs` ([`vmctl`]) vmctl's VMs from its state file.
-//! 10. `fleet.rs` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
+//! 10. `fleet/` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
 //!     reported from the runner's results
 //!     ([`FleetReport`](fleet::FleetReport)).
 //! 11. `testkit/` (feature `testkit`): an in-process SSH server for tests

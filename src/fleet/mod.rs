@@ -29,16 +29,18 @@
 //! assert!(report.failed().is_empty());
 //! # }
 //! ```
+//!
+//! Inside: this file holds [`Target`] and the [`Fleet`] that runs them;
+//! `report.rs` the [`FleetReport`]; `stop.rs` the [`StopHandle`] and a
+//! run's early stop.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::channel::wait_for_closing;
 use crate::config::SshConfig;
@@ -46,6 +48,13 @@ use crate::error::Error;
 use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
 use crate::session::{Route, Session};
 use crate::transfer::Transfer;
+
+mod report;
+mod stop;
+
+pub use report::{FleetReport, Outcome, VmReport};
+use stop::Halt;
+pub use stop::StopHandle;
 
 /// One VM to provision.
 #[derive(Clone)]
@@ -159,154 +168,6 @@ impl Target {
     /// The steps to run.
     pub fn steps(&self) -> &[ProvisionDef] {
         &self.steps
-    }
-}
-
-/// How one VM's run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Every step succeeded.
-    Succeeded,
-    /// Connecting or a step failed.
-    Failed,
-    /// Stopped before it finished, or not started: too many other VMs
-    /// failed ([`Fleet::fail_fast`], [`Fleet::max_failures`]) or the run
-    /// was stopped ([`StopHandle`]). The error says which.
-    Cancelled,
-}
-
-/// What happened on one VM.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct VmReport {
-    /// VM name.
-    pub name: String,
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// 1-based index of the failing step, when a step failed.
-    pub failed_step: Option<usize>,
-    /// The error, as text, when it failed.
-    pub error: Option<String>,
-    /// Time to connect, retries included, when it connected.
-    pub connect: Option<Duration>,
-    /// The steps that ran.
-    pub steps: Vec<StepReport>,
-    /// Total time for this VM.
-    pub total: Duration,
-}
-
-/// The result of a fleet run: one [`VmReport`] per target, in target order.
-///
-/// Plain serializable data: shards run elsewhere can be merged with
-/// [`merge`](Self::merge).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct FleetReport {
-    /// Per-VM results.
-    pub vms: Vec<VmReport>,
-    /// Wall time of the run.
-    pub wall: Duration,
-}
-
-impl FleetReport {
-    fn names(&self, outcome: Outcome) -> Vec<&str> {
-        self.vms
-            .iter()
-            .filter(|v| v.outcome == outcome)
-            .map(|v| v.name.as_str())
-            .collect()
-    }
-
-    /// Names of the VMs whose plan succeeded.
-    pub fn succeeded(&self) -> Vec<&str> {
-        self.names(Outcome::Succeeded)
-    }
-
-    /// Names of the VMs that failed.
-    pub fn failed(&self) -> Vec<&str> {
-        self.names(Outcome::Failed)
-    }
-
-    /// Names of the VMs cancelled (fail-fast, failure limit or stop).
-    pub fn cancelled(&self) -> Vec<&str> {
-        self.names(Outcome::Cancelled)
-    }
-
-    /// The report of the VM called `name`.
-    pub fn get(&self, name: &str) -> Option<&VmReport> {
-        self.vms.iter().find(|v| v.name == name)
-    }
-
-    /// Whether every VM succeeded.
-    pub fn all_succeeded(&self) -> bool {
-        self.vms.iter().all(|v| v.outcome == Outcome::Succeeded)
-    }
-
-    /// Adds another shard's results (wall time: the longer of the two).
-    pub fn merge(&mut self, other: FleetReport) {
-        self.vms.extend(other.vms);
-        self.wall = self.wall.max(other.wall);
-    }
-
-    /// A human summary table: one line per VM, then totals.
-    pub fn summary(&self) -> String {
-        use std::fmt::Write as _;
-        let width = self
-            .vms
-            .iter()
-            .map(|v| v.name.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<width$}  {:<9}  {:>9}  {:>9}  detail",
-            "VM", "RESULT", "CONNECT", "TOTAL"
-        );
-        for v in &self.vms {
-            let result = match v.outcome {
-                Outcome::Succeeded => "ok",
-                Outcome::Failed => "FAILED",
-                Outcome::Cancelled => "cancelled",
-            };
-            let connect = v
-                .connect
-                .map(|d| format!("{:.2}s", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".into());
-            let detail = match (&v.error, v.failed_step) {
-                (Some(e), _) => e.lines().next().unwrap_or_default().to_string(),
-                (None, _) => format!("{} steps", v.steps.len()),
-            };
-            let _ = writeln!(
-                s,
-                "{:<width$}  {:<9}  {:>9}  {:>8.2}s  {detail}",
-                v.name,
-                result,
-                connect,
-                v.total.as_secs_f64()
-            );
-        }
-        let _ = write!(
-            s,
-            "{} succeeded, {} failed, {} cancelled in {:.2}s",
-            self.succeeded().len(),
-            self.failed().len(),
-            self.cancelled().len(),
-            self.wall.as_secs_f64()
-        );
-        s
-    }
-}
-
-impl fmt::Display for FleetReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.summary())
     }
 }
 
@@ -798,90 +659,6 @@ impl Fleet {
             status: None,
             duration,
         });
-    }
-}
-
-/// Stops a running fleet gracefully, from outside: VMs not yet started are
-/// not started, running commands are sent SIGTERM where the server allows
-/// it and their channels closed, sessions are closed, and
-/// [`Fleet::provision`] returns its report with those VMs
-/// [`Outcome::Cancelled`]. For a command line's Ctrl-C, a deadline, a
-/// shutdown.
-///
-/// Clones share the state. A stopped handle stays stopped: a run started
-/// with it afterwards starts no VM.
-///
-/// # Example
-///
-/// ```no_run
-/// # async fn demo(targets: Vec<vmssh::fleet::Target>) {
-/// use vmssh::fleet::{Fleet, StopHandle};
-///
-/// let stop = StopHandle::new();
-/// let on_ctrl_c = stop.clone();
-/// tokio::spawn(async move {
-///     if tokio::signal::ctrl_c().await.is_ok() {
-///         on_ctrl_c.stop();
-///     }
-/// });
-/// let report = Fleet::new().stop_handle(stop).provision(targets).await;
-/// println!("{}", report.summary());
-/// # }
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct StopHandle {
-    token: CancellationToken,
-}
-
-impl StopHandle {
-    /// A handle not yet stopped.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stops every run using this handle (and later ones).
-    pub fn stop(&self) {
-        self.token.cancel();
-    }
-
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopped(&self) -> bool {
-        self.token.is_cancelled()
-    }
-}
-
-/// One run's stop signal: cancelled by its [`StopHandle`] or when too many
-/// VMs failed, with the reason given to the cancelled VMs.
-#[derive(Clone)]
-struct Halt {
-    token: CancellationToken,
-    reason: Arc<std::sync::OnceLock<String>>,
-}
-
-impl Halt {
-    fn new(stop: Option<&StopHandle>) -> Self {
-        Halt {
-            token: stop.map_or_else(CancellationToken::new, |s| s.token.child_token()),
-            reason: Arc::default(),
-        }
-    }
-
-    fn too_many_failures(&self, limit: usize) {
-        if self.token.is_cancelled() {
-            return;
-        }
-        let _ = self.reason.set(if limit == 0 {
-            "another VM failed (fail_fast)".to_string()
-        } else {
-            format!("more than {limit} VMs failed (max_failures)")
-        });
-        self.token.cancel();
-    }
-
-    fn reason(&self) -> &str {
-        self.reason
-            .get()
-            .map_or("the run was stopped", String::as_str)
     }
 }
 

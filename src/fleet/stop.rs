@@ -1,0 +1,90 @@
+//! Stopping a run early: from outside ([`StopHandle`]), or when too many
+//! VMs failed.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+/// Stops a running fleet gracefully, from outside: VMs not yet started are
+/// not started, running commands are sent SIGTERM where the server allows
+/// it and their channels closed, sessions are closed, and
+/// [`Fleet::provision`](super::Fleet::provision) returns its report with those VMs
+/// [`Outcome::Cancelled`](super::Outcome::Cancelled). For a command line's Ctrl-C, a deadline, a
+/// shutdown.
+///
+/// Clones share the state. A stopped handle stays stopped: a run started
+/// with it afterwards starts no VM.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn demo(targets: Vec<vmssh::fleet::Target>) {
+/// use vmssh::fleet::{Fleet, StopHandle};
+///
+/// let stop = StopHandle::new();
+/// let on_ctrl_c = stop.clone();
+/// tokio::spawn(async move {
+///     if tokio::signal::ctrl_c().await.is_ok() {
+///         on_ctrl_c.stop();
+///     }
+/// });
+/// let report = Fleet::new().stop_handle(stop).provision(targets).await;
+/// println!("{}", report.summary());
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StopHandle {
+    token: CancellationToken,
+}
+
+impl StopHandle {
+    /// A handle not yet stopped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops every run using this handle (and later ones).
+    pub fn stop(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// One run's stop signal: cancelled by its [`StopHandle`] or when too many
+/// VMs failed, with the reason given to the cancelled VMs.
+#[derive(Clone)]
+pub(super) struct Halt {
+    pub(super) token: CancellationToken,
+    reason: Arc<std::sync::OnceLock<String>>,
+}
+
+impl Halt {
+    pub(super) fn new(stop: Option<&StopHandle>) -> Self {
+        Halt {
+            token: stop.map_or_else(CancellationToken::new, |s| s.token.child_token()),
+            reason: Arc::default(),
+        }
+    }
+
+    pub(super) fn too_many_failures(&self, limit: usize) {
+        if self.token.is_cancelled() {
+            return;
+        }
+        let _ = self.reason.set(if limit == 0 {
+            "another VM failed (fail_fast)".to_string()
+        } else {
+            format!("more than {limit} VMs failed (max_failures)")
+        });
+        self.token.cancel();
+    }
+
+    pub(super) fn reason(&self) -> &str {
+        self.reason
+            .get()
+            .map_or("the run was stopped", String::as_str)
+    }
+}
