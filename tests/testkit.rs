@@ -512,19 +512,25 @@ async fn connection_cut_mid_output() {
     assert!(err.is_connection_lost(), "{err:?}");
 }
 
-/// A channel closed after its exec request was sent, without an answer,
-/// may have run the command (dropbear 2022.83 does run it): the exec is
-/// not sent again, and the error is not retryable.
-#[tokio::test]
-async fn unanswered_exec_is_not_sent_again() {
+/// A server that runs its first command without answering the exec
+/// request, a session to it, and a directory for the commands to mark.
+async fn unanswered_once() -> (TestServer, tempfile::TempDir, Session) {
     let server = TestServer::builder()
         .unanswered_execs(1)
         .start()
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ran = dir.path().join("ran");
     let sess = connect(&server).await;
+    (server, tempfile::tempdir().unwrap(), sess)
+}
+
+/// A channel closed after its exec request was sent, without an answer,
+/// may have run the command (dropbear 2022.83 does run it): the exec is
+/// not sent again, and the error is not retryable.
+#[tokio::test]
+async fn unanswered_exec_is_not_sent_again() {
+    let (_server, dir, sess) = unanswered_once().await;
+    let ran = dir.path().join("ran");
     let cmd = format!("echo ran >> '{}'", ran.display());
     let err = guard("exec", sess.exec(&cmd)).await.unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
@@ -540,14 +546,8 @@ async fn unanswered_exec_is_not_sent_again() {
 /// run's output.
 #[tokio::test]
 async fn unanswered_idempotent_exec_is_started_again() {
-    let server = TestServer::builder()
-        .unanswered_execs(1)
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (_server, dir, sess) = unanswered_once().await;
     let ran = dir.path().join("ran");
-    let sess = connect(&server).await;
     let cmd = format!("echo ran >> '{0}'; wc -l < '{0}'", ran.display());
     let out = guard(
         "exec",

@@ -474,11 +474,9 @@ pub(crate) async fn try_start(
             .map_err(|error| StartError { error, sent: false })?;
         match lease.request_all(requests).await {
             Ok(()) => return Ok(Started::Running(lease)),
-            Err(Error::ChannelOpen { .. })
-                if !lease.exec_sent && attempt < 5 && !session.is_closed() =>
-            {
-                continue;
-            }
+            // Only reported before an exec request went out (wait_reply):
+            // nothing ran.
+            Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
             Err(error @ Error::RequestRefused { .. }) if !lease.started => {
                 return Ok(Started::Refused { lease, error });
             }
