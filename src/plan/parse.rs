@@ -184,6 +184,25 @@ impl Cx<'_> {
         self.warn(node, WarningKind::Ignored, message);
     }
 
+    /// The line of `field`'s first occurrence, recorded in `first`; `None`
+    /// (with a warning) when it occurred before: vmctl reads the first.
+    pub(super) fn first_time<'n>(
+        &mut self,
+        first: &mut HashMap<&'n str, usize>,
+        field: &'n str,
+        node: &KdlNode,
+        place: &str,
+    ) -> Option<usize> {
+        if let Some(line) = first.get(field) {
+            let line = *line;
+            self.repeated(node, place, line);
+            return None;
+        }
+        let line = self.line(node);
+        first.insert(field, line);
+        Some(line)
+    }
+
     /// A repeated field: vmctl reads the first.
     pub(super) fn repeated(&mut self, node: &KdlNode, place: &str, first: usize) {
         let message = format!(
@@ -462,12 +481,12 @@ impl Cx<'_> {
                 self.unknown(child, "in ssh", SSH_NODES);
                 continue;
             }
-            if let Some(line) = first.get(field) {
-                let line = *line;
-                self.repeated(child, "in ssh", line);
+            if self
+                .first_time(&mut first, field, child, "in ssh")
+                .is_none()
+            {
                 continue;
             }
-            first.insert(field, self.line(child));
             match field {
                 "user" => {
                     ssh.user = self.string_field(child, &format!("user \"{DEFAULT_USER}\""));
@@ -561,13 +580,9 @@ impl Cx<'_> {
                 env.extend(self.env_props(child)?);
                 continue;
             }
-            if let Some(line) = first.get(field) {
-                let line = *line;
-                self.repeated(child, PLACE, line);
+            let Some(line) = self.first_time(&mut first, field, child, PLACE) else {
                 continue;
-            }
-            let line = self.line(child);
-            first.insert(field, line);
+            };
             match field {
                 "inline" => {
                     inline = self.string_field(child, "no command").map(|s| (s, line));
@@ -649,13 +664,9 @@ impl Cx<'_> {
                 self.unknown(child, PLACE, FILE_NODES);
                 continue;
             }
-            if let Some(line) = first.get(field) {
-                let line = *line;
-                self.repeated(child, PLACE, line);
+            let Some(line) = self.first_time(&mut first, field, child, PLACE) else {
                 continue;
-            }
-            let line = self.line(child);
-            first.insert(field, line);
+            };
             match field {
                 "source" => source = self.string_field(child, "no source").map(|s| (s, line)),
                 "destination" => destination = self.string_field(child, "no destination"),
