@@ -402,7 +402,9 @@ async fn failing_stdin_reader_ends_the_command(srv: &Server) -> tempfile::TempDi
         srv.name(),
         support::error_chain(&err)
     );
-    assert!(sess.exec("true").await.unwrap().status.success());
+    // Reads to end-of-file, so it gets one before it exits: `true` could
+    // exit, and sshd close its channel, before the end-of-file arrived.
+    assert!(sess.exec("cat > /dev/null").await.unwrap().status.success());
     dir
 }
 
@@ -436,13 +438,13 @@ mod failing_stdin_reader_ends_the_command {
         drop(sess);
 
         let _dir = super::failing_stdin_reader_ends_the_command(&srv).await;
-        // Its channel was closed (the `true` that followed closed another).
+        // Its channel was closed (the `cat` that followed closed another).
         let start = Instant::now();
         while closes(&srv.log()) < closes_before + 2 {
             assert!(start.elapsed() < Duration::from_secs(10), "{}", srv.log());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // `true` got an end-of-file at once; the failed command none.
+        // The `cat` got an end-of-file; the failed command none.
         assert_eq!(
             eofs(&srv.log()),
             eofs_before + 1,
