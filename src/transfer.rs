@@ -240,7 +240,7 @@ impl<'a> Transfer<'a> {
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.upload_with(local, remote, opts).await,
             Backend::Exec(spare) => {
-                let (file, len, mode) = open_local(local).await?;
+                let (file, len, mode) = open_local(local)?;
                 let mode = opts.mode.unwrap_or(mode);
                 fallback::upload(
                     session,

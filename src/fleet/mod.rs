@@ -564,7 +564,7 @@ impl Fleet {
         progress: &Progress,
         halt: &Halt,
     ) -> Result<(), Failure> {
-        p.check_inputs(&target.steps).await.map_err(Failure::Plan)?;
+        p.check_inputs(&target.steps).map_err(Failure::Plan)?;
         let mut next = 0;
         let mut reconnects = 0;
         loop {

@@ -266,7 +266,7 @@ impl Plan {
     pub async fn check_local_files(&self) -> Result<(), Error> {
         for f in &self.local_files {
             let full = self.base_dir.join(&f.path);
-            let problem = match tokio::fs::metadata(&full).await {
+            let problem = match crate::local_file::metadata(&full) {
                 Ok(m) if m.is_file() => continue,
                 Ok(_) => "is not a regular file".to_string(),
                 Err(e) => format!("cannot be read ({e})"),

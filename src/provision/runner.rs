@@ -219,7 +219,7 @@ impl Provisioner {
         session: &Session,
         steps: &[ProvisionDef],
     ) -> Result<Vec<StepReport>, Error> {
-        self.check_inputs(steps).await?;
+        self.check_inputs(steps)?;
         let mut reports = Vec::with_capacity(steps.len());
         let mut transfer = Transfer::new(session);
         for index in 0..steps.len() {
@@ -234,7 +234,7 @@ impl Provisioner {
 
     /// Checks every local input (scripts, file sources) before anything
     /// runs on the guest.
-    pub(crate) async fn check_inputs(&self, steps: &[ProvisionDef]) -> Result<(), Error> {
+    pub(crate) fn check_inputs(&self, steps: &[ProvisionDef]) -> Result<(), Error> {
         for (i, step) in steps.iter().enumerate() {
             let local = match &step.kind {
                 StepKind::Script(p) => Some(p),
@@ -243,7 +243,7 @@ impl Provisioner {
             };
             if let Some(p) = local {
                 let full = self.base_dir.join(p);
-                match tokio::fs::metadata(&full).await {
+                match crate::local_file::metadata(&full) {
                     Ok(m) if m.is_file() => {}
                     Ok(_) => {
                         return Err(self.local_missing(

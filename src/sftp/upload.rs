@@ -28,7 +28,7 @@ impl Sftp {
         remote: &str,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        let (file, len, local_mode) = open_local(local).await?;
+        let (file, len, local_mode) = open_local(local)?;
         let mut opts = opts.clone();
         if opts.mode.is_none() {
             opts.mode = Some(local_mode);
@@ -327,15 +327,15 @@ struct Job<'a> {
     opts: &'a TransferOptions,
 }
 
-/// Opens a local file for upload: the file, its length and its mode.
-pub(crate) async fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u32), Error> {
+/// Opens a local file for upload: the file, its length and its mode. The
+/// open and the `fstat` are done in place (see `local_file`); the data is
+/// read through `tokio::fs`.
+pub(crate) fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u32), Error> {
     use std::os::unix::fs::PermissionsExt as _;
-    let file = tokio::fs::File::open(local)
-        .await
+    let file = crate::local_file::open(local)
         .map_err(|e| Error::io(format!("cannot open local file {}", local.display()), e))?;
     let meta = file
         .metadata()
-        .await
         .map_err(|e| Error::io(format!("cannot stat local file {}", local.display()), e))?;
     if meta.is_dir() {
         return Err(Error::io(
@@ -343,7 +343,11 @@ pub(crate) async fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u3
             std::io::Error::from(std::io::ErrorKind::InvalidInput),
         ));
     }
-    Ok((file, meta.len(), meta.permissions().mode() & 0o7777))
+    Ok((
+        tokio::fs::File::from_std(file),
+        meta.len(),
+        meta.permissions().mode() & 0o7777,
+    ))
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
