@@ -327,27 +327,19 @@ struct Job<'a> {
     opts: &'a TransferOptions,
 }
 
-/// Opens a local file for upload: the file, its length and its mode. The
-/// open and the `fstat` are done in place (see `local_file`); the data is
-/// read through `tokio::fs`.
-pub(crate) fn open_local(local: &Path) -> Result<(tokio::fs::File, u64, u32), Error> {
+/// Opens a local file for upload: the file, its length and its mode (see
+/// `local_file`).
+pub(crate) fn open_local(local: &Path) -> Result<(crate::local_file::Reader, u64, u32), Error> {
     use std::os::unix::fs::PermissionsExt as _;
-    let file = crate::local_file::open(local)
+    let (file, meta) = crate::local_file::open(local)
         .map_err(|e| Error::io(format!("cannot open local file {}", local.display()), e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat local file {}", local.display()), e))?;
     if meta.is_dir() {
         return Err(Error::io(
             format!("local path {} is a directory", local.display()),
             std::io::Error::from(std::io::ErrorKind::InvalidInput),
         ));
     }
-    Ok((
-        tokio::fs::File::from_std(file),
-        meta.len(),
-        meta.permissions().mode() & 0o7777,
-    ))
+    Ok((file, meta.len(), meta.permissions().mode() & 0o7777))
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
