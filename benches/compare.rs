@@ -767,10 +767,12 @@ fn join_ports(ports: &[u16]) -> String {
 /// Runs a contender child process and returns its numbers.
 fn run_child(cmd: Option<Command>, label: &str) -> Option<Sample> {
     let mut cmd = cmd?;
+    let machine0 = measure::machine_cpu_secs();
     let child = cmd.spawn().ok()?;
     let (map, reaped) = collect(child, label)?;
     let mut s = numeric(&map);
     s.insert("process_cpu".into(), reaped.cpu);
+    s.insert("machine_cpu".into(), measure::machine_cpu_secs() - machine0);
     Some(s)
 }
 
@@ -1769,6 +1771,16 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         .vals(m("vmssh", "cpu"), None, m("old", "cpu"))
         .peers_from(&peer_names, &res, "cpu", |v| v),
     );
+    report.rows.push(
+        Row::new(
+            "concurrent_sessions machine CPU",
+            "s",
+            Better::Lower,
+            Goal::Info,
+        )
+        .vals(m("vmssh", "machine_cpu"), None, m("old", "machine_cpu"))
+        .peers_from(&peer_names, &res, "machine_cpu", |v| v),
+    );
     if cfg!(feature = "testkit") {
         let label = "concurrent_sessions[testkit server]";
         report.rows.push(
@@ -1944,6 +1956,7 @@ fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
         ("_rss", "MiB", "rss_growth_mib"),
         (" threads", "peak", "threads_peak"),
         (" client CPU", "s", "cpu"),
+        (" machine CPU", "s", "machine_cpu"),
     ] {
         report.rows.push(
             Row::new(format!("{label}{suffix}"), unit, Better::Lower, Goal::Info)

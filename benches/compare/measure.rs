@@ -43,6 +43,31 @@ pub(crate) fn cpu_secs() -> f64 {
     tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime)
 }
 
+/// Busy CPU seconds of the whole machine so far (every process: the
+/// servers' too), from /proc/stat: user, nice, system, irq, softirq and
+/// steal, without idle and iowait.
+pub(crate) fn machine_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<u64>() as f64
+        / hz
+}
+
 pub(crate) fn tv_secs(tv: libc::timeval) -> f64 {
     tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
 }
