@@ -465,7 +465,7 @@ async fn compression_requested(srv: &support::Server, _limits: Limits) {
 /// command fails at once, after one refusal, with the reason, and the
 /// session stays usable for what the server does allow.
 async fn refused_with_none_open(srv: &support::Server, _limits: Limits) {
-    let refusals = || srv.log().matches("no more sessions").count();
+    let refusals = |n| srv.log_count("no more sessions", n, Duration::from_secs(5));
     let sess = srv.connect_with(&srv.config()).await;
     let e = guard("exec", sess.exec("true")).await.unwrap_err();
     assert!(
@@ -474,12 +474,17 @@ async fn refused_with_none_open(srv: &support::Server, _limits: Limits) {
         "{e} ({e:?})\n{}",
         srv.log()
     );
-    assert_eq!(refusals(), 1, "one open, not a retry loop:\n{}", srv.log());
+    assert_eq!(
+        refusals(1).await,
+        1,
+        "one open, not a retry loop:\n{}",
+        srv.log()
+    );
     // The connection survives the refusal.
     assert!(!sess.is_closed());
     let e = guard("second exec", sess.exec("true")).await.unwrap_err();
     assert!(matches!(e, vmssh::Error::ChannelOpen { .. }), "{e}");
-    assert_eq!(refusals(), 2, "{}", srv.log());
+    assert_eq!(refusals(2).await, 2, "{}", srv.log());
 }
 
 // ---------------------------------------------------------------------------

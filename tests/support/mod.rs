@@ -802,6 +802,21 @@ impl Server {
         }
     }
 
+    /// How often `needle` is in the server's log once it is there at least
+    /// `count` times, or after `limit`: the log is drained from the
+    /// server's stderr in the background, so a line about a reply the
+    /// client already has may still be on its way.
+    pub async fn log_count(&self, needle: &str, count: usize, limit: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let n = self.log().matches(needle).count();
+            if n >= count || start.elapsed() > limit {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// `127.0.0.1`.
     pub fn host(&self) -> &'static str {
         HOST
