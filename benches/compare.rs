@@ -5,7 +5,6 @@
 //!
 //! ```text
 //! cargo bench --bench compare                      # full run
-//! cargo bench --bench compare --features testkit   # + rows against vmssh::testkit
 //! cargo bench --bench compare -- --quick           # smaller, for CI
 //! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
 //! cargo bench --bench compare -- --no-old          # skip the libssh2 build
@@ -28,15 +27,10 @@ mod fleet_testkit;
 mod measure;
 #[path = "compare/peers.rs"]
 mod peers;
-#[path = "../tests/support/relay.rs"]
-mod relay;
 #[path = "compare/rtt.rs"]
 mod rtt;
 #[path = "compare/sshd.rs"]
 mod sshd;
-#[path = "../tests/support/sshd_config.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod sshd_config;
 #[path = "compare/vm_wake.rs"]
 mod vm_wake;
 
@@ -48,6 +42,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore, SeedableRng};
+use support::{relay, sshd_config};
 
 use crate::measure::{LatencyMeter, SlowConsumer};
 use crate::sshd::{HOST, Keys, Sshd};
@@ -68,7 +63,7 @@ struct Opts {
     old: bool,
     /// `--rtt`: round-trip times (ms) for the `rtt_*` scenarios.
     rtts: Vec<u64>,
-    /// `--peers`: the peers of issue 16 to run (default: all).
+    /// `--peers`: the peers to run (default: all).
     peers: Vec<&'static str>,
 }
 
@@ -188,7 +183,7 @@ struct Row {
     vmssh: Option<f64>,
     openssh: Option<f64>,
     old: Option<f64>,
-    /// The peers' figures (issue 16), by column name.
+    /// The peers' figures, by column name.
     peers: Vec<(&'static str, Option<f64>)>,
     better: Better,
     goal: Goal,
@@ -581,7 +576,7 @@ struct Env {
     main: Sshd,
     chacha: Sshd,
     old_bin: Option<PathBuf>,
-    /// The peers of issue 16 that were built or installed.
+    /// The peers that were built or installed.
     peers: peers::Peers,
     /// Peak RSS of `ssh ... true`: the baseline for OpenSSH's RSS growth.
     ssh_base_kib: u64,
@@ -894,7 +889,7 @@ fn setup(opts: &Opts) -> Env {
 fn build_old(exe: &Path) -> Option<PathBuf> {
     // exe: <target>/release/deps/compare-<hash>
     let target = exe.parent()?.parent()?.parent()?.to_path_buf();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/old-design/Cargo.toml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("old-design/Cargo.toml");
     let target_dir = target.join("old-design");
     let bin = target_dir.join("release/old-ssh-bench");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -1715,9 +1710,8 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
     ];
     let peer_names = env.peers.for_scenario("concurrent_sessions");
     contenders.extend(env.peer_contenders("concurrent_sessions", &ports, extra, settle));
-    // The same sessions against vmssh's own server (vmssh::testkit), in the
+    // The same sessions against vmssh's own server (vmssh_testkit), in the
     // vmssh process, on the same current_thread runtime.
-    #[cfg(feature = "testkit")]
     contenders.push((
         "testkit",
         Box::new(|| {
@@ -1781,7 +1775,7 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         .vals(m("vmssh", "machine_cpu"), None, m("old", "machine_cpu"))
         .peers_from(&peer_names, &res, "machine_cpu", |v| v),
     );
-    if cfg!(feature = "testkit") {
+    {
         let label = "concurrent_sessions[testkit server]";
         report.rows.push(
             Row::new(format!("{label} wall"), "s", Better::Lower, Goal::Info).vals(
@@ -1820,13 +1814,9 @@ fn concurrent_sessions(env: &Env, report: &mut Report) {
         .flatten()
         .filter_map(|s| s.get("failed"))
         .sum();
-    let testkit = if cfg!(feature = "testkit") {
-        "[testkit server] rows: the same sessions against one vmssh::testkit::TestServer started inside the vmssh \
-         process, clients and server on its one current_thread runtime (the commands' shells are child processes); \
-         RSS growth, threads and CPU are client and server together"
-    } else {
-        "[testkit server] rows: not built (they need `--features testkit`)"
-    };
+    let testkit = "[testkit server] rows: the same sessions against one vmssh_testkit::TestServer started inside \
+         the vmssh process, clients and server on its one current_thread runtime (the commands' shells are child \
+         processes); RSS growth, threads and CPU are client and server together";
     report.notes.push(format!(
         "concurrent_sessions: {sessions} sessions over {} sshds, 32 connects in flight, each runs `echo N`, all held \
          open until the last is done; vmssh on one current_thread runtime, old on tokio's multi-thread runtime and \

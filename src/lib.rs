@@ -1,4 +1,44 @@
-#![doc = include_str!("../README.md")]
+//! Async-native SSH for VM orchestrators: connect while a VM boots, run
+//! commands and stream their output, move files over pipelined SFTP, and
+//! run provisioning plans on many VMs at once, from one tokio runtime, on
+//! pure-Rust SSH ([russh](https://docs.rs/russh)).
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::time::Duration;
+//!
+//! use futures::StreamExt;
+//! use vmssh::{Auth, Chunk, HostKeyPolicy, Session, SshConfig};
+//!
+//! # async fn demo() -> Result<(), vmssh::Error> {
+//! let cfg = SshConfig::new("root")
+//!     .auth(Auth::key_file("id_ed25519"))
+//!     .host_key(HostKeyPolicy::known_hosts("known_hosts"));
+//!
+//! // A VM that is still booting: retried with a short, capped backoff.
+//! let sess = Session::connect_with_retry("127.0.0.1", 2222, &cfg, Duration::from_secs(120)).await?;
+//!
+//! let out = sess.exec("uname -a").await?;
+//! println!("{} ({})", out.stdout_lossy(), out.status);
+//!
+//! // Live output, with backpressure: a slow reader slows the remote command.
+//! let mut stream = sess.exec_streaming("make").await?;
+//! while let Some(chunk) = stream.next().await {
+//!     match chunk? {
+//!         Chunk::Stdout(b) => print!("{}", String::from_utf8_lossy(&b)),
+//!         Chunk::Stderr(b) => eprint!("{}", String::from_utf8_lossy(&b)),
+//!         _ => {}
+//!     }
+//! }
+//! println!("make: {}", stream.exit_status().await?);
+//!
+//! // Pipelined SFTP, replaced atomically.
+//! sess.upload(Path::new("local.sh"), "/tmp/remote.sh").await?;
+//! sess.download("/var/log/cloud-init.log", Path::new("out.log")).await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout
 //!
@@ -47,13 +87,108 @@
 //! 10. `fleet/` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
 //!     reported from the runner's results
 //!     ([`FleetReport`](fleet::FleetReport)).
-//! 11. `testkit/` (feature `testkit`): an in-process SSH server for tests
-//!     and demos, with fault injection.
 //!
 //! `error.rs` ([`error`]) holds the one [`Error`] for all of it, with
 //! [`is_retryable`](Error::is_retryable) and the other predicates.
-#![deny(missing_docs, missing_debug_implementations)]
-#![warn(unreachable_pub, rust_2018_idioms)]
+//!
+//! Beside this crate, in the same workspace: the embedded SSH server that
+//! tests and demos run against (`vmssh-testkit`) and the `vmssh` command
+//! (`vmssh-cli`), built on this crate's public API alone.
+//!
+//! # What it does
+//!
+//! - **Connect**: keys from files or memory (OpenSSH, PEM, PKCS#8; ed25519,
+//!   ECDSA, RSA with rsa-sha2-256/512; encrypted with a passphrase), ssh-agent,
+//!   password. Host keys verified against known_hosts (plain, `[host]:port`,
+//!   hashed, wildcards, `@revoked`), pinned keys, or trust-on-first-use;
+//!   accepting anything is spelled `insecure_accept_any()`. Host certificates
+//!   through `@cert-authority` lines; user certificates (`KEY-cert.pub`);
+//!   keyboard-interactive (PAM logins). Connect timeout,
+//!   keepalive (on by default: a frozen VM does not hang its orchestrator),
+//!   inactivity timeout. `connect_with_retry` retries only what is worth
+//!   retrying (refused, reset, timed out, closed before the handshake) and fails
+//!   at once on authentication or host key errors.
+//! - **Exec**: `exec` collects stdout, stderr and the exit status (with a cap on
+//!   collected bytes); `exec_streaming` is a `Stream` of chunks in arrival order,
+//!   every byte once, read until the channel closes, then the exit code or
+//!   signal. Never an invented exit code. `Command` adds environment, stdin
+//!   (bytes or any `AsyncRead`), a PTY and a timeout. Channels per session are
+//!   limited (default 10, OpenSSH's `MaxSessions`); extra callers wait. Dropping
+//!   a stream closes its channel.
+//! - **SFTP**: streaming, pipelined uploads and downloads in constant memory,
+//!   atomic replace, modes, parent directories, progress, plus an `Sftp` handle
+//!   for `mkdir_all`, `stat`, `remove`, `rename`, `read_dir`, `set_mode`.
+//! - **Provisioning**: inline, script and file steps; output streamed to sinks
+//!   (terminal with VM prefix, `provision.log`, tracing, a bounded channel);
+//!   the first failure stops the plan with the step, status and stderr tail.
+//! - **Fleets**: many VMs concurrently from one runtime, VMs and connects in
+//!   flight bounded separately, fail-fast or isolated failures, a serializable
+//!   report.
+//! - **Reach**: jump hosts (`connect_via`, chains, many sessions on one jump
+//!   connection), any byte stream (`connect_stream`: unix sockets, vsock,
+//!   `ProxyCommand`), TCP through the session (`open_tcp`, `forward_local`,
+//!   `forward_remote`), `~/.ssh/config` resolved as `ssh -G` does.
+//!
+//! # Examples
+//!
+//! Provisioning one VM, and many ([`provision`], [`fleet`]):
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use vmssh::fleet::{Fleet, Target};
+//! use vmssh::provision::{run_provisions, ProvisionDef};
+//!
+//! # async fn demo(sess: vmssh::Session, cfg: vmssh::SshConfig) -> Result<(), vmssh::Error> {
+//! let steps = [
+//!     ProvisionDef::inline("apt-get update"),
+//!     ProvisionDef::script("setup.sh"),
+//!     ProvisionDef::file("nginx.conf", "/etc/nginx/nginx.conf"),
+//! ];
+//! run_provisions(&sess, &steps, Path::new("."), "vm1", Some(Path::new("logs"))).await?;
+//!
+//! let targets = vec![Target::new("vm1", "10.0.0.5", 22, cfg.clone(), steps.to_vec())];
+//! let report = Fleet::new().concurrency(64).fail_fast(false).provision(targets).await;
+//! println!("{}", report.summary());
+//! # Ok(()) }
+//! ```
+//!
+//! Through a jump host, a port forward, and a host from `~/.ssh/config`
+//! ([`Session::connect_via`], [`forward`], [`ssh_config`]):
+//!
+//! ```no_run
+//! use vmssh::{Session, SshConfig};
+//!
+//! # async fn demo(bastion_cfg: SshConfig, vm_cfg: SshConfig) -> Result<(), vmssh::Error> {
+//! // One connection to the bastion carries every session behind it.
+//! let bastion = Session::connect("bastion.example.com", 22, &bastion_cfg.max_channels(64)).await?;
+//! let vm = Session::connect_via(&bastion, "10.0.0.7", 22, &vm_cfg).await?;
+//!
+//! // The VM's port 80 on a local port; dropping `web` stops it.
+//! let web = vm.forward_local("127.0.0.1:0", "127.0.0.1", 80).await?;
+//! println!("http://{}/", web.local_addr());
+//!
+//! // `ssh web1` resolved as `ssh -G web1` would (HostName, User, IdentityFile,
+//! // ProxyJump, known_hosts, HostKeyAlias...), then connected the same way.
+//! let web1 = vmssh::ssh_config::resolve("web1").await?;
+//! for w in web1.warnings() {
+//!     eprintln!("warning: {w}"); // options vmssh does not apply, with FILE:LINE
+//! }
+//! let sess = web1.connect().await?;
+//! # let _ = sess; Ok(()) }
+//! ```
+//!
+//! A fleet behind a bastion: `Target::new(..).via(bastion.clone())` for
+//! each VM. The plans and state files of vmctl are read by [`plan`] and
+//! [`vmctl`].
+//!
+//! # Backpressure
+//!
+//! Flow control is per channel on the wire, but russh reads each
+//! connection from one task: when a consumer stops reading one stream, the
+//! session's per-channel queue fills and the whole connection pauses,
+//! including other channels of the same session. Consume streams promptly
+//! or give independent consumers their own sessions.
+//!
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod algorithms;
@@ -75,9 +210,6 @@ pub mod session;
 pub mod sftp;
 pub mod ssh_config;
 mod status;
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod testkit;
 mod transfer;
 pub mod vmctl;
 
@@ -95,3 +227,8 @@ pub use host_key::HostKeyPolicy;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};
 pub use status::ExitStatus;
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

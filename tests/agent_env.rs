@@ -5,8 +5,6 @@
 //! runs beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use support::{KeyFormat, KeyType};
 use vmssh::{Auth, Error, Session};
 

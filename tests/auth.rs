@@ -3,7 +3,7 @@
 //! secret ever in an error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::time::{Duration, Instant};
 

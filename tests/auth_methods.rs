@@ -5,8 +5,6 @@
 //! not something to retry until the deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use support::{KeyFormat, KeyType, Server};

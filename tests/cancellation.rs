@@ -3,7 +3,7 @@
 //! no task behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,7 +103,7 @@ async fn dropped_upload_leaves_destination_and_session_intact(srv: &support::Ser
 }
 
 mod dropped_upload_leaves_destination_and_session_intact {
-    use super::support::{Dropbear, Sshd};
+    use support::{Dropbear, Sshd};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
@@ -341,7 +341,7 @@ async fn failed_sftp_leaves_nothing(srv: &support::Server) {
 }
 
 mod failed_sftp_leaves_nothing {
-    use super::support::{Dropbear, Sshd};
+    use support::{Dropbear, Sshd};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]

@@ -3,8 +3,6 @@
 //! explicitly), and the typed errors for expired and wrongly signed ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use support::certs::Ca;
 use support::{KeyFormat, KeyType, Server};
 use vmssh::{Auth, Error, Session};

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_harness;
-mod support;
+use support::on_both_servers;
 
 use cli_harness::{Hosts, assert_exit, json_lines, run, stderr, stdout};
 use vmssh::fleet::{FleetReport, Outcome};
@@ -457,7 +457,7 @@ async fn host_flags_ssh_config_and_host_key_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_from_the_environment() {
-    let server = vmssh::testkit::TestServer::builder()
+    let server = vmssh_testkit::TestServer::builder()
         .password("s3cret pw")
         .start()
         .await

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_harness;
-mod support;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! servers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::time::Duration;
 

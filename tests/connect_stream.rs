@@ -4,8 +4,6 @@
 //! real jump host (`ResolvedHost::connect`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 
 use tokio::net::{TcpStream, UnixListener, UnixStream};

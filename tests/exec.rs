@@ -3,7 +3,7 @@
 //! the output cap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::time::{Duration, Instant};
 
@@ -411,7 +411,7 @@ async fn failing_stdin_reader_ends_the_command(srv: &Server) -> tempfile::TempDi
 mod failing_stdin_reader_ends_the_command {
     use std::time::{Duration, Instant};
 
-    use super::support::{Dropbear, Sshd};
+    use support::{Dropbear, Sshd};
 
     /// sshd logs each end-of-file it receives (LogLevel DEBUG2): none may
     /// arrive for the failed command, only its close.

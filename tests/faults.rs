@@ -2,7 +2,7 @@
 //! with an error instead of hanging, and the session reports it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,6 @@
 //! limit held only while a tunnel is open, and a bind address in use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};

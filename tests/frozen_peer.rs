@@ -3,8 +3,6 @@
 //! is off) while the other sessions to the same server carry on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -4,8 +4,6 @@
 //! expired, wrongly signed, misnamed and revoked ones refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
 use support::certs::Ca;

@@ -3,7 +3,7 @@
 //! first use, and the explicit insecure policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::path::Path;
 use std::process::Command;

@@ -4,8 +4,6 @@
 //! a bounded time, with bounded memory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

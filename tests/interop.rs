@@ -16,8 +16,6 @@
 //! silently.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -522,8 +520,8 @@ macro_rules! row {
 
 /// OpenSSH's sshd as the tests configure it everywhere: the control row.
 mod sshd {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::start()
@@ -533,8 +531,8 @@ mod sshd {
 
 /// dropbear, with OpenSSH's sftp-server for SFTP.
 mod dropbear {
-    use super::support::{Dropbear, Server};
     use super::{FULL, Limits};
+    use support::{Dropbear, Server};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Dropbear::start()
@@ -544,8 +542,8 @@ mod dropbear {
 
 /// asyncssh's server: exec through /bin/sh, its own SFTP server.
 mod asyncssh {
-    use super::support::asyncssh::AsyncSsh;
     use super::{FULL, Limits};
+    use support::asyncssh::AsyncSsh;
     const LIMITS: Limits = FULL;
     fn start() -> AsyncSsh {
         AsyncSsh::start()
@@ -560,7 +558,7 @@ mod asyncssh {
 /// connection (it ends the connection when that channel closes).
 mod tinysshd {
     use super::Limits;
-    use super::support::tinysshd::{Tinysshd, tinysshd};
+    use support::tinysshd::{Tinysshd, tinysshd};
     const LIMITS: Limits = Limits {
         one_channel: true,
         sftp: false,
@@ -573,8 +571,8 @@ mod tinysshd {
 
 /// sshd allowing no session channel at all (`MaxSessions 0`).
 mod sshd_max_sessions_0 {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().max_sessions(0).start()
@@ -588,8 +586,8 @@ mod sshd_max_sessions_0 {
 
 /// sshd allowing two channels per connection.
 mod sshd_max_sessions_2 {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().max_sessions(2).start()
@@ -604,8 +602,8 @@ mod sshd_max_sessions_2 {
 
 /// sshd offering one key exchange: ecdh-sha2-nistp256.
 mod sshd_kex_nistp256 {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
@@ -619,8 +617,8 @@ mod sshd_kex_nistp256 {
 /// sshd offering one cipher and one MAC: aes256-ctr with
 /// hmac-sha2-256-etm@openssh.com.
 mod sshd_aes256_ctr_etm {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
@@ -634,8 +632,8 @@ mod sshd_aes256_ctr_etm {
 
 /// sshd whose only host key is RSA.
 mod sshd_rsa_host_key {
-    use super::support::{KeyType, Server, Sshd};
     use super::{FULL, Limits};
+    use support::{KeyType, Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().host_key_type(KeyType::Rsa).start()
@@ -646,8 +644,8 @@ mod sshd_rsa_host_key {
 
 /// sshd serving SFTP in-process (`internal-sftp`).
 mod sshd_internal_sftp {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()
@@ -660,8 +658,8 @@ mod sshd_internal_sftp {
 
 /// sshd offering compression (`zlib@openssh.com` after authentication).
 mod sshd_compression {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder().config_line("Compression yes").start()
@@ -673,8 +671,8 @@ mod sshd_compression {
 /// negotiated (and also writes debug lines into sessions' stderr, hence a
 /// row of its own).
 mod sshd_compression_debug {
-    use super::support::{Server, Sshd};
     use super::{FULL, Limits};
+    use support::{Server, Sshd};
     const LIMITS: Limits = FULL;
     fn start() -> Server {
         Sshd::builder()

@@ -5,8 +5,6 @@
 //! OpenSSH's sshd and dropbear both serve as jump hosts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use support::Server;

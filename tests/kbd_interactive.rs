@@ -4,8 +4,6 @@
 //! has password authentication off (PAM only), as OpenSSH's client does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use support::pam::TestUser;

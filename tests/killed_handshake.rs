@@ -5,8 +5,6 @@
 //! a typed error within a bounded time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

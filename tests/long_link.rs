@@ -6,8 +6,6 @@
 //! measures time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
-use vmssh::testkit::{TestServer, TestServerBuilder};
+use vmssh_testkit::{TestServer, TestServerBuilder};
 
 /// Hang guard: generous, only there so a bug fails instead of hanging.
 async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {

@@ -3,7 +3,7 @@
 //! command lines or values full of quotes, `$()`, newlines and non-ASCII.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use futures::StreamExt;
 use vmssh::{Chunk, Command};

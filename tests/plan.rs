@@ -19,7 +19,7 @@ fn parse(text: &str) -> Result<Plan, Error> {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vmctl-corpus/vmfiles")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vmctl-corpus/vmfiles")
 }
 
 /// `~` for the home directory, so that expectations do not depend on it.

@@ -3,7 +3,7 @@
 //! a missing input, sinks that are awaited.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! TRACE level.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! atomic replace, failures that leave the destination intact.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -542,7 +542,7 @@ mod no_sftp_subsystem_falls_back_to_exec {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
     async fn sshd() {
-        let srv = super::support::Sshd::builder().no_sftp().start();
+        let srv = support::Sshd::builder().no_sftp().start();
         super::no_sftp_subsystem_falls_back_to_exec(&srv).await;
     }
 
@@ -550,7 +550,7 @@ mod no_sftp_subsystem_falls_back_to_exec {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
     async fn dropbear() {
-        let srv = super::support::Dropbear::builder().no_sftp().start();
+        let srv = support::Dropbear::builder().no_sftp().start();
         super::no_sftp_subsystem_falls_back_to_exec(&srv).await;
     }
 }

@@ -6,14 +6,12 @@
 //! A plain connect makes one connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use vmssh::fleet::{Fleet, Target};
 use vmssh::provision::ProvisionDef;
-use vmssh::testkit::TestServer;
 use vmssh::{Session, SshConfig};
+use vmssh_testkit::TestServer;
 
 use support::silent::SilentFirst;
 

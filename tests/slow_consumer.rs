@@ -5,8 +5,6 @@
 //! the keepalive timeout must not be mistaken for a dead peer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;

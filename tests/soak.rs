@@ -3,14 +3,14 @@
 //! memory back at their starting level afterwards.
 //!
 //! The CI variant is short. The full run (10,000 cycles, 1,000 transfers):
-//! `VMSSH_SOAK=full cargo test --release --all-features --test soak`.
+//! `VMSSH_SOAK=full cargo test --release -p vmssh-tests --test soak`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
-use vmssh::testkit::TestServer;
+use vmssh_testkit::TestServer;
 
 fn full() -> bool {
     std::env::var("VMSSH_SOAK").is_ok_and(|v| v == "full")

@@ -3,7 +3,7 @@
 //! consumer stops reading, and channels closed when a stream is dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use support::on_both_servers;
 
 use std::time::{Duration, Instant};
 

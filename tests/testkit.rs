@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use vmssh::testkit::TestServer;
 use vmssh::{Chunk, Command, Error, Session, SftpErrorKind, TransferOptions};
+use vmssh_testkit::TestServer;
 
 /// Hang guard: generous, only there so a bug fails instead of hanging.
 async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {

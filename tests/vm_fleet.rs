@@ -4,8 +4,6 @@
 //! into the new boot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +12,7 @@ use futures::future::BoxFuture;
 use vmssh::Chunk;
 use vmssh::fleet::{Fleet, Target};
 use vmssh::provision::{Event, ProvisionDef, Sink};
-use vmssh::testkit::qemu::Guest;
+use vmssh_testkit::qemu::Guest;
 
 use support::qemu;
 

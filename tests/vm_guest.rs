@@ -7,16 +7,14 @@
 //! The cases share one guest per server: a boot costs seconds under TCG.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use vmssh::provision::{ProvisionDef, run_provisions};
-use vmssh::testkit::qemu::{Guest, GuestSsh};
 use vmssh::{Chunk, Error, Session};
+use vmssh_testkit::qemu::{Guest, GuestSsh};
 
 use support::qemu;
 

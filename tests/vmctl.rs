@@ -5,8 +5,6 @@
 //! changed host key refused, a recreated instance trusted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -18,13 +16,13 @@ use vmssh::{Error, VmctlErrorKind};
 
 fn state(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vmctl-corpus/state")
+        .join("vmctl-corpus/state")
         .join(name)
 }
 
 fn vmfile(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vmctl-corpus/vmfiles")
+        .join("vmctl-corpus/vmfiles")
         .join(name)
 }
 

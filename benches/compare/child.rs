@@ -122,11 +122,9 @@ pub(crate) fn main(scenario: &str, args: &Args) -> Res<()> {
             "sftp_download" => sftp_transfer(args, false).await,
             "connect_wake" => connect_wake(args).await,
             "concurrent_sessions" => concurrent_sessions(args).await,
-            #[cfg(feature = "testkit")]
             "concurrent_sessions_testkit" => concurrent_sessions_testkit(args).await,
             "fleet" => fleet(args).await,
             "small_steps" => small_steps(args).await,
-            #[cfg(feature = "testkit")]
             "testkit_server" => testkit_server(args).await,
             other => Err(format!("unknown scenario {other}")),
         }
@@ -261,13 +259,12 @@ async fn concurrent_sessions(args: &Args) -> Res<()> {
     many_sessions(HOST, &args.ports()?, &cfg, args).await
 }
 
-/// The same sessions against one `vmssh::testkit::TestServer` started in
+/// The same sessions against one `vmssh_testkit::TestServer` started in
 /// this process, on the same current_thread runtime as the clients: no
 /// sshd, no other process but the commands' shells. RSS, threads and CPU
 /// are the client's and the server's together.
-#[cfg(feature = "testkit")]
 async fn concurrent_sessions_testkit(args: &Args) -> Res<()> {
-    let server = vmssh::testkit::TestServer::start().await.map_err(err)?;
+    let server = vmssh_testkit::TestServer::start().await.map_err(err)?;
     many_sessions(server.host(), &[server.port()], &server.config(), args).await?;
     let failures = server.failures();
     if !failures.is_empty() {
@@ -414,17 +411,16 @@ async fn small_steps(args: &Args) -> Res<()> {
     Ok(())
 }
 
-/// A `vmssh::testkit::TestServer` for other processes (the testkit fleet):
+/// A `vmssh_testkit::TestServer` for other processes (the testkit fleet):
 /// writes its client key and host key line into `--dir`, prints
 /// `RESULT port N`, and serves until its stdin closes.
-#[cfg(feature = "testkit")]
 async fn testkit_server(args: &Args) -> Res<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     use tokio::io::AsyncReadExt as _;
 
     let dir = PathBuf::from(args.get("dir")?);
-    let server = vmssh::testkit::TestServer::start().await.map_err(err)?;
+    let server = vmssh_testkit::TestServer::start().await.map_err(err)?;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)

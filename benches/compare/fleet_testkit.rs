@@ -1,12 +1,11 @@
 //! `fleet_testkit`: the fleet plan on 1,000 VMs (quick: 100) served by one
-//! `vmssh::testkit::TestServer` in a process of its own (the bench binary
+//! `vmssh_testkit::TestServer` in a process of its own (the bench binary
 //! as `--child testkit_server`), for every contender: it is an SSH server
 //! on a port. Unlike the sshd fleet, the server costs little, so the rows
-//! are about the clients. Needs `--features testkit`.
+//! are about the clients.
 
 use crate::{Env, Report};
 
-#[cfg(feature = "testkit")]
 pub(crate) fn fleet_testkit(env: &Env, report: &mut Report) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
@@ -44,7 +43,7 @@ pub(crate) fn fleet_testkit(env: &Env, report: &mut Report) {
         .into_iter()
         .partition(|p| *p == "ansible");
     let vms = if env.quick { 100 } else { 1000 };
-    let server = "one vmssh::testkit::TestServer (its own process, multi_thread(2) runtime; it offers \
+    let server = "one vmssh_testkit::TestServer (its own process, multi_thread(2) runtime; it offers \
                   chacha20-poly1305, aes256-gcm and aes-ctr, so the contenders' AES-GCM preference gives \
                   aes256-gcm there)";
     if !ansible.is_empty() {
@@ -80,11 +79,4 @@ pub(crate) fn fleet_testkit(env: &Env, report: &mut Report) {
     // Closing its stdin stops the server.
     drop(child.stdin.take());
     let _ = child.wait();
-}
-
-#[cfg(not(feature = "testkit"))]
-pub(crate) fn fleet_testkit(_env: &Env, report: &mut Report) {
-    report
-        .notes
-        .push("fleet_testkit: not built (it needs `--features testkit`)".into());
 }

@@ -1,4 +1,4 @@
-//! The peers a user would pick instead of vmssh (issue 16): other SSH
+//! The peers a user would pick instead of vmssh: other SSH
 //! libraries and, for fleets, provisioning tools. Each runs in its own
 //! process and speaks the contenders' protocol (`SCENARIO --key value`,
 //! `RESULT name value`), built or installed on demand, outside vmssh's
@@ -180,7 +180,7 @@ impl Peers {
                     || wanted("fleet_testkit")
             })
             .collect();
-        let benches = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+        let benches = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut venv: Option<Result<PathBuf, String>> = None;
         for spec in specs {
             match &spec.kind {

@@ -61,7 +61,7 @@ fn transfer_bytes(env: &Env, rtt_ms: u64) -> u64 {
     }
 }
 
-/// The ratio goals of issue 12: at least OpenSSH at every RTT, twice it
+/// The long-link ratio goals: at least OpenSSH at every RTT, twice it
 /// (stdout, download) or 1.2x (upload) from 20 ms on.
 fn goal(rtt_ms: u64, long_link: f64) -> Goal {
     Goal::AtLeastOpenssh(if rtt_ms >= 20 { long_link } else { 1.0 })

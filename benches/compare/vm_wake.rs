@@ -6,20 +6,11 @@
 //! the banner) that tells when the guest's sshd first answers; the figure
 //! is each contender's session time minus that moment.
 //!
-//! Needs `--features testkit` (the guest launcher, `vmssh::testkit::qemu`)
-//! and the image (`scripts/vm-image.sh`).
+//! Needs the guest launcher (`vmssh_testkit::qemu`) and the image
+//! (`scripts/vm-image.sh`).
 
-#[cfg(not(feature = "testkit"))]
-pub(crate) fn vm_wake(_env: &crate::Env, report: &mut crate::Report) {
-    report
-        .notes
-        .push("vm_wake: skipped (needs --features testkit and scripts/vm-image.sh)".into());
-}
-
-#[cfg(feature = "testkit")]
 pub(crate) use real::vm_wake;
 
-#[cfg(feature = "testkit")]
 mod real {
     use std::collections::HashMap;
     use std::io::Read as _;
@@ -30,7 +21,7 @@ mod real {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use vmssh::testkit::qemu::{GuestSsh, Image};
+    use vmssh_testkit::qemu::{GuestSsh, Image};
 
     use crate::sshd::HOST;
     use crate::{Better, Env, Goal, Report, Row, Sample, collect, measure, med, spread};
@@ -43,7 +34,7 @@ mod real {
     const SSH_ATTEMPTS: u32 = 30;
 
     pub(crate) fn vm_wake(env: &Env, report: &mut Report) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vm-image");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm-image");
         let image = match Image::open(&dir) {
             Ok(i) => i,
             Err(e) => {

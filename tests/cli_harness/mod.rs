@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use tempfile::TempDir;
-use vmssh::testkit::TestServer;
+use vmssh_testkit::TestServer;
 
 /// The binary under test.
-pub const VMSSH: &str = env!("CARGO_BIN_EXE_vmssh");
+pub const VMSSH: &str = env!("CARGO_BIN_EXE_vmssh-under-test");
 
 /// One host: its name and its server.
 pub struct Host {

@@ -19,11 +19,11 @@ use super::{KeyPair, client_config, current_user, descendants, drain, ed25519_ke
 
 /// The virtual environment's interpreter (build.rs probes this path).
 pub fn python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/asyncssh/bin/python3")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/asyncssh/bin/python3")
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/asyncssh_server.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("support/asyncssh_server.py")
 }
 
 /// A running asyncssh server, stopped (with every command it runs) on

@@ -17,8 +17,8 @@
 //! directory (`environment="SHLVL=1"` in sshd's authorized_keys, `SHLVL=1`
 //! passed through by dropbear's `-e`).
 #![allow(
-    dead_code,
-    unreachable_pub,
+    missing_docs,
+    missing_debug_implementations,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic
@@ -68,7 +68,7 @@ macro_rules! on_both_servers {
             #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
             #[cfg_attr(not($also), ignore = "needs a further test server (see build.rs)")]
             async fn sshd() {
-                let srv = $crate::support::sshd();
+                let srv = $crate::sshd();
                 super::$body(&srv).await;
             }
 
@@ -76,7 +76,7 @@ macro_rules! on_both_servers {
             #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
             #[cfg_attr(not($also), ignore = "needs a further test server (see build.rs)")]
             async fn dropbear() {
-                let srv = $crate::support::dropbear();
+                let srv = $crate::dropbear();
                 super::$body(&srv).await;
             }
         }
@@ -1299,7 +1299,8 @@ impl Drop for SharedAuthorizedKeys {
 /// A private `ssh-agent` on its own socket, killed on drop.
 #[derive(Debug)]
 pub struct Agent {
-    dir: TempDir,
+    /// Holds the socket's directory until the agent is gone.
+    _dir: TempDir,
     socket: PathBuf,
     child: Child,
 }
@@ -1334,7 +1335,11 @@ pub fn agent() -> Agent {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    Agent { dir, socket, child }
+    Agent {
+        _dir: dir,
+        socket,
+        child,
+    }
 }
 
 impl Agent {
@@ -1359,7 +1364,6 @@ impl Drop for Agent {
     }
 }
 
-#[cfg(feature = "testkit")]
 pub mod qemu;
 
 pub mod silent;
@@ -1404,4 +1408,47 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The guide's Rust examples compile (and run, where not `no_run`) as doc
+/// tests of this package.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../docs/command-line.md")]
+    struct CommandLine;
+    #[doc = include_str!("../../docs/vmctl.md")]
+    struct Vmctl;
+    #[doc = include_str!("../../docs/sharding.md")]
+    struct Sharding;
+    #[doc = include_str!("../../docs/reliability.md")]
+    struct Reliability;
+    #[doc = include_str!("../../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../../docs/testing.md")]
+    struct Testing;
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file in `tests/` that `tests/Cargo.toml` does not list would never
+    /// be built or run, and nothing would say so.
+    #[test]
+    fn every_test_file_is_a_target() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".rs")
+                && name != "build.rs"
+                && !manifest.contains(&format!("path = \"{name}\""))
+            {
+                missing.push(name);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "tests/Cargo.toml lists no [[test]] for {missing:?}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Real QEMU guests for the real-VM tests (`tests/vm_*.rs`): the image
 //! built by `scripts/vm-image.sh` under `target/vm-image`, booted through
-//! [`vmssh::testkit::qemu`] (the same launcher as the fleet example's
+//! [`vmssh_testkit::qemu`] (the same launcher as the fleet example's
 //! `--qemu`), killed by PID when dropped.
 //!
 //! Tests that boot guests carry
@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vmssh::testkit::qemu::{Guest, GuestSsh, Image};
 use vmssh::{Session, SshConfig};
+use vmssh_testkit::qemu::{Guest, GuestSsh, Image};
 
 /// The deadline for a guest's first session (boot under TCG takes a few
 /// seconds; a loaded machine takes longer).
@@ -20,7 +20,7 @@ pub const BOOT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The image directory, as `scripts/vm-image.sh` writes it.
 pub fn image_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/vm-image")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/vm-image")
 }
 
 /// The image, panicking with what to do when it has not been built.

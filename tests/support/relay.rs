@@ -36,16 +36,16 @@ const BATCH: usize = 64;
 
 /// What the relay imitates.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Link {
+pub struct Link {
     /// Delay of each direction (half the round-trip time).
-    pub(crate) one_way: Duration,
+    pub one_way: Duration,
     /// Bandwidth of each direction, bytes per second; `None`: uncapped.
-    pub(crate) rate: Option<u64>,
+    pub rate: Option<u64>,
 }
 
 impl Link {
     /// A link with this round-trip time and no bandwidth cap.
-    pub(crate) fn rtt(rtt: Duration) -> Link {
+    pub fn rtt(rtt: Duration) -> Link {
         Link {
             one_way: rtt / 2,
             rate: None,
@@ -56,14 +56,14 @@ impl Link {
 /// A running relay: connections to `127.0.0.1:port` reach the upstream
 /// port through the [`Link`]. Stops (dropping every connection) on drop.
 #[derive(Debug)]
-pub(crate) struct Relay {
-    pub(crate) port: u16,
+pub struct Relay {
+    pub port: u16,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Relay {
-    pub(crate) fn start(upstream: u16, link: Link) -> Relay {
+    pub fn start(upstream: u16, link: Link) -> Relay {
         let listener = std::net::TcpListener::bind((HOST, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -247,7 +247,7 @@ async fn write_batch(to: &mut OwnedWriteHalf, batch: &[Item]) -> std::io::Result
 
 /// Throughput of the relay alone (GB/s) at `link`: 1 GiB from a plain
 /// writer through the relay to a plain reader, on loopback.
-pub(crate) fn ceiling(link: Link) -> f64 {
+pub fn ceiling(link: Link) -> f64 {
     const TOTAL: u64 = 1 << 30;
     let sink = std::net::TcpListener::bind((HOST, 0)).unwrap();
     let sink_port = sink.local_addr().unwrap().port();
@@ -277,7 +277,7 @@ pub(crate) fn ceiling(link: Link) -> f64 {
 
 /// Median round-trip time (ms) of a 1-byte ping through the relay at
 /// `link`: what the link really adds, timer error included.
-pub(crate) fn measured_rtt_ms(link: Link) -> f64 {
+pub fn measured_rtt_ms(link: Link) -> f64 {
     let echo = std::net::TcpListener::bind((HOST, 0)).unwrap();
     let echo_port = echo.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {

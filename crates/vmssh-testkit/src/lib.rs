@@ -1,5 +1,5 @@
 //! An SSH server inside the test process, for tests, demos, scale runs and
-//! fault injection (feature `testkit`).
+//! fault injection.
 //!
 //! [`TestServer`] listens on `127.0.0.1` on a free port, with a fresh
 //! ed25519 host key and a fresh client key that it authorizes, and hands
@@ -56,7 +56,7 @@
 //!
 //! ```
 //! use vmssh::Session;
-//! use vmssh::testkit::TestServer;
+//! use vmssh_testkit::TestServer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -77,7 +77,7 @@
 //! ```
 //! use std::time::Duration;
 //! use vmssh::Session;
-//! use vmssh::testkit::TestServer;
+//! use vmssh_testkit::TestServer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -93,6 +93,8 @@
 //! # })?;
 //! # Ok(()) }
 //! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod handler;
 mod process;
@@ -115,8 +117,8 @@ use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::{MethodKind, MethodSet, SshId};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::error::{Error, KeyErrorKind};
-use crate::{Auth, HostKeyPolicy, Session, SshConfig};
+use vmssh::{Auth, HostKeyPolicy, Session, SshConfig};
+use vmssh::{Error, KeyErrorKind};
 
 use self::handler::ConnHandler;
 use self::tasks::Tasks;
@@ -402,18 +404,17 @@ impl TestServerBuilder {
             .map_err(encode)?
             .to_string();
 
-        let socket = bind().map_err(|e| Error::io("testkit: cannot bind 127.0.0.1:0", e))?;
+        let socket = bind().map_err(|e| crate::io_error("testkit: cannot bind 127.0.0.1:0", e))?;
         let addr = socket
             .local_addr()
-            .map_err(|e| Error::io("testkit: cannot read the bound address", e))?;
-        let listen = match opts.listen_after {
-            None => Listen::Now(
-                socket
-                    .listen(BACKLOG)
-                    .map_err(|e| Error::io(format!("testkit: cannot listen on {addr}"), e))?,
-            ),
-            Some(delay) => Listen::Later(socket, delay),
-        };
+            .map_err(|e| crate::io_error("testkit: cannot read the bound address", e))?;
+        let listen =
+            match opts.listen_after {
+                None => Listen::Now(socket.listen(BACKLOG).map_err(|e| {
+                    crate::io_error(format!("testkit: cannot listen on {addr}"), e)
+                })?),
+                Some(delay) => Listen::Later(socket, delay),
+            };
 
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
@@ -663,6 +664,14 @@ async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
     }
 }
 
+/// An I/O failure, with what was being done.
+pub(crate) fn io_error(context: impl Into<String>, source: std::io::Error) -> Error {
+    Error::Io {
+        context: context.into(),
+        source,
+    }
+}
+
 fn key_error(kind: KeyErrorKind, e: russh::keys::ssh_key::Error) -> Error {
     Error::Key {
         origin: "<testkit>".to_string(),
@@ -672,7 +681,7 @@ fn key_error(kind: KeyErrorKind, e: russh::keys::ssh_key::Error) -> Error {
 }
 
 fn new_key(comment: &str) -> Result<PrivateKey, russh::keys::ssh_key::Error> {
-    let mut key = PrivateKey::random(&mut rand_10::rng(), Algorithm::Ed25519)?;
+    let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)?;
     key.set_comment(comment);
     Ok(key)
 }

@@ -5,7 +5,7 @@
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
-use crate::testkit::users::Names;
+use crate::users::Names;
 
 /// Six months, the age beyond which `ls` shows the year instead of the
 /// time of day.

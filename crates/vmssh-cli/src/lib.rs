@@ -32,6 +32,12 @@
 //! written).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// The crate is a library only so that the binary (`main.rs`) and the
+// integration tests' copy of it run the same code: nothing here is API.
+#![doc(hidden)]
+// Doc comments of the arguments are the `--help` text, written for a
+// terminal: `DIR/<host>` is a placeholder there, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod address;
 mod args;
@@ -53,7 +59,9 @@ use clap::Parser as _;
 use crate::args::{Cli, Command, ReportCommand};
 use crate::usage::Exit;
 
-fn main() -> ExitCode {
+/// The `vmssh` command: parses the command line, runs it, and returns
+/// the exit code.
+pub fn main() -> ExitCode {
     // Bad flags: clap prints the message and exits with 2.
     let cli = Cli::parse();
     // One thread drives every host: the library is async throughout.

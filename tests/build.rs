@@ -1,6 +1,7 @@
 //! Finds the real servers the integration tests start, so that a test whose
 //! server is missing is reported by the test runner as *ignored* (skipped),
-//! never as a pass.
+//! never as a pass. It is the tests package's alone: the library has no
+//! build script.
 //!
 //! Each probe sets `cfg(vmssh_have_NAME)` when all of its binaries exist.
 //! Tests that need one carry
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 /// `(cfg name, what it is, binaries that must all exist)`. A binary is
 /// looked up on `PATH` and in the system directories, or taken as given
-/// when it is a path (relative paths are relative to this package).
+/// when it is a path (relative paths are relative to the workspace: the
+/// guest image and the asyncssh environment are built under `target/`).
 const PROBES: &[(&str, &str, &[&str])] = &[
     (
         "sshd",
@@ -81,12 +83,13 @@ fn main() {
     let required =
         std::env::var_os("VMSSH_REQUIRE_SERVERS").is_some_and(|v| !v.is_empty() && v != "0");
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let workspace = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut missing_required = Vec::new();
     for (name, what, bins) in PROBES {
         println!("cargo::rustc-check-cfg=cfg(vmssh_have_{name})");
         let mut missing = Vec::new();
         for bin in *bins {
-            match find(bin, &manifest) {
+            match find(bin, &workspace) {
                 Some(path) => println!("cargo::rerun-if-changed={}", path.display()),
                 None => missing.push(*bin),
             }
@@ -95,7 +98,7 @@ fn main() {
             println!("cargo::rustc-cfg=vmssh_have_{name}");
         } else {
             // Installing the binary changes its directory: probe again then.
-            for dir in watch_dirs(bins, &manifest) {
+            for dir in watch_dirs(bins, &workspace) {
                 println!("cargo::rerun-if-changed={}", dir.display());
             }
             println!(
@@ -115,9 +118,9 @@ fn main() {
     }
 }
 
-fn find(bin: &str, manifest: &Path) -> Option<PathBuf> {
+fn find(bin: &str, workspace: &Path) -> Option<PathBuf> {
     if bin.contains('/') {
-        let p = manifest.join(bin);
+        let p = workspace.join(bin);
         return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -127,17 +130,26 @@ fn find(bin: &str, manifest: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn watch_dirs(bins: &[&str], manifest: &Path) -> Vec<PathBuf> {
+/// What to watch for a binary that is missing, so that installing it
+/// probes again. Never a path that may not exist: cargo counts a missing
+/// path as changed, and would rerun this script (and rebuild every test)
+/// at every build. A missing file under `target/` is watched through its
+/// directory, created here when absent (the scripts that build the guest
+/// image and the asyncssh environment write into it); never `target/`
+/// itself, which every build changes.
+fn watch_dirs(bins: &[&str], workspace: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for bin in bins {
         if bin.contains('/') {
-            // A missing path is always stale to cargo: probed at every build
-            // until it exists (never watch an ancestor: it may be target/).
-            dirs.push(manifest.join(bin));
+            if let Some(dir) = workspace.join(bin).parent() {
+                let _ = std::fs::create_dir_all(dir);
+                dirs.push(dir.to_path_buf());
+            }
         } else {
             dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
         }
     }
+    dirs.retain(|d| d.is_dir());
     dirs.sort();
     dirs.dedup();
     dirs

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use vmssh::fleet::Target;
 use vmssh::plan::Plan;
 use vmssh::provision::{ProvisionDef, StepKind};
-use vmssh::testkit::TestServer;
-use vmssh::testkit::qemu::{Guest, GuestSsh, Image};
+use vmssh_testkit::TestServer;
+use vmssh_testkit::qemu::{Guest, GuestSsh, Image};
 
 use crate::args::DemoArgs;
 use crate::commands::provision::load_plan;
@@ -133,7 +133,7 @@ fn under(root: &Path, step: ProvisionDef) -> ProvisionDef {
 }
 
 /// `--qemu N`: builds (or reuses) the image with scripts/vm-image.sh from
-/// this source tree, boots `n` guests through `vmssh::testkit::qemu` (the
+/// this source tree, boots `n` guests through `vmssh_testkit::qemu` (the
 /// launcher the real-VM tests use), OpenSSH's sshd and dropbear
 /// alternately, and targets them with the demo plan; the fleet connects
 /// while they boot.
@@ -147,7 +147,7 @@ async fn qemu_targets(plan: &Plan, n: usize) -> Result<(Vec<Target>, Vec<Guest>)
             "vmssh: note: {n} guests on {cores} cores: each guest emulates its CPU (TCG) and needs a core to boot in seconds"
         );
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/vm-image.sh");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/vm-image.sh");
     eprintln!(
         "vmssh: building or reusing the VM image ({})",
         script.display()

@@ -20,7 +20,7 @@ use russh_sftp::server::{Handler, StatusReply};
 
 use super::longname::longname;
 use super::{MAX_IO, ext};
-use crate::testkit::users::Names;
+use crate::users::Names;
 
 /// Directory entries per `SSH_FXP_NAME` reply.
 const DIR_BATCH: usize = 128;

@@ -19,7 +19,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use vmssh::Session;
-//! use vmssh::testkit::qemu::{GuestSsh, Image};
+//! use vmssh_testkit::qemu::{GuestSsh, Image};
 //!
 //! # async fn demo() -> Result<(), vmssh::Error> {
 //! let image = Image::open("target/vm-image")?;
@@ -42,8 +42,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::error::Error;
-use crate::{Auth, HostKeyPolicy, Session, SshConfig};
+use vmssh::Error;
+use vmssh::{Auth, HostKeyPolicy, Session, SshConfig};
 
 /// The address every guest's SSH port is forwarded to.
 const HOST: &str = "127.0.0.1";
@@ -70,7 +70,7 @@ impl Image {
         for f in ["vmlinuz", "initrd.img", "id_ed25519"] {
             let p = dir.join(f);
             if !p.is_file() {
-                return Err(Error::io(
+                return Err(crate::io_error(
                     format!(
                         "VM image file {} is missing (build the image with scripts/vm-image.sh)",
                         p.display()
@@ -81,7 +81,7 @@ impl Image {
         }
         let pub_path = dir.join("host_key.pub");
         let host_key_line = std::fs::read_to_string(&pub_path)
-            .map_err(|e| Error::io(format!("cannot read {}", pub_path.display()), e))?
+            .map_err(|e| crate::io_error(format!("cannot read {}", pub_path.display()), e))?
             .trim()
             .to_string();
         Ok(Image { dir, host_key_line })
@@ -221,7 +221,7 @@ impl GuestBuilder {
 
     /// Boots on `port`; the flag says whether the port was taken.
     async fn boot_on(&self, port: u16) -> Result<Guest, (Error, bool)> {
-        let fail = |what: String, e: std::io::Error| (Error::io(what, e), false);
+        let fail = |what: String, e: std::io::Error| (crate::io_error(what, e), false);
         let dir = GuestDir::create()
             .map_err(|e| fail("cannot create a directory for the guest".into(), e))?;
         let qmp_path = dir.0.join("qmp.sock");
@@ -292,7 +292,7 @@ impl GuestBuilder {
                 let collision = msg.contains("host forwarding");
                 let status = status.map(|s| s.to_string()).unwrap_or_default();
                 return Err((
-                    Error::io(
+                    crate::io_error(
                         format!("QEMU exited at start ({status}): {}", msg.trim()),
                         std::io::Error::other("qemu exited"),
                     ),
@@ -305,7 +305,7 @@ impl GuestBuilder {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(s).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "vmssh::testkit::qemu", "qemu: {line}");
+                    tracing::debug!(target: "vmssh_testkit::qemu", "qemu: {line}");
                 }
             });
         }
@@ -371,7 +371,7 @@ fn free_port() -> Result<u16, Error> {
     std::net::TcpListener::bind((HOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| Error::io("cannot find a free port", e))
+        .map_err(|e| crate::io_error("cannot find a free port", e))
 }
 
 /// A running QEMU guest, killed (by PID) when dropped.
@@ -462,7 +462,7 @@ impl Guest {
         rx.wait_for(|n| *n > seen)
             .await
             .map(|_| ())
-            .map_err(|_| Error::io("waiting for the guest to reset", gone()))
+            .map_err(|_| crate::io_error("waiting for the guest to reset", gone()))
     }
 
     /// Reboots the guest from inside (`reboot -f` over a session of its
@@ -500,7 +500,7 @@ impl Guest {
         self.child
             .kill()
             .await
-            .map_err(|e| Error::io("cannot kill QEMU", e))
+            .map_err(|e| crate::io_error("cannot kill QEMU", e))
     }
 }
 

@@ -14,7 +14,7 @@ use russh_sftp::server::{Handler, StatusReply};
 
 use super::fs::{Node, SftpFs, blocking, io_status, ok};
 use super::{MAX_IO, MAX_PACKET};
-use crate::testkit::users;
+use crate::users;
 
 /// The extensions announced in the `SSH_FXP_VERSION` reply, with the
 /// versions sshd's sftp-server announces.
