@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, then formatting, lints,
-# the whole test suite against real servers, doc tests and docs.
+# The test command: installs what the tests need, then runs every stage
+# (formatting, lints, the test suite against real servers, doc tests, docs,
+# the library's package, a no-op rebuild) and reports every failing stage
+# at the end: a flaky test never hides a broken doc build.
 #
-# On a fresh Debian/Ubuntu machine, run as root: each scripts/deps/*.sh
-# installs one group of test servers (through apt, pip, ...) when missing.
+# What it installs when missing, on a Debian/Ubuntu machine, as root (each
+# scripts/deps/*.sh installs one group and says so before it does):
+#   - OpenSSH's sshd, sftp-server and clients, and dropbear   (apt)
+#   - sudo                                                    (apt)
+#   - asyncssh, pinned, in a virtual environment under target/ (PyPI)
+#   - tinysshd, with its system service left disabled         (apt)
+#   - QEMU, and the guest image built from Debian's packages
+#     into target/vm-image                                     (apt)
 # Without root, install them first (each file says what it needs).
 #
-# Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes build.rs
-# fail the build when a test server is missing, instead of marking its
-# tests ignored.
+# Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes the tests
+# package's build script fail the build when a test server is missing,
+# instead of marking its tests ignored.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,7 +39,7 @@ apt_install() {
         die "the tests need $*, which are not installed, and this is not root. Install them first:  sudo apt-get install -y $*"
     fi
     have apt-get || die "the tests need $*, and apt-get is not available to install them."
-    step "installing $*"
+    step "installing $* (apt)"
     if [ -z "$apt_updated" ]; then
         apt-get update
         apt_updated=1
@@ -46,24 +54,66 @@ done
 
 export VMSSH_REQUIRE_SERVERS=1
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
+# run NAME CMD...: one stage; its failure is recorded, and the next stage runs.
+failed=()
+run() {
+    local name=$1
+    shift
+    step "$name"
+    if ! "$@"; then
+        failed+=("$name")
+        echo "==> $name: FAILED" >&2
+    fi
+}
 
-step "cargo clippy"
-cargo clippy --all-targets --all-features -- -D warnings
+tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-fail-fast
+    else
+        echo "(cargo-nextest not installed: falling back to cargo test)"
+        cargo test --workspace --no-fail-fast
+    fi
+}
 
-step "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --all-features --no-fail-fast
-else
-    echo "(cargo-nextest not installed: falling back to cargo test)"
-    cargo test --all-features --no-fail-fast
+# The library's package holds its sources, README, changelog and licences,
+# nothing else, and builds on its own (`cargo package` compiles it).
+package() {
+    local list unexpected
+    list=$(cargo package -p vmssh --list --allow-dirty) || return 1
+    unexpected=$(grep -vE '^(src/.*\.rs|README\.md|CHANGELOG\.md|LICENSE-(MIT|APACHE)|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$' <<<"$list" || true)
+    if [ -n "$unexpected" ]; then
+        echo "the vmssh package would ship more than the library:" >&2
+        echo "$unexpected" >&2
+        return 1
+    fi
+    cargo package -p vmssh --allow-dirty --quiet
+}
+
+# After a build, building again with nothing changed compiles nothing.
+noop_build() {
+    local out
+    cargo build --workspace --all-targets --quiet || return 1
+    out=$(cargo build --workspace --all-targets 2>&1) || {
+        echo "$out" >&2
+        return 1
+    }
+    if grep -E '^\s*(Compiling|Running) ' <<<"$out"; then
+        echo "a second build with nothing changed compiled the above" >&2
+        return 1
+    fi
+}
+
+run "cargo fmt --check" cargo fmt --all -- --check
+run "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+run "tests" tests
+run "doc tests" cargo test --workspace --doc
+run "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+run "the library's package" package
+run "a second build compiles nothing" noop_build
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '\n==> FAILED stages:\n' >&2
+    printf '    %s\n' "${failed[@]}" >&2
+    exit 1
 fi
-
-step "doc tests"
-cargo test --doc --all-features
-
-step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
-
 step "all checks passed"
