@@ -1,6 +1,5 @@
-"""Ansible (ansible-core) as a fleet contender for benches/compare.rs
-(issue 16): the fleet plan as a playbook on an inventory of the same
-targets.
+"""Ansible (ansible-core) as a fleet contender for benches/compare.rs:
+the fleet plan as a playbook on an inventory of the same targets.
 
 Settings, Ansible's own fast ones: forks = vmssh's concurrency, pipelining
 on, strategy `free` (each host runs ahead on its own), no fact gathering,

@@ -1,4 +1,4 @@
-"""asyncssh as a contender for benches/compare.rs (issue 16).
+"""asyncssh as a contender for benches/compare.rs.
 
 Settings: AES-GCM (the cipher every contender negotiates), no
 compression, asyncssh's default 2 MiB window and 32 KiB packets; SFTP

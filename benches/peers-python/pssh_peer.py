@@ -1,5 +1,5 @@
 """parallel-ssh (libssh2 through ssh2-python, on gevent) as a contender for
-benches/compare.rs (issue 16): many hosts from one ParallelSSHClient.
+benches/compare.rs: many hosts from one ParallelSSHClient.
 
 Settings: `pool_size` = the concurrency asked for (parallel-ssh's one knob
 for speed), compression off (its default), retries every 100 ms. Every

@@ -1,4 +1,4 @@
-//! async-ssh2-tokio as a contender for `benches/compare.rs` (issue 16),
+//! async-ssh2-tokio as a contender for `benches/compare.rs`,
 //! used as its documentation shows, at its fastest settings: `execute_io`
 //! for streamed output, `upload_file` with a 255 KiB buffer (its default
 //! is 4 KiB), `download_file` (it has no settings), and russh's client

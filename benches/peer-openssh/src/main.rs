@@ -1,5 +1,5 @@
 //! The `openssh` crate with `openssh-sftp-client` as a contender for
-//! `benches/compare.rs` (issue 16), at their fastest documented settings:
+//! `benches/compare.rs`, at their fastest documented settings:
 //! `native-mux` (commands over the ControlMaster's socket, no `ssh`
 //! process per command), the same cipher as every other contender
 //! (AES-GCM: `aes128-gcm@openssh.com`, or aes256 where a server has no
