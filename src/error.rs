@@ -734,6 +734,18 @@ impl Error {
         matches!(self, Error::ConnectionLost { .. })
     }
 
+    /// True when the server refused every authentication method (or
+    /// disconnected during authentication).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::AuthFailed { .. })
+    }
+
+    /// This error and its causes on one line, `: `-separated (see
+    /// [`Chain`]).
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -744,6 +756,32 @@ impl Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Displays an error and its causes on one line, each `Display` after the
+/// one before it, `: `-separated: `connect failed: ...: Connection
+/// refused`. No error here repeats its source in its own `Display`, so
+/// nothing shows twice.
+///
+/// ```
+/// use vmssh::error::Chain;
+///
+/// let e = std::io::Error::other("disk full");
+/// assert_eq!(Chain(&e).to_string(), "disk full");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
