@@ -77,16 +77,21 @@
 //!    `download.rs`), temporary names and cleanup (`atomic.rs`), `cat` over
 //!    exec for servers without SFTP (`fallback.rs`).
 //! 9. `provision/` ([`provision`]): the steps
-//!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), their events
-//!    and sinks ([`Event`](provision::Event), `event.rs`, `sinks/`), and the
-//!    [`Provisioner`](provision::Provisioner) that runs them to typed
-//!    outcomes (`runner.rs`). `plan/` ([`plan`]) reads plans from
-//!    vmctl's `VMFile.kdl` (the model in `mod.rs`, vmctl's reading in
-//!    `parse.rs`, extension values in `value.rs`, `warning.rs`),
-//!    `vmctl.rs` ([`vmctl`]) vmctl's VMs from its state file.
-//! 10. `fleet/` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)),
-//!     reported from the runner's results
-//!     ([`FleetReport`](fleet::FleetReport)).
+//!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), the
+//!    [`Sink`](provision::Sink)s that receive their events (`sink.rs`,
+//!    `sinks/`), output cut into lines (`lines.rs`), and the
+//!    [`Provisioner`](provision::Provisioner) with the one step loop that
+//!    runs a plan to typed outcomes, for one VM and for each VM of a fleet
+//!    (`runner.rs`). `plan/` ([`plan`]) reads plans from vmctl's
+//!    `VMFile.kdl` (the model in `mod.rs`, vmctl's reading in `parse.rs`,
+//!    extension values in `value.rs`, `warning.rs`), `vmctl.rs`
+//!    ([`vmctl`]) vmctl's VMs from its state file.
+//! 10. `fleet/` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)):
+//!     connecting each, then provisioning's step loop; stopping early
+//!     (`stop.rs`).
+//! 11. `report/` ([`report`]): what a run produces, as data, in one
+//!     schema: the [`Event`](report::Event)s, the step, VM and fleet
+//!     reports and why a VM failed ([`Failure`](report::Failure)).
 //!
 //! `error.rs` ([`error`]) holds the one [`Error`] for all of it, with
 //! [`is_retryable`](Error::is_retryable) and the other predicates.
@@ -206,6 +211,7 @@ mod local_file;
 pub mod plan;
 pub mod provision;
 mod proxy_command;
+pub mod report;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;

@@ -58,7 +58,7 @@ async fn exec_json_is_one_event_per_line() {
     let last = events.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["succeeded"], serde_json::json!(["a", "b"]));
-    assert_eq!(last["interrupted"], false);
+    assert_eq!(last["stopped"], false);
     for vm in ["a", "b"] {
         let kinds: Vec<&str> = events
             .iter()
@@ -97,6 +97,70 @@ async fn exec_json_is_one_event_per_line() {
         assert_eq!(finished["status"], serde_json::json!({"code": 0}));
         assert_eq!(finished["ok"], true);
     }
+}
+
+/// `--json` and the report file share one schema, the library's: every
+/// line reads back as a `vmssh::report::Event`, the report as a
+/// `FleetReport`, and a VM's `vm_finished` event carries the same failure
+/// as its report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_events_and_the_report_read_back_with_the_library_types() {
+    use vmssh::report::{Event, Failure};
+
+    let hosts = Hosts::start(&["ok1", "bad"]).await;
+    let report = hosts.path("r.json");
+    let command = "echo out; if [ $HOSTNAME = bad ]; then echo boom >&2; exit 3; fi";
+    let o = run(hosts.verb(
+        "exec",
+        &[
+            "--json",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            command,
+        ],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    let events: Vec<Event> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let bad = r.get("bad").unwrap();
+    match &bad.failure {
+        Some(Failure::Step {
+            step: 1, status, ..
+        }) => assert_eq!(status.as_ref().and_then(|s| s.code()), Some(3)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bad.stderr_tail.as_deref(), Some("boom"));
+    let finished = events
+        .iter()
+        .find_map(|e| match e {
+            Event::VmFinished {
+                vm,
+                failure,
+                stderr_tail,
+                ..
+            } if &**vm == "bad" => Some((failure.clone(), stderr_tail.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(finished, (bad.failure.clone(), bad.stderr_tail.clone()));
+    match events.last() {
+        Some(Event::Finished {
+            succeeded, failed, ..
+        }) => {
+            assert_eq!(succeeded, &["ok1"]);
+            assert_eq!(failed, &["bad"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Durations are seconds, the same in both.
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(raw["wall"].is_f64(), "{raw}");
+    assert!(raw["vms"][0]["total"].is_f64(), "{raw}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +339,7 @@ async fn provision_runs_the_plan_writes_logs_and_report_and_report_show_reads_it
     assert_exit(&o, 1);
     let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r.failed(), ["p2"]);
-    assert_eq!(r.get("p2").unwrap().failed_step, Some(2));
+    assert_eq!(r.get("p2").unwrap().failed_step(), Some(2));
     let o = run(hosts.cmd(&["report", "show", report.to_str().unwrap()])).await;
     assert_exit(&o, 1);
     assert!(
@@ -315,9 +379,13 @@ async fn fail_fast_and_max_fail_stop_the_rest() {
     assert_eq!(rep.cancelled().len(), 4);
     for v in rep.vms.iter().filter(|v| v.outcome == Outcome::Cancelled) {
         assert!(
-            v.error.as_deref().unwrap().contains("max_failures"),
+            v.failure
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .contains("max_failures"),
             "{:?}",
-            v.error
+            v.failure
         );
     }
 }

@@ -98,7 +98,7 @@ async fn ctrl_c_stops_the_run_and_writes_the_report() {
 
     let last = events.last().unwrap();
     assert_eq!(last["event"], "finished");
-    assert_eq!(last["interrupted"], true);
+    assert_eq!(last["stopped"], true);
     assert_eq!(last["cancelled"].as_array().unwrap().len(), 3);
 
     let r: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -110,7 +110,7 @@ async fn ctrl_c_stops_the_run_and_writes_the_report() {
         .count();
     assert_eq!(during, 2, "{}", r.summary());
     for v in &r.vms {
-        let e = v.error.as_deref().unwrap();
+        let e = v.failure.as_ref().unwrap().to_string();
         assert!(
             e == "cancelled during step 1: the run was stopped"
                 || e == "cancelled before it started: the run was stopped",

@@ -103,7 +103,7 @@ async fn four_shards_merge_into_the_unsharded_report() {
     unsharded.vms.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(without_timings(merged.clone()), without_timings(unsharded));
     assert_eq!(merged.failed(), ["vm-07"]);
-    assert_eq!(merged.get("vm-07").unwrap().failed_step, Some(2));
+    assert_eq!(merged.get("vm-07").unwrap().failed_step(), Some(2));
 
     // Shards never overlap: a host in two reports is refused.
     let mut overlap = hosts.cmd(&["report", "merge"]);

@@ -397,10 +397,10 @@ async fn failing_stdin_reader_ends_the_command(srv: &Server) -> tempfile::TempDi
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{}: {err:?}", srv.name());
     assert!(
-        support::error_chain(&err).contains("stdin reader broke"),
+        err.chain().to_string().contains("stdin reader broke"),
         "{}: the reader's error is lost: {}",
         srv.name(),
-        support::error_chain(&err)
+        err.chain()
     );
     // Reads to end-of-file, so it gets one before it exits: `true` could
     // exit, and sshd close its channel, before the end-of-file arrived.

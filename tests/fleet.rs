@@ -73,12 +73,10 @@ async fn forty_vms_with_one_failure_isolated() {
     assert_eq!(report.failed(), ["vm17"], "{}", report.summary());
     assert_eq!(report.succeeded().len(), 39);
     let bad = report.get("vm17").unwrap();
-    assert_eq!(bad.failed_step, Some(2));
-    let error = bad.error.as_deref().unwrap();
-    assert!(
-        error.contains("exit status 28") && error.contains("disk full"),
-        "{error}"
-    );
+    assert_eq!(bad.failed_step(), Some(2));
+    let error = bad.failure.as_ref().unwrap().to_string();
+    assert!(error.contains("exit status 28"), "{error}");
+    assert_eq!(bad.stderr_tail.as_deref(), Some("disk full"), "{error}");
     assert!(!guest.path().join("step3-17").exists());
     for i in (0..40).filter(|i| *i != 17) {
         assert!(
@@ -187,7 +185,13 @@ async fn fail_fast_cancels_the_rest() {
     assert!(!report.cancelled().is_empty(), "{}", report.summary());
     for v in &report.vms {
         if v.outcome == Outcome::Cancelled {
-            assert!(v.error.as_deref().unwrap().contains("fail_fast"));
+            assert!(
+                v.failure
+                    .as_ref()
+                    .unwrap()
+                    .to_string()
+                    .contains("fail_fast")
+            );
         }
     }
     // Cancelled VMs do nothing more: no later step runs and no event comes.
@@ -233,9 +237,13 @@ async fn unreachable_vm_is_reported_not_fatal() {
     let down = report.get("down").unwrap();
     assert!(down.connect.is_none());
     assert!(
-        down.error.as_deref().unwrap().starts_with("connect failed"),
+        down.failure
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .starts_with("connect failed"),
         "{:?}",
-        down.error
+        down.failure
     );
 }
 
@@ -301,7 +309,7 @@ async fn cancelled_vms_keep_their_progress() {
         assert!(v.steps[0].ok && v.steps[0].description == "inline: echo one");
         assert!(!v.steps[1].ok && v.steps[1].description == "inline: sleep 30");
         assert_eq!(
-            v.error.as_deref(),
+            v.failure.as_ref().map(ToString::to_string).as_deref(),
             Some("cancelled during step 2: another VM failed (fail_fast)")
         );
     }
@@ -369,7 +377,7 @@ async fn stop_handle_ends_the_run_with_its_report() {
     let (ran, waiting): (Vec<_>, Vec<_>) = report.vms.iter().partition(|v| v.connect.is_some());
     assert_eq!(ran.len(), 3, "{}", report.summary());
     for v in ran {
-        let error = v.error.as_deref().unwrap();
+        let error = v.failure.as_ref().unwrap().to_string();
         assert_eq!(error, "cancelled during step 2: the run was stopped");
         assert_eq!(v.steps.len(), 2, "{}: {:?}", v.name, v.steps);
         assert!(v.steps[0].ok);
@@ -377,7 +385,7 @@ async fn stop_handle_ends_the_run_with_its_report() {
     }
     for v in waiting {
         assert_eq!(
-            v.error.as_deref(),
+            v.failure.as_ref().map(ToString::to_string).as_deref(),
             Some("cancelled before it started: the run was stopped")
         );
         assert!(v.steps.is_empty());
@@ -436,7 +444,13 @@ async fn max_failures_stops_after_the_limit() {
     assert_eq!(over.failed(), ["vm00", "vm01"], "{}", over.summary());
     assert_eq!(over.cancelled().len(), 4, "{}", over.summary());
     for name in over.cancelled() {
-        let error = over.get(name).unwrap().error.as_deref().unwrap();
+        let error = over
+            .get(name)
+            .unwrap()
+            .failure
+            .as_ref()
+            .unwrap()
+            .to_string();
         assert!(
             error.ends_with("more than 1 VMs failed (max_failures)"),
             "{error}"
@@ -500,7 +514,7 @@ async fn log_names_stay_inside_log_dir_and_names_are_unique() {
         report
             .vms
             .iter()
-            .all(|v| v.error.as_deref() == Some(&*err.to_string()))
+            .all(|v| v.failure.as_ref().map(ToString::to_string) == Some(err.to_string()))
     );
     // Only the first run's three VMs ran.
     assert_eq!(

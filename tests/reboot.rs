@@ -59,8 +59,8 @@ async fn next_step_fails_clearly_without_reconnects() {
         .await;
     let vm = report.get("rebooter").unwrap();
     assert_eq!(report.failed(), ["rebooter"]);
-    assert_eq!(vm.failed_step, Some(2));
-    let error = vm.error.as_deref().unwrap();
+    assert_eq!(vm.failed_step(), Some(2));
+    let error = vm.failure.as_ref().unwrap().to_string();
     assert!(
         error.contains("connection was lost before the step started"),
         "{error}"
@@ -150,8 +150,8 @@ async fn a_step_cut_while_running_is_not_run_again() {
         .await;
     assert_eq!(report.failed(), ["rebooter"], "{}", report.summary());
     let vm = report.get("rebooter").unwrap();
-    assert_eq!(vm.failed_step, Some(2), "{}", report.summary());
-    let error = vm.error.as_deref().unwrap();
+    assert_eq!(vm.failed_step(), Some(2), "{}", report.summary());
+    let error = vm.failure.as_ref().unwrap().to_string();
     assert!(error.contains("lost"), "{error}");
     assert_eq!(
         vm.steps.iter().map(|s| (s.step, s.ok)).collect::<Vec<_>>(),

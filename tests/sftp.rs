@@ -450,7 +450,7 @@ async fn no_sftp_subsystem_falls_back_to_exec(srv: &support::Server) {
     .expect("the upload hung after its reader failed")
     .unwrap_err();
     assert!(
-        support::error_chain(&err).contains("stdin reader broke"),
+        err.chain().to_string().contains("stdin reader broke"),
         "{}: the reader's error is lost: {err:?}",
         srv.name()
     );

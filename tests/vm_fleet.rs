@@ -110,9 +110,9 @@ async fn two_guests_reconnect_across_reboots() {
     for name in guests.keys() {
         let vm = report.get(name).unwrap();
         assert!(
-            vm.error.is_none(),
+            vm.failure.is_none(),
             "{name}: {:?}\nconsole:\n{}",
-            vm.error,
+            vm.failure,
             guests[name].console()
         );
         assert_eq!(vm.steps.len(), 5, "{name}: {:?}", vm.steps);

@@ -358,7 +358,7 @@ vm "db" {{
     assert_eq!(web_report.port, web_srv.port());
     let db_report = report.get("db").unwrap();
     assert_eq!(db_report.outcome, Outcome::Failed, "{report}");
-    assert_eq!(db_report.failed_step, Some(1));
+    assert_eq!(db_report.failed_step(), Some(1));
 
     // vmctl's mode for every VMFile file, whatever the local mode; the
     // vmssh extension where asked.
@@ -440,7 +440,7 @@ vm "db" {{
         .await;
     let r = report.get("web").unwrap();
     assert_eq!(r.outcome, Outcome::Failed, "{report}");
-    let error = r.error.clone().unwrap();
+    let error = r.failure.as_ref().unwrap().to_string();
     assert!(error.contains("has changed"), "{error}");
     assert!(r.steps.is_empty());
     assert!(!tool.exists());

@@ -30,9 +30,10 @@
 //! # }
 //! ```
 //!
-//! Inside: this file holds [`Target`] and the [`Fleet`] that runs them;
-//! `report.rs` the [`FleetReport`]; `stop.rs` the [`StopHandle`] and a
-//! run's early stop.
+//! Inside: this file holds [`Target`] and the [`Fleet`] that runs them
+//! (connecting each VM, then provisioning's one step loop); `stop.rs` the
+//! [`StopHandle`] and a run's early stop. The reports are data of
+//! [`report`](crate::report).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -42,17 +43,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::channel::wait_for_closing;
 use crate::config::SshConfig;
 use crate::error::Error;
-use crate::provision::{Event, ProvisionDef, Provisioner, Sink, StepReport};
+use crate::provision::{Event, PlanEnd, PlanRun, ProvisionDef, Provisioner, Sink};
+use crate::report::{Failure, StepReport};
 use crate::session::{Route, Session};
-use crate::transfer::Transfer;
 
-mod report;
 mod stop;
 
-pub use report::{FleetReport, Outcome, VmReport};
+pub use crate::report::{FleetReport, Outcome, VmReport};
 use stop::Halt;
 pub use stop::StopHandle;
 
@@ -352,20 +351,13 @@ impl Fleet {
     pub async fn provision(&self, targets: Vec<Target>) -> FleetReport {
         let start = Instant::now();
         if let Err(e) = check_names(&targets) {
-            let error = Some(e.to_string());
+            let failure = Failure::plan(&e);
             return FleetReport {
                 vms: targets
                     .iter()
                     .map(|t| VmReport {
-                        name: t.name.clone(),
-                        host: t.host.clone(),
-                        port: t.port,
-                        outcome: Outcome::Failed,
-                        failed_step: None,
-                        error: error.clone(),
-                        connect: None,
-                        steps: Vec::new(),
-                        total: Duration::ZERO,
+                        failure: Some(failure.clone()),
+                        ..VmReport::new(&t.name, &t.host, t.port)
                     })
                     .collect(),
                 wall: start.elapsed(),
@@ -416,29 +408,17 @@ impl Fleet {
                         continue;
                     };
                     let t = &targets[index];
-                    let error = Some("provisioning task panicked".to_string());
-                    // The task is gone: tell the sinks (and the VM's log)
-                    // how it ended.
-                    self.provisioner(t)
-                        .emit(Event::VmFinished {
-                            vm: Arc::from(t.name.as_str()),
-                            ok: false,
-                            error: error.clone(),
-                            duration: start.elapsed(),
-                        })
-                        .await;
                     let (connect, steps) = progress[index].take();
                     let report = VmReport {
-                        name: t.name.clone(),
-                        host: t.host.clone(),
-                        port: t.port,
-                        outcome: Outcome::Failed,
-                        failed_step: None,
-                        error,
+                        failure: Some(Failure::Panicked),
                         connect,
                         steps,
                         total: start.elapsed(),
+                        ..VmReport::new(&t.name, &t.host, t.port)
                     };
+                    // The task is gone: tell the sinks (and the VM's log)
+                    // how it ended.
+                    self.provisioner(t).emit(finished(&report)).await;
                     (index, report)
                 }
             };
@@ -452,10 +432,19 @@ impl Fleet {
             }
             reports[index] = Some(report);
         }
-        FleetReport {
+        let report = FleetReport {
             vms: reports.into_iter().flatten().collect(),
             wall: start.elapsed(),
-        }
+        };
+        let end = Event::Finished {
+            succeeded: report.succeeded().into_iter().map(String::from).collect(),
+            failed: report.failed().into_iter().map(String::from).collect(),
+            cancelled: report.cancelled().into_iter().map(String::from).collect(),
+            stopped: halt.stopped(),
+            wall: report.wall,
+        };
+        crate::provision::emit_to(&self.sinks, &end).await;
+        report
     }
 
     /// The provisioner of one VM: the fleet's sinks and its log.
@@ -475,26 +464,17 @@ impl Fleet {
 
     /// The report of a VM the run stopped before it started.
     async fn not_started(&self, target: &Target, halt: &Halt) -> VmReport {
-        let error = Some(format!("cancelled before it started: {}", halt.reason()));
-        self.provisioner(target)
-            .emit(Event::VmFinished {
-                vm: Arc::from(target.name.as_str()),
-                ok: false,
-                error: error.clone(),
-                duration: Duration::ZERO,
-            })
-            .await;
-        VmReport {
-            name: target.name.clone(),
-            host: target.host.clone(),
-            port: target.port,
+        let report = VmReport {
             outcome: Outcome::Cancelled,
-            failed_step: None,
-            error,
-            connect: None,
-            steps: Vec::new(),
-            total: Duration::ZERO,
-        }
+            failure: Some(Failure::Cancelled {
+                reason: halt.reason(),
+                started: false,
+                step: None,
+            }),
+            ..VmReport::new(&target.name, &target.host, target.port)
+        };
+        self.provisioner(target).emit(finished(&report)).await;
+        report
     }
 
     async fn run_one(
@@ -505,57 +485,36 @@ impl Fleet {
         halt: &Halt,
     ) -> VmReport {
         let start = Instant::now();
-        let vm: Arc<str> = Arc::from(target.name.as_str());
-        let mut report = VmReport {
-            name: target.name.clone(),
-            host: target.host.clone(),
-            port: target.port,
-            outcome: Outcome::Failed,
-            failed_step: None,
-            error: None,
-            connect: None,
-            steps: Vec::new(),
-            total: Duration::ZERO,
-        };
+        let mut report = VmReport::new(&target.name, &target.host, target.port);
         let p = self.provisioner(&target);
         let result = self
             .connect_and_run(&target, &p, connect_slots, progress, halt)
             .await;
         (report.connect, report.steps) = progress.take();
-        match &result {
+        match result {
             Ok(()) => report.outcome = Outcome::Succeeded,
-            Err(Failure::Connect(e)) => {
-                report.error = Some(format!("connect failed: {}", error_chain(e)))
+            Err(Stop::Connect(e)) => report.failure = Some(Failure::connect(&e)),
+            Err(Stop::Plan(e)) => {
+                report.failure = Some(Failure::plan(&e));
+                report.stderr_tail = crate::report::stderr_tail(&e);
             }
-            Err(Failure::Plan(e)) => {
-                if let Error::ProvisionFailed { step, .. } = e {
-                    report.failed_step = Some(*step);
-                }
-                report.error = Some(error_chain(e));
-            }
-            Err(Failure::Stopped { step }) => {
+            Err(Stop::Stopped { step }) => {
                 report.outcome = Outcome::Cancelled;
-                let when = match step {
-                    Some(n) => format!("cancelled during step {n}"),
-                    None => "cancelled".to_string(),
-                };
-                report.error = Some(format!("{when}: {}", halt.reason()));
+                report.failure = Some(Failure::Cancelled {
+                    reason: halt.reason(),
+                    started: true,
+                    step,
+                });
             }
         }
-        p.emit(Event::VmFinished {
-            vm,
-            ok: result.is_ok(),
-            error: report.error.clone(),
-            duration: start.elapsed(),
-        })
-        .await;
         report.total = start.elapsed();
+        p.emit(finished(&report)).await;
         report
     }
 
-    /// Connects (and reconnects when allowed) and runs the plan, step by
-    /// step, recording each step's report as it ends, until the plan ends
-    /// or the run is stopped.
+    /// Connects (and reconnects when allowed) and runs the plan through
+    /// provisioning's step loop, recording each step's report as it ends,
+    /// until the plan ends or the run is stopped.
     async fn connect_and_run(
         &self,
         target: &Target,
@@ -563,8 +522,8 @@ impl Fleet {
         connect_slots: &Semaphore,
         progress: &Progress,
         halt: &Halt,
-    ) -> Result<(), Failure> {
-        p.check_inputs(&target.steps).map_err(Failure::Plan)?;
+    ) -> Result<(), Stop> {
+        p.check_inputs(&target.steps).map_err(Stop::Plan)?;
         let mut next = 0;
         let mut reconnects = 0;
         loop {
@@ -585,80 +544,43 @@ impl Fleet {
             );
             let session = tokio::select! {
                 biased;
-                () = halt.token.cancelled() => return Err(Failure::Stopped { step: None }),
-                session = connect => session.map_err(Failure::Connect)?,
+                () = halt.token.cancelled() => return Err(Stop::Stopped { step: None }),
+                session = connect => session.map_err(Stop::Connect)?,
             };
             let duration = started.elapsed();
             progress.connected(duration);
             p.emit(Event::Connected { vm, duration }).await;
-            // One SFTP channel for the steps of this connection.
-            let mut transfer = Transfer::new(&session);
-            while next < target.steps.len() {
-                let started = Instant::now();
-                let run = tokio::select! {
-                    biased;
-                    () = halt.token.cancelled() => None,
-                    run = p.step(&mut transfer, &target.steps, next) => Some(run),
-                };
-                let Some(run) = run else {
-                    self.stop_step(target, p, &session, next, started, progress)
-                        .await;
-                    return Err(Failure::Stopped {
-                        step: Some(next + 1),
-                    });
-                };
-                if run.outcome.connection_gone_before_start() && reconnects < self.reconnects {
-                    // Nothing of the step ran: run it on a new connection.
-                    tracing::info!(vm = %target.name, step = next + 1, "connection gone before the step; reconnecting");
-                    reconnects += 1;
-                    break;
-                }
-                progress.finished(run.report);
-                if let Some(e) = run.outcome.into_error() {
-                    session.close().await;
-                    return Err(Failure::Plan(e));
-                }
-                next += 1;
-            }
+            let run = PlanRun {
+                steps: &target.steps,
+                from: next,
+                stop: Some(&halt.token),
+                reconnectable: reconnects < self.reconnects,
+            };
+            let end = p.run_plan(&session, run, |r| progress.finished(r)).await;
             session.close().await;
-            if next == target.steps.len() {
-                return Ok(());
+            match end {
+                PlanEnd::Done => return Ok(()),
+                PlanEnd::Failed(e) => return Err(Stop::Plan(e)),
+                PlanEnd::Stopped { step } => return Err(Stop::Stopped { step: Some(step) }),
+                PlanEnd::Lost { next: n, .. } => {
+                    // Nothing of step n ran: run it on a new connection.
+                    tracing::info!(vm = %target.name, step = n + 1, "connection gone before the step; reconnecting");
+                    reconnects += 1;
+                    next = n;
+                }
             }
         }
     }
+}
 
-    /// Ends a step the run stopped, whose future is gone (or that had not
-    /// started): its channel is being closed, the command sent SIGTERM
-    /// where the server allows it. Waits for that before closing the
-    /// session, and records the step as not ok.
-    async fn stop_step(
-        &self,
-        target: &Target,
-        p: &Provisioner,
-        session: &Session,
-        index: usize,
-        started: Instant,
-        progress: &Progress,
-    ) {
-        wait_for_closing(session).await;
-        session.close().await;
-        let duration = started.elapsed();
-        let vm: Arc<str> = Arc::from(target.name.as_str());
-        p.emit(Event::StepFinished {
-            vm,
-            step: index + 1,
-            status: None,
-            ok: false,
-            duration,
-        })
-        .await;
-        progress.finished(StepReport {
-            step: index + 1,
-            description: target.steps[index].describe(),
-            ok: false,
-            status: None,
-            duration,
-        });
+/// The event that tells the sinks how a VM's run ended.
+fn finished(report: &VmReport) -> Event {
+    Event::VmFinished {
+        vm: Arc::from(report.name.as_str()),
+        ok: report.outcome == Outcome::Succeeded,
+        failure: report.failure.clone(),
+        stderr_tail: report.stderr_tail.clone(),
+        duration: report.total,
     }
 }
 
@@ -691,9 +613,9 @@ impl Progress {
     }
 }
 
-/// Why a VM did not succeed: it could not be reached, its plan failed, or
-/// the run was stopped (during this 1-based step, if one was running).
-enum Failure {
+/// Why a VM's run ended early: it could not be reached, its plan failed,
+/// or the run was stopped (during this 1-based step, if one was running).
+enum Stop {
     Connect(Error),
     Plan(Error),
     Stopped { step: Option<usize> },
@@ -732,24 +654,6 @@ fn log_name(name: &str) -> String {
         out.push('%');
     }
     out
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    if let Error::ProvisionFailed { stderr_tail, .. } = e
-        && !stderr_tail.is_empty()
-    {
-        s.push_str("\n  stderr: ");
-        s.push_str(&stderr_tail.replace('\n', "\n  stderr: "));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::report::CancelReason;
+
 /// Stops a running fleet gracefully, from outside: VMs not yet started are
 /// not started, running commands are sent SIGTERM where the server allows
 /// it and their channels closed, sessions are closed, and
@@ -59,7 +61,8 @@ impl StopHandle {
 #[derive(Clone)]
 pub(super) struct Halt {
     pub(super) token: CancellationToken,
-    reason: Arc<std::sync::OnceLock<String>>,
+    /// Set when too many VMs failed; otherwise the stop handle stopped it.
+    reason: Arc<std::sync::OnceLock<CancelReason>>,
 }
 
 impl Halt {
@@ -75,16 +78,19 @@ impl Halt {
             return;
         }
         let _ = self.reason.set(if limit == 0 {
-            "another VM failed (fail_fast)".to_string()
+            CancelReason::FailFast
         } else {
-            format!("more than {limit} VMs failed (max_failures)")
+            CancelReason::TooManyFailures { limit }
         });
         self.token.cancel();
     }
 
-    pub(super) fn reason(&self) -> &str {
-        self.reason
-            .get()
-            .map_or("the run was stopped", String::as_str)
+    pub(super) fn reason(&self) -> CancelReason {
+        self.reason.get().copied().unwrap_or(CancelReason::Stopped)
+    }
+
+    /// Whether the run's stop handle stopped it.
+    pub(super) fn stopped(&self) -> bool {
+        self.token.is_cancelled() && self.reason.get().is_none()
     }
 }

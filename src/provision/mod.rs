@@ -38,24 +38,32 @@
 //! `cargo bench --bench compare -- --scenario rtt_small_steps` measures
 //! them through a delaying relay (BENCHMARKS.md).
 //!
-//! Inside: `step.rs` holds the step model ([`ProvisionDef`]), `event.rs`
-//! the [`Event`]s and the [`Sink`] trait, `runner.rs` the [`Provisioner`]
-//! that runs the steps, `tail.rs` the stderr tail of a failure, and
-//! `sinks/` the sinks the crate ships.
+//! Inside: `step.rs` holds the step model ([`ProvisionDef`]), `sink.rs`
+//! the [`Sink`] trait that receives the [`Event`]s (whose schema is in
+//! [`report`](crate::report)), `runner.rs` the [`Provisioner`] and the
+//! one step loop that runs a plan, for one VM and for each VM of a fleet,
+//! `tail.rs` the stderr tail of a failure, `lines.rs` the
+//! [`LineSplitter`] that cuts output into lines, and `sinks/` the sinks
+//! the crate ships.
 
 use std::path::Path;
 
 use crate::error::Error;
 use crate::session::Session;
 
-mod event;
+mod lines;
 mod runner;
+mod sink;
 mod sinks;
 mod step;
 mod tail;
 
-pub use event::{Event, Sink};
-pub use runner::{Provisioner, StepReport};
+pub use crate::report::{Event, StepReport};
+pub use lines::LineSplitter;
+pub use runner::Provisioner;
+pub(crate) use runner::{PlanEnd, PlanRun};
+pub use sink::Sink;
+pub(crate) use sink::emit as emit_to;
 pub(crate) use sinks::VmctlLabel;
 pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink, VmctlLogSink, visible};
 pub use step::{ProvisionDef, StepKind};

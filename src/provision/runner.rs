@@ -4,44 +4,28 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::event::{Event, Sink, emit};
+use super::sink::{Sink, emit};
 use super::sinks::LogFileSink;
 use super::step::{ProvisionDef, StepKind};
 use super::tail::StderrTail;
-use crate::channel::StartError;
+use crate::channel::{StartError, wait_for_closing};
 use crate::error::Error;
 use crate::exec::{Chunk, Command, shell_quote};
+use crate::report::{Event, Failure, StepReport};
 use crate::session::Session;
 use crate::sftp::TransferOptions;
 use crate::sftp::atomic::RemoteTemp;
 use crate::status::ExitStatus;
 use crate::transfer::Transfer;
 
-/// The result of one step that ran.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct StepReport {
-    /// 1-based index.
-    pub step: usize,
-    /// [`ProvisionDef::describe`].
-    pub description: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// How a command step ended (see [`ExitStatus`] for its JSON shape);
-    /// `None` for file steps and for commands that did not complete.
-    pub status: Option<ExitStatus>,
-    /// How long it ran.
-    pub duration: Duration,
-}
-
 /// How one step ended.
 #[derive(Debug)]
-pub(crate) enum StepOutcome {
+enum StepOutcome {
     /// It succeeded, with the exit status of a command step.
     Succeeded(Option<ExitStatus>),
     /// It ran, or may have run, and failed
@@ -55,7 +39,7 @@ pub(crate) enum StepOutcome {
 impl StepOutcome {
     /// Whether the step did not start because the connection was gone:
     /// on a new connection it can run as if for the first time.
-    pub(crate) fn connection_gone_before_start(&self) -> bool {
+    fn connection_gone_before_start(&self) -> bool {
         match self {
             StepOutcome::NotStarted(Error::ProvisionFailed {
                 source: Some(e), ..
@@ -65,7 +49,7 @@ impl StepOutcome {
     }
 
     /// The step's error, unless it succeeded.
-    pub(crate) fn into_error(self) -> Option<Error> {
+    fn into_error(self) -> Option<Error> {
         match self {
             StepOutcome::Succeeded(_) => None,
             StepOutcome::Failed(e) | StepOutcome::NotStarted(e) => Some(e),
@@ -75,13 +59,40 @@ impl StepOutcome {
 
 /// A step's outcome with its report.
 #[derive(Debug)]
-pub(crate) struct StepRun {
-    pub(crate) report: StepReport,
-    pub(crate) outcome: StepOutcome,
+struct StepRun {
+    report: StepReport,
+    outcome: StepOutcome,
 }
 
 /// The reason of a step that did not start because the connection was gone.
 const CONNECTION_GONE: &str = "the connection was lost before the step started";
+
+/// A plan to run on one connection: the steps from `from` (0-based) on.
+pub(crate) struct PlanRun<'a> {
+    pub(crate) steps: &'a [ProvisionDef],
+    pub(crate) from: usize,
+    /// Stops the run: the running step's channel is closed (its command
+    /// sent SIGTERM where the server allows it).
+    pub(crate) stop: Option<&'a CancellationToken>,
+    /// Whether a step that finds the connection gone before it starts
+    /// ends the run with [`PlanEnd::Lost`], to be run again on a new
+    /// connection, instead of failing it.
+    pub(crate) reconnectable: bool,
+}
+
+/// How a [`PlanRun`] ended.
+#[derive(Debug)]
+pub(crate) enum PlanEnd {
+    /// Every step succeeded.
+    Done,
+    /// A step failed; the run stopped there.
+    Failed(Error),
+    /// The connection was gone before step `next` (0-based) started:
+    /// nothing of it ran, and it was not recorded.
+    Lost { next: usize, error: Error },
+    /// The run was stopped during this 1-based step.
+    Stopped { step: usize },
+}
 
 /// Runs a plan on one VM with more control than
 /// [`run_provisions`](super::run_provisions): sinks, log directory, base
@@ -175,7 +186,7 @@ impl Provisioner {
 
     /// Hands an event to every sink, the log last.
     pub(crate) async fn emit(&self, event: Event) {
-        emit(&self.sinks, event.clone()).await;
+        emit(&self.sinks, &event).await;
         if let Some(log) = &self.log {
             log.event(&event).await;
         }
@@ -199,37 +210,116 @@ impl Provisioner {
         steps: &[ProvisionDef],
     ) -> Result<Vec<StepReport>, Error> {
         let start = Instant::now();
-        let result = self.run_steps(session, steps).await;
-        let (ok, error) = match &result {
-            Ok(_) => (true, None),
-            Err(e) => (false, Some(e.to_string())),
+        let mut reports = Vec::with_capacity(steps.len());
+        let result = match self.check_inputs(steps) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let run = PlanRun {
+                    steps,
+                    from: 0,
+                    stop: None,
+                    reconnectable: false,
+                };
+                match self.run_plan(session, run, |r| reports.push(r)).await {
+                    PlanEnd::Done => Ok(()),
+                    PlanEnd::Failed(e) | PlanEnd::Lost { error: e, .. } => Err(e),
+                    // Without a stop token the run is never stopped.
+                    PlanEnd::Stopped { step } => Err(self.failed(
+                        step,
+                        &steps[step - 1],
+                        "stopped".into(),
+                        None,
+                        String::new(),
+                        None,
+                    )),
+                }
+            }
         };
+        let failure = result.as_ref().err().map(Failure::plan);
+        let stderr_tail = result.as_ref().err().and_then(crate::report::stderr_tail);
         self.emit(Event::VmFinished {
             vm: self.vm.clone(),
-            ok,
-            error,
+            ok: result.is_ok(),
+            failure,
+            stderr_tail,
             duration: start.elapsed(),
         })
         .await;
-        result
+        result.map(|()| reports)
     }
 
-    async fn run_steps(
+    /// The one step loop, for one VM ([`run`](Self::run)) and for each VM
+    /// of a fleet: runs the plan's steps on `session`, handing each step's
+    /// report to `record` as it ends, until a step fails, the run is
+    /// stopped or (when reconnectable) the connection is found gone. One
+    /// SFTP channel serves the steps that move files: opened by the first
+    /// of them, kept for the later ones (a round trip per request instead
+    /// of four more per step), closed when the loop ends.
+    pub(crate) async fn run_plan(
+        &self,
+        session: &Session,
+        run: PlanRun<'_>,
+        mut record: impl FnMut(StepReport),
+    ) -> PlanEnd {
+        let mut transfer = Transfer::new(session);
+        for index in run.from..run.steps.len() {
+            let started = Instant::now();
+            let step = self.step(&mut transfer, run.steps, index);
+            let done = match run.stop {
+                Some(stop) => tokio::select! {
+                    biased;
+                    () = stop.cancelled() => None,
+                    done = step => Some(done),
+                },
+                None => Some(step.await),
+            };
+            let Some(done) = done else {
+                self.stopped(session, run.steps, index, started, &mut record)
+                    .await;
+                return PlanEnd::Stopped { step: index + 1 };
+            };
+            if run.reconnectable && done.outcome.connection_gone_before_start() {
+                if let Some(error) = done.outcome.into_error() {
+                    return PlanEnd::Lost { next: index, error };
+                }
+                continue;
+            }
+            record(done.report);
+            if let Some(e) = done.outcome.into_error() {
+                return PlanEnd::Failed(e);
+            }
+        }
+        PlanEnd::Done
+    }
+
+    /// Ends a step the run stopped, whose future is gone: its channel is
+    /// being closed, the command sent SIGTERM where the server allows it.
+    /// Waits for that, then reports the step as not ok.
+    async fn stopped(
         &self,
         session: &Session,
         steps: &[ProvisionDef],
-    ) -> Result<Vec<StepReport>, Error> {
-        self.check_inputs(steps)?;
-        let mut reports = Vec::with_capacity(steps.len());
-        let mut transfer = Transfer::new(session);
-        for index in 0..steps.len() {
-            let run = self.step(&mut transfer, steps, index).await;
-            reports.push(run.report);
-            if let Some(e) = run.outcome.into_error() {
-                return Err(e);
-            }
-        }
-        Ok(reports)
+        index: usize,
+        started: Instant,
+        record: &mut impl FnMut(StepReport),
+    ) {
+        wait_for_closing(session).await;
+        let duration = started.elapsed();
+        self.emit(Event::StepFinished {
+            vm: self.vm.clone(),
+            step: index + 1,
+            status: None,
+            ok: false,
+            duration,
+        })
+        .await;
+        record(StepReport {
+            step: index + 1,
+            description: steps[index].describe(),
+            ok: false,
+            status: None,
+            duration,
+        });
     }
 
     /// Checks every local input (scripts, file sources) before anything
@@ -262,10 +352,8 @@ impl Provisioner {
 
     /// Runs `steps[index]`, telling the sinks when it starts and ends.
     /// `transfer` carries the session and its SFTP channel from one step
-    /// to the next: opened by the first step that moves a file, kept for
-    /// the later ones (a round trip per request instead of four more per
-    /// step), closed when the caller drops it at the end of the plan.
-    pub(crate) async fn step(
+    /// to the next.
+    async fn step(
         &self,
         transfer: &mut Transfer<'_>,
         steps: &[ProvisionDef],
@@ -668,20 +756,5 @@ mod tests {
     #[test]
     fn remote_names_are_sanitized() {
         assert_eq!(sanitize("vm 1/x"), "vm_1_x");
-    }
-
-    #[test]
-    fn step_report_json_carries_the_status_object() {
-        let r = StepReport {
-            step: 1,
-            description: "inline: true".into(),
-            ok: true,
-            status: Some(ExitStatus::from_code(0)),
-            duration: Duration::from_millis(5),
-        };
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["status"], serde_json::json!({"code": 0}));
-        let back: StepReport = serde_json::from_value(json).unwrap();
-        assert_eq!(back, r);
     }
 }

@@ -1398,18 +1398,6 @@ impl tokio::io::AsyncRead for FailingReader {
     }
 }
 
-/// An error and its causes, as one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The guide's Rust examples compile (and run, where not `no_run`) as doc
 /// tests of this package.
 #[cfg(doctest)]
@@ -1426,6 +1414,8 @@ mod guide {
     struct Performance;
     #[doc = include_str!("../../docs/testing.md")]
     struct Testing;
+    #[doc = include_str!("../../docs/json.md")]
+    struct Json;
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use vmssh::{Auth, HostKeyPolicy, SshConfig};
 use crate::address::Address;
 use crate::args::AuthArgs;
 use crate::targets::{Host, Reach};
-use crate::usage::{Usage, chain};
+use crate::usage::Usage;
 
 /// The flags' credentials, checked.
 #[derive(Debug)]
@@ -144,7 +144,7 @@ impl Credentials {
         }
         key.check()
             .await
-            .map_err(|e| format!("{origin}: {}", chain(&e)))?;
+            .map_err(|e| format!("{origin}: {}", e.chain()))?;
         self.host_keys.insert(path.to_path_buf(), key.clone());
         Ok(key)
     }

@@ -12,7 +12,6 @@ use vmssh::ssh_config::{Proxy, ResolvedHost};
 use vmssh::{Error, Session};
 
 use crate::credentials::{Endpoint, Jump};
-use crate::usage::chain;
 
 /// The connected jump hosts of a run, by [`Jump::key`].
 #[derive(Debug, Default)]
@@ -46,7 +45,7 @@ impl Jumps {
                 }
                 Jump::Alias(hop) => connect_alias(hop, tunnels, deadline).await,
             }
-            .map_err(|e| format!("{}: {}", jump.describe(), chain(&e)))?;
+            .map_err(|e| format!("{}: {}", jump.describe(), e.chain()))?;
             sessions.insert(key, session);
         }
         Ok(Jumps { sessions })

@@ -10,7 +10,7 @@ use vmssh::ssh_config::{Proxy, ResolvedHost};
 use crate::address::Address;
 use crate::args::TargetArgs;
 use crate::inventory;
-use crate::usage::{Usage, chain};
+use crate::usage::Usage;
 
 /// One host, before credentials and steps are attached.
 #[derive(Debug)]
@@ -145,7 +145,7 @@ async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host,
         Some(f) => vmssh::ssh_config::resolve_file(f, alias).await,
         None => vmssh::ssh_config::resolve(alias).await,
     }
-    .map_err(|e| format!("{origin}: {}", chain(&e)))?;
+    .map_err(|e| format!("{origin}: {}", e.chain()))?;
     for w in resolved.warnings() {
         eprintln!("vmssh: warning: {alias}: {w}");
     }

@@ -38,15 +38,3 @@ impl From<&str> for Usage {
         Usage(s.to_string())
     }
 }
-
-/// An error and its causes, on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}

@@ -66,10 +66,23 @@ impl Sink for LogFileSink {
                     format!("<== [{vm}] step {step} {verdict}: {what} in {duration:.3?}\n")
                         .into_bytes()
                 }
-                Event::VmFinished { vm, ok, error, .. } => match error {
-                    Some(e) if !ok => format!("=== [{vm}] failed: {e}\n").into_bytes(),
-                    _ => format!("=== [{vm}] finished\n").into_bytes(),
-                },
+                Event::VmFinished {
+                    vm,
+                    ok: false,
+                    failure,
+                    stderr_tail,
+                    ..
+                } => {
+                    let mut text = match failure {
+                        Some(f) => format!("=== [{vm}] failed: {f}\n"),
+                        None => format!("=== [{vm}] failed\n"),
+                    };
+                    for l in stderr_tail.iter().flat_map(|t| t.lines()) {
+                        text.push_str(&format!("    stderr: {l}\n"));
+                    }
+                    text.into_bytes()
+                }
+                Event::VmFinished { vm, .. } => format!("=== [{vm}] finished\n").into_bytes(),
                 _ => return,
             };
             let mut slot = self.file.lock().await;

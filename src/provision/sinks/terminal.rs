@@ -8,9 +8,8 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use super::LineBuffers;
 use super::visible::push_visible;
-use crate::provision::{Event, Sink};
+use crate::provision::{Event, LineSplitter, Sink};
 
 /// Prints output lines prefixed with the VM name (`[vm1] ...`), stderr
 /// marked with `!` and in red when writing to a terminal; step headers and
@@ -28,7 +27,7 @@ pub struct TerminalSink {
 }
 
 struct State {
-    lines: LineBuffers,
+    lines: LineSplitter,
     out: Pin<Box<dyn AsyncWrite + Send + Sync>>,
 }
 
@@ -58,13 +57,13 @@ impl TerminalSink {
         TerminalSink {
             color,
             state: Mutex::new(State {
-                lines: LineBuffers::default(),
+                lines: LineSplitter::new(),
                 out: Box::pin(writer),
             }),
         }
     }
 
-    fn render(&self, event: &Event, lines: &mut LineBuffers) -> Vec<u8> {
+    fn render(&self, event: &Event, lines: &mut LineSplitter) -> Vec<u8> {
         let (dim, red, green, reset) = if self.color {
             ("\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[0m")
         } else {
@@ -113,9 +112,7 @@ impl TerminalSink {
             }
             Event::Output { vm, step, chunk } => {
                 let err = chunk.is_stderr();
-                lines.push((vm.clone(), *step, err), chunk.bytes(), |l| {
-                    line(vm, err, l, &mut out)
-                });
+                lines.push(vm, *step, chunk, |l| line(vm, err, l, &mut out));
             }
             Event::Upload { .. } | Event::Download { .. } => {}
             Event::StepFinished {
@@ -139,7 +136,8 @@ impl TerminalSink {
             Event::VmFinished {
                 vm,
                 ok,
-                error,
+                failure,
+                stderr_tail,
                 duration,
             } => {
                 let (colour, verdict) = if *ok {
@@ -150,11 +148,17 @@ impl TerminalSink {
                 out.extend_from_slice(
                     format!("{colour}[{vm}] {verdict} in {duration:.2?}{reset}").as_bytes(),
                 );
-                if let Some(e) = error {
-                    out.extend_from_slice(format!(": {}", shown(e)).as_bytes());
+                if let Some(f) = failure {
+                    out.extend_from_slice(format!(": {}", shown(&f.to_string())).as_bytes());
                 }
                 out.push(b'\n');
+                for l in stderr_tail.iter().flat_map(|t| t.lines()) {
+                    out.extend_from_slice(
+                        format!("{red}[{vm}]   stderr: {}{reset}\n", shown(l)).as_bytes(),
+                    );
+                }
             }
+            _ => {}
         }
         out
     }

@@ -5,14 +5,13 @@ use std::fmt;
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 
-use super::LineBuffers;
-use crate::provision::{Event, Sink};
+use crate::provision::{Event, LineSplitter, Sink};
 
 /// Emits output lines and step results as `tracing` events with `vm` and
 /// `step` fields (target `vmssh::provision`).
 #[derive(Default)]
 pub struct TracingSink {
-    lines: Mutex<LineBuffers>,
+    lines: Mutex<LineSplitter>,
 }
 
 impl fmt::Debug for TracingSink {
@@ -53,9 +52,7 @@ impl Sink for TracingSink {
                     self.lines
                         .lock()
                         .await
-                        .push((vm.clone(), *step, err), chunk.bytes(), |l| {
-                            emit_line(vm, *step, err, l)
-                        });
+                        .push(vm, *step, chunk, |l| emit_line(vm, *step, err, l));
                 }
                 Event::StepFinished {
                     vm,
@@ -74,10 +71,12 @@ impl Sink for TracingSink {
                 Event::VmFinished {
                     vm,
                     ok,
-                    error,
+                    failure,
                     duration,
+                    ..
                 } => {
-                    tracing::info!(target: "vmssh::provision", vm = &**vm, ok, ?error, ?duration, "vm finished");
+                    let failure = failure.as_ref().map(ToString::to_string);
+                    tracing::info!(target: "vmssh::provision", vm = &**vm, ok, ?failure, ?duration, "vm finished");
                 }
                 _ => {}
             }

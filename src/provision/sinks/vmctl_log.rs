@@ -273,11 +273,14 @@ impl Utf8Lossy {
 impl Sink for VmctlLogSink {
     fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            let Some(event_vm) = event.vm() else {
+                return;
+            };
             let mut state = self.state.lock().await;
             match &state.vm {
-                Some(vm) if **vm != *event.vm() => return,
+                Some(vm) if **vm != *event_vm => return,
                 Some(_) => {}
-                None => state.vm = Some(std::sync::Arc::from(event.vm())),
+                None => state.vm = Some(std::sync::Arc::from(event_vm)),
             }
             match event {
                 Event::StepStarted { step, .. } => {

@@ -13,7 +13,7 @@ use vmssh_testkit::qemu::{Guest, GuestSsh, Image};
 
 use crate::args::DemoArgs;
 use crate::commands::provision::load_plan;
-use crate::usage::{Exit, Usage, chain};
+use crate::usage::{Exit, Usage};
 
 /// The demo plan's files, written out at each run so that an installed
 /// command needs no source tree.
@@ -94,7 +94,7 @@ async fn embedded_targets(
             .env("HOSTNAME", &name)
             .start()
             .await
-            .map_err(|e| format!("cannot start embedded VM {name}: {}", chain(&e)))?;
+            .map_err(|e| format!("cannot start embedded VM {name}: {}", e.chain()))?;
         let mut steps: Vec<ProvisionDef> = plan
             .steps_for(&block.name)
             .into_iter()
@@ -165,7 +165,7 @@ async fn qemu_targets(plan: &Plan, n: usize) -> Result<(Vec<Target>, Vec<Guest>)
         )));
     }
     let image_dir = String::from_utf8_lossy(&built.stdout).trim().to_string();
-    let image = Image::open(&image_dir).map_err(|e| chain(&e))?;
+    let image = Image::open(&image_dir).map_err(|e| e.chain().to_string())?;
     let boots = (1..=n).map(|i| {
         let ssh = if i % 2 == 1 {
             GuestSsh::OpenSsh
@@ -181,7 +181,7 @@ async fn qemu_targets(plan: &Plan, n: usize) -> Result<(Vec<Target>, Vec<Guest>)
     let mut guests = Vec::with_capacity(n);
     let mut targets = Vec::with_capacity(n);
     for (name, block, ssh, booted) in futures::future::join_all(boots).await {
-        let guest = booted.map_err(|e| format!("cannot boot {name}: {}", chain(&e)))?;
+        let guest = booted.map_err(|e| format!("cannot boot {name}: {}", e.chain()))?;
         eprintln!(
             "vmssh: {name}: QEMU pid {} running {ssh:?}, ssh on {}:{}",
             guest.pid().unwrap_or(0),

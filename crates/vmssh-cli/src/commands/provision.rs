@@ -9,7 +9,7 @@ use vmssh::plan::{DEFAULT_USER, Plan};
 use crate::args::ProvisionArgs;
 use crate::credentials::Defaults;
 use crate::targets;
-use crate::usage::{Exit, Usage, chain};
+use crate::usage::{Exit, Usage};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
     let plan = load_plan(&a.plan).await?;
@@ -64,10 +64,12 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
 /// Reads a plan, prints its warnings and checks its local files (scripts,
 /// sources, keys): a missing one is a usage error before anything runs.
 pub(crate) async fn load_plan(path: &Path) -> Result<Plan, Usage> {
-    let plan = Plan::load(path).await.map_err(|e| chain(&e))?;
+    let plan = Plan::load(path).await.map_err(|e| e.chain().to_string())?;
     for w in plan.warnings() {
         eprintln!("vmssh: warning: {w}");
     }
-    plan.check_local_files().await.map_err(|e| chain(&e))?;
+    plan.check_local_files()
+        .await
+        .map_err(|e| e.chain().to_string())?;
     Ok(plan)
 }

@@ -13,7 +13,7 @@ use vmssh::vmctl::Inventory;
 
 use crate::args::ProvisionArgs;
 use crate::targets;
-use crate::usage::{Usage, chain};
+use crate::usage::Usage;
 
 /// The targets of this shard; `state` empty means vmctl's own file.
 pub(crate) async fn targets(
@@ -46,10 +46,10 @@ pub(crate) async fn targets(
     } else {
         Inventory::load(state).await
     }
-    .map_err(|e| format!("--vmctl: {}", chain(&e)))?;
+    .map_err(|e| format!("--vmctl: {}", e.chain()))?;
     let all = inventory
         .targets(plan)
-        .map_err(|e| format!("--vmctl: {}", chain(&e)))?;
+        .map_err(|e| format!("--vmctl: {}", e.chain()))?;
     if all.is_empty() {
         return Err(Usage(format!(
             "--vmctl: no vm of the plan has provision steps (vmctl state {})",

@@ -138,11 +138,12 @@ impl Sink for Collect {
                 Event::VmFinished {
                     vm,
                     ok,
-                    error,
+                    failure,
                     duration,
                     ..
                 } => {
-                    let block = self.block(vm, *ok, error.as_deref(), duration.as_secs_f64());
+                    let failure = failure.as_ref().map(ToString::to_string);
+                    let block = self.block(vm, *ok, failure.as_deref(), duration.as_secs_f64());
                     match &self.ui {
                         Some(ui) => ui.print_block(&String::from_utf8_lossy(&block)),
                         None => {

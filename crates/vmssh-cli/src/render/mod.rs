@@ -5,7 +5,6 @@
 
 mod collect;
 mod json;
-mod lines;
 pub(crate) mod summary;
 mod tty;
 
@@ -84,11 +83,10 @@ impl Renderer {
         fleet
     }
 
-    /// Ends the display: bars closed and the summary printed, or the last
-    /// JSON line.
+    /// Ends the display: bars closed and the summary printed (with
+    /// `--json`, the fleet's last event, `finished`, has said it all).
     pub(crate) async fn finish(&self, report: &FleetReport, interrupted: bool) {
-        if let Some(json) = &self.json {
-            json.finished(report, interrupted).await;
+        if self.json.is_some() {
             return;
         }
         if let Some(ui) = &self.ui {

@@ -26,12 +26,13 @@ pub(crate) fn render(report: &FleetReport, color: bool) -> String {
         };
         let _ = writeln!(out, "{}", style.force_styling(color).apply_to(row));
     }
-    // The table shows each error's first line; the stderr tails follow it.
+    // The table shows each failure; the stderr tails follow it.
     for v in &report.vms {
-        if let Some(e) = &v.error
-            && e.contains('\n')
-        {
-            let _ = writeln!(out, "\n{}: {e}", v.name);
+        if let Some(tail) = &v.stderr_tail {
+            let _ = writeln!(out, "\n{}: stderr:", v.name);
+            for line in tail.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
     out
@@ -45,21 +46,21 @@ mod tests {
     fn plain_summary_has_no_escapes() {
         let report: FleetReport = serde_json::from_value(serde_json::json!({
             "vms": [{
-                "name": "web", "host": "10.0.0.5", "port": 22, "outcome": "Failed",
-                "failed_step": 2, "error": "step 2 failed: exit 3\n  stderr: disk full",
-                "connect": {"secs": 0, "nanos": 5}, "steps": [],
-                "total": {"secs": 1, "nanos": 0}
+                "name": "web", "host": "10.0.0.5", "port": 22, "outcome": "failed",
+                "failure": {"kind": "step", "step": 2, "description": "inline: x",
+                    "reason": "exit status 3", "status": {"code": 3},
+                    "message": "step 2 failed: exit 3"},
+                "stderr_tail": "disk full",
+                "connect": 0.000005, "steps": [], "total": 1.0
             }],
-            "wall": {"secs": 1, "nanos": 0}
+            "wall": 1.0
         }))
         .unwrap();
         let text = render(&report, false);
         assert!(!text.contains('\x1b'), "{text}");
         assert!(text.contains("web") && text.contains("FAILED"), "{text}");
-        assert!(
-            text.contains("\nweb: step 2 failed: exit 3\n  stderr: disk full"),
-            "{text}"
-        );
+        assert!(text.contains("step 2 failed: exit 3"), "{text}");
+        assert!(text.contains("\nweb: stderr:\n  disk full\n"), "{text}");
         assert!(render(&report, true).contains('\x1b'));
     }
 }

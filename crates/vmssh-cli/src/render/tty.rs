@@ -11,9 +11,7 @@ use console::{Color, Style};
 use futures::future::BoxFuture;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vmssh::fleet::{FleetReport, Outcome};
-use vmssh::provision::{Event, Sink};
-
-use super::lines::Lines;
+use vmssh::provision::{Event, LineSplitter, Sink};
 
 /// Progress bars and prefixed lines on standard output (a terminal).
 #[derive(Clone)]
@@ -46,7 +44,7 @@ struct State {
     width: usize,
     /// Whether output lines are shown as they come (not with `--collect`).
     live: bool,
-    lines: Lines,
+    lines: LineSplitter,
 }
 
 /// Colours for host names, picked by a hash of the name.
@@ -99,7 +97,7 @@ impl Ui {
                 all_fit: hosts.len() <= max_bars,
                 width,
                 live,
-                lines: Lines::default(),
+                lines: LineSplitter::new(),
             })),
         });
         // When every host fits, bars appear in target order from the start.
@@ -201,7 +199,10 @@ impl Ui {
             return;
         };
         let st = &mut *guard;
-        let vm = event.vm().to_string();
+        let Some(vm) = event.vm() else {
+            return;
+        };
+        let vm = vm.to_string();
         match event {
             Event::Connecting { .. } => {
                 st.running.insert(vm.clone());
@@ -233,9 +234,7 @@ impl Ui {
             Event::Output { step, chunk, .. } if st.live => {
                 let err = chunk.is_stderr();
                 let mut lines = Vec::new();
-                st.lines.push(event.vm(), *step, err, chunk.bytes(), |l| {
-                    lines.push(l.to_vec())
-                });
+                st.lines.push(&vm, *step, chunk, |l| lines.push(l.to_vec()));
                 for l in lines {
                     self.output_line(st, &vm, err, &l);
                 }
@@ -267,7 +266,7 @@ impl Ui {
             } => {
                 let mut rest = Vec::new();
                 st.lines
-                    .flush(event.vm(), *step, |err, l| rest.push((err, l.to_vec())));
+                    .flush(&vm, *step, |err, l| rest.push((err, l.to_vec())));
                 for (err, l) in rest {
                     self.output_line(st, &vm, err, &l);
                 }
@@ -292,17 +291,16 @@ impl Ui {
             }
             Event::VmFinished {
                 ok,
-                error,
+                failure,
                 duration,
                 ..
             } => {
                 st.running.remove(&vm);
                 st.finished.insert(vm.clone());
                 st.overall.inc(1);
-                let first = error
-                    .as_deref()
-                    .and_then(|e| e.lines().next())
-                    .unwrap_or("failed");
+                let first = failure
+                    .as_ref()
+                    .map_or_else(|| "failed".to_string(), ToString::to_string);
                 if *ok {
                     if st.live {
                         let line = format!("succeeded in {duration:.2?}");

@@ -1,15 +1,36 @@
-//! The result of a fleet run: one [`VmReport`] per VM in a
-//! [`FleetReport`], plain serializable data.
+//! The results of a run: each step's [`StepReport`], each VM's
+//! [`VmReport`], the fleet's [`FleetReport`]; plain serializable data.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provision::StepReport;
+use super::failure::Failure;
+use super::secs;
+use crate::status::ExitStatus;
+
+/// The result of one step that ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepReport {
+    /// 1-based index.
+    pub step: usize,
+    /// [`ProvisionDef::describe`](crate::provision::ProvisionDef::describe).
+    pub description: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// How a command step ended (see [`ExitStatus`] for its JSON shape);
+    /// `None` for file steps and for commands that did not complete.
+    pub status: Option<ExitStatus>,
+    /// How long it ran.
+    #[serde(with = "secs")]
+    pub duration: Duration,
+}
 
 /// How one VM's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {
     /// Every step succeeded.
@@ -17,8 +38,10 @@ pub enum Outcome {
     /// Connecting or a step failed.
     Failed,
     /// Stopped before it finished, or not started: too many other VMs
-    /// failed ([`Fleet::fail_fast`](super::Fleet::fail_fast), [`Fleet::max_failures`](super::Fleet::max_failures)) or the run
-    /// was stopped ([`StopHandle`](super::StopHandle)). The error says which.
+    /// failed ([`Fleet::fail_fast`](crate::fleet::Fleet::fail_fast),
+    /// [`Fleet::max_failures`](crate::fleet::Fleet::max_failures)) or the
+    /// run was stopped ([`StopHandle`](crate::fleet::StopHandle)).
+    /// [`Failure::Cancelled`] says which.
     Cancelled,
 }
 
@@ -34,16 +57,43 @@ pub struct VmReport {
     pub port: u16,
     /// How it ended.
     pub outcome: Outcome,
-    /// 1-based index of the failing step, when a step failed.
-    pub failed_step: Option<usize>,
-    /// The error, as text, when it failed.
-    pub error: Option<String>,
+    /// Why it did not succeed.
+    pub failure: Option<Failure>,
+    /// The last lines of the failing step's stderr, when it wrote any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
     /// Time to connect, retries included, when it connected.
+    #[serde(with = "secs::option")]
     pub connect: Option<Duration>,
     /// The steps that ran.
     pub steps: Vec<StepReport>,
     /// Total time for this VM.
+    #[serde(with = "secs")]
     pub total: Duration,
+}
+
+impl VmReport {
+    /// A report of a VM that has not run (yet): failed, with no failure
+    /// recorded, no time.
+    pub(crate) fn new(name: &str, host: &str, port: u16) -> VmReport {
+        VmReport {
+            name: name.to_string(),
+            host: host.to_string(),
+            port,
+            outcome: Outcome::Failed,
+            failure: None,
+            stderr_tail: None,
+            connect: None,
+            steps: Vec::new(),
+            total: Duration::ZERO,
+        }
+    }
+
+    /// The 1-based step that failed, or that was running when the VM was
+    /// cancelled.
+    pub fn failed_step(&self) -> Option<usize> {
+        self.failure.as_ref().and_then(Failure::step)
+    }
 }
 
 /// The result of a fleet run: one [`VmReport`] per target, in target order.
@@ -56,6 +106,7 @@ pub struct FleetReport {
     /// Per-VM results.
     pub vms: Vec<VmReport>,
     /// Wall time of the run.
+    #[serde(with = "secs")]
     pub wall: Duration,
 }
 
@@ -125,9 +176,10 @@ impl FleetReport {
                 .connect
                 .map(|d| format!("{:.2}s", d.as_secs_f64()))
                 .unwrap_or_else(|| "-".into());
-            let detail = match (&v.error, v.failed_step) {
-                (Some(e), _) => e.lines().next().unwrap_or_default().to_string(),
-                (None, _) => format!("{} steps", v.steps.len()),
+            let detail = match &v.failure {
+                Some(f) => f.to_string(),
+                None if v.steps.len() == 1 => "1 step".to_string(),
+                None => format!("{} steps", v.steps.len()),
             };
             let _ = writeln!(
                 s,
