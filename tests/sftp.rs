@@ -555,6 +555,63 @@ mod no_sftp_subsystem_falls_back_to_exec {
     }
 }
 
+/// A command right after an upload, many times over: the upload's SFTP
+/// channel (its `sftp-server` exits once the channel ends, after the
+/// caller has its answer) or, without SFTP, the refused attempt at it
+/// must not take the next command's channel down with it. Dropbear before
+/// 2024.86 closes a channel that has not started its command yet when any
+/// child of the connection exits, and may still run the command.
+async fn command_right_after_upload(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let remote = remote_dir();
+    for i in 0..40 {
+        let dst = remote.path().join(format!("f{i}"));
+        sess.upload_from_reader(
+            std::io::Cursor::new(vec![b'x'; 1000]),
+            Some(1000),
+            dst.to_str().unwrap(),
+            &TransferOptions::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: upload {i}: {e:?}", srv.name()));
+        let out = sess
+            .exec(&format!("wc -c < '{}'", dst.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{}: command after upload {i}: {e:?}", srv.name()));
+        assert_eq!(
+            out.stdout_lossy().trim(),
+            "1000",
+            "{}: upload {i}",
+            srv.name()
+        );
+    }
+}
+
+mod command_right_after_upload {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    async fn sshd() {
+        let srv = support::Sshd::builder().start();
+        super::command_right_after_upload(&srv).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear() {
+        let srv = support::Dropbear::builder().start();
+        super::command_right_after_upload(&srv).await;
+    }
+
+    /// Without `sftp-server`: each upload's SFTP attempt runs a shell that
+    /// fails at once, just before the fallback's own command.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    async fn dropbear_without_sftp() {
+        let srv = support::Dropbear::builder().no_sftp().start();
+        super::command_right_after_upload(&srv).await;
+    }
+}
+
 /// The process's umask (read by setting it back).
 fn umask() -> u32 {
     // SAFETY: umask only swaps the process's file mode mask; nextest runs

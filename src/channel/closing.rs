@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -42,6 +43,51 @@ impl Drop for ClosingGuard {
         let closings = self.0.closings();
         closings.count.fetch_sub(1, Ordering::AcqRel);
         closings.done.notify_waiters();
+    }
+}
+
+/// A channel whose lease a background task owns (russh-sftp's reader and
+/// writer own the SFTP channel's stream), let go of by its user before
+/// that task drops the lease: [`released`](Self::released) counts the
+/// channel as closing from that moment, so that the user's next channel
+/// waits for it. Without it, the next channel could open while the
+/// server's program (`sftp-server`, ended by the end-of-file the task is
+/// about to send) exits, which is what dropbear before 2024.86 closes
+/// fresh channels on. The lease's own closing takes over when the task
+/// drops it: hold this after the lease (fields drop in order).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Release(Arc<Mutex<Option<ClosingGuard>>>);
+
+impl Release {
+    /// The user let go: the channel counts as closing until the lease is
+    /// dropped.
+    pub(crate) fn released(&self, session: &Session) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none() {
+            *held = Some(ClosingGuard::new(session));
+        }
+    }
+
+    /// A handle for the user that calls [`released`](Self::released) when
+    /// dropped.
+    pub(crate) fn on_drop(&self, session: &Session) -> ReleaseOnDrop {
+        ReleaseOnDrop {
+            release: self.clone(),
+            session: session.clone(),
+        }
+    }
+}
+
+/// See [`Release::on_drop`].
+#[derive(Debug)]
+pub(crate) struct ReleaseOnDrop {
+    release: Release,
+    session: Session,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.release.released(&self.session);
     }
 }
 

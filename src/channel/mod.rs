@@ -30,7 +30,9 @@ use crate::session::Session;
 mod closing;
 mod slots;
 
-pub(crate) use closing::{ClosingGuard, Closings, wait_for_closing, winding_down};
+pub(crate) use closing::{
+    ClosingGuard, Closings, Release, ReleaseOnDrop, wait_for_closing, winding_down,
+};
 use slots::Slot;
 pub(crate) use slots::{LiveChannels, Slots};
 

@@ -32,7 +32,7 @@ use russh_sftp::extensions::HardlinkExtension;
 use russh_sftp::protocol::{FileAttributes, Packet, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, ChannelLease, Closing, Request, Started};
+use crate::channel::{self, ChannelLease, Closing, Release, ReleaseOnDrop, Request, Started};
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
 
@@ -115,6 +115,9 @@ pub struct Sftp {
 
 struct SftpInner {
     raw: RawSftpSession,
+    /// The channel counts as closing once the last clone is dropped, while
+    /// russh-sftp's tasks wind it down.
+    _release: ReleaseOnDrop,
     session: Session,
     closed: CancellationToken,
     max_read: u32,
@@ -180,12 +183,16 @@ impl Session {
             Started::Refused { lease, .. } => return Ok(SftpOrChannel::NoSftp(lease)),
         };
         let closed = CancellationToken::new();
+        let release = Release::default();
+        // Also on every early return below, which drops `raw`.
+        let release_on_drop = release.on_drop(self);
         let stream = SftpStream {
             writer: lease.writer().writer(),
             lease,
             pending: Bytes::new(),
             eof: false,
             closed: closed.clone(),
+            _release: release,
         };
         let cfg = russh_sftp::client::Config {
             request_timeout_secs: 3600,
@@ -235,6 +242,7 @@ impl Session {
         Ok(SftpOrChannel::Sftp(Sftp {
             inner: Arc::new(SftpInner {
                 raw,
+                _release: release_on_drop,
                 session: self.clone(),
                 closed,
                 max_read,

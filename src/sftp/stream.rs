@@ -8,18 +8,23 @@ use russh::ChannelMsg;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{ChannelLease, LeaseWriter};
+use crate::channel::{ChannelLease, LeaseWriter, Release};
 
 /// The SFTP channel as a byte stream for russh-sftp, firing `closed` when
 /// the server ends it so pending requests fail at once instead of timing
 /// out. Its lease closes the channel when russh-sftp drops the stream;
-/// russh-sftp's shutdown is the channel's one end-of-file.
+/// russh-sftp's shutdown is the channel's one end-of-file. From the moment
+/// the [`Sftp`](super::Sftp) handle is dropped until russh-sftp drops the
+/// stream, `_release` counts the channel as closing.
 pub(crate) struct SftpStream {
+    /// Dropped first: its closing takes over from `_release`'s.
     pub(crate) lease: ChannelLease,
     pub(crate) pending: Bytes,
     pub(crate) eof: bool,
     pub(crate) writer: LeaseWriter,
     pub(crate) closed: CancellationToken,
+    /// Held, never read; dropped last (fields drop in declaration order).
+    pub(crate) _release: Release,
 }
 
 impl AsyncRead for SftpStream {
