@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh (which defines have and apt_install).
+# Sourced by scripts/lib.sh (which defines have and apt_install).
 # OpenSSH's sshd with sftp-server, its clients (ssh, sftp, scp, ssh-keygen,
 # ssh-agent, ssh-add) and dropbear. Their own services are not needed: each
 # test starts its own server on a free loopback port.

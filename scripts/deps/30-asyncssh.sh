@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh (which defines have, step, die and apt_install).
+# Sourced by scripts/lib.sh (which defines have, step, die and apt_install).
 # asyncssh's SSH server (PyPI) for the interop tests, in a virtual
 # environment under target/ (tests/support/asyncssh.rs runs it from there).
 # The version is pinned; `installed` records it once asyncssh imports.

@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh (which defines have and apt_install).
+# Sourced by scripts/lib.sh (which defines have and apt_install).
 # tinysshd for the interop tests: tests/support/tinysshd.rs runs one per
 # connection, as inetd would, on a loopback port of its own.
 if ! have /usr/sbin/tinysshd; then

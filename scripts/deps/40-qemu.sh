@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh (which defines step, have, die and apt_install).
+# Sourced by scripts/lib.sh (which defines step, have, die and apt_install).
 # QEMU and the real-VM test guest (tests/vm_*.rs, `vmssh demo --qemu N`).
 #
 # Installs qemu-system-x86 (nothing else goes into this machine) and builds
