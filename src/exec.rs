@@ -94,6 +94,7 @@ pub struct Command {
     sudo: bool,
     timeout: Option<Duration>,
     idempotent: bool,
+    stoppable: bool,
 }
 
 enum Stdin {
@@ -111,6 +112,7 @@ impl fmt::Debug for Command {
             .field("sudo", &self.sudo)
             .field("timeout", &self.timeout)
             .field("idempotent", &self.idempotent)
+            .field("stoppable", &self.stoppable)
             .finish()
     }
 }
@@ -126,6 +128,7 @@ impl Command {
             sudo: false,
             timeout: None,
             idempotent: false,
+            stoppable: true,
         }
     }
 
@@ -205,6 +208,28 @@ impl Command {
         self
     }
 
+    /// Sets whether an abandoned command is stopped even where the server
+    /// ignores the SSH `signal` request (OpenSSH for root logins,
+    /// tinysshd).
+    ///
+    /// A command is abandoned when its stream or future is dropped before
+    /// it ended: a [`timeout`](Self::timeout), a stopped or failed fleet,
+    /// a cancelled task. The server is asked to send it SIGTERM; when the
+    /// command is still running half a second later, vmssh stops its
+    /// process group (SIGTERM, then SIGKILL a second later) with a command
+    /// on a second channel of the session. To know the group, the command
+    /// line starts with a POSIX `printf` of the shell's PID on stderr,
+    /// which vmssh takes off stderr before you see it. Turn this off for a
+    /// login shell that is not POSIX (fish, csh); a command on a
+    /// [`pty`](Self::pty) never needs it (the terminal's hang-up stops
+    /// it).
+    ///
+    /// Default: true.
+    pub fn stoppable(mut self, on: bool) -> Self {
+        self.stoppable = on;
+        self
+    }
+
     /// Checks the environment: names a shell accepts, values without NUL,
     /// and a way to reach the command.
     fn check(&self) -> Result<(), Error> {
@@ -239,9 +264,16 @@ impl Command {
                 Some(env_preamble(&self.env)),
             )
         };
-        if self.sudo {
+        let line = if self.sudo {
             // The env reader runs inside sudo, past its env_reset.
-            return (format!("sudo -n -- sh -c {}", shell_quote(&line)), preamble);
+            format!("sudo -n -- sh -c {}", shell_quote(&line))
+        } else {
+            line
+        };
+        if self.stoppable && !self.pty {
+            // The shell's PID, for stopping its process group (sudo, in
+            // it, passes a signal on).
+            return (format!("{}{line}", channel::ANNOUNCE), preamble);
         }
         (line, preamble)
     }
@@ -735,7 +767,11 @@ mod tests {
 
     #[test]
     fn sudo_wraps_the_env_reader() {
-        let (line, preamble) = Command::new("env").env("K", "v").sudo(true).remote_line();
+        let (line, preamble) = Command::new("env")
+            .env("K", "v")
+            .sudo(true)
+            .stoppable(false)
+            .remote_line();
         assert!(
             line.starts_with("sudo -n -- sh -c 'while IFS= read"),
             "{line}"
@@ -743,7 +779,10 @@ mod tests {
         assert!(line.ends_with("env'"), "{line}");
         assert_eq!(&preamble.unwrap()[..], b"K=v\n\n");
         let (line, preamble) = Command::new("id -u").sudo(true).remote_line();
-        assert_eq!(line, "sudo -n -- sh -c 'id -u'");
+        assert_eq!(
+            line,
+            format!("{}sudo -n -- sh -c 'id -u'", channel::ANNOUNCE)
+        );
         assert!(preamble.is_none());
         let pty = Command::new("env").env("K", "v").sudo(true).pty(true);
         assert!(matches!(pty.check(), Err(Error::Config { .. })));

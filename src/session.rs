@@ -627,11 +627,20 @@ impl Session {
     /// Closing a session that is already closed, or whose connection is
     /// gone, does nothing.
     ///
+    /// Commands abandoned just before (a dropped stream, a timeout) are
+    /// stopped first (see [`Command::stoppable`](crate::Command::stoppable)),
+    /// and channels being closed are let finish: this waits for them, at
+    /// most 5 seconds.
+    ///
     /// # Cancel safety
     ///
-    /// Cancel safe; the session counts as closed at once, though the
-    /// disconnect message may not have been sent.
+    /// Cancel safe; once the wait for closing channels is over, the
+    /// session counts as closed at once, though the disconnect message may
+    /// not have been sent.
     pub async fn close(&self) {
+        if !self.is_closed() {
+            crate::channel::wait_for_closing(self).await;
+        }
         self.inner
             .state
             .closed_here

@@ -485,6 +485,72 @@ async fn refused_with_none_open(srv: &support::Server, _limits: Limits) {
     assert_eq!(refusals(2).await, 2, "{}", srv.log());
 }
 
+/// Processes on this machine whose command line is `words`, exactly (the
+/// servers run here, so the remote side's processes are local ones).
+fn processes(words: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = words.iter().flat_map(|w| w.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// Waits (at most 20 s) until `processes(words)` is empty or not, as
+/// `present` says; false when it never was.
+async fn await_processes(words: &[&str], present: bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if processes(words).is_empty() != present {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A command abandoned (its stream dropped, or its timeout reached) does
+/// not outlive the session's close, whatever the server does with the
+/// `signal` request: OpenSSH refuses it for root logins (as these tests
+/// log in), asyncssh ignores it unless the application handles it.
+async fn abandoned_command_stopped(srv: &impl Endpoint, _limits: Limits) {
+    for how in ["dropped", "timed out"] {
+        let sess = srv.connect_with(&srv.config()).await;
+        let secs = format!("{}", 7_000_000 + rand::random::<u32>() % 1_000_000);
+        let words = ["sleep", secs.as_str()];
+        let cmd = vmssh::Command::new(format!("sleep {secs}"));
+        if how == "dropped" {
+            let stream = guard("start", sess.exec_streaming_command(cmd))
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:?}\n{}", srv.label(), srv.log()));
+            assert!(
+                await_processes(&words, true).await,
+                "{}: the command never ran",
+                srv.label()
+            );
+            drop(stream);
+        } else {
+            let cmd = cmd.timeout(Duration::from_secs(2));
+            let err = guard("exec", sess.exec_command(cmd)).await.unwrap_err();
+            assert!(
+                matches!(err, vmssh::Error::CommandTimeout { .. }),
+                "{}: {err:?}",
+                srv.label()
+            );
+        }
+        sess.close().await;
+        assert!(
+            await_processes(&words, false).await,
+            "{} ({how}): the remote command outlived the session: {:?}\n{}",
+            srv.label(),
+            processes(&words),
+            srv.log()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The matrix
 
@@ -508,13 +574,21 @@ macro_rules! cell {
     };
 }
 
-/// A row whose four cells all run.
+/// A row whose five cells all run (or, with `abandoned = "why"`, four).
 macro_rules! row {
     ($have:ident, $need:literal) => {
         cell!(exec_codes, $have, $need);
         cell!(streamed_checksum, $have, $need);
         cell!(upload_download, $have, $need);
         cell!(provision, $have, $need);
+        cell!(abandoned_command_stopped, $have, $need);
+    };
+    ($have:ident, $need:literal, abandoned = $why:literal) => {
+        cell!(exec_codes, $have, $need);
+        cell!(streamed_checksum, $have, $need);
+        cell!(upload_download, $have, $need);
+        cell!(provision, $have, $need);
+        cell!(abandoned_command_stopped, $have, $need, known = $why);
     };
 }
 
@@ -566,7 +640,12 @@ mod tinysshd {
     fn start() -> Tinysshd {
         tinysshd()
     }
-    row!(vmssh_have_tinysshd, "needs tinysshd");
+    row!(
+        vmssh_have_tinysshd,
+        "needs tinysshd",
+        abandoned = "tinysshd ignores the signal request and serves one channel per connection, \
+                     so an abandoned command cannot be stopped from its session; it outlives it"
+    );
 }
 
 /// sshd allowing no session channel at all (`MaxSessions 0`).

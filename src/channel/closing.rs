@@ -106,6 +106,13 @@ pub(crate) async fn winding_down<F: Future>(guard: ClosingGuard, work: F) -> F::
         .await
 }
 
+/// `work`, to run in a task of its own, carrying the current task's own
+/// closings ([`winding_down`]) with it: task-locals do not cross a spawn.
+pub(crate) fn carrying_own<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0);
+    OWN_CLOSINGS.scope(own, work)
+}
+
 /// Waits (at most 5 s) until channels being closed are confirmed closed by
 /// the server, and cleanups of dropped operations have finished. Dropbear
 /// before 2024.86 closes a fresh channel when an unrelated child process

@@ -28,17 +28,25 @@ use crate::error::{Error, TunnelErrorKind};
 use crate::session::Session;
 
 mod closing;
+mod process;
 mod slots;
 
 pub(crate) use closing::{
     ClosingGuard, Closings, Release, ReleaseOnDrop, wait_for_closing, winding_down,
 };
+pub(crate) use process::ANNOUNCE;
+use process::PidReader;
 use slots::Slot;
 pub(crate) use slots::{LiveChannels, Slots};
 
 /// How long an abandoned command gets to end after SIGTERM before its
 /// channel is closed from this side.
 const ABANDON_GRACE: Duration = Duration::from_millis(500);
+
+/// How long an abandoned command gets to end once it was stopped through
+/// a second channel ([`process::stop_line`]: SIGTERM, SIGKILL a second
+/// later) before its channel is closed from this side.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// How long a subsystem (SFTP) gets to exit after end-of-file before its
 /// channel is closed from this side.
@@ -201,6 +209,12 @@ pub(crate) struct ChannelLease {
     ended: bool,
     /// The server closed the channel (russh answers that close itself).
     server_closed: bool,
+    /// Reads the command's PID off its stderr ([`ANNOUNCE`]).
+    pid_reader: Option<PidReader>,
+    /// The command's PID on the server, once announced.
+    pid: Option<u32>,
+    /// A message held back while held stderr bytes go out first.
+    stashed: Option<ChannelMsg>,
 }
 
 impl std::fmt::Debug for ChannelLease {
@@ -212,6 +226,7 @@ impl std::fmt::Debug for ChannelLease {
             .field("exec_sent", &self.exec_sent)
             .field("ended", &self.ended)
             .field("server_closed", &self.server_closed)
+            .field("pid", &self.pid)
             .finish()
     }
 }
@@ -246,7 +261,8 @@ async fn detached(
 /// the session open cannot be waited out: it is returned at once.
 pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
     let owned = session.clone();
-    detached(session, async move { open_now(&owned, closing).await }).await
+    let open = closing::carrying_own(async move { open_now(&owned, closing).await });
+    detached(session, open).await
 }
 
 /// [`open`], attached to the caller.
@@ -411,6 +427,9 @@ fn lease(session: &Session, channel: Channel<Msg>, slot: Slot, closing: Closing)
         exec_sent: false,
         ended: false,
         server_closed: false,
+        pid_reader: None,
+        pid: None,
+        stashed: None,
     }
 }
 
@@ -544,6 +563,11 @@ impl ChannelLease {
         if matches!(request, Request::Exec(_)) {
             self.exec_sent = true;
         }
+        if let Request::Exec(line) | Request::ExecIdempotent(line) = request
+            && line.starts_with(ANNOUNCE)
+        {
+            self.pid_reader = Some(PidReader::default());
+        }
         sent.map_err(|_| self.session.lost("connection closed"))?;
         let reply = self.wait_reply(&request.name()).await;
         if let Err(Error::RequestRefused { .. }) = reply
@@ -604,8 +628,54 @@ impl ChannelLease {
         }
     }
 
-    /// Polls for the next message; `None` once the channel is gone.
+    /// Polls for the next message; `None` once the channel is gone. The
+    /// command's PID announcement is taken off its stderr here.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ChannelMsg>> {
+        if let Some(msg) = self.stashed.take() {
+            return Poll::Ready(Some(msg));
+        }
+        loop {
+            let msg = match self.poll_raw(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(m) => m,
+            };
+            let Some(reader) = self.pid_reader.as_mut() else {
+                return Poll::Ready(msg);
+            };
+            match msg {
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    let (pid, rest) = reader.feed(data);
+                    if pid.is_some() {
+                        self.pid = pid;
+                    }
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(ChannelMsg::ExtendedData { data: rest, ext: 1 }));
+                    }
+                }
+                // Stderr ends before a whole announcement: what was held
+                // is the command's, and goes first.
+                other @ (Some(
+                    ChannelMsg::Eof
+                    | ChannelMsg::Close
+                    | ChannelMsg::ExitStatus { .. }
+                    | ChannelMsg::ExitSignal { .. },
+                )
+                | None) => {
+                    let held = reader.flush();
+                    self.pid_reader = None;
+                    if held.is_empty() {
+                        return Poll::Ready(other);
+                    }
+                    self.stashed = other;
+                    return Poll::Ready(Some(ChannelMsg::ExtendedData { data: held, ext: 1 }));
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// [`poll_recv`](Self::poll_recv) without the announcement's reading.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<ChannelMsg>> {
         let Some(read) = self.read.as_mut() else {
             return Poll::Ready(None);
         };
@@ -653,11 +723,12 @@ impl Drop for ChannelLease {
             Closing::Terminate => (!self.ended, false, ABANDON_GRACE),
             Closing::Drain => (false, true, DRAIN_GRACE),
         };
+        let mut pid = self.pid;
+        let mut pid_reader = self.pid_reader.take();
         // A channel that never ran anything is closed at once; others hold
         // back new channels until the server has closed them.
         let guard = read.is_some().then(|| ClosingGuard::new(&self.session));
-        rt.spawn(async move {
-            let _guard = guard;
+        let body = async move {
             let mut server_closed = false;
             if let Some(mut read) = read {
                 if terminate {
@@ -666,23 +737,32 @@ impl Drop for ChannelLease {
                 if eof {
                     let _ = write.eof().await;
                 }
-                let drain = async {
-                    while let Some(msg) = read.wait().await {
-                        if matches!(msg, ChannelMsg::Close) {
-                            return true;
-                        }
-                    }
-                    false
-                };
                 // Only a close that comes from the server can be waited
                 // for: once this side has sent CHANNEL_CLOSE, russh forgets
                 // the channel and drops the server's reply. Closing alone
                 // is not enough either: OpenSSH closes the command's pipes
                 // (a writer dies of SIGPIPE, a silent command runs on),
                 // dropbear keeps them open (even a writer blocks forever,
-                // holding its channel). Servers that refuse signal requests
-                // (OpenSSH for root logins) cost the grace period.
-                server_closed = tokio::time::timeout(grace, drain).await.unwrap_or(false);
+                // holding its channel).
+                let drained = drain(&mut read, &mut pid, &mut pid_reader);
+                server_closed = tokio::time::timeout(grace, drained).await.unwrap_or(false);
+                // Servers that ignore the signal request (OpenSSH for root
+                // logins, asyncssh by default): the command is stopped
+                // through a second channel. (tinysshd, which ignores it
+                // too, serves one channel per connection: its commands
+                // outlive an abandonment.)
+                if !server_closed
+                    && terminate
+                    && let Some(known) = pid
+                    && !write.session.is_closed()
+                {
+                    tracing::debug!(host = %write.session.host(), pid = known, "the abandoned command outlived SIGTERM; stopping its process group");
+                    stop_process(&write.session, known).await;
+                    let drained = drain(&mut read, &mut pid, &mut pid_reader);
+                    server_closed = tokio::time::timeout(STOP_GRACE, drained)
+                        .await
+                        .unwrap_or(false);
+                }
                 // The read half is dropped here, before closing: a full
                 // channel queue would otherwise keep russh from reading.
             }
@@ -693,6 +773,52 @@ impl Drop for ChannelLease {
                 write.session.live_channels().closed(write.half.id());
             }
             drop(slot);
+        };
+        rt.spawn(async move {
+            match guard {
+                // The stopping channel is this closing's own work: it does
+                // not wait for it.
+                Some(guard) => winding_down(guard, body).await,
+                None => body.await,
+            }
         });
+    }
+}
+
+/// Reads a channel until the server closes it (true) or it is gone,
+/// taking the command's PID announcement when it comes.
+async fn drain(
+    read: &mut ChannelReadHalf,
+    pid: &mut Option<u32>,
+    reader: &mut Option<PidReader>,
+) -> bool {
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Close => return true,
+            ChannelMsg::ExtendedData { data, ext: 1 } if pid.is_none() => {
+                if let Some(r) = reader.as_mut() {
+                    *pid = r.feed(data).0;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Stops process `pid`'s group through a command on a channel of its own
+/// ([`process::stop_line`]), waiting (bounded) for that command to end.
+async fn stop_process(session: &Session, pid: u32) {
+    let line = process::stop_line(pid);
+    let stopping = async {
+        let Ok(mut lease) = start(session, Closing::Terminate, &[Request::Exec(&line)]).await
+        else {
+            return;
+        };
+        let _ = lease.writer().eof().await;
+        while lease.recv().await.is_some() {}
+    };
+    if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+        tracing::debug!(host = %session.host(), pid, "stopping the abandoned command did not finish");
     }
 }
