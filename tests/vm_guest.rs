@@ -238,3 +238,58 @@ async fn reboot_while_idle(guest: &Guest, sess: Session) {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A Debian 13 guest whose network comes up 10 s late (a slow cloud-init):
+/// QEMU accepts connections all that time and leaves them silent, and
+/// `connect_with_retry` opens more beside them. Each one it closes still
+/// reaches the guest's sshd once the network is up (QEMU keeps retrying
+/// it for up to 75 s), and OpenSSH 10 counts every such connection
+/// against this host (`PerSourcePenalties`, `noauth:1s`, enforced beyond
+/// `min:15s`). The boot-time connect must not cost this host its access:
+/// sessions right after it are not refused, and sshd never activates a
+/// penalty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn openssh10_late_network_keeps_access() {
+    let guest = Release::Trixie
+        .image()
+        .guest()
+        .hostname("vm-late")
+        .network_delay(Duration::from_secs(10))
+        .sshd_log_level("VERBOSE")
+        .boot()
+        .await
+        .unwrap();
+    let cfg = qemu::config(&guest);
+    let sess = qemu::connect(&guest, &cfg).await;
+    eprintln!(
+        "late network: first session {:.1} s after QEMU started",
+        guest.started_at().elapsed().as_secs_f64()
+    );
+    // Plain connects, one after the other, while the closed connections
+    // land on sshd: none may be refused.
+    for i in 0..5 {
+        let s = Session::connect(guest.host(), guest.port(), &cfg)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connect {i} after the boot-time connect: {}\nconsole:\n{}",
+                    e.chain(),
+                    guest.console()
+                )
+            });
+        assert!(s.exec("true").await.unwrap().status.success());
+        s.close().await;
+    }
+    drop(sess);
+    let console = guest.console();
+    for line in console.lines() {
+        assert!(
+            !(line.contains("activating") || line.contains(" active ")),
+            "sshd penalised this host: {line}\nconsole:\n{console}"
+        );
+    }
+}
