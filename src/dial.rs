@@ -163,7 +163,6 @@ pub(crate) async fn dial(
 /// Attempt `id`, abortable; it holds `permit` while it runs. Its `charge`
 /// is given back when it ends by itself (answered or closed by the
 /// server); an attempt aborted or dropped unanswered keeps it.
-#[allow(clippy::too_many_arguments)]
 fn start<'a>(
     host: &'a str,
     port: u16,
