@@ -10,8 +10,8 @@
 #   - sudo                                                    (apt)
 #   - asyncssh, pinned, in a virtual environment under target/ (PyPI)
 #   - tinysshd, with its system service left disabled         (apt)
-#   - QEMU, and the guest image built from Debian's packages
-#     into target/vm-image                                     (apt)
+#   - QEMU, and the guest images built from Debian 12 and 13 packages
+#     into target/vm-image and target/vm-image-trixie          (apt)
 # Without root, install them first (each file says what it needs).
 #
 # Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes the tests

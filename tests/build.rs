@@ -49,6 +49,16 @@ const PROBES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "qemu_trixie",
+        "QEMU and the Debian 13 real-VM image (scripts/deps/40-qemu.sh installs and builds both)",
+        &[
+            "qemu-system-x86_64",
+            "target/vm-image-trixie/vmlinuz",
+            "target/vm-image-trixie/initrd.img",
+            "target/vm-image-trixie/id_ed25519",
+        ],
+    ),
+    (
         "asyncssh",
         "asyncssh's server (PyPI, in target/asyncssh: scripts/deps/30-asyncssh.sh)",
         &[

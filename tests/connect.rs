@@ -213,6 +213,68 @@ async fn early_close_is_retryable() {
     closer.abort();
 }
 
+/// A server that refuses this client for now writes one line instead of
+/// its banner and closes (OpenSSH's sshd under `MaxStartups` or
+/// `PerSourcePenalties`: "Not allowed at this time"): the error names it
+/// and is retryable; retrying ends with it once the deadline has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_before_the_banner_is_named() {
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refuser = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock.write_all(b"Not allowed at this time\r\n").await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let err = Session::connect(HOST, port, &any_config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Handshake { reason, early_close: true, .. }
+                if reason.contains("\"Not allowed at this time\"")
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    let err = Session::connect_with_retry(HOST, port, &any_config(), Duration::from_millis(800))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Not allowed at this time"),
+        "{err}"
+    );
+    refuser.abort();
+}
+
+/// Text before the banner that the server does not close after is allowed
+/// (RFC 4253, section 4.2): the session is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_before_the_banner_are_skipped() {
+    let server = vmssh_testkit::TestServer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = server.port();
+    let front = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = sock.write_all(b"Welcome.\r\nPlease wait.\r\n").await;
+                let mut up = tokio::net::TcpStream::connect((HOST, target))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut sock, &mut up).await;
+            });
+        }
+    });
+    let sess = Session::connect(HOST, port, &server.config())
+        .await
+        .unwrap();
+    assert_eq!(sess.exec("echo hi").await.unwrap().stdout, b"hi\n");
+    front.abort();
+}
+
 /// After `close`, the session's clones and running commands fail with
 /// `SessionClosed` (this side ended it), not as a lost connection.
 async fn closed_session_says_so(srv: &Server) {

@@ -1,7 +1,9 @@
 //! A fleet of two real guests, one running OpenSSH's sshd and one dropbear,
 //! connected while they boot and provisioned from one plan; each guest
 //! reboots between two steps and `Fleet::reconnects` carries the plan on
-//! into the new boot.
+//! into the new boot. Once with Debian 12's servers, once with Debian 13's
+//! (OpenSSH 10 and its `PerSourcePenalties`: the boot-time connects, the
+//! reboot's own session and the reconnect all come from one address).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use vmssh::fleet::{Fleet, Target};
 use vmssh::provision::{Event, ProvisionDef, Sink};
 use vmssh_testkit::qemu::Guest;
 
-use support::qemu;
+use support::qemu::{self, Release};
 
 /// Reboots a VM's guest once its step 1 has finished, and records every
 /// VM's stdout and connects.
@@ -64,6 +66,19 @@ impl Sink for RebootAfterStep1 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]
 async fn two_guests_reconnect_across_reboots() {
+    two_guests(Release::Bookworm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn two_trixie_guests_reconnect_across_reboots() {
+    two_guests(Release::Trixie).await;
+}
+
+async fn two_guests(release: Release) {
     let base = tempfile::tempdir().unwrap();
     std::fs::write(
         base.path().join("setup.sh"),
@@ -80,8 +95,8 @@ async fn two_guests_reconnect_across_reboots() {
     ];
 
     let (a, b) = tokio::join!(
-        qemu::boot(qemu::BOTH[0], "vm-openssh"),
-        qemu::boot(qemu::BOTH[1], "vm-dropbear")
+        release.boot(qemu::BOTH[0], "vm-openssh"),
+        release.boot(qemu::BOTH[1], "vm-dropbear")
     );
     let guests: HashMap<String, Arc<Guest>> = [
         ("vm-openssh".to_string(), Arc::new(a)),

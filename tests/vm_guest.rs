@@ -1,8 +1,10 @@
-//! One real guest per SSH server (OpenSSH's sshd, dropbear), booted in
-//! QEMU: connect while it boots, exec, a checksummed stream, SFTP both
-//! ways, a provisioning plan, then a reboot during a streaming command and
-//! one while idle, each noticed (no hang) and followed by a new session to
-//! the new boot.
+//! One real guest per SSH server (OpenSSH's sshd, dropbear) and Debian
+//! release (12: OpenSSH 9.2p1, dropbear 2022.83; 13: OpenSSH 10.0p2 with
+//! its default `PerSourcePenalties`, dropbear 2025.89), booted in QEMU:
+//! connect while it boots, exec, a checksummed stream, SFTP both ways, a
+//! provisioning plan, then a reboot during a streaming command and one
+//! while idle, each noticed (no hang) and followed by a new session to the
+//! new boot.
 //!
 //! The cases share one guest per server: a boot costs seconds under TCG.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,7 +18,7 @@ use vmssh::provision::{ProvisionDef, run_provisions};
 use vmssh::{Chunk, Error, Session};
 use vmssh_testkit::qemu::{Guest, GuestSsh};
 
-use support::qemu;
+use support::qemu::{self, Release};
 
 /// A guard against hangs, not a timing assertion: every wait below ends
 /// long before it on a working client.
@@ -25,22 +27,44 @@ const HANG: Duration = Duration::from_secs(90);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]
 async fn openssh_guest() {
-    guest_life(GuestSsh::OpenSsh).await;
+    guest_life(Release::Bookworm, GuestSsh::OpenSsh).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]
 async fn dropbear_guest() {
-    guest_life(GuestSsh::Dropbear).await;
+    guest_life(Release::Bookworm, GuestSsh::Dropbear).await;
 }
 
-async fn guest_life(ssh: GuestSsh) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn openssh10_guest() {
+    guest_life(Release::Trixie, GuestSsh::OpenSsh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn dropbear_trixie_guest() {
+    guest_life(Release::Trixie, GuestSsh::Dropbear).await;
+}
+
+async fn guest_life(release: Release, ssh: GuestSsh) {
     // connect_with_retry starts together with QEMU: refused, then silent,
     // then reset, then the banner.
     let hostname = format!("vm-{ssh:?}").to_lowercase();
-    let guest = qemu::boot(ssh, &hostname).await;
+    let guest = release.boot(ssh, &hostname).await;
     let cfg = qemu::config(&guest);
     let sess = qemu::connect(&guest, &cfg).await;
+    eprintln!(
+        "{release:?} {ssh:?}: first session {:.1} s after QEMU started",
+        guest.started_at().elapsed().as_secs_f64()
+    );
 
     exec(&sess, &hostname).await;
     streaming(&sess).await;
@@ -213,4 +237,59 @@ async fn reboot_while_idle(guest: &Guest, sess: Session) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A Debian 13 guest whose network comes up 10 s late (a slow cloud-init):
+/// QEMU accepts connections all that time and leaves them silent, and
+/// `connect_with_retry` opens more beside them. Each one it closes still
+/// reaches the guest's sshd once the network is up (QEMU keeps retrying
+/// it for up to 75 s), and OpenSSH 10 counts every such connection
+/// against this host (`PerSourcePenalties`, `noauth:1s`, enforced beyond
+/// `min:15s`). The boot-time connect must not cost this host its access:
+/// sessions right after it are not refused, and sshd never activates a
+/// penalty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn openssh10_late_network_keeps_access() {
+    let guest = Release::Trixie
+        .image()
+        .guest()
+        .hostname("vm-late")
+        .network_delay(Duration::from_secs(10))
+        .sshd_log_level("VERBOSE")
+        .boot()
+        .await
+        .unwrap();
+    let cfg = qemu::config(&guest);
+    let sess = qemu::connect(&guest, &cfg).await;
+    eprintln!(
+        "late network: first session {:.1} s after QEMU started",
+        guest.started_at().elapsed().as_secs_f64()
+    );
+    // Plain connects, one after the other, while the closed connections
+    // land on sshd: none may be refused.
+    for i in 0..5 {
+        let s = Session::connect(guest.host(), guest.port(), &cfg)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connect {i} after the boot-time connect: {}\nconsole:\n{}",
+                    e.chain(),
+                    guest.console()
+                )
+            });
+        assert!(s.exec("true").await.unwrap().status.success());
+        s.close().await;
+    }
+    drop(sess);
+    let console = guest.console();
+    for line in console.lines() {
+        assert!(
+            !(line.contains("activating") || line.contains(" active ")),
+            "sshd penalised this host: {line}\nconsole:\n{console}"
+        );
+    }
 }

@@ -2,8 +2,9 @@
 # QEMU and the real-VM test guest (tests/vm_*.rs, `vmssh demo --qemu N`).
 #
 # Installs qemu-system-x86 (nothing else goes into this machine) and builds
-# the guest with scripts/vm-image.sh from Debian's packages, cached under
-# target/vm-image (quick when already built).
+# the guests with scripts/vm-image.sh from Debian's packages: Debian 12's
+# (bookworm) cached under target/vm-image, Debian 13's (trixie: OpenSSH 10,
+# the newest dropbear) under target/vm-image-trixie. Quick when built.
 #
 # On these machines qemu-utils comes from bookworm-backports, and bookworm's
 # own qemu-system-x86 would remove it: qemu-system-x86 is taken from
@@ -38,15 +39,20 @@ if ! have qemu-system-x86_64; then
     unset qemu_apt qemu_pkg qemu_sources qemu_utils
 fi
 
-# The image comes from apt's current package lists: refresh them once if
-# they are too old to download from.
-if ! ./scripts/vm-image.sh >/dev/null; then
-    if [ "$(id -u)" -eq 0 ] && [ -z "${apt_updated:-}" ]; then
-        step "apt-get update (for the VM image's packages)"
-        apt-get update
-        apt_updated=1
-        ./scripts/vm-image.sh >/dev/null || die "cannot build the VM image (scripts/vm-image.sh)"
-    else
-        die "cannot build the VM image (scripts/vm-image.sh)"
+# The host's own release comes from apt's current package lists: refresh
+# them once if they are too old to download from. (The other release reads
+# lists of its own, which vm-image.sh refreshes itself.)
+for vm_suite in bookworm trixie; do
+    if ! ./scripts/vm-image.sh --suite "$vm_suite" >/dev/null; then
+        if [ "$(id -u)" -eq 0 ] && [ -z "${apt_updated:-}" ]; then
+            step "apt-get update (for the VM image's packages)"
+            apt-get update
+            apt_updated=1
+            ./scripts/vm-image.sh --suite "$vm_suite" >/dev/null ||
+                die "cannot build the $vm_suite VM image (scripts/vm-image.sh --suite $vm_suite)"
+        else
+            die "cannot build the $vm_suite VM image (scripts/vm-image.sh --suite $vm_suite)"
+        fi
     fi
-fi
+done
+unset vm_suite

@@ -1,11 +1,13 @@
-//! Real QEMU guests for the real-VM tests (`tests/vm_*.rs`): the image
-//! built by `scripts/vm-image.sh` under `target/vm-image`, booted through
+//! Real QEMU guests for the real-VM tests (`tests/vm_*.rs`): the images
+//! built by `scripts/vm-image.sh` (Debian 12's under `target/vm-image`,
+//! Debian 13's under `target/vm-image-trixie`), booted through
 //! [`vmssh_testkit::qemu`] (the same launcher as the fleet example's
 //! `--qemu`), killed by PID when dropped.
 //!
 //! Tests that boot guests carry
 //! `#[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]`
-//! (build.rs probes for both); run under nextest's `vm` test group, at most
+//! (or `vmssh_have_qemu_trixie` for the Debian 13 image; build.rs probes
+//! for QEMU and each image); run under nextest's `vm` test group, at most
 //! two guests run at once.
 
 use std::path::PathBuf;
@@ -18,30 +20,68 @@ use vmssh_testkit::qemu::{Guest, GuestSsh, Image};
 /// seconds; a loaded machine takes longer).
 pub const BOOT_DEADLINE: Duration = Duration::from_secs(120);
 
-/// The image directory, as `scripts/vm-image.sh` writes it.
-pub fn image_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/vm-image")
+/// The Debian release a guest image is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Debian 12: OpenSSH 9.2p1, dropbear 2022.83.
+    Bookworm,
+    /// Debian 13: OpenSSH 10.0p2 (`PerSourcePenalties` on, as shipped),
+    /// dropbear 2025.89.
+    Trixie,
 }
 
-/// The image, panicking with what to do when it has not been built.
+impl Release {
+    /// The image directory, as `scripts/vm-image.sh --suite SUITE` writes it.
+    pub fn image_dir(self) -> PathBuf {
+        let dir = match self {
+            Release::Bookworm => "vm-image",
+            Release::Trixie => "vm-image-trixie",
+        };
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .join(dir)
+    }
+
+    /// The image, panicking with what to do when it has not been built.
+    pub fn image(self) -> Image {
+        Image::open(self.image_dir()).unwrap_or_else(|e| {
+            panic!("{e}: run ./scripts/deps/40-qemu.sh (installs QEMU, builds the images)")
+        })
+    }
+
+    /// Boots a guest running `ssh`, panicking (with QEMU's message) on
+    /// failure. Debian 13's sshd logs at `VERBOSE`, so that its console
+    /// (printed when a test fails) shows every penalty it hands out.
+    pub async fn boot(self, ssh: GuestSsh, hostname: &str) -> Guest {
+        let mut guest = self.image().guest().ssh(ssh).hostname(hostname);
+        if self == Release::Trixie {
+            guest = guest.sshd_log_level("VERBOSE");
+        }
+        guest
+            .boot()
+            .await
+            .unwrap_or_else(|e| panic!("cannot boot a {self:?} {ssh:?} guest: {e}"))
+    }
+}
+
+/// The Debian 12 image directory.
+pub fn image_dir() -> PathBuf {
+    Release::Bookworm.image_dir()
+}
+
+/// The Debian 12 image, panicking with what to do when it has not been
+/// built.
 pub fn image() -> Image {
-    Image::open(image_dir()).unwrap_or_else(|e| {
-        panic!("{e}: run ./scripts/deps/40-qemu.sh (installs QEMU, builds the image)")
-    })
+    Release::Bookworm.image()
 }
 
 /// Both servers a guest can run, for tests that cover each.
 pub const BOTH: [GuestSsh; 2] = [GuestSsh::OpenSsh, GuestSsh::Dropbear];
 
-/// Boots a guest running `ssh`, panicking (with QEMU's message) on failure.
+/// Boots a Debian 12 guest running `ssh`, panicking (with QEMU's message)
+/// on failure.
 pub async fn boot(ssh: GuestSsh, hostname: &str) -> Guest {
-    image()
-        .guest()
-        .ssh(ssh)
-        .hostname(hostname)
-        .boot()
-        .await
-        .unwrap_or_else(|e| panic!("cannot boot a {ssh:?} guest: {e}"))
+    Release::Bookworm.boot(ssh, hostname).await
 }
 
 /// Settings for tests: the image's key and pinned host key, keepalives

@@ -51,6 +51,9 @@ const HOST: &str = "127.0.0.1";
 /// How long QEMU may take to start and report over QMP.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long [`Guest::reboot`] keeps trying to connect to the guest.
+pub const REBOOT_CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+
 /// The guest image: kernel, initramfs and the keys made with it.
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -119,6 +122,7 @@ impl Image {
             hostname: "vmssh-guest".to_string(),
             network_delay: None,
             port: None,
+            sshd_log: None,
         }
     }
 }
@@ -151,6 +155,7 @@ pub struct GuestBuilder {
     hostname: String,
     network_delay: Option<Duration>,
     port: Option<u16>,
+    sshd_log: Option<String>,
 }
 
 impl GuestBuilder {
@@ -177,6 +182,18 @@ impl GuestBuilder {
     /// Default: none.
     pub fn network_delay(mut self, delay: Duration) -> Self {
         self.network_delay = Some(delay);
+        self
+    }
+
+    /// Runs OpenSSH's sshd at this `LogLevel` (`VERBOSE` shows the
+    /// penalties that `PerSourcePenalties` hands out, `DEBUG1` and up why
+    /// each connection ended), each console line prefixed with the guest's
+    /// uptime in seconds: read it with [`Guest::console`]. dropbear logs
+    /// as it always does.
+    ///
+    /// Default: sshd's own (`INFO`), unprefixed.
+    pub fn sshd_log_level(mut self, level: impl Into<String>) -> Self {
+        self.sshd_log = Some(level.into());
         self
     }
 
@@ -236,6 +253,9 @@ impl GuestBuilder {
         );
         if let Some(d) = self.network_delay {
             append.push_str(&format!(" vmssh.netdelay={:.1}", d.as_secs_f64()));
+        }
+        if let Some(level) = &self.sshd_log {
+            append.push_str(&format!(" vmssh.sshdlog={level}"));
         }
         let image = &self.image.dir;
         let mut cmd = Command::new("qemu-system-x86_64");
@@ -469,6 +489,11 @@ impl Guest {
     /// own) and resolves once QEMU reports the reset. Sessions to the guest
     /// are not told: they find out when they next send something.
     ///
+    /// The session is made with [`Session::connect_with_retry`] (within
+    /// [`REBOOT_CONNECT_DEADLINE`]): a guest still booting, or whose sshd
+    /// refuses this host for a while (OpenSSH 10's `PerSourcePenalties`),
+    /// is waited for as any client waits for it.
+    ///
     /// # Errors
     ///
     /// Connecting errors, or [`Error::Io`] when QEMU has gone away.
@@ -478,7 +503,9 @@ impl Guest {
     /// Dropping the future may leave the reboot requested or not.
     pub async fn reboot(&self) -> Result<(), Error> {
         let seen = self.resets();
-        let sess = Session::connect(HOST, self.port, &self.config()).await?;
+        let sess =
+            Session::connect_with_retry(HOST, self.port, &self.config(), REBOOT_CONNECT_DEADLINE)
+                .await?;
         // The command never ends: the kernel goes away under it.
         let stream = sess.exec_streaming("reboot -f").await?;
         let reset = self.wait_reset(seen).await;
