@@ -112,7 +112,9 @@
 //!   keepalive (on by default: a frozen VM does not hang its orchestrator),
 //!   inactivity timeout. `connect_with_retry` retries only what is worth
 //!   retrying (refused, reset, timed out, closed before the handshake) and fails
-//!   at once on authentication or host key errors.
+//!   at once on host key errors, and on authentication errors unless asked to
+//!   wait for a key that a booting VM installs late
+//!   (`RetryPolicy::retry_auth_failures`).
 //! - **Exec**: `exec` collects stdout, stderr and the exit status (with a cap on
 //!   collected bytes); `exec_streaming` is a `Stream` of chunks in arrival order,
 //!   every byte once, read until the channel closes, then the exit code or
@@ -212,6 +214,7 @@ pub mod plan;
 pub mod provision;
 mod proxy_command;
 pub mod report;
+mod retry;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
@@ -222,7 +225,7 @@ pub mod vmctl;
 pub use algorithms::AlgorithmKind;
 pub use auth::Auth;
 pub use cipher::Cipher;
-pub use config::{RetryPolicy, SshConfig};
+pub use config::{ConnectRetry, RetryPolicy, SshConfig};
 pub use error::{
     AuthFailure, Error, HostCertificateProblem, KeyErrorKind, Result, SftpErrorKind,
     TunnelErrorKind, VmctlErrorKind,
