@@ -328,8 +328,11 @@ pub enum Error {
         reason: String,
         /// The exit status, when the step was a command that ran to the end.
         status: Option<crate::status::ExitStatus>,
-        /// The last lines of the step's stderr.
-        stderr_tail: String,
+        /// The last lines of the step's stderr (boxed, as the stdout
+        /// tail: keeps `Error` small).
+        stderr_tail: Box<String>,
+        /// The last lines of the step's stdout.
+        stdout_tail: Box<String>,
         /// The underlying error, when the step did not complete (connection
         /// lost, upload failed, ...).
         #[source]
@@ -989,7 +992,8 @@ mod tests {
                 description: "inline: true".into(),
                 reason: "did not complete".into(),
                 status: None,
-                stderr_tail: String::new(),
+                stderr_tail: Box::default(),
+                stdout_tail: Box::default(),
                 source: Some(Box::new(Error::ConnectionLost {
                     host: host.clone(),
                     port,
