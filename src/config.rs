@@ -90,7 +90,7 @@ impl SshConfig {
     /// Adds an authentication method. Methods are tried in the order added
     /// until the server accepts one.
     ///
-    /// Default: none (connect fails with [`Error::Config`](crate::Error::Config)).
+    /// Default: none (connect fails with [`Error::Config`]).
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth.push(auth);
         self
@@ -148,7 +148,7 @@ impl SshConfig {
     /// lists of names), replacing the defaults; or, when the first starts
     /// with `+`, `-` or `^`, the defaults with these appended, removed or
     /// put first. An unsupported name fails `connect` with
-    /// [`Error::UnsupportedAlgorithm`](crate::Error::UnsupportedAlgorithm).
+    /// [`Error::UnsupportedAlgorithm`].
     ///
     /// Default: `mlkem768x25519-sha256`, `curve25519-sha256`,
     /// `curve25519-sha256@libssh.org`, `ecdh-sha2-nistp256`, `-nistp384`,
@@ -276,7 +276,7 @@ impl SshConfig {
 
     /// Sets the most bytes [`Session::exec`](crate::Session::exec) collects
     /// (stdout and stderr together) before failing with
-    /// [`Error::OutputTooLarge`](crate::Error::OutputTooLarge).
+    /// [`Error::OutputTooLarge`].
     ///
     /// Default: 64 MiB.
     pub fn max_output(mut self, bytes: usize) -> Self {
@@ -447,7 +447,7 @@ impl RetryPolicy {
     /// below that. A key that lands is used within about a second.
     ///
     /// When the deadline passes, the error is the last
-    /// [`Error::AuthFailed`](crate::Error::AuthFailed), saying how long
+    /// [`Error::AuthFailed`], saying how long
     /// login kept failing.
     ///
     /// Default: false (a wrong key fails at once instead of taking the

@@ -126,8 +126,9 @@
 //!   atomic replace, modes, parent directories, progress, plus an `Sftp` handle
 //!   for `mkdir_all`, `stat`, `remove`, `rename`, `read_dir`, `set_mode`.
 //! - **Provisioning**: inline, script and file steps; output streamed to sinks
-//!   (terminal with VM prefix, `provision.log`, tracing, a bounded channel);
-//!   the first failure stops the plan with the step, status and stderr tail.
+//!   (terminal with VM prefix, raw, `provision.log`, tracing, a bounded
+//!   channel); the first failure stops the plan with the step, status and
+//!   the tails of its stdout and stderr. `run_provisions` is vmctl's.
 //! - **Fleets**: many VMs concurrently from one runtime, VMs and connects in
 //!   flight bounded separately, fail-fast or isolated failures, a serializable
 //!   report.
