@@ -1,10 +1,13 @@
 //! Who to connect as, how to authenticate, how to trust the host, and how
 //! long to wait.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithms::{AlgorithmList, Algorithms};
 use crate::auth::Auth;
+use crate::error::Error;
 use crate::host_key::HostKeyPolicy;
 
 /// The default receive window of a channel: big enough for long links
@@ -87,7 +90,7 @@ impl SshConfig {
     /// Adds an authentication method. Methods are tried in the order added
     /// until the server accepts one.
     ///
-    /// Default: none (connect fails with [`Error::Config`](crate::Error::Config)).
+    /// Default: none (connect fails with [`Error::Config`]).
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth.push(auth);
         self
@@ -145,7 +148,7 @@ impl SshConfig {
     /// lists of names), replacing the defaults; or, when the first starts
     /// with `+`, `-` or `^`, the defaults with these appended, removed or
     /// put first. An unsupported name fails `connect` with
-    /// [`Error::UnsupportedAlgorithm`](crate::Error::UnsupportedAlgorithm).
+    /// [`Error::UnsupportedAlgorithm`].
     ///
     /// Default: `mlkem768x25519-sha256`, `curve25519-sha256`,
     /// `curve25519-sha256@libssh.org`, `ecdh-sha2-nistp256`, `-nistp384`,
@@ -273,7 +276,7 @@ impl SshConfig {
 
     /// Sets the most bytes [`Session::exec`](crate::Session::exec) collects
     /// (stdout and stderr together) before failing with
-    /// [`Error::OutputTooLarge`](crate::Error::OutputTooLarge).
+    /// [`Error::OutputTooLarge`].
     ///
     /// Default: 64 MiB.
     pub fn max_output(mut self, bytes: usize) -> Self {
@@ -321,8 +324,9 @@ impl SshConfig {
         self
     }
 
-    /// Sets the backoff used by
-    /// [`Session::connect_with_retry`](crate::Session::connect_with_retry).
+    /// Sets how [`Session::connect_with_retry`](crate::Session::connect_with_retry)
+    /// and fleets retry: the backoff, whether refused logins are retried,
+    /// who is told about each retry.
     ///
     /// Default: [`RetryPolicy::default`].
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
@@ -331,24 +335,76 @@ impl SshConfig {
     }
 }
 
+/// What [`RetryPolicy::on_retry`] is given before each retry.
+type RetryObserver = dyn Fn(&ConnectRetry<'_>) + Send + Sync;
+
 /// Backoff between connection attempts: exponential from `initial`, capped
-/// at `max`, with random jitter so that many clients do not retry in step.
-#[derive(Clone, Debug, PartialEq)]
+/// at `max`, with random jitter so that many clients do not retry in step;
+/// which failures are retried; and who is told about each retry.
+///
+/// # Example
+///
+/// A VM that installs its key after its sshd starts (cloud-init does), with
+/// each retry shown:
+///
+/// ```
+/// use vmssh::{RetryPolicy, SshConfig};
+///
+/// let policy = RetryPolicy::default()
+///     .retry_auth_failures(true)
+///     .on_retry(|r| eprintln!("vm1: {r}")); // "retrying (connection refused), 3 s of 120 s"
+/// let cfg = SshConfig::new("vm").retry(policy);
+/// # let _ = cfg;
+/// ```
+#[derive(Clone)]
 #[must_use]
 pub struct RetryPolicy {
     pub(crate) initial: Duration,
     pub(crate) max: Duration,
     pub(crate) factor: f64,
+    pub(crate) auth_failures: bool,
+    pub(crate) on_retry: Option<Arc<RetryObserver>>,
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("initial", &self.initial)
+            .field("max", &self.max)
+            .field("factor", &self.factor)
+            .field("retry_auth_failures", &self.auth_failures)
+            .field("on_retry", &self.on_retry.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for RetryPolicy {
+    /// Equal when the delays and the choice of failures are, and both
+    /// observe retries through the same function (or neither does).
+    fn eq(&self, other: &Self) -> bool {
+        self.initial == other.initial
+            && self.max == other.max
+            && self.factor == other.factor
+            && self.auth_failures == other.auth_failures
+            && match (&self.on_retry, &other.on_retry) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
 }
 
 impl Default for RetryPolicy {
     /// 25 ms, doubling, capped at 250 ms: a server that starts listening is
-    /// reached within about a quarter of a second.
+    /// reached within about a quarter of a second. Authentication failures
+    /// are not retried; no observer.
     fn default() -> Self {
         RetryPolicy {
             initial: Duration::from_millis(25),
             max: Duration::from_millis(250),
             factor: 2.0,
+            auth_failures: false,
+            on_retry: None,
         }
     }
 }
@@ -359,7 +415,7 @@ impl RetryPolicy {
         RetryPolicy {
             initial,
             max: max.max(initial),
-            factor: 2.0,
+            ..RetryPolicy::default()
         }
     }
 
@@ -373,6 +429,53 @@ impl RetryPolicy {
             2.0
         };
         self
+    }
+
+    /// Sets whether a refused login is retried until the deadline, like a
+    /// refused connection: every authentication method rejected, or the
+    /// server ending the connection during authentication. A booting VM
+    /// may start its sshd before its key is installed (cloud-init writes
+    /// `authorized_keys` after sshd starts). Host key errors, keys that
+    /// cannot be read and other configuration errors still fail at once.
+    ///
+    /// While the server keeps the connection open, the login is tried
+    /// again on it every second, and a new connection is made only when
+    /// the server ends it (sshd's `MaxAuthTries`), at most one every
+    /// 5 seconds: OpenSSH 9.8 and later penalise an address 5 s for each
+    /// connection that failed to log in and refuse it for a while once
+    /// the penalties pass 15 s (`PerSourcePenalties`); this pace stays
+    /// below that. A key that lands is used within about a second.
+    ///
+    /// When the deadline passes, the error is the last
+    /// [`Error::AuthFailed`], saying how long
+    /// login kept failing.
+    ///
+    /// Default: false (a wrong key fails at once instead of taking the
+    /// whole deadline).
+    pub fn retry_auth_failures(mut self, on: bool) -> Self {
+        self.auth_failures = on;
+        self
+    }
+
+    /// Calls `observer` before each retry (of a connection, or of a login
+    /// on the same connection) with what failed and how long retrying
+    /// has taken so far, for a progress line. It runs on the connecting
+    /// task: keep it quick. Each retry is also a `tracing` event (`DEBUG`,
+    /// `INFO` for a refused login).
+    ///
+    /// Default: none.
+    pub fn on_retry(
+        mut self,
+        observer: impl Fn(&ConnectRetry<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_retry = Some(Arc::new(observer));
+        self
+    }
+
+    /// Whether refused logins are retried
+    /// ([`retry_auth_failures`](Self::retry_auth_failures)).
+    pub fn retries_auth_failures(&self) -> bool {
+        self.auth_failures
     }
 
     /// The delay before retry number `attempt` (0-based), without jitter.
@@ -395,9 +498,147 @@ impl RetryPolicy {
     }
 }
 
+/// One retry of [`Session::connect_with_retry`](crate::Session::connect_with_retry)
+/// (and of fleets), as [`RetryPolicy::on_retry`] sees it: the attempt that
+/// failed, why, and how far retrying has got.
+///
+/// Its `Display` is a progress line: `retrying (connection refused), 12 s
+/// of 120 s`.
+#[derive(Debug)]
+pub struct ConnectRetry<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    pub(crate) attempt: u32,
+    pub(crate) elapsed: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) delay: Duration,
+    pub(crate) error: &'a Error,
+}
+
+impl ConnectRetry<'_> {
+    /// The host being connected to.
+    pub fn host(&self) -> &str {
+        self.host
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// How many attempts have failed so far, this one included (1 for the
+    /// first). A login tried again on the same connection counts as an
+    /// attempt.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Time since connecting began.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The deadline given to `connect_with_retry` (or the fleet's
+    /// connect deadline), from when connecting began.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// How long until the next attempt.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// Why the attempt failed.
+    pub fn error(&self) -> &Error {
+        self.error
+    }
+
+    /// Whether the login was refused (the server is up, the key is not
+    /// accepted yet), as opposed to the server not answering.
+    pub fn is_auth(&self) -> bool {
+        self.error.is_auth()
+    }
+
+    /// A few words on why the attempt failed, for a progress line:
+    /// `connection refused`, `timed out`, `connection closed by the
+    /// server`, `login refused`.
+    pub fn reason(&self) -> String {
+        match self.error {
+            Error::Connect { source, .. } => match source.kind() {
+                std::io::ErrorKind::Other => source.to_string(),
+                kind => kind.to_string(),
+            },
+            Error::ConnectTimeout { .. } => "timed out".to_string(),
+            Error::Handshake { reason, .. } => reason.clone(),
+            Error::AuthFailed { .. } => "login refused".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectRetry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retrying ({}), {} s of {} s",
+            self.reason(),
+            self.elapsed.as_secs(),
+            self.deadline.as_secs()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_lines_say_why_and_how_far() {
+        let refused = Error::Connect {
+            host: "h".into(),
+            port: 22,
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let r = ConnectRetry {
+            host: "h",
+            port: 22,
+            attempt: 3,
+            elapsed: Duration::from_millis(12_400),
+            deadline: Duration::from_secs(120),
+            delay: Duration::from_millis(250),
+            error: &refused,
+        };
+        assert_eq!(
+            r.to_string(),
+            "retrying (connection refused), 12 s of 120 s"
+        );
+        assert!(!r.is_auth());
+        let refused_login = Error::AuthFailed {
+            host: "h".into(),
+            port: 22,
+            user: "vm".into(),
+            tried: vec!["publickey".into()],
+            failures: Vec::new(),
+            kept_failing: None,
+        };
+        let r = ConnectRetry {
+            error: &refused_login,
+            ..r
+        };
+        assert_eq!(r.reason(), "login refused");
+        assert!(r.is_auth());
+    }
+
+    #[test]
+    fn policies_compare_by_settings_and_observer() {
+        let a = RetryPolicy::default();
+        assert_eq!(a, RetryPolicy::default());
+        assert_ne!(a, RetryPolicy::default().retry_auth_failures(true));
+        let observed = a.clone().on_retry(|_| {});
+        assert_ne!(a, observed);
+        assert_eq!(observed, observed.clone());
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

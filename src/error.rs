@@ -185,7 +185,8 @@ pub enum Error {
     /// agent, unreadable key, expired certificate), or the server ended the
     /// connection (too many failed attempts: sshd's `MaxAuthTries`).
     #[error(
-        "authentication as {user} on {host}:{port} failed: {}",
+        "authentication as {user} on {host}:{port} {}: {}",
+        AuthFailure::verb(kept_failing),
         AuthFailure::list(failures)
     )]
     AuthFailed {
@@ -198,8 +199,13 @@ pub enum Error {
         /// The methods tried, in order (`publickey`, `agent`, `password`,
         /// `keyboard-interactive`).
         tried: Vec<String>,
-        /// Why each attempt failed, in order.
+        /// Why each attempt failed, in order (of the last login tried).
         failures: Vec<AuthFailure>,
+        /// With [`RetryPolicy::retry_auth_failures`](crate::RetryPolicy::retry_auth_failures),
+        /// how long login kept failing before the retry deadline passed
+        /// (from the first refusal to the last); `None` when it was not
+        /// retried.
+        kept_failing: Option<Duration>,
     },
 
     /// The server refused to open a channel, or closed it before a
@@ -322,8 +328,11 @@ pub enum Error {
         reason: String,
         /// The exit status, when the step was a command that ran to the end.
         status: Option<crate::status::ExitStatus>,
-        /// The last lines of the step's stderr.
-        stderr_tail: String,
+        /// The last lines of the step's stderr (boxed, as the stdout
+        /// tail: keeps `Error` small).
+        stderr_tail: Box<String>,
+        /// The last lines of the step's stdout.
+        stdout_tail: Box<String>,
         /// The underlying error, when the step did not complete (connection
         /// lost, upload failed, ...).
         #[source]
@@ -468,6 +477,17 @@ impl AuthFailure {
             AuthFailure::Rejected { method }
             | AuthFailure::Unusable { method, .. }
             | AuthFailure::Disconnected { method, .. } => method,
+        }
+    }
+
+    /// `failed`, or how long it kept failing while retried.
+    fn verb(kept_failing: &Option<Duration>) -> String {
+        match kept_failing {
+            None => "failed".to_string(),
+            Some(d) => format!(
+                "kept failing for {:.1} s, until the retry deadline",
+                d.as_secs_f64()
+            ),
         }
     }
 
@@ -740,6 +760,23 @@ impl Error {
         matches!(self, Error::AuthFailed { .. })
     }
 
+    /// True when the server refused the login (a method rejected, or the
+    /// connection ended by the server during authentication), as opposed
+    /// to no method being usable here: what
+    /// [`RetryPolicy::retry_auth_failures`](crate::RetryPolicy::retry_auth_failures)
+    /// retries.
+    pub(crate) fn login_refused(&self) -> bool {
+        match self {
+            Error::AuthFailed { failures, .. } => failures.iter().any(|f| {
+                matches!(
+                    f,
+                    AuthFailure::Rejected { .. } | AuthFailure::Disconnected { .. }
+                )
+            }),
+            _ => false,
+        }
+    }
+
     /// This error and its causes on one line, `: `-separated (see
     /// [`Chain`]).
     pub fn chain(&self) -> Chain<'_> {
@@ -885,6 +922,7 @@ mod tests {
                 user: "root".into(),
                 tried: vec!["publickey".into()],
                 failures: Vec::new(),
+                kept_failing: Some(Duration::from_secs(120)),
             },
             Error::Tunnel {
                 host: host.clone(),
@@ -954,7 +992,8 @@ mod tests {
                 description: "inline: true".into(),
                 reason: "did not complete".into(),
                 status: None,
-                stderr_tail: String::new(),
+                stderr_tail: Box::default(),
+                stdout_tail: Box::default(),
                 source: Some(Box::new(Error::ConnectionLost {
                     host: host.clone(),
                     port,

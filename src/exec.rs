@@ -95,6 +95,7 @@ pub struct Command {
     timeout: Option<Duration>,
     idempotent: bool,
     stoppable: bool,
+    max_output: Option<usize>,
 }
 
 enum Stdin {
@@ -113,6 +114,7 @@ impl fmt::Debug for Command {
             .field("timeout", &self.timeout)
             .field("idempotent", &self.idempotent)
             .field("stoppable", &self.stoppable)
+            .field("max_output", &self.max_output)
             .finish()
     }
 }
@@ -129,6 +131,7 @@ impl Command {
             timeout: None,
             idempotent: false,
             stoppable: true,
+            max_output: None,
         }
     }
 
@@ -189,6 +192,32 @@ impl Command {
     /// Default: none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the most bytes [`Session::exec_command`] collects for this
+    /// command (stdout and stderr together) before failing with
+    /// [`Error::OutputTooLarge`] and closing its channel, instead of the
+    /// session's [`SshConfig::max_output`](crate::SshConfig::max_output).
+    /// Streamed output ([`Session::exec_streaming_command`]) is never
+    /// collected, so never capped.
+    ///
+    /// Default: the session's limit (64 MiB unless set).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(sess: vmssh::Session) -> Result<(), vmssh::Error> {
+    /// use vmssh::Command;
+    ///
+    /// // A database dump, collected whole.
+    /// let dump = sess
+    ///     .exec_command(Command::new("pg_dump app").max_output(1 << 30))
+    ///     .await?;
+    /// # let _ = dump; Ok(()) }
+    /// ```
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = Some(bytes);
         self
     }
 
@@ -333,7 +362,8 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::OutputTooLarge`] when stdout and stderr together exceed
-    /// [`SshConfig::max_output`](crate::SshConfig::max_output);
+    /// [`SshConfig::max_output`](crate::SshConfig::max_output) (for one
+    /// command: [`Command::max_output`]);
     /// [`Error::ConnectionLost`] when the connection ends first;
     /// [`Error::MissingExitStatus`] when the server reports no status. A
     /// non-zero exit status is not an error: check `status`.
@@ -366,7 +396,7 @@ impl Session {
         spare: Option<ChannelLease>,
         command: Command,
     ) -> Result<Output, Error> {
-        let limit = self.inner.max_output;
+        let limit = command.max_output.unwrap_or(self.inner.max_output);
         let mut stream = self.start_command_on(spare, command).await?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(chunk) = stream.next().await {

@@ -112,7 +112,9 @@
 //!   keepalive (on by default: a frozen VM does not hang its orchestrator),
 //!   inactivity timeout. `connect_with_retry` retries only what is worth
 //!   retrying (refused, reset, timed out, closed before the handshake) and fails
-//!   at once on authentication or host key errors.
+//!   at once on host key errors, and on authentication errors unless asked to
+//!   wait for a key that a booting VM installs late
+//!   (`RetryPolicy::retry_auth_failures`).
 //! - **Exec**: `exec` collects stdout, stderr and the exit status (with a cap on
 //!   collected bytes); `exec_streaming` is a `Stream` of chunks in arrival order,
 //!   every byte once, read until the channel closes, then the exit code or
@@ -124,8 +126,9 @@
 //!   atomic replace, modes, parent directories, progress, plus an `Sftp` handle
 //!   for `mkdir_all`, `stat`, `remove`, `rename`, `read_dir`, `set_mode`.
 //! - **Provisioning**: inline, script and file steps; output streamed to sinks
-//!   (terminal with VM prefix, `provision.log`, tracing, a bounded channel);
-//!   the first failure stops the plan with the step, status and stderr tail.
+//!   (terminal with VM prefix, raw, `provision.log`, tracing, a bounded
+//!   channel); the first failure stops the plan with the step, status and
+//!   the tails of its stdout and stderr. `run_provisions` is vmctl's.
 //! - **Fleets**: many VMs concurrently from one runtime, VMs and connects in
 //!   flight bounded separately, fail-fast or isolated failures, a serializable
 //!   report.
@@ -212,6 +215,7 @@ pub mod plan;
 pub mod provision;
 mod proxy_command;
 pub mod report;
+mod retry;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
@@ -222,7 +226,7 @@ pub mod vmctl;
 pub use algorithms::AlgorithmKind;
 pub use auth::Auth;
 pub use cipher::Cipher;
-pub use config::{RetryPolicy, SshConfig};
+pub use config::{ConnectRetry, RetryPolicy, SshConfig};
 pub use error::{
     AuthFailure, Error, HostCertificateProblem, KeyErrorKind, Result, SftpErrorKind,
     TunnelErrorKind, VmctlErrorKind,

@@ -15,6 +15,7 @@ use crate::config::SshConfig;
 use crate::error::Error;
 use crate::forward::RemoteForwards;
 use crate::host_key::{HostKeyPolicy, KeyAlgorithms};
+use crate::retry::{LOGIN_CONNECTION_SPACING, LOGIN_MARGIN, LoginRetry, Retrying};
 
 /// An authenticated SSH connection to one host.
 ///
@@ -278,7 +279,7 @@ impl Session {
     pub async fn connect(host: &str, port: u16, cfg: &SshConfig) -> Result<Session, Error> {
         match tokio::time::timeout(
             cfg.connect_timeout,
-            Self::connect_inner(Route::Direct, host, port, cfg, false, None),
+            Self::connect_inner(Route::Direct, host, port, cfg, false, None, None),
         )
         .await
         {
@@ -294,13 +295,18 @@ impl Session {
     /// Connects like [`connect`](Self::connect), retrying what is worth
     /// retrying (refused, reset, timed out, closed before the handshake
     /// completed: a VM still booting) until `deadline` has passed. Delays
-    /// follow [`SshConfig::retry`]: short at first, capped, jittered.
+    /// follow [`SshConfig::retry`]: short at first, capped, jittered. With
+    /// [`RetryPolicy::retry_auth_failures`](crate::RetryPolicy::retry_auth_failures),
+    /// a refused login is retried too (a VM that installs its key after
+    /// its sshd starts). Each retry is a `tracing` event and goes to
+    /// [`RetryPolicy::on_retry`](crate::RetryPolicy::on_retry).
     ///
     /// # Errors
     ///
-    /// Authentication failures, host key problems and configuration errors
-    /// are returned at once. Otherwise the last attempt's error once the
-    /// deadline has passed.
+    /// Host key problems and configuration errors are returned at once, and
+    /// so are authentication failures unless the policy retries them.
+    /// Otherwise the last attempt's error once the deadline has passed (a
+    /// refused login then says how long it kept failing).
     ///
     /// # Cancel safety
     ///
@@ -351,20 +357,26 @@ impl Session {
         deadline: Duration,
         gate: Option<&tokio::sync::Semaphore>,
     ) -> Result<Session, Error> {
-        let start = Instant::now();
-        let mut attempt = 0u32;
+        let retrying = Retrying::new(&cfg.retry, host, port, deadline);
         loop {
             let permit = match gate {
                 Some(g) => g.acquire().await.ok(),
                 None => None,
             };
-            let remaining = deadline.saturating_sub(start.elapsed());
+            let started = Instant::now();
+            let remaining = deadline.saturating_sub(retrying.elapsed());
             let limit = cfg
                 .connect_timeout
                 .min(remaining.max(Duration::from_millis(1)));
+            // Logins retried on the connection stop in time to report
+            // the refusal, not the attempt's timeout.
+            let login = LoginRetry {
+                retrying: &retrying,
+                until: started + limit.saturating_sub(LOGIN_MARGIN),
+            };
             let result = match tokio::time::timeout(
                 limit,
-                Self::connect_inner(route, host, port, cfg, true, gate),
+                Self::connect_inner(route, host, port, cfg, true, gate, Some(&login)),
             )
             .await
             {
@@ -378,13 +390,16 @@ impl Session {
             drop(permit);
             match result {
                 Ok(s) => return Ok(s),
-                Err(e) if e.is_retryable() => {
-                    let delay = cfg.retry.delay(attempt);
-                    attempt = attempt.saturating_add(1);
-                    if start.elapsed() + delay >= deadline {
-                        return Err(e);
+                Err(e) if retrying.retryable(&e) => {
+                    let mut delay = cfg.retry.delay(retrying.failed());
+                    if e.login_refused() {
+                        delay =
+                            delay.max(LOGIN_CONNECTION_SPACING.saturating_sub(started.elapsed()));
                     }
-                    tracing::debug!(host, port, attempt, error = %e, "connect failed, retrying in {delay:?}");
+                    if retrying.elapsed() + delay >= deadline {
+                        return Err(retrying.give_up(e));
+                    }
+                    retrying.retrying(&e, delay);
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
@@ -399,16 +414,17 @@ impl Session {
         cfg: &SshConfig,
         parallel: bool,
         gate: Option<&Semaphore>,
+        login: Option<&LoginRetry<'_, '_>>,
     ) -> Result<Session, Error> {
         check_auth_configured(cfg)?;
         match route {
             Route::Direct => {
                 let socket = crate::dial::dial(host, port, cfg, parallel, gate).await?;
-                Self::establish(socket, host, port, cfg).await
+                Self::establish(socket, host, port, cfg, login).await
             }
             Route::Via(jump) => {
                 let tunnel = jump.open_tcp(host, port).await?;
-                Self::establish(tunnel, host, port, cfg).await
+                Self::establish(tunnel, host, port, cfg, login).await
             }
         }
     }
@@ -471,7 +487,7 @@ impl Session {
     {
         within(cfg.connect_timeout, host, port, async {
             check_auth_configured(cfg)?;
-            Self::establish(stream, host, port, cfg).await
+            Self::establish(stream, host, port, cfg, None).await
         })
         .await
     }
@@ -521,7 +537,7 @@ impl Session {
             cfg.connect_timeout,
             host,
             port,
-            Self::connect_inner(Route::Via(jump), host, port, cfg, false, None),
+            Self::connect_inner(Route::Via(jump), host, port, cfg, false, None, None),
         )
         .await
     }
@@ -532,6 +548,7 @@ impl Session {
         host: &str,
         port: u16,
         cfg: &SshConfig,
+        login: Option<&LoginRetry<'_, '_>>,
     ) -> Result<Session, Error>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -564,6 +581,7 @@ impl Session {
             &cfg.user,
             &cfg.auth,
             &server_disconnect,
+            login,
         )
         .await?;
         tracing::debug!(host, port, user = %cfg.user, "session established");

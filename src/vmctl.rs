@@ -17,6 +17,10 @@
 //! - steps: the plan's, with VMFile file steps uploaded with mode 0755;
 //! - `provision.log` in the work directory, in vmctl's layout
 //!   ([`VmctlLogSink`]);
+//! - login: retried until the connect deadline while refused
+//!   ([`RetryPolicy::retry_auth_failures`]), since vmctl's guests get their
+//!   key from cloud-init, which may write it after sshd starts (vmctl
+//!   retries every error);
 //! - host keys: where vmctl checks none, each VM instance's key is trusted
 //!   on first use and recorded in its work directory under its instance
 //!   id ([`HostKeyPolicy::per_instance`]): a VM recreated on a reused port
@@ -49,7 +53,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::config::SshConfig;
+use crate::config::{RetryPolicy, SshConfig};
 use crate::error::{Error, VmctlErrorKind};
 use crate::fleet::Target;
 use crate::host_key::HostKeyPolicy;
@@ -313,7 +317,8 @@ impl Inventory {
                 .unwrap_or_else(|| instance.generated_key());
             let config = SshConfig::new(vm.user())
                 .auth(Auth::key_file(key))
-                .host_key(instance.host_key_policy());
+                .host_key(instance.host_key_policy())
+                .retry(RetryPolicy::default().retry_auth_failures(true));
             let log =
                 VmctlLogSink::with_labels(&instance.work_dir, plan.vmctl_labels_for(&vm.name));
             targets.push(

@@ -339,6 +339,26 @@ async fn output_cap(srv: &Server) {
         sess.exec("echo still here").await.unwrap().stdout,
         b"still here\n"
     );
+
+    // One command may collect more (or less) than the session allows.
+    let big = "head -c 150000 /dev/zero";
+    let out = sess
+        .exec_command(Command::new(big).max_output(200_000))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), 150_000);
+    assert!(matches!(
+        sess.exec(big).await.unwrap_err(),
+        Error::OutputTooLarge { limit: 100_000, .. }
+    ));
+    let err = sess
+        .exec_command(Command::new("head -c 2000 /dev/zero").max_output(1000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OutputTooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
 }
 on_both_servers!(output_cap);
 

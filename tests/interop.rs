@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use support::endpoint::Endpoint;
-use vmssh::provision::{ProvisionDef, run_provisions};
+use vmssh::provision::{ProvisionDef, Provisioner};
 
 /// Hang guard: generous, only there so a bug fails instead of hanging.
 async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
@@ -221,7 +221,10 @@ async fn provision(srv: &impl Endpoint, limits: Limits) {
     let sess = srv.connect_with(&srv.config()).await;
     let result = guard(
         "provision",
-        run_provisions(&sess, &steps, base.path(), "vm", Some(logs.path())),
+        Provisioner::new("vm")
+            .base_dir(base.path())
+            .log_dir(logs.path())
+            .run(&sess, &steps),
     )
     .await;
     if limits.one_channel {

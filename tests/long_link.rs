@@ -14,7 +14,7 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use support::relay::{Link, Relay};
 use vmssh::Session;
-use vmssh::provision::{ProvisionDef, run_provisions};
+use vmssh::provision::{ProvisionDef, Provisioner};
 
 /// The RTT of the tests' link: long enough that round trips and windows
 /// dominate, short enough to keep the tests quick.
@@ -110,7 +110,9 @@ async fn a_plan_runs_over_a_long_link() {
         ProvisionDef::script("setup.sh").env("OUT", format!("{g}/script")),
         ProvisionDef::download(format!("{g}/etc/b.conf"), "fetched.conf"),
     ];
-    let reports = run_provisions(&sess, &steps, base.path(), "long-link", None)
+    let reports = Provisioner::new("long-link")
+        .base_dir(base.path())
+        .run(&sess, &steps)
         .await
         .unwrap();
     assert_eq!(reports.len(), steps.len());

@@ -1,4 +1,5 @@
-//! Provisioning one VM against real servers: inline, script and file steps,
+//! Provisioning one VM with vmssh's `Provisioner` against real servers:
+//! inline, script and file steps,
 //! provision.log, precise failures, nothing run after a failure or before
 //! a missing input, sinks that are awaited.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,7 +13,25 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use vmssh::Error;
-use vmssh::provision::{ChannelSink, Event, ProvisionDef, Provisioner, Sink, run_provisions};
+use vmssh::Session;
+use vmssh::provision::{ChannelSink, Event, ProvisionDef, Provisioner, Sink, StepReport};
+
+/// vmssh's own runner ([`Provisioner`] with its defaults: its log, scripts
+/// removed), with `run_provisions`' arguments; vmctl's behaviour of
+/// `run_provisions` is tested in tests/vmctl_provision.rs.
+async fn provisioner_run(
+    sess: &Session,
+    steps: &[ProvisionDef],
+    base: &Path,
+    vm: &str,
+    logs: Option<&Path>,
+) -> Result<Vec<StepReport>, Error> {
+    let mut p = Provisioner::new(vm).base_dir(base);
+    if let Some(dir) = logs {
+        p = p.log_dir(dir);
+    }
+    p.run(sess, steps).await
+}
 
 fn plan_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -52,7 +71,7 @@ async fn full_plan(srv: &support::Server) {
         ProvisionDef::file("app.conf", format!("{g}/etc/app/app.conf")),
         ProvisionDef::download(format!("{g}/etc/app/app.conf"), "fetched.conf"),
     ];
-    let reports = run_provisions(&sess, &steps, plan.path(), &vm, Some(logs.path()))
+    let reports = provisioner_run(&sess, &steps, plan.path(), &vm, Some(logs.path()))
         .await
         .unwrap();
     assert_eq!(reports.len(), 4);
@@ -109,7 +128,7 @@ async fn failure_stops_the_plan(srv: &support::Server) {
         ProvisionDef::inline("echo line1 >&2; echo 'the real reason' >&2; echo out; exit 3"),
         ProvisionDef::inline(format!("touch '{g}/three'")),
     ];
-    let err = run_provisions(&sess, &steps, plan.path(), "failing", None)
+    let err = provisioner_run(&sess, &steps, plan.path(), "failing", None)
         .await
         .unwrap_err();
     match &err {
@@ -118,12 +137,14 @@ async fn failure_stops_the_plan(srv: &support::Server) {
             step,
             status,
             stderr_tail,
+            stdout_tail,
             ..
         } => {
             assert_eq!(vm, "failing");
             assert_eq!(*step, 2);
             assert_eq!(status.as_ref().and_then(|s| s.code()), Some(3));
-            assert_eq!(stderr_tail, "line1\nthe real reason");
+            assert_eq!(stderr_tail.as_str(), "line1\nthe real reason");
+            assert_eq!(stdout_tail.as_str(), "out");
         }
         other => panic!("expected ProvisionFailed, got {other:?}"),
     }
@@ -135,7 +156,7 @@ async fn failure_stops_the_plan(srv: &support::Server) {
     );
 
     // Death by signal is reported as such.
-    let err = run_provisions(
+    let err = provisioner_run(
         &sess,
         &[ProvisionDef::inline("kill -TERM $$")],
         plan.path(),
@@ -156,6 +177,56 @@ async fn failure_stops_the_plan(srv: &support::Server) {
 }
 on_both_servers!(failure_stops_the_plan);
 
+/// Where scripts go, their mode, and whether they stay, are the
+/// provisioner's to choose (ScriptStaging).
+async fn script_staging_is_configurable(srv: &support::Server) {
+    use std::os::unix::fs::PermissionsExt as _;
+    use vmssh::provision::ScriptStaging;
+
+    let sess = srv.connect().await;
+    let plan = plan_dir();
+    let guest = tempfile::tempdir().unwrap();
+    let g = guest.path().display().to_string();
+    let steps = [
+        ProvisionDef::inline("true"),
+        ProvisionDef::script("setup.sh").env("MARKER_DIR", g.clone()),
+    ];
+    let kept = ScriptStaging::new(format!("{g}/staged-{{vm}}-{{step}}.sh"))
+        .mode(0o750)
+        .keep(true);
+    for _ in 0..2 {
+        // A kept script's path is reused: the second run overwrites it.
+        Provisioner::new("vm 1")
+            .base_dir(plan.path())
+            .script_staging(kept.clone())
+            .run(&sess, &steps)
+            .await
+            .unwrap();
+    }
+    let path = guest.path().join("staged-vm_1-2.sh");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(plan.path().join("setup.sh")).unwrap()
+    );
+
+    let removed = ScriptStaging::new(format!("{g}/gone-{{rand}}.sh"));
+    Provisioner::new("vm")
+        .base_dir(plan.path())
+        .script_staging(removed)
+        .run(&sess, &steps)
+        .await
+        .unwrap();
+    let left: Vec<_> = std::fs::read_dir(guest.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gone-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+on_both_servers!(script_staging_is_configurable);
+
 async fn missing_inputs_run_nothing(srv: &support::Server) {
     let sess = srv.connect().await;
     let plan = plan_dir();
@@ -166,7 +237,7 @@ async fn missing_inputs_run_nothing(srv: &support::Server) {
         ProvisionDef::file("no-such-file", format!("{g}/x")),
     ] {
         let steps = [ProvisionDef::inline(format!("touch '{g}/first'")), missing];
-        let err = run_provisions(&sess, &steps, plan.path(), "missing", None)
+        let err = provisioner_run(&sess, &steps, plan.path(), "missing", None)
             .await
             .unwrap_err();
         match &err {
@@ -439,7 +510,7 @@ async fn server_killed_during_a_step() {
         ProvisionDef::inline("echo started; sleep 30"),
         ProvisionDef::inline("echo never"),
     ];
-    let run = run_provisions(&sess, &steps, plan.path(), "killed", None);
+    let run = provisioner_run(&sess, &steps, plan.path(), "killed", None);
     tokio::pin!(run);
     // Let the step start, then kill every server process.
     assert!(
@@ -491,7 +562,7 @@ async fn one_sftp_channel_per_plan() {
         ProvisionDef::download(format!("{g}/b/app.conf"), "fetched.conf"),
         ProvisionDef::file("app.conf", format!("{g}/a/again.conf")),
     ];
-    let reports = run_provisions(&sess, &steps, plan.path(), "one-sftp", None)
+    let reports = provisioner_run(&sess, &steps, plan.path(), "one-sftp", None)
         .await
         .unwrap();
     assert!(reports.iter().all(|r| r.ok), "{reports:?}");
@@ -538,7 +609,7 @@ async fn plan_on_a_one_channel_server() {
     ];
     let reports = tokio::time::timeout(
         Duration::from_secs(60),
-        run_provisions(&sess, &steps, plan.path(), "one-channel", None),
+        provisioner_run(&sess, &steps, plan.path(), "one-channel", None),
     )
     .await
     .expect("the plan hung on a one-channel server")

@@ -525,7 +525,9 @@ async fn no_sftp_subsystem_falls_back_to_exec(srv: &support::Server) {
         vmssh::provision::ProvisionDef::file("app.conf", format!("{guest}/etc/app.conf")),
         vmssh::provision::ProvisionDef::script("setup.sh"),
     ];
-    vmssh::provision::run_provisions(&sess, &steps, plan.path(), "nosftp", None)
+    vmssh::provision::Provisioner::new("nosftp")
+        .base_dir(plan.path())
+        .run(&sess, &steps)
         .await
         .unwrap();
     assert_eq!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use vmssh::fleet::{Fleet, Target};
-use vmssh::provision::{ProvisionDef, StepKind, run_provisions};
+use vmssh::provision::{ProvisionDef, Provisioner, StepKind};
 use vmssh::{Auth, HostKeyPolicy, Session, SshConfig, TransferOptions};
 
 use crate::measure::{self, LatencyMeter, SlowConsumer, ThreadSampler};
@@ -394,7 +394,8 @@ async fn small_steps(args: &Args) -> Res<()> {
         })
         .collect();
     let start = Instant::now();
-    let reports = run_provisions(&sess, &steps, std::path::Path::new("."), "vm", None)
+    let reports = Provisioner::new("vm")
+        .run(&sess, &steps)
         .await
         .map_err(err)?;
     result("secs", start.elapsed().as_secs_f64());

@@ -381,7 +381,7 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
     report.notes.push(
         "rtt_small_steps: one session (connect not counted), then ten steps alternating `inline \"true\"` and a file \
          step of 2 bytes; round trips per step = time per step / the RTT measured through the relay; vmssh = \
-         vmssh::provision::run_provisions (inline/file rows from its step durations), old = exec and whole-file upload \
+         vmssh::provision::Provisioner (inline/file rows from its step durations), old = exec and whole-file upload \
          of the old design, each timed"
             .into(),
     );

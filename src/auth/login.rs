@@ -9,6 +9,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 
 use crate::error::{AuthFailure, Error};
+use crate::retry::LoginRetry;
 
 use super::key::{load_certificate, load_key};
 use super::{Auth, AuthKind, Challenge, Prompt};
@@ -19,8 +20,36 @@ use super::{Auth, AuthKind, Challenge, Prompt};
 /// lists why each failed. `server_disconnect` tells whether the server sent
 /// a disconnect message: a disconnect after authentication began
 /// (sshd's `MaxAuthTries`) is an authentication failure, while a
-/// connection that just ended (a VM rebooting) is worth retrying.
+/// connection that just ended (a VM rebooting) is worth retrying. With
+/// `retry`, a refused login is tried again on the same connection while
+/// the server keeps it open and `retry` allows.
 pub(crate) async fn authenticate<H: client::Handler>(
+    handle: &mut Handle<H>,
+    host: &str,
+    port: u16,
+    user: &str,
+    methods: &[Auth],
+    server_disconnect: &(dyn Fn() -> Option<String> + Send + Sync),
+    retry: Option<&LoginRetry<'_, '_>>,
+) -> Result<(), Error> {
+    loop {
+        let e = match login(handle, host, port, user, methods, server_disconnect).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // A key installed late (cloud-init) is read by the server at the
+        // next try: no new connection needed while this one stays open.
+        match retry {
+            Some(r) if !handle.is_closed() && r.again(&e) => {
+                tokio::time::sleep(crate::retry::LOGIN_INTERVAL).await;
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// One pass over `methods`: [`authenticate`] without retries.
+async fn login<H: client::Handler>(
     handle: &mut Handle<H>,
     host: &str,
     port: u16,
@@ -100,6 +129,7 @@ fn auth_failed(
         user: user.to_string(),
         tried,
         failures,
+        kept_failing: None,
     }
 }
 

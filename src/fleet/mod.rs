@@ -497,6 +497,7 @@ impl Fleet {
             Err(Stop::Plan(e)) => {
                 report.failure = Some(Failure::plan(&e));
                 report.stderr_tail = crate::report::stderr_tail(&e);
+                report.stdout_tail = crate::report::stdout_tail(&e);
             }
             Err(Stop::Stopped { step }) => {
                 report.outcome = Outcome::Cancelled;
@@ -580,6 +581,7 @@ fn finished(report: &VmReport) -> Event {
         ok: report.outcome == Outcome::Succeeded,
         failure: report.failure.clone(),
         stderr_tail: report.stderr_tail.clone(),
+        stdout_tail: report.stdout_tail.clone(),
         duration: report.total,
     }
 }

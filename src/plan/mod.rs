@@ -92,6 +92,7 @@ mod parse;
 mod value;
 mod warning;
 
+pub(crate) use parse::expand_tilde;
 use parse::{Cx, LineIndex};
 pub use warning::{Warning, WarningKind};
 

@@ -31,7 +31,8 @@
 //!   rename into place), plus 2 per missing parent directory, created only
 //!   when the open reports them missing;
 //! - script: 2 RTTs to upload (open; writes, mode and close together), the
-//!   inline step's 2, and 1 to remove the script;
+//!   inline step's 2, and 1 to remove the script (none when it is kept, as
+//!   [`run_provisions`] keeps it);
 //! - download: 3 RTTs and the reads (open, fstat, the reads in flight,
 //!   close).
 //!
@@ -42,7 +43,8 @@
 //! the [`Sink`] trait that receives the [`Event`]s (whose schema is in
 //! [`report`](crate::report)), `runner.rs` the [`Provisioner`] and the
 //! one step loop that runs a plan, for one VM and for each VM of a fleet,
-//! `tail.rs` the stderr tail of a failure, `lines.rs` the
+//! `staging.rs` where scripts go ([`ScriptStaging`]), `tail.rs` the
+//! stdout and stderr tails of a failure, `lines.rs` the
 //! [`LineSplitter`] that cuts output into lines, and `sinks/` the sinks
 //! the crate ships.
 
@@ -55,6 +57,7 @@ mod lines;
 mod runner;
 mod sink;
 mod sinks;
+mod staging;
 mod step;
 mod tail;
 
@@ -65,16 +68,37 @@ pub(crate) use runner::{PlanEnd, PlanRun};
 pub use sink::Sink;
 pub(crate) use sink::emit as emit_to;
 pub(crate) use sinks::VmctlLabel;
-pub use sinks::{ChannelSink, LogFileSink, TerminalSink, TracingSink, VmctlLogSink, visible};
+pub use sinks::{
+    ChannelSink, LogFileSink, RawSink, TerminalSink, TracingSink, VmctlLogSink, visible,
+};
+pub use staging::ScriptStaging;
 pub use step::{ProvisionDef, StepKind};
 
-/// Runs `steps` on one VM: output goes to `log_dir/provision.log` (when
-/// given) and to `tracing`. See [`Provisioner`] for other sinks.
+/// Runs `steps` on one VM the way vmctl's `run_provisions` does (same
+/// name, same arguments), for a program that replaces vmctl's SSH layer:
+///
+/// - each step's output goes to this process's stdout and stderr as it
+///   arrives, untouched ([`RawSink`]); nothing else is printed;
+/// - with `log_dir`, `log_dir/provision.log` is appended in vmctl's layout
+///   ([`VmctlLogSink`]);
+/// - scripts are uploaded to `/tmp/vmctl-provision-<step>.sh` with mode
+///   0755 and left there ([`ScriptStaging::vmctl`]); files are uploaded
+///   with mode 0755 unless their step sets one;
+/// - a script or file source starting with `~` is in the home directory;
+/// - steps and results go to `tracing` at `INFO`, output lines do not
+///   ([`TracingSink::steps_only`]).
+///
+/// Where vmssh differs from vmctl, and why, is in the guide's "Porting
+/// vmctl" page (a step killed by a signal fails, a missing script is
+/// caught before the plan starts, parent directories are created, files
+/// are replaced atomically). [`Provisioner`] runs plans with vmssh's own
+/// defaults (prefixed terminal output, its own log, scripts removed after
+/// the run).
 ///
 /// # Errors
 ///
-/// [`Error::ProvisionFailed`] at the first failing step; see
-/// [`Provisioner::run`].
+/// [`Error::ProvisionFailed`] at the first failing step, with the last
+/// lines of its stdout and stderr; see [`Provisioner::run`].
 ///
 /// # Cancel safety
 ///
@@ -86,11 +110,35 @@ pub async fn run_provisions(
     vm_name: &str,
     log_dir: Option<&Path>,
 ) -> Result<Vec<StepReport>, Error> {
+    let resolved: Vec<ProvisionDef> = steps.iter().map(with_home).collect();
     let mut p = Provisioner::new(vm_name)
         .base_dir(base_dir)
-        .sink(TracingSink::new());
+        .script_staging(ScriptStaging::vmctl())
+        .file_mode(0o755)
+        .sink(RawSink::new())
+        .sink(TracingSink::steps_only());
     if let Some(dir) = log_dir {
-        p = p.log_dir(dir);
+        // Labelled from the steps as given: a script as written.
+        p = p.sink(VmctlLogSink::new(dir, steps, base_dir));
     }
-    p.run(session, steps).await
+    p.run(session, &resolved).await
+}
+
+/// `step` with a script or file source under `~` in the home directory.
+fn with_home(step: &ProvisionDef) -> ProvisionDef {
+    let kind = match &step.kind {
+        StepKind::Script(p) => StepKind::Script(sinks::expand(p)),
+        StepKind::File {
+            source,
+            destination,
+        } => StepKind::File {
+            source: sinks::expand(source),
+            destination: destination.clone(),
+        },
+        other => other.clone(),
+    };
+    ProvisionDef {
+        kind,
+        ..step.clone()
+    }
 }

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::sink::{Sink, emit};
 use super::sinks::LogFileSink;
+use super::staging::ScriptStaging;
 use super::step::{ProvisionDef, StepKind};
-use super::tail::StderrTail;
+use super::tail::{Tail, Tails};
 use crate::channel::{StartError, wait_for_closing};
 use crate::error::Error;
 use crate::exec::{Chunk, Command, shell_quote};
@@ -121,6 +122,9 @@ pub struct Provisioner {
     sinks: Vec<Arc<dyn Sink>>,
     log: Option<Arc<dyn Sink>>,
     stderr_tail_lines: usize,
+    stdout_tail_lines: usize,
+    script_staging: ScriptStaging,
+    file_mode: Option<u32>,
 }
 
 impl fmt::Debug for Provisioner {
@@ -144,6 +148,9 @@ impl Provisioner {
             sinks: Vec::new(),
             log: None,
             stderr_tail_lines: 20,
+            stdout_tail_lines: 20,
+            script_staging: ScriptStaging::default(),
+            file_mode: None,
         }
     }
 
@@ -181,6 +188,33 @@ impl Provisioner {
     /// Default: 20.
     pub fn stderr_tail_lines(mut self, n: usize) -> Self {
         self.stderr_tail_lines = n;
+        self
+    }
+
+    /// Sets how many trailing stdout lines a failure carries.
+    ///
+    /// Default: 20.
+    pub fn stdout_tail_lines(mut self, n: usize) -> Self {
+        self.stdout_tail_lines = n;
+        self
+    }
+
+    /// Sets where script steps' scripts are uploaded, with which mode,
+    /// and whether they are removed after the run.
+    ///
+    /// Default: [`ScriptStaging::default`] (a fresh name in `/tmp`, mode
+    /// 0700, removed).
+    pub fn script_staging(mut self, staging: ScriptStaging) -> Self {
+        self.script_staging = staging;
+        self
+    }
+
+    /// Sets the permission bits of uploaded files whose step sets none
+    /// ([`ProvisionDef::mode`]); vmctl uploads every file with 0755.
+    ///
+    /// Default: none (the local file's mode).
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = Some(mode & 0o7777);
         self
     }
 
@@ -229,7 +263,7 @@ impl Provisioner {
                         &steps[step - 1],
                         "stopped".into(),
                         None,
-                        String::new(),
+                        Tails::default(),
                         None,
                     )),
                 }
@@ -237,11 +271,13 @@ impl Provisioner {
         };
         let failure = result.as_ref().err().map(Failure::plan);
         let stderr_tail = result.as_ref().err().and_then(crate::report::stderr_tail);
+        let stdout_tail = result.as_ref().err().and_then(crate::report::stdout_tail);
         self.emit(Event::VmFinished {
             vm: self.vm.clone(),
             ok: result.is_ok(),
             failure,
             stderr_tail,
+            stdout_tail,
             duration: start.elapsed(),
         })
         .await;
@@ -415,7 +451,8 @@ impl Provisioner {
             description: def.describe(),
             reason: format!("local {what} {} is missing or not a file", path.display()),
             status: None,
-            stderr_tail: String::new(),
+            stderr_tail: Box::default(),
+            stdout_tail: Box::default(),
             source: Some(Box::new(Error::io(
                 format!("cannot read {}", path.display()),
                 e,
@@ -429,7 +466,7 @@ impl Provisioner {
         def: &ProvisionDef,
         reason: String,
         status: Option<ExitStatus>,
-        tail: String,
+        tails: Tails,
         source: Option<Error>,
     ) -> Error {
         Error::ProvisionFailed {
@@ -438,7 +475,8 @@ impl Provisioner {
             description: def.describe(),
             reason,
             status,
-            stderr_tail: tail,
+            stderr_tail: Box::new(tails.stderr),
+            stdout_tail: Box::new(tails.stdout),
             source: source.map(Box::new),
         }
     }
@@ -455,7 +493,7 @@ impl Provisioner {
             def,
             reason.to_string(),
             None,
-            String::new(),
+            Tails::default(),
             Some(e),
         ))
     }
@@ -475,11 +513,8 @@ impl Provisioner {
             StepKind::Inline(cmd) => self.run_command(transfer, n, step, cmd.clone()).await,
             StepKind::Script(path) => {
                 let local = self.base_dir.join(path);
-                let remote = format!(
-                    "/tmp/vmssh-{}-{:016x}.sh",
-                    sanitize(&self.vm),
-                    rand::random::<u64>()
-                );
+                let staging = &self.script_staging;
+                let remote = staging.path(&self.vm, n);
                 let remover = match transfer.remover().await {
                     Ok(r) => r,
                     Err(e) => {
@@ -492,30 +527,35 @@ impl Provisioner {
                     }
                 };
                 // Removed after the run, or by a task if this future is
-                // dropped.
+                // dropped, unless kept.
                 let script = RemoteTemp::new(remote.clone(), remover);
                 let opts = TransferOptions::new()
-                    .mode(0o700)
+                    .mode(staging.file_mode())
                     .atomic(false)
-                    .overwrite(false)
+                    .overwrite(!staging.is_unique())
                     .fsync(false);
                 if let Err(e) = self
                     .upload_reporting(transfer, n, &local, &remote, opts)
                     .await
                 {
+                    if staging.keeps() {
+                        script.keep();
+                    }
                     return StepOutcome::Failed(self.failed(
                         n,
                         step,
                         "cannot upload the script".into(),
                         None,
-                        String::new(),
+                        Tails::default(),
                         Some(e),
                     ));
                 }
                 let outcome = self
                     .run_command(transfer, n, step, shell_quote(&remote))
                     .await;
-                if let Err(e) = script.remove().await {
+                if staging.keeps() {
+                    script.keep();
+                } else if let Err(e) = script.remove().await {
                     tracing::warn!(vm = &*self.vm, path = remote, error = %e, "cannot remove temporary script");
                 }
                 outcome
@@ -529,7 +569,7 @@ impl Provisioner {
                     return self.not_started(n, step, "cannot open SFTP", e);
                 }
                 let mut opts = TransferOptions::new().create_parents(true);
-                if let Some(mode) = step.mode {
+                if let Some(mode) = step.mode.or(self.file_mode) {
                     opts = opts.mode(mode);
                 }
                 match self
@@ -542,7 +582,7 @@ impl Provisioner {
                         step,
                         format!("cannot upload to {destination}"),
                         None,
-                        String::new(),
+                        Tails::default(),
                         Some(e),
                     )),
                 }
@@ -572,7 +612,7 @@ impl Provisioner {
                         step,
                         format!("cannot download {source} to {}", local.display()),
                         None,
-                        String::new(),
+                        Tails::default(),
                         Some(e),
                     )),
                 }
@@ -638,7 +678,8 @@ impl Provisioner {
         if let Some(t) = step.timeout {
             cmd = cmd.timeout(t);
         }
-        let mut tail = StderrTail::new(self.stderr_tail_lines);
+        let mut tail = Tail::new(self.stderr_tail_lines);
+        let mut out_tail = Tail::new(self.stdout_tail_lines);
         // The plan's idle SFTP channel makes room where the server allows a
         // single channel: once known, before the command; when the
         // command's own refusal shows it, at once (the open then waits for
@@ -666,7 +707,7 @@ impl Provisioner {
                     step,
                     "the command was sent but did not start cleanly".into(),
                     None,
-                    String::new(),
+                    Tails::default(),
                     Some(error),
                 ));
             }
@@ -685,13 +726,17 @@ impl Provisioner {
                         step,
                         reason.to_string(),
                         None,
-                        tail.text(),
+                        Tails {
+                            stdout: out_tail.text(),
+                            stderr: tail.text(),
+                        },
                         Some(e),
                     ));
                 }
             };
-            if let Chunk::Stderr(b) = &chunk {
-                tail.push(b);
+            match &chunk {
+                Chunk::Stderr(b) => tail.push(b),
+                other => out_tail.push(other.bytes()),
             }
             self.emit(Event::Output {
                 vm: self.vm.clone(),
@@ -707,7 +752,10 @@ impl Provisioner {
                 step,
                 status.to_string(),
                 Some(status),
-                tail.text(),
+                Tails {
+                    stdout: out_tail.text(),
+                    stderr: tail.text(),
+                },
                 None,
             )),
             Err(e) => StepOutcome::Failed(self.failed(
@@ -715,7 +763,10 @@ impl Provisioner {
                 step,
                 "ended without an exit status".into(),
                 None,
-                tail.text(),
+                Tails {
+                    stdout: out_tail.text(),
+                    stderr: tail.text(),
+                },
                 Some(e),
             )),
         }
@@ -733,28 +784,4 @@ fn with_progress(opts: TransferOptions) -> (TransferOptions, ProgressRx) {
         let _ = tx.send(Some((p.done, p.total)));
     });
     (opts, rx)
-}
-
-/// A VM name as part of a remote file name.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn remote_names_are_sanitized() {
-        assert_eq!(sanitize("vm 1/x"), "vm_1_x");
-    }
 }

@@ -25,8 +25,11 @@ pub struct ProvisionDef {
 pub enum StepKind {
     /// A command line run by the guest's shell.
     Inline(String),
-    /// A local script (relative to the plan's base directory), uploaded to a
-    /// unique temporary path, run, then removed.
+    /// A local script (relative to the plan's base directory), uploaded
+    /// and run; where it goes, with which mode, and whether it is removed
+    /// after the run is the [`Provisioner`](super::Provisioner)'s
+    /// [`ScriptStaging`](super::ScriptStaging) (by default a unique
+    /// temporary path, removed).
     Script(PathBuf),
     /// A local file (relative to the base directory) uploaded to a path on
     /// the guest, parents created, atomically replaced.

@@ -1,16 +1,16 @@
-//! The last lines of a step's stderr, kept for its error.
+//! The last lines of a step's stdout and stderr, kept for its error.
 
-/// Keeps the last lines of stderr, bounded in bytes.
-pub(crate) struct StderrTail {
+/// Keeps the last lines of one stream, bounded in bytes.
+pub(crate) struct Tail {
     buf: std::collections::VecDeque<u8>,
     lines: usize,
 }
 
-impl StderrTail {
+impl Tail {
     const MAX_BYTES: usize = 8 * 1024;
 
     pub(crate) fn new(lines: usize) -> Self {
-        StderrTail {
+        Tail {
             buf: std::collections::VecDeque::new(),
             lines,
         }
@@ -38,18 +38,25 @@ impl StderrTail {
     }
 }
 
+/// The tails of a step's two streams, as a failure carries them.
+#[derive(Debug, Default)]
+pub(crate) struct Tails {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stderr_tail_keeps_last_lines() {
-        let mut t = StderrTail::new(2);
+    fn tail_keeps_last_lines() {
+        let mut t = Tail::new(2);
         t.push(b"one\ntwo\nthr");
         t.push(b"ee\n");
         assert_eq!(t.text(), "two\nthree");
-        let mut big = StderrTail::new(3);
+        let mut big = Tail::new(3);
         big.push(&vec![b'x'; 100_000]);
-        assert!(big.text().len() <= StderrTail::MAX_BYTES);
+        assert!(big.text().len() <= Tail::MAX_BYTES);
     }
 }

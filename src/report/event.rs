@@ -99,6 +99,9 @@ pub enum Event {
         /// The last lines of the failing step's stderr, when it wrote any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stderr_tail: Option<String>,
+        /// The last lines of the failing step's stdout, when it wrote any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdout_tail: Option<String>,
         /// Total time.
         #[serde(with = "secs")]
         duration: Duration,

@@ -8,8 +8,9 @@ use crate::error::{Chain, Error};
 use crate::status::ExitStatus;
 
 /// Why a VM did not succeed. Each variant carries `message`, the error
-/// and its causes as one line; the failing step's stderr tail is kept
-/// apart (in [`VmReport::stderr_tail`](super::VmReport::stderr_tail) and
+/// and its causes as one line; the failing step's stderr and stdout tails
+/// are kept apart (in [`VmReport::stderr_tail`](super::VmReport::stderr_tail),
+/// [`VmReport::stdout_tail`](super::VmReport::stdout_tail) and
 /// [`Event::VmFinished`](super::Event::VmFinished)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -137,7 +138,17 @@ impl Failure {
 pub(crate) fn stderr_tail(e: &Error) -> Option<String> {
     match e {
         Error::ProvisionFailed { stderr_tail, .. } if !stderr_tail.is_empty() => {
-            Some(stderr_tail.clone())
+            Some(stderr_tail.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The stdout tail of a failed step, when it has one.
+pub(crate) fn stdout_tail(e: &Error) -> Option<String> {
+    match e {
+        Error::ProvisionFailed { stdout_tail, .. } if !stdout_tail.is_empty() => {
+            Some(stdout_tail.to_string())
         }
         _ => None,
     }
@@ -213,7 +224,8 @@ mod tests {
             description: "inline: false".into(),
             reason: "exit status 1".into(),
             status: Some(ExitStatus::from_code(1)),
-            stderr_tail: "boom".into(),
+            stderr_tail: Box::new("boom".into()),
+            stdout_tail: Box::new("half done".into()),
             source: None,
         };
         let f = Failure::plan(&e);
@@ -230,5 +242,6 @@ mod tests {
             "the tail is kept apart: {f}"
         );
         assert_eq!(stderr_tail(&e).as_deref(), Some("boom"));
+        assert_eq!(stdout_tail(&e).as_deref(), Some("half done"));
     }
 }

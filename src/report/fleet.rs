@@ -62,6 +62,9 @@ pub struct VmReport {
     /// The last lines of the failing step's stderr, when it wrote any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_tail: Option<String>,
+    /// The last lines of the failing step's stdout, when it wrote any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_tail: Option<String>,
     /// Time to connect, retries included, when it connected.
     #[serde(with = "secs::option")]
     pub connect: Option<Duration>,
@@ -83,6 +86,7 @@ impl VmReport {
             outcome: Outcome::Failed,
             failure: None,
             stderr_tail: None,
+            stdout_tail: None,
             connect: None,
             steps: Vec::new(),
             total: Duration::ZERO,

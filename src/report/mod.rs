@@ -36,8 +36,8 @@ mod failure;
 mod fleet;
 
 pub use event::Event;
-pub(crate) use failure::stderr_tail;
 pub use failure::{CancelReason, Failure};
+pub(crate) use failure::{stderr_tail, stdout_tail};
 pub use fleet::{FleetReport, Outcome, StepReport, VmReport};
 
 /// Durations as a number of seconds in JSON.

@@ -139,6 +139,7 @@ impl TerminalSink {
                 failure,
                 stderr_tail,
                 duration,
+                ..
             } => {
                 let (colour, verdict) = if *ok {
                     (green, "succeeded")

@@ -9,14 +9,25 @@ use crate::provision::{Event, LineSplitter, Sink};
 
 /// Emits output lines and step results as `tracing` events with `vm` and
 /// `step` fields (target `vmssh::provision`).
-#[derive(Default)]
 pub struct TracingSink {
     lines: Mutex<LineSplitter>,
+    output: bool,
+}
+
+impl Default for TracingSink {
+    fn default() -> Self {
+        TracingSink {
+            lines: Mutex::new(LineSplitter::new()),
+            output: true,
+        }
+    }
 }
 
 impl fmt::Debug for TracingSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracingSink").finish()
+        f.debug_struct("TracingSink")
+            .field("output", &self.output)
+            .finish()
     }
 }
 
@@ -24,6 +35,15 @@ impl TracingSink {
     /// A new tracing sink.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sink for steps and results only, without the output lines (which
+    /// another sink shows): what vmctl logs through `tracing`.
+    pub fn steps_only() -> Self {
+        TracingSink {
+            output: false,
+            ..Self::default()
+        }
     }
 }
 
@@ -47,6 +67,7 @@ impl Sink for TracingSink {
                 } => {
                     tracing::info!(target: "vmssh::provision", vm = &**vm, step, "step started: {description}")
                 }
+                Event::Output { .. } if !self.output => {}
                 Event::Output { vm, step, chunk } => {
                     let err = chunk.is_stderr();
                     self.lines

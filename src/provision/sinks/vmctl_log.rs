@@ -30,7 +30,7 @@ impl VmctlLabel {
                 destination,
             } => VmctlLabel::Upload(format!(
                 "{} -> {destination}",
-                base_dir.join(source).display()
+                base_dir.join(expand(source)).display()
             )),
             StepKind::Download {
                 source,
@@ -40,6 +40,14 @@ impl VmctlLabel {
                 base_dir.join(destination).display()
             )),
         }
+    }
+}
+
+/// A local path as vmctl resolves it: a leading `~` is the home directory.
+pub(crate) fn expand(path: &Path) -> PathBuf {
+    match path.to_str() {
+        Some(raw) => crate::plan::expand_tilde(raw),
+        None => path.to_path_buf(),
     }
 }
 
@@ -58,8 +66,9 @@ impl VmctlLabel {
 /// A section is left out when its stream was empty, and a newline is
 /// added to a stream that does not end with one. Output is written as
 /// UTF-8, invalid sequences replaced by U+FFFD, as vmctl does. LABEL is the
-/// inline command or the script path; a file step is written as
-/// `file-upload` with `SOURCE -> DESTINATION` as its stdout. Like vmctl, a
+/// inline command or the script path as written; a file step is written as
+/// `file-upload` with `SOURCE -> DESTINATION` as its stdout, SOURCE
+/// resolved as vmctl does (`~` expanded, joined to the base directory). Like vmctl, a
 /// command step is logged when it ran to an exit status (zero or not), a
 /// file step when it succeeded; a step that did not complete is not
 /// logged.
