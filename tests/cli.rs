@@ -696,7 +696,11 @@ async fn usage_errors_exit_2_and_run_nothing() {
             ],
             &jump_line,
         ),
-        (vec!["exec".into(), "--".into(), touch.clone()], "no hosts"),
+        (
+            vec!["exec".into(), "--".into(), touch.clone()],
+            "no hosts: give --host, --hosts FILE or --ssh-config ALIAS\n",
+        ),
+        // --vmctl is provision's alone: exec does not know it.
         (
             vec![
                 "exec".into(),
@@ -706,7 +710,7 @@ async fn usage_errors_exit_2_and_run_nothing() {
                 "--".into(),
                 touch.clone(),
             ],
-            "--vmctl",
+            "unexpected argument '--vmctl'",
         ),
         (
             vec![
@@ -902,6 +906,38 @@ async fn usage_errors_exit_2_and_run_nothing() {
         );
         assert!(!marker.exists(), "{args:?} ran something");
     }
+}
+
+/// `--vmctl` is on `provision` alone: other verbs neither list it nor
+/// suggest it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmctl_is_a_flag_of_provision_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for verb in ["exec", "upload", "download"] {
+        let mut c = cli_harness::command(dir.path());
+        c.args([verb, "--help"]);
+        let o = run(c).await;
+        assert_exit(&o, 0);
+        assert!(!stdout(&o).contains("vmctl"), "{verb} --help:\n{}", stdout(&o));
+    }
+    let mut c = cli_harness::command(dir.path());
+    c.args(["provision", "--help"]);
+    let o = run(c).await;
+    assert!(stdout(&o).contains("--vmctl[=<STATE>]"), "{}", stdout(&o));
+    let mut c = cli_harness::command(dir.path());
+    c.args(["provision", "--plan", "VMFile.kdl"]).current_dir(dir.path());
+    std::fs::write(
+        dir.path().join("VMFile.kdl"),
+        "vm \"a\" {\n    provision \"shell\" {\n        inline \"true\"\n    }\n}\n",
+    )
+    .unwrap();
+    let o = run(c).await;
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("no hosts: give --host, --hosts FILE, --ssh-config ALIAS or --vmctl"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1191,6 +1227,29 @@ async fn provision_the_vms_vmctl_runs() {
         assert!(work.join("vmssh_known_hosts").is_file());
     }
 
+    // The guide's command as written, a bare --vmctl first: vmctl's own
+    // state ($XDG_DATA_HOME/vmctl/vms.json), the plan in the current
+    // directory.
+    let data = hosts.path("xdg");
+    std::fs::create_dir_all(data.join("vmctl")).unwrap();
+    std::fs::copy(&state_file, data.join("vmctl/vms.json")).unwrap();
+    let line = cli_harness::doc_command("docs/command-line.md", "vmssh provision --vmctl");
+    assert_eq!(line, "vmssh provision --vmctl --plan VMFile.kdl");
+    let mut c = cli_harness::shell(hosts.dir.path(), hosts.dir.path(), &line);
+    c.env("XDG_DATA_HOME", &data);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[v2] vmctl v2"), "{}", stdout(&o));
+    // ... and last, after the plan in a directory of its own.
+    let sub = hosts.path("plan");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(&plan_file, sub.join("VMFile.kdl")).unwrap();
+    let mut c = hosts.cmd(&["provision", "--plan", "plan/VMFile.kdl", "--vmctl"]);
+    c.current_dir(hosts.dir.path()).env("XDG_DATA_HOME", &data);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[v1] vmctl v1"), "{}", stdout(&o));
+
     // Other target sources, other verbs, and a state that is not there.
     let inv = hosts.inventory().display().to_string();
     for (args, want) in [
@@ -1202,7 +1261,10 @@ async fn provision_the_vms_vmctl_runs() {
             vec!["provision", "--plan", &p, &vmctl, "--key", &inv],
             "vmctl's user, keys",
         ),
-        (vec!["exec", &vmctl, "--", "true"], "only `vmssh provision`"),
+        (
+            vec!["exec", &vmctl, "--", "true"],
+            "unexpected argument '--vmctl",
+        ),
         (
             vec!["provision", "--plan", &p, "--vmctl=/no/such/vms.json"],
             "/no/such/vms.json",

@@ -187,3 +187,79 @@ pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
 }
+
+/// The shell command lines of the fenced `sh` blocks of a document of
+/// this repository (`README.md`, `docs/sharding.md`), as a user would
+/// copy them: continuation lines joined, comment lines left out.
+pub fn doc_commands(doc: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut current = String::new();
+    for line in text.lines() {
+        let fence = line.trim_start();
+        if let Some(info) = fence.strip_prefix("```") {
+            in_sh = !in_sh && info.trim() == "sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = line.trim();
+        if current.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head.trim_end());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+}
+
+/// The one command line of `doc` that starts with `prefix`.
+#[track_caller]
+pub fn doc_command(doc: &str, prefix: &str) -> String {
+    let all = doc_commands(doc);
+    let found: Vec<&String> = all.iter().filter(|c| c.starts_with(prefix)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{doc}: {} command lines start with {prefix:?}: {all:#?}",
+        found.len()
+    );
+    found[0].clone()
+}
+
+/// `sh -c LINE` in `cwd`, as [`command`] runs vmssh (HOME in
+/// `dir/home`), with `vmssh` on PATH being the binary under test.
+pub fn shell(dir: &Path, cwd: &Path, line: &str) -> tokio::process::Command {
+    let bin = dir.join("bin");
+    if !bin.join("vmssh").exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(VMSSH, bin.join("vmssh")).unwrap();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&path).collect::<Vec<_>>()),
+    )
+    .unwrap();
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg(line)
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("HOME", dir.join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}

@@ -82,19 +82,6 @@ pub(crate) struct TargetArgs {
     #[arg(long = "ssh-config-file", value_name = "FILE", requires = "aliases")]
     pub(crate) ssh_config_file: Option<PathBuf>,
 
-    /// `provision` only: the plan's VMs that vmctl runs, from its state
-    /// file [default: $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl
-    /// does (its user, keys, host keys; provision.log in each VM's work
-    /// directory). Give a path as --vmctl=STATE.
-    #[arg(
-        long = "vmctl",
-        value_name = "STATE",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = ""
-    )]
-    pub(crate) vmctl: Option<PathBuf>,
-
     /// User for hosts that name none [default: the plan's, for provision;
     /// else the local user]. --ssh-config hosts keep their configured user.
     #[arg(long, value_name = "USER")]
@@ -205,6 +192,27 @@ pub(crate) struct ProvisionArgs {
     /// top-level `provision` steps run on every host.
     #[arg(long, value_name = "VMFile.kdl", default_value = "VMFile.kdl")]
     pub(crate) plan: PathBuf,
+
+    /// Read the plan as vmctl does: unknown nodes, misspelt fields and
+    /// everything else vmctl ignores are skipped with a warning. Without
+    /// it, they are errors and nothing runs.
+    #[arg(long)]
+    pub(crate) lenient: bool,
+
+    /// The plan's VMs that vmctl runs, from its state file [default:
+    /// $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl does (its user,
+    /// keys, host keys; provision.log in each VM's work directory). Give
+    /// another state file as --vmctl=STATE.
+    // `Option<Option<_>>`: absent, bare, or with a value; the value only
+    // after `=`, so a bare --vmctl never takes the next argument.
+    #[arg(
+        long = "vmctl",
+        value_name = "STATE",
+        num_args = 0..=1,
+        require_equals = true,
+        help_heading = "Targets"
+    )]
+    pub(crate) vmctl: Option<Option<PathBuf>>,
     #[command(flatten)]
     pub(crate) targets: TargetArgs,
     #[command(flatten)]

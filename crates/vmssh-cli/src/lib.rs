@@ -14,7 +14,8 @@
 //! - `args.rs`: the command line (clap).
 //! - `usage.rs`: usage errors (exit code 2) and the exit codes.
 //! - `address.rs`, `inventory.rs`, `targets.rs`: hosts from `--host`,
-//!   `--hosts FILE`, `--ssh-config` and `--vmctl`, named and checked.
+//!   `--hosts FILE` and `--ssh-config`, named and checked (`--vmctl`:
+//!   `commands/vmctl.rs`).
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.

@@ -1,6 +1,7 @@
-//! TARGETS: hosts from `--host`, `--hosts FILE`, `--ssh-config ALIAS` and
-//! `--vmctl`, each with a unique name, checked before anything connects,
-//! then narrowed to `--shard`.
+//! TARGETS: hosts from `--host`, `--hosts FILE` and `--ssh-config ALIAS`,
+//! each with a unique name, checked before anything connects, then
+//! narrowed to `--shard` (`provision --vmctl` has its own, in
+//! `commands/vmctl.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,8 +58,10 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 
 /// Every host the arguments name, in the order given (`--host`s, then
 /// inventories, then aliases): all of them, whatever `--shard` says, so
-/// that every shard finds the same mistakes (see [`in_shard`]).
-pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
+/// that every shard finds the same mistakes (see [`in_shard`]). `other`
+/// names the verb's other source of hosts, if it has one, for the "no
+/// hosts" message.
+pub(crate) async fn collect(args: &TargetArgs, other: Option<&str>) -> Result<Vec<Host>, Usage> {
     let default_jump = args
         .jump
         .as_deref()
@@ -88,17 +91,11 @@ pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
     for alias in &args.aliases {
         hosts.push(alias_host(alias, args.ssh_config_file.as_deref()).await?);
     }
-    if args.vmctl.is_some() {
-        // `provision` takes --vmctl before this (see commands/vmctl.rs).
-        return Err(Usage(
-            "--vmctl: only `vmssh provision` runs the VMs vmctl runs (their steps come from the plan)"
-                .into(),
-        ));
-    }
     if hosts.is_empty() {
-        return Err(Usage(
-            "no hosts: give --host, --hosts FILE, --ssh-config ALIAS or --vmctl".into(),
-        ));
+        return Err(Usage(match other {
+            Some(o) => format!("no hosts: give --host, --hosts FILE, --ssh-config ALIAS or {o}"),
+            None => "no hosts: give --host, --hosts FILE or --ssh-config ALIAS".into(),
+        }));
     }
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for h in &hosts {

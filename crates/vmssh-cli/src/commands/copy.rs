@@ -33,7 +33,7 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     if remote.is_empty() {
         return Err(Usage("upload: REMOTE is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     let step = ProvisionDef::file(&a.local, remote);
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
@@ -46,7 +46,7 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
     if a.remote.is_empty() {
         return Err(Usage("download: REMOTE is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     tokio::fs::create_dir_all(&a.local_dir)
         .await

@@ -16,7 +16,7 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
     if command.trim().is_empty() {
         return Err(Usage("exec: the command is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     let mut step = ProvisionDef::inline(command);
     if let Some(secs) = a.timeout {

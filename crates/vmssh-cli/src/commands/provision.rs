@@ -13,11 +13,11 @@ use crate::usage::{Exit, Usage};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
     let plan = load_plan(&a.plan).await?;
-    if let Some(state) = &a.targets.vmctl {
-        let targets = super::vmctl::targets(&plan, state, &a).await?;
+    if let Some(state) = &a.vmctl {
+        let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
         return crate::run::run(targets, &a.run, false).await;
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, Some("--vmctl")).await?;
     for h in &hosts {
         if plan.vm(&h.name).is_none() && plan.shared.is_empty() {
             let known: Vec<&str> = plan.vms.iter().map(|v| v.name.as_str()).collect();
