@@ -908,6 +908,76 @@ async fn usage_errors_exit_2_and_run_nothing() {
     }
 }
 
+/// A typo in a plan is a usage error by default, every mistake named
+/// with its line and a "did you mean", and nothing runs; `--lenient`
+/// reads the plan as vmctl does, with warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_typo_is_a_usage_error_unless_lenient() {
+    let hosts = Hosts::start(&["p1"]).await;
+    let ran = |n: u32| hosts.path(&format!("ran-{n}"));
+    let motd = hosts.path("motd");
+    std::fs::write(&motd, "hello\n").unwrap();
+    let plan = hosts.path("VMFile.kdl");
+    let p = plan.display().to_string();
+    let write = |second: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "vm \"p1\" {{\n    provision \"shell\" {{\n        inline \"touch {}\"\n    }}\n\
+                 {second}\n    provision \"shell\" {{\n        inline \"touch {}\"\n    }}\n}}\n",
+                ran(1).display(),
+                ran(3).display()
+            ),
+        )
+        .unwrap();
+    };
+    let unknown_node = format!(
+        "    provison \"file\" {{\n        source \"{}\"\n        destination \"/tmp/x\"\n    }}",
+        motd.display()
+    );
+    let misspelt_field = format!(
+        "    provision \"shell\" {{\n        inlne \"touch {}\"\n    }}",
+        ran(2).display()
+    );
+    for (second, want) in [
+        (
+            &unknown_node,
+            format!(
+                "vmssh: error: {p}:5: unknown node \"provison\" in vm \"p1\" ignored (did you mean provision?)\n"
+            ),
+        ),
+        (
+            &misspelt_field,
+            format!(
+                "vmssh: error: invalid plan {p}:5: provision \"shell\" needs exactly one of inline or script (found neither) (did you mean inline? line 6 has \"inlne\")\n"
+            ),
+        ),
+    ] {
+        write(second);
+        let o = run(hosts.verb("provision", &["--plan", &p])).await;
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        for n in 1..=3 {
+            assert!(!ran(n).exists(), "step {n} ran:\n{}", stderr(&o));
+        }
+    }
+    write(&unknown_node);
+    let o = run(hosts.verb("provision", &["--plan", &p])).await;
+    assert!(stderr(&o).contains("--lenient"), "{}", stderr(&o));
+
+    // Leniently, as vmctl: the misspelt node is skipped, with a warning.
+    let o = run(hosts.verb("provision", &["--plan", &p, "--lenient"])).await;
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "vmssh: warning: {p}:5: unknown node \"provison\" in vm \"p1\" ignored (did you mean provision?)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(ran(1).exists() && ran(3).exists());
+}
+
 /// `--vmctl` is on `provision` alone: other verbs neither list it nor
 /// suggest it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

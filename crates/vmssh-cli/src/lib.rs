@@ -93,7 +93,10 @@ async fn dispatch(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(usage) => {
-            eprintln!("vmssh: error: {usage}");
+            // One mistake a line (a plan can have several).
+            for line in usage.0.lines() {
+                eprintln!("vmssh: error: {line}");
+            }
             Exit::Usage
         }
     }

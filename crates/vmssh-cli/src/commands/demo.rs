@@ -65,7 +65,7 @@ async fn write_plan(dir: &Path) -> Result<Plan, Usage> {
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    load_plan(&dir.join("VMFile.kdl")).await
+    load_plan(&dir.join("VMFile.kdl"), false).await
 }
 
 /// `n` embedded VMs taking the plan's `vm` blocks in turn (web-01, db-02,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vmssh::plan::{DEFAULT_USER, Plan};
+use vmssh::plan::{DEFAULT_USER, Plan, WarningKind};
 
 use crate::args::ProvisionArgs;
 use crate::credentials::Defaults;
@@ -12,7 +12,7 @@ use crate::targets;
 use crate::usage::{Exit, Usage};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
-    let plan = load_plan(&a.plan).await?;
+    let plan = load_plan(&a.plan, a.lenient).await?;
     if let Some(state) = &a.vmctl {
         let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
         return crate::run::run(targets, &a.run, false).await;
@@ -63,8 +63,33 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
 
 /// Reads a plan, prints its warnings and checks its local files (scripts,
 /// sources, keys): a missing one is a usage error before anything runs.
-pub(crate) async fn load_plan(path: &Path) -> Result<Plan, Usage> {
+///
+/// Unless `lenient`, what vmctl would skip (an unknown node, a misspelt
+/// or repeated field, a value it cannot read: the library's
+/// [`WarningKind::Ignored`]) is a usage error too, every one listed: a
+/// typo must not silently drop a step. Leniently, it is a warning, and
+/// the plan runs as vmctl reads it.
+pub(crate) async fn load_plan(path: &Path, lenient: bool) -> Result<Plan, Usage> {
     let plan = Plan::load(path).await.map_err(|e| e.chain().to_string())?;
+    let skipped: Vec<_> = plan
+        .warnings()
+        .iter()
+        .filter(|w| w.kind() == WarningKind::Ignored)
+        .collect();
+    if !lenient && !skipped.is_empty() {
+        let mut lines: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "nothing ran: vmctl would skip {} of {} (listed above); fix the plan, or run it as \
+             vmctl reads it with --lenient",
+            if skipped.len() == 1 {
+                "this part".to_string()
+            } else {
+                format!("these {} parts", skipped.len())
+            },
+            path.display()
+        ));
+        return Err(Usage(lines.join("\n")));
+    }
     for w in plan.warnings() {
         eprintln!("vmssh: warning: {w}");
     }
