@@ -10,6 +10,10 @@ use support::on_both_servers;
 use cli_harness::{Hosts, assert_exit, json_lines, run, stderr, stdout};
 use vmssh::fleet::{FleetReport, Outcome};
 
+/// Piped, `exec` keeps the hosts' output on standard output, one
+/// prefixed line each, and nothing else; their stderr, the progress and
+/// the summary go to standard error. Its words are of commands and hosts:
+/// no steps, no VMs, no provisioning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
     let hosts = Hosts::start(&["web", "db", "cache"]).await;
@@ -22,27 +26,47 @@ async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
     ))
     .await;
     assert_exit(&o, 1);
-    let out = stdout(&o);
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(!out.contains('\x1b'), "escapes in piped output:\n{out}");
-    for name in ["web", "db", "cache"] {
-        assert!(
-            out.contains(&format!("[{name}] hello from {name}\n")),
-            "{out}"
-        );
-        assert!(out.contains(&format!("[{name}] ! warn-{name}\n")), "{out}");
-    }
-    // The summary: one line per host, the failure and why on its line.
-    let db = out
-        .lines()
-        .find(|l| l.starts_with("db ") && l.contains("FAILED"))
-        .unwrap_or_else(|| panic!("no summary line for db:\n{out}"));
-    assert!(db.contains("exit status 3"), "{db}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("web ") && l.contains(" ok ")),
+    assert!(!err.contains('\x1b'), "escapes in piped output:\n{err}");
+    // Standard output: what the hosts printed, and only that.
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "[cache] hello from cache",
+            "[db] hello from db",
+            "[web] hello from web"
+        ],
         "{out}"
     );
-    assert!(out.contains("2 succeeded, 1 failed, 0 cancelled"), "{out}");
+    for name in ["web", "db", "cache"] {
+        assert!(err.contains(&format!("[{name}] ! warn-{name}\n")), "{err}");
+    }
+    assert!(err.contains("[db] FAILED in "), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("[db] FAILED in ") && l.ends_with("s: exit status 3")),
+        "{err}"
+    );
+    // The summary: one line per host, the failure and why on its line.
+    assert!(err.contains("\nHOST   RESULT "), "{err}");
+    let db = err
+        .lines()
+        .find(|l| l.starts_with("db ") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no summary line for db:\n{err}"));
+    assert!(db.ends_with("  exit status 3"), "{db}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("web ") && l.contains(" ok ") && l.ends_with("  exit status 0")),
+        "{err}"
+    );
+    assert!(err.contains("2 succeeded, 1 failed, 0 cancelled"), "{err}");
+    // A command, not a plan.
+    for plan_word in ["step", "VM", "provisioning", "==>", "<=="] {
+        assert!(!err.contains(plan_word), "{plan_word:?} in:\n{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,9 +263,10 @@ async fn upload_then_download_one_file_per_host() {
     let into = hosts.path("fetched");
     let o = run(hosts.verb("download", &["/etc/app/app.conf", into.to_str().unwrap()])).await;
     assert_exit(&o, 0);
+    // Each host's copy keeps the remote name, as pssh's pslurp does.
     for h in &hosts.hosts {
         assert_eq!(
-            std::fs::read_to_string(into.join(&h.name)).unwrap(),
+            std::fs::read_to_string(into.join(&h.name).join("app.conf")).unwrap(),
             format!("on {}\n", h.name)
         );
     }
@@ -249,9 +274,17 @@ async fn upload_then_download_one_file_per_host() {
     let o = run(hosts.verb("download", &["/no/such/file", into.to_str().unwrap()])).await;
     assert_exit(&o, 1);
     assert!(
-        stdout(&o).contains("0 succeeded, 2 failed"),
+        stderr(&o).contains("0 succeeded, 2 failed"),
         "{}",
-        stdout(&o)
+        stderr(&o)
+    );
+    // A REMOTE that names no file is refused before anything runs.
+    let o = run(hosts.verb("download", &["/etc/app/", into.to_str().unwrap()])).await;
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("/etc/app/ does not name a file"),
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -362,7 +395,7 @@ async fn fail_fast_and_max_fail_stop_the_rest() {
     let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(rep.failed(), ["f0"]);
     assert_eq!(rep.cancelled().len(), 5, "{}", rep.summary());
-    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("cancelled"), "{}", stderr(&o));
 
     // 1 failure of 6 is within 20 %: the others run to the end.
     let command = "if [ $HOSTNAME = f0 ]; then exit 1; fi; true";
@@ -456,13 +489,47 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     assert_exit(&o, 0);
 
     // An unknown host key is refused by default (HOME's known_hosts is
-    // empty): the host fails, exit 1.
+    // empty): the host fails, exit 1, and the message names the file
+    // checked and the way out.
     let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--", "true"])).await;
     assert_exit(&o, 1);
+    let home_known = hosts.dir.path().join("home/.ssh/known_hosts");
+    let err = stderr(&o);
     assert!(
-        stdout(&o).to_lowercase().contains("host key"),
+        err.contains("[one] FAILED in ")
+            && err.contains("is unknown (SHA256:")
+            && err.contains(&format!(
+                "): not in {}; refusing to connect",
+                home_known.display()
+            )),
+        "{err}"
+    );
+    assert!(
+        err.contains("vmssh: hint: the host key of a host was refused")
+            && err.contains("run again with --accept-new"),
+        "{err}"
+    );
+    // The same with --known-hosts FILE: that file is named.
+    let other = hosts.path("other_known_hosts");
+    std::fs::write(&other, "").unwrap();
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--known-hosts",
+        other.to_str().unwrap(),
+        "--",
+        "true",
+    ]))
+    .await;
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains(&format!("not in {};", other.display()))
+            && stderr(&o).contains("--accept-new"),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
     // ... unless any is accepted, spelled out.
     let o = run(hosts.cmd(&[
@@ -978,6 +1045,35 @@ async fn a_plan_typo_is_a_usage_error_unless_lenient() {
     assert!(ran(1).exists() && ran(3).exists());
 }
 
+/// A failure whose text spans lines (here a remote path with a line
+/// break in it) is shown on real lines, continued under the host's
+/// prefix and in the summary's column, never as a literal `^J`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_text_keeps_its_line_breaks() {
+    let hosts = Hosts::start(&["nl"]).await;
+    let into = hosts.path("fetched");
+    let o = run(hosts.verb(
+        "download",
+        &["/no/such\nplace/file", into.to_str().unwrap()],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(!err.contains("^J"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("[nl] FAILED in ") && l.ends_with(": cannot download /no/such"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(lines[at + 1].starts_with("[nl]   place/file to "), "{err}");
+    let row = lines
+        .iter()
+        .position(|l| l.starts_with("nl ") && l.ends_with("  cannot download /no/such"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let column = lines[row].find("cannot download").unwrap();
+    assert_eq!(lines[row + 1].find("place/file to "), Some(column), "{err}");
+}
+
 /// `--vmctl` is on `provision` alone: other verbs neither list it nor
 /// suggest it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -988,14 +1084,19 @@ async fn vmctl_is_a_flag_of_provision_only() {
         c.args([verb, "--help"]);
         let o = run(c).await;
         assert_exit(&o, 0);
-        assert!(!stdout(&o).contains("vmctl"), "{verb} --help:\n{}", stdout(&o));
+        assert!(
+            !stdout(&o).contains("vmctl"),
+            "{verb} --help:\n{}",
+            stdout(&o)
+        );
     }
     let mut c = cli_harness::command(dir.path());
     c.args(["provision", "--help"]);
     let o = run(c).await;
     assert!(stdout(&o).contains("--vmctl[=<STATE>]"), "{}", stdout(&o));
     let mut c = cli_harness::command(dir.path());
-    c.args(["provision", "--plan", "VMFile.kdl"]).current_dir(dir.path());
+    c.args(["provision", "--plan", "VMFile.kdl"])
+        .current_dir(dir.path());
     std::fs::write(
         dir.path().join("VMFile.kdl"),
         "vm \"a\" {\n    provision \"shell\" {\n        inline \"true\"\n    }\n}\n",
@@ -1027,9 +1128,9 @@ async fn demo_runs_embedded_vms_and_shows_a_failure() {
     let o = run(c).await;
     assert_exit(&o, 1);
     assert!(
-        stdout(&o).contains("disk full (not really)"),
+        stderr(&o).contains("[db-02] ! disk full (not really)"),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
 }
 
@@ -1060,6 +1161,61 @@ async fn on_a_terminal_output_has_colours_and_bars() {
     );
     assert!(out.contains("hosts done"), "no fleet bar:\n{out}");
     assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+    // A command on hosts, not a plan's steps on VMs.
+    for plan_word in ["step", "inline:", "VM ", "provisioning"] {
+        assert!(
+            !out.contains(plan_word),
+            "{plan_word:?} on the terminal:\n{out}"
+        );
+    }
+    assert!(out.contains("HOST "), "{out}");
+}
+
+/// A script step's upload shows its progress on the host's bar, and the
+/// label goes once the script speaks: no `(uploading 0 B/321 B)` left on
+/// the bar while the script's output prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upload_label_outlives_the_upload() {
+    let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hosts = Hosts::start(&names).await;
+    let script = hosts.path("setup.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{}echo script-started\nsleep 0.3\necho script-done\n",
+            "# padding, to make the upload a few hundred bytes long\n".repeat(6)
+        ),
+    )
+    .unwrap();
+    let mut plan = String::new();
+    for n in &names {
+        plan.push_str(&format!(
+            "vm \"{n}\" {{\n    provision \"shell\" {{\n        script \"setup.sh\"\n    }}\n}}\n"
+        ));
+    }
+    let plan_file = hosts.path("VMFile.kdl");
+    std::fs::write(&plan_file, plan).unwrap();
+    let mut c = hosts.verb("provision", &["--plan", plan_file.to_str().unwrap()]);
+    c.env("TERM", "xterm");
+    let (out, status) = support_pty::run_on_pty(c).await;
+    assert_eq!(status.code(), Some(0), "{out}");
+    for n in &names {
+        let spoke = out
+            .find(&format!("{n} │ script-started"))
+            .unwrap_or_else(|| panic!("no output from {n}:\n{out}"));
+        // Every drawing of this host's bar from then on: bars start with
+        // a spinner and are padded to the terminal's width.
+        let spinner = |c: char| ('\u{2800}'..='\u{28ff}').contains(&c);
+        let stale: Vec<&str> = out[spoke..]
+            .split(|c: char| spinner(c) || c == '\n' || c == '\r' || c == '\x1b')
+            .filter(|seg| seg.starts_with(&format!(" {n} [")) && seg.contains("(uploading"))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{n}'s bar still says it is uploading after its script spoke: {stale:?}"
+        );
+    }
 }
 
 /// sshd and dropbear as targets: exec, upload and download through the
@@ -1099,7 +1255,10 @@ async fn real_server_targets(srv: &support::Server) {
     let mut c = cli_harness::command(dir.path());
     c.arg("download").args(base).arg(&remote).arg(&back);
     assert_exit(&run(c).await, 0);
-    assert_eq!(std::fs::read(back.join("srv")).unwrap(), vec![7u8; 300_000]);
+    assert_eq!(
+        std::fs::read(back.join("srv/uploaded")).unwrap(),
+        vec![7u8; 300_000]
+    );
 }
 on_both_servers!(real_server_targets);
 

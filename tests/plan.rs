@@ -200,7 +200,10 @@ fn a_misspelt_field_is_named_in_the_error() {
     for (text, want_origin, want_reason) in cases {
         match parse(text) {
             Err(Error::Plan { origin, reason }) => {
-                assert_eq!((origin.as_str(), reason.as_str()), (want_origin, want_reason));
+                assert_eq!(
+                    (origin.as_str(), reason.as_str()),
+                    (want_origin, want_reason)
+                );
             }
             other => panic!("{text}: {other:?}"),
         }

@@ -6,13 +6,20 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::shard::Shard;
 
+/// Where output goes, at the end of every verb's --help.
+const OUTPUT_HELP: &str = "\
+Output: on a terminal, coloured lines per host, progress bars, then a summary.
+Piped (or --plain): the hosts' output on standard output as `[host] line`;
+their standard error (`[host] ! line`), progress, failures and the summary on
+standard error. --json: one JSON event per line on standard output.";
+
 /// Provision, run commands on and copy files to and from many hosts over
 /// SSH, with live output, a summary and a JSON report.
 ///
 /// Exit codes: 0 every host succeeded, 1 a host failed, 2 usage error
 /// (nothing ran on any host), 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "vmssh", version, about, long_about = None)]
+#[command(name = "vmssh", version, about, long_about = None, after_help = OUTPUT_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -21,18 +28,23 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a vmctl VMFile.kdl plan on many hosts.
+    #[command(after_help = OUTPUT_HELP)]
     Provision(ProvisionArgs),
     /// Run one command on every host, output live and prefixed per host.
+    #[command(after_help = OUTPUT_HELP)]
     Exec(ExecArgs),
     /// Copy a local file to every host.
+    #[command(after_help = OUTPUT_HELP)]
     Upload(UploadArgs),
-    /// Copy a remote file from every host into LOCAL_DIR/<host name>.
+    /// Copy a remote file from every host into LOCAL_DIR/<host>/<file name>.
+    #[command(after_help = OUTPUT_HELP)]
     Download(DownloadArgs),
     /// Merge or show reports (--report FILE.json).
     #[command(subcommand)]
     Report(ReportCommand),
     /// Provision embedded VMs (SSH servers in this process), or real QEMU
     /// guests booted here, with the demo plan.
+    #[command(after_help = OUTPUT_HELP)]
     Demo(DemoArgs),
 }
 
@@ -181,7 +193,9 @@ pub(crate) struct RunArgs {
     #[arg(long, help_heading = "Output")]
     pub(crate) json: bool,
 
-    /// Plain prefixed lines even on a terminal (no progress bars).
+    /// Plain prefixed lines even on a terminal (no progress bars): the
+    /// hosts' output on standard output, everything else on standard
+    /// error, as when piped.
     #[arg(long, conflicts_with = "json", help_heading = "Output")]
     pub(crate) plain: bool,
 }
@@ -279,7 +293,7 @@ pub(crate) struct DownloadArgs {
     pub(crate) remote: String,
 
     /// The local directory (created if missing): each host's copy is
-    /// LOCAL_DIR/<host name>.
+    /// LOCAL_DIR/<host>/<file name>, as pssh's pslurp does.
     #[arg(value_name = "LOCAL_DIR")]
     pub(crate) local_dir: PathBuf,
 }

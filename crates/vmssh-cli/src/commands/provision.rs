@@ -8,6 +8,8 @@ use vmssh::plan::{DEFAULT_USER, Plan, WarningKind};
 
 use crate::args::ProvisionArgs;
 use crate::credentials::Defaults;
+use crate::render::Verb;
+use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
@@ -15,7 +17,8 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
     let plan = load_plan(&a.plan, a.lenient).await?;
     if let Some(state) = &a.vmctl {
         let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
-        return crate::run::run(targets, &a.run, false).await;
+        // vmctl's VMs are trusted per instance: a refused key has changed.
+        return crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await;
     }
     let hosts = targets::collect(&a.targets, Some("--vmctl")).await?;
     for h in &hosts {
@@ -55,7 +58,11 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
                 .into_iter()
                 .map(|t| t.base_dir(&plan.base_dir))
                 .collect();
-            crate::run::run(targets, &a.run, false).await
+            let look = Look {
+                host_key_hint: super::host_key_hint(&a.auth),
+                ..Look::new(Verb::Provision)
+            };
+            crate::run::run(targets, &a.run, look).await
         }
         Err(exit) => Ok(exit),
     }
