@@ -3,10 +3,10 @@
 //! narrowed to `--shard` (`provision --vmctl` has its own, in
 //! `commands/vmctl.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use vmssh::ssh_config::{Proxy, ResolvedHost};
+use vmssh::ssh_config::{Proxy, ResolvedHost, WarningKind};
 
 use crate::address::Address;
 use crate::args::TargetArgs;
@@ -88,8 +88,9 @@ pub(crate) async fn collect(args: &TargetArgs, other: Option<&str>) -> Result<Ve
             });
         }
     }
+    let mut warned = HashSet::new();
     for alias in &args.aliases {
-        hosts.push(alias_host(alias, args.ssh_config_file.as_deref()).await?);
+        hosts.push(alias_host(alias, args.ssh_config_file.as_deref(), &mut warned).await?);
     }
     if hosts.is_empty() {
         return Err(Usage(match other {
@@ -134,8 +135,15 @@ fn direct_host(spec: &str) -> Result<Host, Usage> {
     })
 }
 
-/// `--ssh-config ALIAS`, resolved as `ssh -G` does.
-async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host, Usage> {
+/// `--ssh-config ALIAS`, resolved as `ssh -G` does. Its warnings are
+/// printed once per file and line (`warned`), except unsupported options
+/// of the system-wide files (`/etc/ssh/`: a distribution's `SendEnv` and
+/// `GSSAPIAuthentication` defaults, which the user did not write).
+async fn alias_host(
+    alias: &str,
+    file: Option<&std::path::Path>,
+    warned: &mut HashSet<(PathBuf, usize)>,
+) -> Result<Host, Usage> {
     let origin = format!("--ssh-config {alias}");
     check_name(alias).map_err(|e| format!("{origin}: {e}"))?;
     let resolved = match file {
@@ -144,7 +152,11 @@ async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host,
     }
     .map_err(|e| format!("{origin}: {}", e.chain()))?;
     for w in resolved.warnings() {
-        eprintln!("vmssh: warning: {alias}: {w}");
+        let system_default =
+            w.path().starts_with("/etc/ssh") && matches!(w.kind(), WarningKind::Unsupported);
+        if !system_default && warned.insert((w.path().to_path_buf(), w.line())) {
+            eprintln!("vmssh: warning: {alias}: {w}");
+        }
     }
     // A fleet target is reached directly or through a jump session; a
     // ProxyCommand can still lead to the jump host itself.
