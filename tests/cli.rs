@@ -1553,3 +1553,192 @@ mod support_pty {
         (reader.join().unwrap(), status)
     }
 }
+
+/// The README's command lines, as written (extracted from it, so the
+/// README cannot drift): the demo runs; the test command and the install
+/// path exist; the command's quick start runs (see [`run_doc_lines`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+async fn readme_commands_run_as_written() {
+    let ran = run_doc_lines("README.md").await;
+    assert_eq!(
+        ran, 7,
+        "the README's command lines changed: update this test"
+    );
+}
+
+/// The manual's command lines, as written: the same as the README's,
+/// `report show`, `--collect` and `--ssh-config` (the `--vmctl` line is
+/// run by `provision_the_vms_vmctl_runs`, `demo --qemu` by
+/// tests/vm_fleet.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+async fn the_manuals_commands_run_as_written() {
+    let ran = run_doc_lines("docs/command-line.md").await;
+    assert_eq!(
+        ran, 10,
+        "docs/command-line.md's command lines changed: update this test"
+    );
+}
+
+/// Runs `doc`'s shell lines through `sh`, as a user would paste them,
+/// against two hosts (one testkit server under two names, `web` and
+/// `db`) with the user's key in `~/.ssh/id_ed25519` and
+/// `~/.ssh/known_hosts`, an agent, an ssh_config, `hosts.txt`, a
+/// `VMFile.kdl` and the files they copy. Only the addresses are
+/// rewritten, to 127.0.0.1 and the server's port (a test never leaves the
+/// machine), and `--ssh-config` reads the test's file. A line this does not know fails the test. Returns how many
+/// lines it checked.
+async fn run_doc_lines(doc: &str) -> usize {
+    let hosts = Hosts::start_with(&["srv"], true).await;
+    let srv = &hosts.hosts[0];
+    let root = srv.root.clone().unwrap();
+    let port = srv.server.port();
+    hosts.user_files();
+    let agent = hosts.agent();
+    let work = hosts.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("hosts.txt"),
+        format!("web 127.0.0.1:{port}\ndb 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let ssh_config = hosts.dir.path().join("home/.ssh/config");
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "Host web db\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            srv.key.display(),
+            hosts.known_hosts().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("VMFile.kdl"),
+        "vm \"web\" {\n    provision \"shell\" {\n        inline \"echo web provisioned\"\n    }\n}\n\
+         vm \"db\" {\n    provision \"shell\" {\n        inline \"echo db provisioned\"\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("nginx.conf"), "events {}\n").unwrap();
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::write(root.join("var/log/cloud-init.log"), "cloud-init done\n").unwrap();
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let shell = |line: &str| {
+        let mut c = cli_harness::shell(hosts.dir.path(), &work, line);
+        c.env("SSH_AUTH_SOCK", agent.socket());
+        c
+    };
+    let mut ran = 0;
+    for line in cli_harness::doc_commands(doc) {
+        let unknown = || panic!("{doc}: a command line this test does not know: {line}");
+        if let Some(args) = line.strip_prefix("cargo run --release -p vmssh-cli -- ") {
+            if args.starts_with("demo --qemu") {
+                // Booting QEMU guests: tests/vm_fleet.rs runs this line.
+                ran += 1;
+                continue;
+            }
+            // What `cargo run` runs: the command, built from these sources.
+            assert_eq!(args, "demo");
+            let mut c = cli_harness::command(hosts.dir.path());
+            c.args(args.split_whitespace());
+            let o = run(c).await;
+            assert_exit(&o, 0);
+            assert!(
+                stderr(&o).contains("8 succeeded, 0 failed"),
+                "{}",
+                stderr(&o)
+            );
+        } else if line == "./scripts/test.sh" {
+            let script = manifest_dir.join("../scripts/test.sh");
+            let mode = std::fs::metadata(&script).unwrap().permissions();
+            assert!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111 != 0,
+                "scripts/test.sh is not executable"
+            );
+        } else if let Some(path) = line.strip_prefix("cargo install --path ") {
+            let manifest = manifest_dir.join("..").join(path).join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            assert!(text.contains("[[bin]]\nname = \"vmssh\""), "{text}");
+        } else if line.starts_with("vmssh provision --vmctl") {
+            // Needs vmctl's state: provision_the_vms_vmctl_runs runs it.
+        } else if line.starts_with("vmssh ") {
+            let mut rewritten = line
+                .replace("10.0.0.6:2222", &format!("127.0.0.1:{port}"))
+                .replace("10.0.0.5", &format!("127.0.0.1:{port}"));
+            // ~/.ssh/config is the password database's home, as for ssh,
+            // not this test's HOME: the test's file is named instead.
+            rewritten = rewritten.replace(
+                "--ssh-config ",
+                &format!("--ssh-config-file {} --ssh-config ", ssh_config.display()),
+            );
+            assert!(!rewritten.contains("10.0."), "{rewritten}");
+            let o = run(shell(&rewritten)).await;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let out = stdout(&o);
+            match words[1] {
+                "provision" => {
+                    assert_exit(&o, 0);
+                    assert!(
+                        out.contains("[web] web provisioned")
+                            && out.contains("[db] db provisioned"),
+                        "{out}"
+                    );
+                    let r: FleetReport =
+                        serde_json::from_slice(&std::fs::read(work.join("report.json")).unwrap())
+                            .unwrap();
+                    assert_eq!(r.succeeded(), ["web", "db"]);
+                    assert!(work.join("logs/web/provision.log").is_file());
+                }
+                "report" => {
+                    assert_exit(&o, 0);
+                    assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+                }
+                "exec" if line.contains("--collect") => {
+                    assert_exit(&o, 0);
+                    assert!(
+                        out.contains("=== web: ok in ") && out.contains("=== db: ok in "),
+                        "{out}"
+                    );
+                }
+                "exec" if line.contains("--ssh-config") => {
+                    // Both hosts reached through ~/.ssh/config and the
+                    // command run; its verdict is this machine's (no
+                    // systemd here, perhaps).
+                    let err = stderr(&o);
+                    assert!(matches!(o.status.code(), Some(0 | 1)), "{err}");
+                    for h in ["web", "db"] {
+                        assert!(err.contains(&format!("[{h}] connected in")), "{err}");
+                    }
+                    assert!(!err.contains("connect failed"), "{err}");
+                }
+                "exec" => {
+                    assert_exit(&o, 0);
+                    assert!(out.contains("[web] ") && out.contains("[db] "), "{out}");
+                }
+                "upload" => {
+                    assert_exit(&o, 0);
+                    assert_eq!(
+                        std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap(),
+                        "events {}\n"
+                    );
+                }
+                "download" => {
+                    assert_exit(&o, 0);
+                    for h in ["web", "db"] {
+                        assert_eq!(
+                            std::fs::read_to_string(work.join(format!("logs/{h}/cloud-init.log")))
+                                .unwrap(),
+                            "cloud-init done\n"
+                        );
+                    }
+                }
+                _ => unknown(),
+            }
+        } else {
+            unknown();
+        }
+        ran += 1;
+    }
+    ran
+}

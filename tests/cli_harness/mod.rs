@@ -138,11 +138,14 @@ impl Hosts {
     }
 }
 
-/// `vmssh` with HOME in `dir/home` (no user's ~/.ssh leaks in) and
-/// nothing on stdin.
+/// `vmssh` with HOME in `dir/home` (no user's ~/.ssh leaks in),
+/// nothing on stdin, and no USER or LOGNAME, as in a container (the
+/// local user comes from the password database, as ssh finds it).
 pub fn command(dir: &Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(VMSSH);
     c.env("HOME", dir.join("home"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
         .env_remove("SSH_AUTH_SOCK")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -257,9 +260,36 @@ pub fn shell(dir: &Path, cwd: &Path, line: &str) -> tokio::process::Command {
         .current_dir(cwd)
         .env("PATH", path)
         .env("HOME", dir.join("home"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
         .env_remove("SSH_AUTH_SOCK")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c
+}
+
+impl Hosts {
+    /// An ssh-agent holding every host's key (for `--agent`).
+    pub fn agent(&self) -> support::Agent {
+        let agent = support::agent();
+        for h in &self.hosts {
+            agent.add(&support::KeyPair {
+                private: h.key.clone(),
+                public_line: h.server.client_public_key_line().to_string(),
+            });
+        }
+        agent
+    }
+
+    /// The first host's key as `~/.ssh/id_ed25519` and every host key in
+    /// `~/.ssh/known_hosts`, where a user keeps theirs (HOME is
+    /// `dir/home`).
+    pub fn user_files(&self) {
+        let ssh = self.dir.path().join("home/.ssh");
+        let key = ssh.join("id_ed25519");
+        std::fs::copy(&self.hosts[0].key, &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::copy(self.known_hosts(), ssh.join("known_hosts")).unwrap();
+    }
 }
