@@ -12,6 +12,7 @@
 #   - tinysshd, with its system service left disabled         (apt)
 #   - QEMU, and the guest images built from Debian 12 and 13 packages
 #     into target/vm-image and target/vm-image-trixie          (apt)
+#   - GNU parallel, which docs/sharding.md shards with        (apt)
 # Without root, install them first (each file says what it needs).
 #
 # Interop tests never skip here: VMSSH_REQUIRE_SERVERS=1 makes the tests

@@ -84,7 +84,10 @@ pub enum Error {
     },
 
     /// The server's host key is not trusted by the configured policy.
-    #[error("host key for {host}:{port} is unknown ({fingerprint}); refusing to connect")]
+    #[error(
+        "host key for {host}:{port} is unknown ({fingerprint}): not in {}; refusing to connect",
+        known_hosts.display()
+    )]
     HostKeyUnknown {
         /// Host.
         host: String,
@@ -92,6 +95,8 @@ pub enum Error {
         port: u16,
         /// SHA256 fingerprint of the key the server presented.
         fingerprint: String,
+        /// The known_hosts file that was checked (it may not exist).
+        known_hosts: PathBuf,
     },
 
     /// The server presented a key other than the one recorded for it.
@@ -883,6 +888,7 @@ mod tests {
                 host: host.clone(),
                 port,
                 fingerprint: "SHA256:abc".into(),
+                known_hosts: "/home/u/.ssh/known_hosts".into(),
             },
             Error::HostKeyChanged {
                 host: host.clone(),

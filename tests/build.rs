@@ -73,6 +73,11 @@ const PROBES: &[(&str, &str, &[&str])] = &[
         &["sudo", "sshd", "ssh-keygen"],
     ),
     (
+        "parallel",
+        "GNU parallel (Debian: parallel), for docs/sharding.md's commands",
+        &["parallel"],
+    ),
+    (
         "tinysshd",
         "tinysshd (Debian: tinysshd)",
         &[

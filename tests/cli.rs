@@ -10,6 +10,10 @@ use support::on_both_servers;
 use cli_harness::{Hosts, assert_exit, json_lines, run, stderr, stdout};
 use vmssh::fleet::{FleetReport, Outcome};
 
+/// Piped, `exec` keeps the hosts' output on standard output, one
+/// prefixed line each, and nothing else; their stderr, the progress and
+/// the summary go to standard error. Its words are of commands and hosts:
+/// no steps, no VMs, no provisioning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
     let hosts = Hosts::start(&["web", "db", "cache"]).await;
@@ -22,27 +26,47 @@ async fn exec_piped_prints_plain_prefixed_lines_and_exits_1_on_a_failure() {
     ))
     .await;
     assert_exit(&o, 1);
-    let out = stdout(&o);
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(!out.contains('\x1b'), "escapes in piped output:\n{out}");
-    for name in ["web", "db", "cache"] {
-        assert!(
-            out.contains(&format!("[{name}] hello from {name}\n")),
-            "{out}"
-        );
-        assert!(out.contains(&format!("[{name}] ! warn-{name}\n")), "{out}");
-    }
-    // The summary: one line per host, the failure and why on its line.
-    let db = out
-        .lines()
-        .find(|l| l.starts_with("db ") && l.contains("FAILED"))
-        .unwrap_or_else(|| panic!("no summary line for db:\n{out}"));
-    assert!(db.contains("exit status 3"), "{db}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("web ") && l.contains(" ok ")),
+    assert!(!err.contains('\x1b'), "escapes in piped output:\n{err}");
+    // Standard output: what the hosts printed, and only that.
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "[cache] hello from cache",
+            "[db] hello from db",
+            "[web] hello from web"
+        ],
         "{out}"
     );
-    assert!(out.contains("2 succeeded, 1 failed, 0 cancelled"), "{out}");
+    for name in ["web", "db", "cache"] {
+        assert!(err.contains(&format!("[{name}] ! warn-{name}\n")), "{err}");
+    }
+    assert!(err.contains("[db] FAILED in "), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("[db] FAILED in ") && l.ends_with("s: exit status 3")),
+        "{err}"
+    );
+    // The summary: one line per host, the failure and why on its line.
+    assert!(err.contains("\nHOST   RESULT "), "{err}");
+    let db = err
+        .lines()
+        .find(|l| l.starts_with("db ") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no summary line for db:\n{err}"));
+    assert!(db.ends_with("  exit status 3"), "{db}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("web ") && l.contains(" ok ") && l.ends_with("  exit status 0")),
+        "{err}"
+    );
+    assert!(err.contains("2 succeeded, 1 failed, 0 cancelled"), "{err}");
+    // A command, not a plan.
+    for plan_word in ["step", "VM", "provisioning", "==>", "<=="] {
+        assert!(!err.contains(plan_word), "{plan_word:?} in:\n{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,9 +263,10 @@ async fn upload_then_download_one_file_per_host() {
     let into = hosts.path("fetched");
     let o = run(hosts.verb("download", &["/etc/app/app.conf", into.to_str().unwrap()])).await;
     assert_exit(&o, 0);
+    // Each host's copy keeps the remote name, as pssh's pslurp does.
     for h in &hosts.hosts {
         assert_eq!(
-            std::fs::read_to_string(into.join(&h.name)).unwrap(),
+            std::fs::read_to_string(into.join(&h.name).join("app.conf")).unwrap(),
             format!("on {}\n", h.name)
         );
     }
@@ -249,9 +274,17 @@ async fn upload_then_download_one_file_per_host() {
     let o = run(hosts.verb("download", &["/no/such/file", into.to_str().unwrap()])).await;
     assert_exit(&o, 1);
     assert!(
-        stdout(&o).contains("0 succeeded, 2 failed"),
+        stderr(&o).contains("0 succeeded, 2 failed"),
         "{}",
-        stdout(&o)
+        stderr(&o)
+    );
+    // A REMOTE that names no file is refused before anything runs.
+    let o = run(hosts.verb("download", &["/etc/app/", into.to_str().unwrap()])).await;
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("/etc/app/ does not name a file"),
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -362,7 +395,7 @@ async fn fail_fast_and_max_fail_stop_the_rest() {
     let rep: FleetReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(rep.failed(), ["f0"]);
     assert_eq!(rep.cancelled().len(), 5, "{}", rep.summary());
-    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("cancelled"), "{}", stderr(&o));
 
     // 1 failure of 6 is within 20 %: the others run to the end.
     let command = "if [ $HOSTNAME = f0 ]; then exit 1; fi; true";
@@ -456,13 +489,47 @@ async fn host_flags_ssh_config_and_host_key_flags() {
     assert_exit(&o, 0);
 
     // An unknown host key is refused by default (HOME's known_hosts is
-    // empty): the host fails, exit 1.
+    // empty): the host fails, exit 1, and the message names the file
+    // checked and the way out.
     let o = run(hosts.cmd(&["exec", "--host", &spec, "--key", key, "--", "true"])).await;
     assert_exit(&o, 1);
+    let home_known = hosts.dir.path().join("home/.ssh/known_hosts");
+    let err = stderr(&o);
     assert!(
-        stdout(&o).to_lowercase().contains("host key"),
+        err.contains("[one] FAILED in ")
+            && err.contains("is unknown (SHA256:")
+            && err.contains(&format!(
+                "): not in {}; refusing to connect",
+                home_known.display()
+            )),
+        "{err}"
+    );
+    assert!(
+        err.contains("vmssh: hint: the host key of a host was refused")
+            && err.contains("run again with --accept-new"),
+        "{err}"
+    );
+    // The same with --known-hosts FILE: that file is named.
+    let other = hosts.path("other_known_hosts");
+    std::fs::write(&other, "").unwrap();
+    let o = run(hosts.cmd(&[
+        "exec",
+        "--host",
+        &spec,
+        "--key",
+        key,
+        "--known-hosts",
+        other.to_str().unwrap(),
+        "--",
+        "true",
+    ]))
+    .await;
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains(&format!("not in {};", other.display()))
+            && stderr(&o).contains("--accept-new"),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
     // ... unless any is accepted, spelled out.
     let o = run(hosts.cmd(&[
@@ -696,7 +763,11 @@ async fn usage_errors_exit_2_and_run_nothing() {
             ],
             &jump_line,
         ),
-        (vec!["exec".into(), "--".into(), touch.clone()], "no hosts"),
+        (
+            vec!["exec".into(), "--".into(), touch.clone()],
+            "no hosts: give --host, --hosts FILE or --ssh-config ALIAS\n",
+        ),
+        // --vmctl is provision's alone: exec does not know it.
         (
             vec![
                 "exec".into(),
@@ -706,7 +777,7 @@ async fn usage_errors_exit_2_and_run_nothing() {
                 "--".into(),
                 touch.clone(),
             ],
-            "--vmctl",
+            "unexpected argument '--vmctl'",
         ),
         (
             vec![
@@ -904,6 +975,142 @@ async fn usage_errors_exit_2_and_run_nothing() {
     }
 }
 
+/// A typo in a plan is a usage error by default, every mistake named
+/// with its line and a "did you mean", and nothing runs; `--lenient`
+/// reads the plan as vmctl does, with warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_typo_is_a_usage_error_unless_lenient() {
+    let hosts = Hosts::start(&["p1"]).await;
+    let ran = |n: u32| hosts.path(&format!("ran-{n}"));
+    let motd = hosts.path("motd");
+    std::fs::write(&motd, "hello\n").unwrap();
+    let plan = hosts.path("VMFile.kdl");
+    let p = plan.display().to_string();
+    let write = |second: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "vm \"p1\" {{\n    provision \"shell\" {{\n        inline \"touch {}\"\n    }}\n\
+                 {second}\n    provision \"shell\" {{\n        inline \"touch {}\"\n    }}\n}}\n",
+                ran(1).display(),
+                ran(3).display()
+            ),
+        )
+        .unwrap();
+    };
+    let unknown_node = format!(
+        "    provison \"file\" {{\n        source \"{}\"\n        destination \"/tmp/x\"\n    }}",
+        motd.display()
+    );
+    let misspelt_field = format!(
+        "    provision \"shell\" {{\n        inlne \"touch {}\"\n    }}",
+        ran(2).display()
+    );
+    for (second, want) in [
+        (
+            &unknown_node,
+            format!(
+                "vmssh: error: {p}:5: unknown node \"provison\" in vm \"p1\" ignored (did you mean provision?)\n"
+            ),
+        ),
+        (
+            &misspelt_field,
+            format!(
+                "vmssh: error: invalid plan {p}:5: provision \"shell\" needs exactly one of inline or script (found neither) (did you mean inline? line 6 has \"inlne\")\n"
+            ),
+        ),
+    ] {
+        write(second);
+        let o = run(hosts.verb("provision", &["--plan", &p])).await;
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        for n in 1..=3 {
+            assert!(!ran(n).exists(), "step {n} ran:\n{}", stderr(&o));
+        }
+    }
+    write(&unknown_node);
+    let o = run(hosts.verb("provision", &["--plan", &p])).await;
+    assert!(stderr(&o).contains("--lenient"), "{}", stderr(&o));
+
+    // Leniently, as vmctl: the misspelt node is skipped, with a warning.
+    let o = run(hosts.verb("provision", &["--plan", &p, "--lenient"])).await;
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "vmssh: warning: {p}:5: unknown node \"provison\" in vm \"p1\" ignored (did you mean provision?)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(ran(1).exists() && ran(3).exists());
+}
+
+/// A failure whose text spans lines (here a remote path with a line
+/// break in it) is shown on real lines, continued under the host's
+/// prefix and in the summary's column, never as a literal `^J`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_text_keeps_its_line_breaks() {
+    let hosts = Hosts::start(&["nl"]).await;
+    let into = hosts.path("fetched");
+    let o = run(hosts.verb(
+        "download",
+        &["/no/such\nplace/file", into.to_str().unwrap()],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(!err.contains("^J"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("[nl] FAILED in ") && l.ends_with(": cannot download /no/such"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(lines[at + 1].starts_with("[nl]   place/file to "), "{err}");
+    let row = lines
+        .iter()
+        .position(|l| l.starts_with("nl ") && l.ends_with("  cannot download /no/such"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let column = lines[row].find("cannot download").unwrap();
+    assert_eq!(lines[row + 1].find("place/file to "), Some(column), "{err}");
+}
+
+/// `--vmctl` is on `provision` alone: other verbs neither list it nor
+/// suggest it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmctl_is_a_flag_of_provision_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for verb in ["exec", "upload", "download"] {
+        let mut c = cli_harness::command(dir.path());
+        c.args([verb, "--help"]);
+        let o = run(c).await;
+        assert_exit(&o, 0);
+        assert!(
+            !stdout(&o).contains("vmctl"),
+            "{verb} --help:\n{}",
+            stdout(&o)
+        );
+    }
+    let mut c = cli_harness::command(dir.path());
+    c.args(["provision", "--help"]);
+    let o = run(c).await;
+    assert!(stdout(&o).contains("--vmctl[=<STATE>]"), "{}", stdout(&o));
+    let mut c = cli_harness::command(dir.path());
+    c.args(["provision", "--plan", "VMFile.kdl"])
+        .current_dir(dir.path());
+    std::fs::write(
+        dir.path().join("VMFile.kdl"),
+        "vm \"a\" {\n    provision \"shell\" {\n        inline \"true\"\n    }\n}\n",
+    )
+    .unwrap();
+    let o = run(c).await;
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("no hosts: give --host, --hosts FILE, --ssh-config ALIAS or --vmctl"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_runs_embedded_vms_and_shows_a_failure() {
     let dir = tempfile::tempdir().unwrap();
@@ -921,9 +1128,9 @@ async fn demo_runs_embedded_vms_and_shows_a_failure() {
     let o = run(c).await;
     assert_exit(&o, 1);
     assert!(
-        stdout(&o).contains("disk full (not really)"),
+        stderr(&o).contains("[db-02] ! disk full (not really)"),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
 }
 
@@ -954,6 +1161,61 @@ async fn on_a_terminal_output_has_colours_and_bars() {
     );
     assert!(out.contains("hosts done"), "no fleet bar:\n{out}");
     assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+    // A command on hosts, not a plan's steps on VMs.
+    for plan_word in ["step", "inline:", "VM ", "provisioning"] {
+        assert!(
+            !out.contains(plan_word),
+            "{plan_word:?} on the terminal:\n{out}"
+        );
+    }
+    assert!(out.contains("HOST "), "{out}");
+}
+
+/// A script step's upload shows its progress on the host's bar, and the
+/// label goes once the script speaks: no `(uploading 0 B/321 B)` left on
+/// the bar while the script's output prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upload_label_outlives_the_upload() {
+    let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hosts = Hosts::start(&names).await;
+    let script = hosts.path("setup.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{}echo script-started\nsleep 0.3\necho script-done\n",
+            "# padding, to make the upload a few hundred bytes long\n".repeat(6)
+        ),
+    )
+    .unwrap();
+    let mut plan = String::new();
+    for n in &names {
+        plan.push_str(&format!(
+            "vm \"{n}\" {{\n    provision \"shell\" {{\n        script \"setup.sh\"\n    }}\n}}\n"
+        ));
+    }
+    let plan_file = hosts.path("VMFile.kdl");
+    std::fs::write(&plan_file, plan).unwrap();
+    let mut c = hosts.verb("provision", &["--plan", plan_file.to_str().unwrap()]);
+    c.env("TERM", "xterm");
+    let (out, status) = support_pty::run_on_pty(c).await;
+    assert_eq!(status.code(), Some(0), "{out}");
+    for n in &names {
+        let spoke = out
+            .find(&format!("{n} │ script-started"))
+            .unwrap_or_else(|| panic!("no output from {n}:\n{out}"));
+        // Every drawing of this host's bar from then on: bars start with
+        // a spinner and are padded to the terminal's width.
+        let spinner = |c: char| ('\u{2800}'..='\u{28ff}').contains(&c);
+        let stale: Vec<&str> = out[spoke..]
+            .split(|c: char| spinner(c) || c == '\n' || c == '\r' || c == '\x1b')
+            .filter(|seg| seg.starts_with(&format!(" {n} [")) && seg.contains("(uploading"))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{n}'s bar still says it is uploading after its script spoke: {stale:?}"
+        );
+    }
 }
 
 /// sshd and dropbear as targets: exec, upload and download through the
@@ -993,7 +1255,10 @@ async fn real_server_targets(srv: &support::Server) {
     let mut c = cli_harness::command(dir.path());
     c.arg("download").args(base).arg(&remote).arg(&back);
     assert_exit(&run(c).await, 0);
-    assert_eq!(std::fs::read(back.join("srv")).unwrap(), vec![7u8; 300_000]);
+    assert_eq!(
+        std::fs::read(back.join("srv/uploaded")).unwrap(),
+        vec![7u8; 300_000]
+    );
 }
 on_both_servers!(real_server_targets);
 
@@ -1191,6 +1456,29 @@ async fn provision_the_vms_vmctl_runs() {
         assert!(work.join("vmssh_known_hosts").is_file());
     }
 
+    // The guide's command as written, a bare --vmctl first: vmctl's own
+    // state ($XDG_DATA_HOME/vmctl/vms.json), the plan in the current
+    // directory.
+    let data = hosts.path("xdg");
+    std::fs::create_dir_all(data.join("vmctl")).unwrap();
+    std::fs::copy(&state_file, data.join("vmctl/vms.json")).unwrap();
+    let line = cli_harness::doc_command("docs/command-line.md", "vmssh provision --vmctl");
+    assert_eq!(line, "vmssh provision --vmctl --plan VMFile.kdl");
+    let mut c = cli_harness::shell(hosts.dir.path(), hosts.dir.path(), &line);
+    c.env("XDG_DATA_HOME", &data);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[v2] vmctl v2"), "{}", stdout(&o));
+    // ... and last, after the plan in a directory of its own.
+    let sub = hosts.path("plan");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(&plan_file, sub.join("VMFile.kdl")).unwrap();
+    let mut c = hosts.cmd(&["provision", "--plan", "plan/VMFile.kdl", "--vmctl"]);
+    c.current_dir(hosts.dir.path()).env("XDG_DATA_HOME", &data);
+    let o = run(c).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("[v1] vmctl v1"), "{}", stdout(&o));
+
     // Other target sources, other verbs, and a state that is not there.
     let inv = hosts.inventory().display().to_string();
     for (args, want) in [
@@ -1202,7 +1490,10 @@ async fn provision_the_vms_vmctl_runs() {
             vec!["provision", "--plan", &p, &vmctl, "--key", &inv],
             "vmctl's user, keys",
         ),
-        (vec!["exec", &vmctl, "--", "true"], "only `vmssh provision`"),
+        (
+            vec!["exec", &vmctl, "--", "true"],
+            "unexpected argument '--vmctl",
+        ),
         (
             vec!["provision", "--plan", &p, "--vmctl=/no/such/vms.json"],
             "/no/such/vms.json",
@@ -1261,4 +1552,193 @@ mod support_pty {
             .unwrap();
         (reader.join().unwrap(), status)
     }
+}
+
+/// The README's command lines, as written (extracted from it, so the
+/// README cannot drift): the demo runs; the test command and the install
+/// path exist; the command's quick start runs (see [`run_doc_lines`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+async fn readme_commands_run_as_written() {
+    let ran = run_doc_lines("README.md").await;
+    assert_eq!(
+        ran, 7,
+        "the README's command lines changed: update this test"
+    );
+}
+
+/// The manual's command lines, as written: the same as the README's,
+/// `report show`, `--collect` and `--ssh-config` (the `--vmctl` line is
+/// run by `provision_the_vms_vmctl_runs`, `demo --qemu` by
+/// tests/vm_fleet.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+async fn the_manuals_commands_run_as_written() {
+    let ran = run_doc_lines("docs/command-line.md").await;
+    assert_eq!(
+        ran, 10,
+        "docs/command-line.md's command lines changed: update this test"
+    );
+}
+
+/// Runs `doc`'s shell lines through `sh`, as a user would paste them,
+/// against two hosts (one testkit server under two names, `web` and
+/// `db`) with the user's key in `~/.ssh/id_ed25519` and
+/// `~/.ssh/known_hosts`, an agent, an ssh_config, `hosts.txt`, a
+/// `VMFile.kdl` and the files they copy. Only the addresses are
+/// rewritten, to 127.0.0.1 and the server's port (a test never leaves the
+/// machine), and `--ssh-config` reads the test's file. A line this does not know fails the test. Returns how many
+/// lines it checked.
+async fn run_doc_lines(doc: &str) -> usize {
+    let hosts = Hosts::start_with(&["srv"], true).await;
+    let srv = &hosts.hosts[0];
+    let root = srv.root.clone().unwrap();
+    let port = srv.server.port();
+    hosts.user_files();
+    let agent = hosts.agent();
+    let work = hosts.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("hosts.txt"),
+        format!("web 127.0.0.1:{port}\ndb 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let ssh_config = hosts.dir.path().join("home/.ssh/config");
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "Host web db\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            srv.key.display(),
+            hosts.known_hosts().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("VMFile.kdl"),
+        "vm \"web\" {\n    provision \"shell\" {\n        inline \"echo web provisioned\"\n    }\n}\n\
+         vm \"db\" {\n    provision \"shell\" {\n        inline \"echo db provisioned\"\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("nginx.conf"), "events {}\n").unwrap();
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::write(root.join("var/log/cloud-init.log"), "cloud-init done\n").unwrap();
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let shell = |line: &str| {
+        let mut c = cli_harness::shell(hosts.dir.path(), &work, line);
+        c.env("SSH_AUTH_SOCK", agent.socket());
+        c
+    };
+    let mut ran = 0;
+    for line in cli_harness::doc_commands(doc) {
+        let unknown = || panic!("{doc}: a command line this test does not know: {line}");
+        if let Some(args) = line.strip_prefix("cargo run --release -p vmssh-cli -- ") {
+            if args.starts_with("demo --qemu") {
+                // Booting QEMU guests: tests/vm_fleet.rs runs this line.
+                ran += 1;
+                continue;
+            }
+            // What `cargo run` runs: the command, built from these sources.
+            assert_eq!(args, "demo");
+            let mut c = cli_harness::command(hosts.dir.path());
+            c.args(args.split_whitespace());
+            let o = run(c).await;
+            assert_exit(&o, 0);
+            assert!(
+                stderr(&o).contains("8 succeeded, 0 failed"),
+                "{}",
+                stderr(&o)
+            );
+        } else if line == "./scripts/test.sh" {
+            let script = manifest_dir.join("../scripts/test.sh");
+            let mode = std::fs::metadata(&script).unwrap().permissions();
+            assert!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111 != 0,
+                "scripts/test.sh is not executable"
+            );
+        } else if let Some(path) = line.strip_prefix("cargo install --path ") {
+            let manifest = manifest_dir.join("..").join(path).join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            assert!(text.contains("[[bin]]\nname = \"vmssh\""), "{text}");
+        } else if line.starts_with("vmssh provision --vmctl") {
+            // Needs vmctl's state: provision_the_vms_vmctl_runs runs it.
+        } else if line.starts_with("vmssh ") {
+            let mut rewritten = line
+                .replace("10.0.0.6:2222", &format!("127.0.0.1:{port}"))
+                .replace("10.0.0.5", &format!("127.0.0.1:{port}"));
+            // ~/.ssh/config is the password database's home, as for ssh,
+            // not this test's HOME: the test's file is named instead.
+            rewritten = rewritten.replace(
+                "--ssh-config ",
+                &format!("--ssh-config-file {} --ssh-config ", ssh_config.display()),
+            );
+            assert!(!rewritten.contains("10.0."), "{rewritten}");
+            let o = run(shell(&rewritten)).await;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let out = stdout(&o);
+            match words[1] {
+                "provision" => {
+                    assert_exit(&o, 0);
+                    assert!(
+                        out.contains("[web] web provisioned")
+                            && out.contains("[db] db provisioned"),
+                        "{out}"
+                    );
+                    let r: FleetReport =
+                        serde_json::from_slice(&std::fs::read(work.join("report.json")).unwrap())
+                            .unwrap();
+                    assert_eq!(r.succeeded(), ["web", "db"]);
+                    assert!(work.join("logs/web/provision.log").is_file());
+                }
+                "report" => {
+                    assert_exit(&o, 0);
+                    assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+                }
+                "exec" if line.contains("--collect") => {
+                    assert_exit(&o, 0);
+                    assert!(
+                        out.contains("=== web: ok in ") && out.contains("=== db: ok in "),
+                        "{out}"
+                    );
+                }
+                "exec" if line.contains("--ssh-config") => {
+                    // Both hosts reached through ~/.ssh/config and the
+                    // command run; its verdict is this machine's (no
+                    // systemd here, perhaps).
+                    let err = stderr(&o);
+                    assert!(matches!(o.status.code(), Some(0 | 1)), "{err}");
+                    for h in ["web", "db"] {
+                        assert!(err.contains(&format!("[{h}] connected in")), "{err}");
+                    }
+                    assert!(!err.contains("connect failed"), "{err}");
+                }
+                "exec" => {
+                    assert_exit(&o, 0);
+                    assert!(out.contains("[web] ") && out.contains("[db] "), "{out}");
+                }
+                "upload" => {
+                    assert_exit(&o, 0);
+                    assert_eq!(
+                        std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap(),
+                        "events {}\n"
+                    );
+                }
+                "download" => {
+                    assert_exit(&o, 0);
+                    for h in ["web", "db"] {
+                        assert_eq!(
+                            std::fs::read_to_string(work.join(format!("logs/{h}/cloud-init.log")))
+                                .unwrap(),
+                            "cloud-init done\n"
+                        );
+                    }
+                }
+                _ => unknown(),
+            }
+        } else {
+            unknown();
+        }
+        ran += 1;
+    }
+    ran
 }

@@ -1,6 +1,8 @@
 //! `--shard K/N` across processes: four shard runs against one testkit
 //! server, merged with `vmssh report merge`, give the report of one
-//! unsharded run, timings aside.
+//! unsharded run, timings aside; and docs/sharding.md's commands (xargs,
+//! GNU parallel, the Kubernetes Job's script, `report merge`), run as
+//! written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_harness;
@@ -115,4 +117,137 @@ async fn four_shards_merge_into_the_unsharded_report() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The shell lines of docs/sharding.md, and the shell script of its
+/// Kubernetes Job (`args`), as written: with xargs, with GNU parallel,
+/// merged, shown, and as the Job's eight pods would run it
+/// (`JOB_COMPLETION_INDEX` 0 to 7, each in a container with no USER),
+/// then its merge step. Paths of the Job's volumes are rewritten into a
+/// temporary directory; `kubectl wait` is not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(vmssh_have_agent, vmssh_have_parallel)),
+    ignore = "needs ssh-agent and GNU parallel"
+)]
+async fn the_sharding_guide_runs_as_written() {
+    let hosts = Hosts::start(&["server"]).await;
+    let h = &hosts.hosts[0];
+    hosts.user_files();
+    let agent = hosts.agent();
+    let work = hosts.path("work");
+    let (plan_dir, keys, reports) = (work.join("plan"), work.join("keys"), work.join("reports"));
+    for d in [&plan_dir, &keys, &reports] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let names: Vec<String> = (0..12).map(|i| format!("vm-{i:02}")).collect();
+    let inventory: String = names
+        .iter()
+        .map(|n| format!("{n} 127.0.0.1:{}\n", h.server.port()))
+        .collect();
+    let plan = "provision \"shell\" {\n    inline \"echo provisioned\"\n}\n\
+                vm \"vm-03\" {\n    provision \"shell\" {\n        inline \"echo its own step\"\n    }\n}\n";
+    for dir in [&work, &plan_dir] {
+        std::fs::write(dir.join("hosts.txt"), &inventory).unwrap();
+        std::fs::write(dir.join("VMFile.kdl"), plan).unwrap();
+    }
+    std::fs::copy(hosts.known_hosts(), plan_dir.join("known_hosts")).unwrap();
+    std::fs::copy(&h.key, keys.join("id_ed25519")).unwrap();
+    let shell = |line: &str| {
+        let mut c = cli_harness::shell(hosts.dir.path(), &work, line);
+        c.env("SSH_AUTH_SOCK", agent.socket());
+        c
+    };
+    let merged = |path: &std::path::Path| -> FleetReport {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let shard_files = |dir: &std::path::Path| {
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("shard-"))
+            .collect();
+        found.sort();
+        found
+    };
+
+    let lines = cli_harness::doc_commands("docs/sharding.md");
+    let [xargs, parallel, merge, show, kubectl, job_merge, job_show] = &lines[..] else {
+        panic!("docs/sharding.md's command lines changed: update this test: {lines:#?}");
+    };
+    assert!(xargs.starts_with("seq 0 3 | xargs -P 4 "), "{xargs}");
+    assert!(parallel.starts_with("parallel -j 4 "), "{parallel}");
+    for runner in [xargs, parallel] {
+        for f in shard_files(&work) {
+            std::fs::remove_file(work.join(f)).unwrap();
+        }
+        let o = run(shell(runner)).await;
+        assert_exit(&o, 0);
+        assert_eq!(
+            shard_files(&work),
+            [
+                "shard-0.json",
+                "shard-1.json",
+                "shard-2.json",
+                "shard-3.json"
+            ],
+            "{runner}: {}",
+            stderr(&o)
+        );
+        let o = run(shell(merge)).await;
+        assert_exit(&o, 0);
+        let all = merged(&work.join("all.json"));
+        assert_eq!(all.succeeded(), names, "{runner}");
+        let o = run(shell(show)).await;
+        assert_exit(&o, 0);
+        assert!(
+            stdout(&o).contains("12 succeeded, 0 failed"),
+            "{}",
+            stdout(&o)
+        );
+    }
+
+    // The Job: each pod runs the container's script.
+    let job = job_script();
+    assert!(
+        job.starts_with("vmssh provision ")
+            && job.contains(r#"--shard "$JOB_COMPLETION_INDEX/8""#)
+            && job.ends_with(r#"[ "$?" -le 1 ]"#),
+        "{job}"
+    );
+    let in_here = |text: &str| {
+        text.replace("/plan/", &format!("{}/", plan_dir.display()))
+            .replace("/keys/", &format!("{}/", keys.display()))
+            .replace("/reports/", &format!("{}/", reports.display()))
+    };
+    for k in 0..8 {
+        let mut c = cli_harness::shell(hosts.dir.path(), &work, &in_here(&job));
+        c.env("JOB_COMPLETION_INDEX", k.to_string());
+        let o = run(c).await;
+        assert_exit(&o, 0);
+    }
+    assert_eq!(shard_files(&reports).len(), 8);
+    assert!(kubectl.starts_with("kubectl wait "), "{kubectl}");
+    let o = run(shell(&in_here(job_merge))).await;
+    assert_exit(&o, 0);
+    assert_eq!(merged(&reports.join("all.json")).succeeded(), names);
+    let o = run(shell(&in_here(job_show))).await;
+    assert_exit(&o, 0);
+}
+
+/// The Job's container script in docs/sharding.md: the folded (`>-`)
+/// item under `args:`, its lines joined with spaces as YAML folds them.
+fn job_script() -> String {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sharding.md"),
+    )
+    .unwrap();
+    let mut lines = doc.lines().skip_while(|l| l.trim() != "args:");
+    assert_eq!(lines.next().map(str::trim), Some("args:"));
+    assert_eq!(lines.next().map(str::trim), Some("- >-"));
+    let folded: Vec<&str> = lines
+        .take_while(|l| !l.trim().ends_with(':') && !l.trim().starts_with("volumeMounts"))
+        .map(str::trim)
+        .collect();
+    folded.join(" ")
 }

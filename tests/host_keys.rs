@@ -107,16 +107,26 @@ async fn unknown_host_refused(srv: &Server) {
         let err = connect_err(srv, &with_policy(srv, HostKeyPolicy::known_hosts(&path))).await;
         match &err {
             Error::HostKeyUnknown {
-                fingerprint, port, ..
+                fingerprint,
+                port,
+                known_hosts,
+                ..
             } => {
                 assert_eq!(fingerprint, &expected);
                 assert_eq!(*port, srv.port());
+                assert_eq!(known_hosts, &path);
             }
             other => panic!("{}: expected HostKeyUnknown, got {other:?}", srv.name()),
         }
         assert!(err.is_host_key());
         assert!(!err.is_retryable());
         assert!(err.to_string().contains(&expected), "{err}");
+        // The message says which file was checked.
+        assert!(
+            err.to_string()
+                .contains(&format!("not in {};", path.display())),
+            "{err}"
+        );
     }
     assert!(
         !dir.path().join("missing").exists(),

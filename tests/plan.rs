@@ -179,6 +179,37 @@ fn corpus_covers_each_difference() {
     }
 }
 
+/// A step missing a field because it is misspelt says which node was
+/// probably meant, as an unknown node's warning does.
+#[test]
+fn a_misspelt_field_is_named_in_the_error() {
+    let cases = [
+        (
+            "vm \"a\" {\n  provision \"shell\" {\n    inlne \"true\"\n  }\n}\n",
+            "VMFile.kdl:2",
+            "provision \"shell\" needs exactly one of inline or script (found neither) \
+             (did you mean inline? line 3 has \"inlne\")",
+        ),
+        (
+            "vm \"a\" {\n  provision \"file\" {\n    sorce \"a\"\n    destination \"/b\"\n  }\n}\n",
+            "VMFile.kdl:2",
+            "provision \"file\" needs source and destination (missing source) \
+             (did you mean source? line 3 has \"sorce\")",
+        ),
+    ];
+    for (text, want_origin, want_reason) in cases {
+        match parse(text) {
+            Err(Error::Plan { origin, reason }) => {
+                assert_eq!(
+                    (origin.as_str(), reason.as_str()),
+                    (want_origin, want_reason)
+                );
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn user_defaults_to_vm() {
     let plan = parse(

@@ -4,7 +4,10 @@
 //! into the new boot. Once with Debian 12's servers, once with Debian 13's
 //! (OpenSSH 10 and its `PerSourcePenalties`: the boot-time connects, the
 //! reboot's own session and the reconnect all come from one address).
+//! And the guide's `vmssh demo --qemu 2`, as written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_harness;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -152,4 +155,31 @@ async fn two_guests(release: Release) {
         assert!(out.contains("provisioned by vmssh"), "{out}");
     }
     assert_eq!(report.succeeded().len(), 2);
+}
+
+/// docs/command-line.md's `demo --qemu 2`, as written: two guests booted
+/// (one with OpenSSH's sshd, one with dropbear), provisioned from the demo
+/// plan and stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]
+async fn the_guides_qemu_demo_runs_as_written() {
+    let line = cli_harness::doc_command(
+        "docs/command-line.md",
+        "cargo run --release -p vmssh-cli -- demo",
+    );
+    let args = line
+        .strip_prefix("cargo run --release -p vmssh-cli -- ")
+        .unwrap();
+    assert_eq!(args, "demo --qemu 2");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cli_harness::command(dir.path());
+    c.args(args.split_whitespace());
+    let o = cli_harness::run(c).await;
+    cli_harness::assert_exit(&o, 0);
+    let err = cli_harness::stderr(&o);
+    assert!(err.contains("2 succeeded, 0 failed"), "{err}");
+    assert!(
+        err.contains("running OpenSsh") && err.contains("running Dropbear"),
+        "{err}"
+    );
 }

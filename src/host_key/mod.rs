@@ -317,6 +317,7 @@ impl HostKeyPolicy {
                         host: host.to_string(),
                         port,
                         fingerprint: fingerprint(key),
+                        known_hosts: path.clone(),
                     }),
                     Lookup::Changed(expected) => Err(Error::HostKeyChanged {
                         host: host.to_string(),

@@ -18,6 +18,28 @@ pub(super) struct Invalid {
     pub(super) reason: String,
 }
 
+/// A node of a step that looks like a misspelling of one of its fields.
+struct Misspelt {
+    found: String,
+    meant: &'static str,
+    line: usize,
+}
+
+/// " (did you mean inline? line 4 has \"inlne\")" for the first of
+/// `misspelt` that meant one of `wanted`, else nothing.
+fn did_you_mean(misspelt: &[Misspelt], wanted: &[&str]) -> String {
+    misspelt
+        .iter()
+        .find(|m| wanted.contains(&m.meant))
+        .map(|m| {
+            format!(
+                " (did you mean {}? line {} has \"{}\")",
+                m.meant, m.line, m.found
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// Byte offsets of line starts, for line numbers of spans.
 pub(super) struct LineIndex(Vec<usize>);
 
@@ -182,6 +204,27 @@ impl Cx<'_> {
         };
         let message = format!("unknown node \"{found}\" {place} ignored{hint}");
         self.warn(node, WarningKind::Ignored, message);
+    }
+
+    /// An unknown field of a step, as [`unknown`](Self::unknown), kept in
+    /// `misspelt` when it looks like one of `fields`: a step missing
+    /// that field says so.
+    fn unknown_field(
+        &mut self,
+        node: &KdlNode,
+        place: &str,
+        fields: &[&'static str],
+        misspelt: &mut Vec<Misspelt>,
+    ) {
+        self.unknown(node, place, fields);
+        let found = name(node);
+        if let Some(meant) = suggest(found, fields) {
+            misspelt.push(Misspelt {
+                found: found.to_string(),
+                meant,
+                line: self.line(node),
+            });
+        }
     }
 
     /// The line of `field`'s first occurrence, recorded in `first`; `None`
@@ -569,10 +612,11 @@ impl Cx<'_> {
         let mut timeout = None;
         let mut env = Vec::new();
         let mut sudo = false;
+        let mut misspelt = Vec::new();
         for child in children.nodes() {
             let field = name(child);
             if !SHELL_NODES.contains(&field) {
-                self.unknown(child, PLACE, SHELL_NODES);
+                self.unknown_field(child, PLACE, SHELL_NODES, &mut misspelt);
                 continue;
             }
             if field == "env" {
@@ -622,10 +666,13 @@ impl Cx<'_> {
                 });
             }
             (None, None) => {
+                let hint = did_you_mean(&misspelt, &["inline", "script"]);
                 return Err(self.err(
                     node,
-                    "provision \"shell\" needs exactly one of inline or script (found neither)"
-                        .into(),
+                    format!(
+                        "provision \"shell\" needs exactly one of inline or script (found \
+                         neither){hint}"
+                    ),
                 ));
             }
         };
@@ -658,10 +705,11 @@ impl Cx<'_> {
             self.warn_entry(entry, WarningKind::Extension, MODE_WARNING.into());
             mode = self.mode_value(entry)?;
         }
+        let mut misspelt = Vec::new();
         for child in children.nodes() {
             let field = name(child);
             if !FILE_NODES.contains(&field) {
-                self.unknown(child, PLACE, FILE_NODES);
+                self.unknown_field(child, PLACE, FILE_NODES, &mut misspelt);
                 continue;
             }
             let Some(line) = self.first_time(&mut first, field, child, PLACE) else {
@@ -692,14 +740,15 @@ impl Cx<'_> {
                 Ok((ProvisionDef::file(source, destination).mode(mode), label))
             }
             (s, d) => {
-                let missing = match (s.is_none(), d.is_none()) {
-                    (true, true) => "missing both",
-                    (true, false) => "missing source",
-                    _ => "missing destination",
+                let (missing, wanted): (_, &[&str]) = match (s.is_none(), d.is_none()) {
+                    (true, true) => ("missing both", &["source", "destination"]),
+                    (true, false) => ("missing source", &["source"]),
+                    _ => ("missing destination", &["destination"]),
                 };
+                let hint = did_you_mean(&misspelt, wanted);
                 Err(self.err(
                     node,
-                    format!("provision \"file\" needs source and destination ({missing})"),
+                    format!("provision \"file\" needs source and destination ({missing}){hint}"),
                 ))
             }
         }

@@ -138,11 +138,14 @@ impl Hosts {
     }
 }
 
-/// `vmssh` with HOME in `dir/home` (no user's ~/.ssh leaks in) and
-/// nothing on stdin.
+/// `vmssh` with HOME in `dir/home` (no user's ~/.ssh leaks in),
+/// nothing on stdin, and no USER or LOGNAME, as in a container (the
+/// local user comes from the password database, as ssh finds it).
 pub fn command(dir: &Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(VMSSH);
     c.env("HOME", dir.join("home"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
         .env_remove("SSH_AUTH_SOCK")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -186,4 +189,107 @@ pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
+}
+
+/// The shell command lines of the fenced `sh` blocks of a document of
+/// this repository (`README.md`, `docs/sharding.md`), as a user would
+/// copy them: continuation lines joined, comment lines left out.
+pub fn doc_commands(doc: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut current = String::new();
+    for line in text.lines() {
+        let fence = line.trim_start();
+        if let Some(info) = fence.strip_prefix("```") {
+            in_sh = !in_sh && info.trim() == "sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = line.trim();
+        if current.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head.trim_end());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+}
+
+/// The one command line of `doc` that starts with `prefix`.
+#[track_caller]
+pub fn doc_command(doc: &str, prefix: &str) -> String {
+    let all = doc_commands(doc);
+    let found: Vec<&String> = all.iter().filter(|c| c.starts_with(prefix)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{doc}: {} command lines start with {prefix:?}: {all:#?}",
+        found.len()
+    );
+    found[0].clone()
+}
+
+/// `sh -c LINE` in `cwd`, as [`command`] runs vmssh (HOME in
+/// `dir/home`), with `vmssh` on PATH being the binary under test.
+pub fn shell(dir: &Path, cwd: &Path, line: &str) -> tokio::process::Command {
+    let bin = dir.join("bin");
+    if !bin.join("vmssh").exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(VMSSH, bin.join("vmssh")).unwrap();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&path).collect::<Vec<_>>()),
+    )
+    .unwrap();
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg(line)
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("HOME", dir.join("home"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+impl Hosts {
+    /// An ssh-agent holding every host's key (for `--agent`).
+    pub fn agent(&self) -> support::Agent {
+        let agent = support::agent();
+        for h in &self.hosts {
+            agent.add(&support::KeyPair {
+                private: h.key.clone(),
+                public_line: h.server.client_public_key_line().to_string(),
+            });
+        }
+        agent
+    }
+
+    /// The first host's key as `~/.ssh/id_ed25519` and every host key in
+    /// `~/.ssh/known_hosts`, where a user keeps theirs (HOME is
+    /// `dir/home`).
+    pub fn user_files(&self) {
+        let ssh = self.dir.path().join("home/.ssh");
+        let key = ssh.join("id_ed25519");
+        std::fs::copy(&self.hosts[0].key, &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::copy(self.known_hosts(), ssh.join("known_hosts")).unwrap();
+    }
 }

@@ -6,13 +6,20 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::shard::Shard;
 
+/// Where output goes, at the end of every verb's --help.
+const OUTPUT_HELP: &str = "\
+Output: on a terminal, coloured lines per host, progress bars, then a summary.
+Piped (or --plain): the hosts' output on standard output as `[host] line`;
+their standard error (`[host] ! line`), progress, failures and the summary on
+standard error. --json: one JSON event per line on standard output.";
+
 /// Provision, run commands on and copy files to and from many hosts over
 /// SSH, with live output, a summary and a JSON report.
 ///
 /// Exit codes: 0 every host succeeded, 1 a host failed, 2 usage error
 /// (nothing ran on any host), 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "vmssh", version, about, long_about = None)]
+#[command(name = "vmssh", version, about, long_about = None, after_help = OUTPUT_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -21,18 +28,23 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a vmctl VMFile.kdl plan on many hosts.
+    #[command(after_help = OUTPUT_HELP)]
     Provision(ProvisionArgs),
     /// Run one command on every host, output live and prefixed per host.
+    #[command(after_help = OUTPUT_HELP)]
     Exec(ExecArgs),
     /// Copy a local file to every host.
+    #[command(after_help = OUTPUT_HELP)]
     Upload(UploadArgs),
-    /// Copy a remote file from every host into LOCAL_DIR/<host name>.
+    /// Copy a remote file from every host into LOCAL_DIR/<host>/<file name>.
+    #[command(after_help = OUTPUT_HELP)]
     Download(DownloadArgs),
     /// Merge or show reports (--report FILE.json).
     #[command(subcommand)]
     Report(ReportCommand),
     /// Provision embedded VMs (SSH servers in this process), or real QEMU
     /// guests booted here, with the demo plan.
+    #[command(after_help = OUTPUT_HELP)]
     Demo(DemoArgs),
 }
 
@@ -81,19 +93,6 @@ pub(crate) struct TargetArgs {
     /// Read the --ssh-config aliases from this file alone (as `ssh -F`).
     #[arg(long = "ssh-config-file", value_name = "FILE", requires = "aliases")]
     pub(crate) ssh_config_file: Option<PathBuf>,
-
-    /// `provision` only: the plan's VMs that vmctl runs, from its state
-    /// file [default: $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl
-    /// does (its user, keys, host keys; provision.log in each VM's work
-    /// directory). Give a path as --vmctl=STATE.
-    #[arg(
-        long = "vmctl",
-        value_name = "STATE",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = ""
-    )]
-    pub(crate) vmctl: Option<PathBuf>,
 
     /// User for hosts that name none [default: the plan's, for provision;
     /// else the local user]. --ssh-config hosts keep their configured user.
@@ -194,7 +193,9 @@ pub(crate) struct RunArgs {
     #[arg(long, help_heading = "Output")]
     pub(crate) json: bool,
 
-    /// Plain prefixed lines even on a terminal (no progress bars).
+    /// Plain prefixed lines even on a terminal (no progress bars): the
+    /// hosts' output on standard output, everything else on standard
+    /// error, as when piped.
     #[arg(long, conflicts_with = "json", help_heading = "Output")]
     pub(crate) plain: bool,
 }
@@ -205,6 +206,27 @@ pub(crate) struct ProvisionArgs {
     /// top-level `provision` steps run on every host.
     #[arg(long, value_name = "VMFile.kdl", default_value = "VMFile.kdl")]
     pub(crate) plan: PathBuf,
+
+    /// Read the plan as vmctl does: unknown nodes, misspelt fields and
+    /// everything else vmctl ignores are skipped with a warning. Without
+    /// it, they are errors and nothing runs.
+    #[arg(long)]
+    pub(crate) lenient: bool,
+
+    /// The plan's VMs that vmctl runs, from its state file [default:
+    /// $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl does (its user,
+    /// keys, host keys; provision.log in each VM's work directory). Give
+    /// another state file as --vmctl=STATE.
+    // `Option<Option<_>>`: absent, bare, or with a value; the value only
+    // after `=`, so a bare --vmctl never takes the next argument.
+    #[arg(
+        long = "vmctl",
+        value_name = "STATE",
+        num_args = 0..=1,
+        require_equals = true,
+        help_heading = "Targets"
+    )]
+    pub(crate) vmctl: Option<Option<PathBuf>>,
     #[command(flatten)]
     pub(crate) targets: TargetArgs,
     #[command(flatten)]
@@ -271,7 +293,7 @@ pub(crate) struct DownloadArgs {
     pub(crate) remote: String,
 
     /// The local directory (created if missing): each host's copy is
-    /// LOCAL_DIR/<host name>.
+    /// LOCAL_DIR/<host>/<file name>, as pssh's pslurp does.
     #[arg(value_name = "LOCAL_DIR")]
     pub(crate) local_dir: PathBuf,
 }

@@ -293,12 +293,54 @@ fn default_known_hosts() -> PathBuf {
     PathBuf::from(home).join(".ssh").join("known_hosts")
 }
 
-/// The local user, ssh's default remote user.
+/// The local user, ssh's default remote user: as ssh finds it, in the
+/// password database (containers often have no USER), else USER or
+/// LOGNAME (a uid without an entry).
 fn local_user() -> Result<String, Usage> {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .ok_or_else(|| {
-            Usage("cannot tell the local user name (USER is not set): pass --user".into())
+    passwd_user()
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         })
+        .ok_or_else(|| {
+            Usage(
+                "cannot tell the local user name (no password database entry for this uid, USER is not set): pass --user"
+                    .into(),
+            )
+        })
+}
+
+/// `getpwuid(getuid())`'s name.
+fn passwd_user() -> Option<String> {
+    let mut size = 1024;
+    loop {
+        let mut buf: Vec<libc::c_char> = vec![0; size];
+        // SAFETY: passwd is plain old data; zeroed is a valid value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getuid cannot fail; every pointer is valid for the call
+        // and buf's length is passed with it.
+        let r = unsafe {
+            libc::getpwuid_r(
+                libc::getuid(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if r == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if r != 0 || result.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string
+        // inside buf, which is still alive.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        let name = name.to_string_lossy().into_owned();
+        return (!name.is_empty()).then_some(name);
+    }
 }

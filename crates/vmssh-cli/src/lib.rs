@@ -14,7 +14,8 @@
 //! - `args.rs`: the command line (clap).
 //! - `usage.rs`: usage errors (exit code 2) and the exit codes.
 //! - `address.rs`, `inventory.rs`, `targets.rs`: hosts from `--host`,
-//!   `--hosts FILE`, `--ssh-config` and `--vmctl`, named and checked.
+//!   `--hosts FILE` and `--ssh-config`, named and checked (`--vmctl`:
+//!   `commands/vmctl.rs`).
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
@@ -92,7 +93,10 @@ async fn dispatch(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(usage) => {
-            eprintln!("vmssh: error: {usage}");
+            // One mistake a line (a plan can have several).
+            for line in usage.0.lines() {
+                eprintln!("vmssh: error: {line}");
+            }
             Exit::Usage
         }
     }

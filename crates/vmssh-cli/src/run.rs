@@ -8,16 +8,35 @@ use std::time::Duration;
 use vmssh::fleet::{Fleet, FleetReport, StopHandle, Target};
 
 use crate::args::RunArgs;
-use crate::render::{Mode, Renderer};
+use crate::render::{Mode, Renderer, Verb};
 use crate::signals;
 use crate::usage::{Exit, Usage};
 
-/// Runs `targets`; `collect` groups output per host (`exec --collect`).
-pub(crate) async fn run(
-    targets: Vec<Target>,
-    args: &RunArgs,
-    collect: bool,
-) -> Result<Exit, Usage> {
+/// How a run is shown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Look {
+    /// What it does on each host, for its words.
+    pub(crate) verb: Verb,
+    /// Output grouped per host (`exec --collect`).
+    pub(crate) collect: bool,
+    /// What to do next when host keys were refused, if the user can do
+    /// something about it with flags.
+    pub(crate) host_key_hint: Option<&'static str>,
+}
+
+impl Look {
+    /// `verb`, output live, no hint.
+    pub(crate) fn new(verb: Verb) -> Look {
+        Look {
+            verb,
+            collect: false,
+            host_key_hint: None,
+        }
+    }
+}
+
+/// Runs `targets`, shown as `look` says.
+pub(crate) async fn run(targets: Vec<Target>, args: &RunArgs, look: Look) -> Result<Exit, Usage> {
     // Everything that can be wrong with the outputs is found before any
     // host is touched.
     if let Some(report) = &args.report {
@@ -41,7 +60,7 @@ pub(crate) async fn run(
         .iter()
         .map(|t| (t.name().to_string(), t.steps().len()))
         .collect();
-    let renderer = Renderer::new(Mode::select(args), &hosts, collect);
+    let renderer = Renderer::new(Mode::select(args), look.verb, &hosts, look.collect);
     let stop = StopHandle::new();
     let interrupted = match signals::install(stop.clone()) {
         Ok(flag) => Some(flag),
@@ -69,7 +88,9 @@ pub(crate) async fn run(
 
     let report = fleet.provision(targets).await;
     let interrupted = interrupted.is_some_and(|i| i.get());
-    renderer.finish(&report, interrupted).await;
+    renderer
+        .finish(&report, interrupted, look.host_key_hint)
+        .await;
 
     let mut exit = if interrupted {
         Exit::Interrupted

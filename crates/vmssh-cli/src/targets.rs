@@ -1,11 +1,12 @@
-//! TARGETS: hosts from `--host`, `--hosts FILE`, `--ssh-config ALIAS` and
-//! `--vmctl`, each with a unique name, checked before anything connects,
-//! then narrowed to `--shard`.
+//! TARGETS: hosts from `--host`, `--hosts FILE` and `--ssh-config ALIAS`,
+//! each with a unique name, checked before anything connects, then
+//! narrowed to `--shard` (`provision --vmctl` has its own, in
+//! `commands/vmctl.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use vmssh::ssh_config::{Proxy, ResolvedHost};
+use vmssh::ssh_config::{Proxy, ResolvedHost, WarningKind};
 
 use crate::address::Address;
 use crate::args::TargetArgs;
@@ -57,8 +58,10 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 
 /// Every host the arguments name, in the order given (`--host`s, then
 /// inventories, then aliases): all of them, whatever `--shard` says, so
-/// that every shard finds the same mistakes (see [`in_shard`]).
-pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
+/// that every shard finds the same mistakes (see [`in_shard`]). `other`
+/// names the verb's other source of hosts, if it has one, for the "no
+/// hosts" message.
+pub(crate) async fn collect(args: &TargetArgs, other: Option<&str>) -> Result<Vec<Host>, Usage> {
     let default_jump = args
         .jump
         .as_deref()
@@ -85,20 +88,15 @@ pub(crate) async fn collect(args: &TargetArgs) -> Result<Vec<Host>, Usage> {
             });
         }
     }
+    let mut warned = HashSet::new();
     for alias in &args.aliases {
-        hosts.push(alias_host(alias, args.ssh_config_file.as_deref()).await?);
-    }
-    if args.vmctl.is_some() {
-        // `provision` takes --vmctl before this (see commands/vmctl.rs).
-        return Err(Usage(
-            "--vmctl: only `vmssh provision` runs the VMs vmctl runs (their steps come from the plan)"
-                .into(),
-        ));
+        hosts.push(alias_host(alias, args.ssh_config_file.as_deref(), &mut warned).await?);
     }
     if hosts.is_empty() {
-        return Err(Usage(
-            "no hosts: give --host, --hosts FILE, --ssh-config ALIAS or --vmctl".into(),
-        ));
+        return Err(Usage(match other {
+            Some(o) => format!("no hosts: give --host, --hosts FILE, --ssh-config ALIAS or {o}"),
+            None => "no hosts: give --host, --hosts FILE or --ssh-config ALIAS".into(),
+        }));
     }
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for h in &hosts {
@@ -137,8 +135,15 @@ fn direct_host(spec: &str) -> Result<Host, Usage> {
     })
 }
 
-/// `--ssh-config ALIAS`, resolved as `ssh -G` does.
-async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host, Usage> {
+/// `--ssh-config ALIAS`, resolved as `ssh -G` does. Its warnings are
+/// printed once per file and line (`warned`), except unsupported options
+/// of the system-wide files (`/etc/ssh/`: a distribution's `SendEnv` and
+/// `GSSAPIAuthentication` defaults, which the user did not write).
+async fn alias_host(
+    alias: &str,
+    file: Option<&std::path::Path>,
+    warned: &mut HashSet<(PathBuf, usize)>,
+) -> Result<Host, Usage> {
     let origin = format!("--ssh-config {alias}");
     check_name(alias).map_err(|e| format!("{origin}: {e}"))?;
     let resolved = match file {
@@ -147,7 +152,11 @@ async fn alias_host(alias: &str, file: Option<&std::path::Path>) -> Result<Host,
     }
     .map_err(|e| format!("{origin}: {}", e.chain()))?;
     for w in resolved.warnings() {
-        eprintln!("vmssh: warning: {alias}: {w}");
+        let system_default =
+            w.path().starts_with("/etc/ssh") && matches!(w.kind(), WarningKind::Unsupported);
+        if !system_default && warned.insert((w.path().to_path_buf(), w.line())) {
+            eprintln!("vmssh: warning: {alias}: {w}");
+        }
     }
     // A fleet target is reached directly or through a jump session; a
     // ProxyCommand can still lead to the jump host itself.

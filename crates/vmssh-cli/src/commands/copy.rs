@@ -1,11 +1,13 @@
 //! `vmssh upload TARGETS LOCAL REMOTE` and `vmssh download TARGETS REMOTE
 //! LOCAL_DIR`: a one-step plan on every host (a file step, a download
-//! step).
+//! step); downloads land in LOCAL_DIR/HOST/NAME.
 
 use vmssh::provision::ProvisionDef;
 
 use crate::args::{DownloadArgs, UploadArgs};
 use crate::credentials::{Defaults, Endpoint};
+use crate::render::Verb;
+use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
@@ -33,11 +35,17 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     if remote.is_empty() {
         return Err(Usage("upload: REMOTE is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     let step = ProvisionDef::file(&a.local, remote);
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
-        Ok(targets) => crate::run::run(targets, &a.run, false).await,
+        Ok(targets) => {
+            let look = Look {
+                host_key_hint: super::host_key_hint(&a.auth),
+                ..Look::new(Verb::Upload)
+            };
+            crate::run::run(targets, &a.run, look).await
+        }
         Err(exit) => Ok(exit),
     }
 }
@@ -46,17 +54,39 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
     if a.remote.is_empty() {
         return Err(Usage("download: REMOTE is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    // Each host's copy keeps the remote file's name, as pssh's pslurp
+    // does: LOCAL_DIR/HOST/NAME.
+    let name = match a.remote.trim_end_matches('/').rsplit('/').next() {
+        Some(n) if !n.is_empty() && n != "." && n != ".." && !a.remote.ends_with('/') => {
+            n.to_string()
+        }
+        _ => {
+            return Err(Usage(format!(
+                "download: {} does not name a file",
+                a.remote
+            )));
+        }
+    };
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
-    tokio::fs::create_dir_all(&a.local_dir)
-        .await
-        .map_err(|e| format!("download: {}: {e}", a.local_dir.display()))?;
+    for e in &endpoints {
+        let dir = a.local_dir.join(&e.name);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|err| format!("download: {}: {err}", dir.display()))?;
+    }
     let steps = |e: &Endpoint| {
-        let local = a.local_dir.join(&e.name);
+        let local = a.local_dir.join(&e.name).join(&name);
         vec![ProvisionDef::download(a.remote.clone(), local)]
     };
     match super::targets(endpoints, &a.run, steps).await {
-        Ok(targets) => crate::run::run(targets, &a.run, false).await,
+        Ok(targets) => {
+            let look = Look {
+                host_key_hint: super::host_key_hint(&a.auth),
+                ..Look::new(Verb::Download)
+            };
+            crate::run::run(targets, &a.run, look).await
+        }
         Err(exit) => Ok(exit),
     }
 }

@@ -13,6 +13,8 @@ use vmssh_testkit::qemu::{Guest, GuestSsh, Image};
 
 use crate::args::DemoArgs;
 use crate::commands::provision::load_plan;
+use crate::render::Verb;
+use crate::run::Look;
 use crate::usage::{Exit, Usage};
 
 /// The demo plan's files, written out at each run so that an installed
@@ -50,7 +52,7 @@ pub(crate) async fn run(a: DemoArgs) -> Result<Exit, Usage> {
             (targets, servers, Vec::new())
         }
     };
-    crate::run::run(targets, &a.run, false).await
+    crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await
 }
 
 async fn write_plan(dir: &Path) -> Result<Plan, Usage> {
@@ -65,7 +67,7 @@ async fn write_plan(dir: &Path) -> Result<Plan, Usage> {
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    load_plan(&dir.join("VMFile.kdl")).await
+    load_plan(&dir.join("VMFile.kdl"), false).await
 }
 
 /// `n` embedded VMs taking the plan's `vm` blocks in turn (web-01, db-02,

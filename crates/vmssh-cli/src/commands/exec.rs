@@ -7,6 +7,8 @@ use vmssh::provision::ProvisionDef;
 
 use crate::args::ExecArgs;
 use crate::credentials::Defaults;
+use crate::render::Verb;
+use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
@@ -16,14 +18,21 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
     if command.trim().is_empty() {
         return Err(Usage("exec: the command is empty".into()));
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, None).await?;
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     let mut step = ProvisionDef::inline(command);
     if let Some(secs) = a.timeout {
         step = step.timeout(Duration::from_secs(secs));
     }
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
-        Ok(targets) => crate::run::run(targets, &a.run, a.collect).await,
+        Ok(targets) => {
+            let look = Look {
+                verb: Verb::Exec,
+                collect: a.collect,
+                host_key_hint: super::host_key_hint(&a.auth),
+            };
+            crate::run::run(targets, &a.run, look).await
+        }
         Err(exit) => Ok(exit),
     }
 }

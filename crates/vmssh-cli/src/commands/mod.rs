@@ -20,6 +20,14 @@ use crate::jumps::Jumps;
 use crate::targets::{self, Host};
 use crate::usage::{Exit, Usage};
 
+/// What to do when a host key is refused, unless the flags already
+/// trust new keys.
+pub(crate) fn host_key_hint(auth: &AuthArgs) -> Option<&'static str> {
+    (!auth.accept_new && !auth.insecure_accept_any).then_some(
+        "Check that the key is the host's, then run again with --accept-new to record the key of a host seen for the first time (a changed key is still refused), or give the file that has it with --known-hosts.",
+    )
+}
+
 /// The endpoints of this shard, every host checked whatever the shard.
 pub(crate) async fn endpoints(
     hosts: Vec<Host>,

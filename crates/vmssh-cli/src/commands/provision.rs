@@ -4,20 +4,23 @@
 
 use std::path::Path;
 
-use vmssh::plan::{DEFAULT_USER, Plan};
+use vmssh::plan::{DEFAULT_USER, Plan, WarningKind};
 
 use crate::args::ProvisionArgs;
 use crate::credentials::Defaults;
+use crate::render::Verb;
+use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
-    let plan = load_plan(&a.plan).await?;
-    if let Some(state) = &a.targets.vmctl {
-        let targets = super::vmctl::targets(&plan, state, &a).await?;
-        return crate::run::run(targets, &a.run, false).await;
+    let plan = load_plan(&a.plan, a.lenient).await?;
+    if let Some(state) = &a.vmctl {
+        let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
+        // vmctl's VMs are trusted per instance: a refused key has changed.
+        return crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await;
     }
-    let hosts = targets::collect(&a.targets).await?;
+    let hosts = targets::collect(&a.targets, Some("--vmctl")).await?;
     for h in &hosts {
         if plan.vm(&h.name).is_none() && plan.shared.is_empty() {
             let known: Vec<&str> = plan.vms.iter().map(|v| v.name.as_str()).collect();
@@ -55,7 +58,11 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
                 .into_iter()
                 .map(|t| t.base_dir(&plan.base_dir))
                 .collect();
-            crate::run::run(targets, &a.run, false).await
+            let look = Look {
+                host_key_hint: super::host_key_hint(&a.auth),
+                ..Look::new(Verb::Provision)
+            };
+            crate::run::run(targets, &a.run, look).await
         }
         Err(exit) => Ok(exit),
     }
@@ -63,8 +70,33 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
 
 /// Reads a plan, prints its warnings and checks its local files (scripts,
 /// sources, keys): a missing one is a usage error before anything runs.
-pub(crate) async fn load_plan(path: &Path) -> Result<Plan, Usage> {
+///
+/// Unless `lenient`, what vmctl would skip (an unknown node, a misspelt
+/// or repeated field, a value it cannot read: the library's
+/// [`WarningKind::Ignored`]) is a usage error too, every one listed: a
+/// typo must not silently drop a step. Leniently, it is a warning, and
+/// the plan runs as vmctl reads it.
+pub(crate) async fn load_plan(path: &Path, lenient: bool) -> Result<Plan, Usage> {
     let plan = Plan::load(path).await.map_err(|e| e.chain().to_string())?;
+    let skipped: Vec<_> = plan
+        .warnings()
+        .iter()
+        .filter(|w| w.kind() == WarningKind::Ignored)
+        .collect();
+    if !lenient && !skipped.is_empty() {
+        let mut lines: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "nothing ran: vmctl would skip {} of {} (listed above); fix the plan, or run it as \
+             vmctl reads it with --lenient",
+            if skipped.len() == 1 {
+                "this part".to_string()
+            } else {
+                format!("these {} parts", skipped.len())
+            },
+            path.display()
+        ));
+        return Err(Usage(lines.join("\n")));
+    }
     for w in plan.warnings() {
         eprintln!("vmssh: warning: {w}");
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use vmssh::fleet::FleetReport;
 
 use crate::args::{MergeArgs, ShowArgs};
-use crate::render::summary;
+use crate::render::{Verb, summary};
 use crate::usage::{Exit, Usage};
 
 async fn read(path: &Path) -> Result<FleetReport, Usage> {
@@ -56,7 +56,8 @@ pub(crate) async fn merge(a: MergeArgs) -> Result<Exit, Usage> {
 pub(crate) async fn show(a: ShowArgs) -> Result<Exit, Usage> {
     let report = read(&a.report).await?;
     let color = std::io::stdout().is_terminal() && console::colors_enabled();
-    print!("{}", summary::render(&report, color));
+    // A report does not say which verb wrote it: a plan's words.
+    print!("{}", summary::render(&report, color, Verb::Provision));
     Ok(if report.all_succeeded() {
         Exit::Ok
     } else {

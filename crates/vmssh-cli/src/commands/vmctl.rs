@@ -15,10 +15,10 @@ use crate::args::ProvisionArgs;
 use crate::targets;
 use crate::usage::Usage;
 
-/// The targets of this shard; `state` empty means vmctl's own file.
+/// The targets of this shard; `state` is vmctl's own file when `None`.
 pub(crate) async fn targets(
     plan: &Plan,
-    state: &Path,
+    state: Option<&Path>,
     a: &ProvisionArgs,
 ) -> Result<Vec<Target>, Usage> {
     let t = &a.targets;
@@ -41,10 +41,9 @@ pub(crate) async fn targets(
             "--vmctl: vmctl's VMs are reached with vmctl's user, keys and host keys; drop --user, --jump and the authentication and host-key flags".into(),
         ));
     }
-    let inventory = if state.as_os_str().is_empty() {
-        Inventory::load_default().await
-    } else {
-        Inventory::load(state).await
+    let inventory = match state {
+        None => Inventory::load_default().await,
+        Some(state) => Inventory::load(state).await,
     }
     .map_err(|e| format!("--vmctl: {}", e.chain()))?;
     let all = inventory

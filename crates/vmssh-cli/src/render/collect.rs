@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt as _;
 use vmssh::provision::{Event, Sink};
 
 use super::tty::Ui;
+use super::verb::{Verb, lines_of};
 
 const IN_MEMORY: usize = 64 * 1024;
 
@@ -24,6 +25,7 @@ pub(crate) struct Collect {
     /// Blocks go above the bars on a terminal, else to standard output.
     ui: Option<Arc<Ui>>,
     color: bool,
+    verb: Verb,
 }
 
 impl std::fmt::Debug for Collect {
@@ -50,11 +52,12 @@ impl Spool {
 }
 
 impl Collect {
-    pub(crate) fn new(ui: Option<Arc<Ui>>, color: bool) -> Self {
+    pub(crate) fn new(ui: Option<Arc<Ui>>, color: bool, verb: Verb) -> Self {
         Collect {
             spools: Mutex::new(HashMap::new()),
             ui,
             color,
+            verb,
         }
     }
 
@@ -76,8 +79,16 @@ impl Collect {
         let verdict = if ok {
             format!("ok in {secs:.2}s")
         } else {
-            let first = error.and_then(|e| e.lines().next()).unwrap_or("failed");
-            format!("FAILED: {first}")
+            let error = error.map(lines_of).unwrap_or_default();
+            // A failure on several lines: the first in the header, the
+            // rest under it.
+            let mut lines = error.iter();
+            let first = lines.next().map_or("failed", String::as_str);
+            let mut verdict = format!("FAILED: {first}");
+            for more in lines {
+                verdict.push_str(&format!("\n    {more}"));
+            }
+            verdict
         };
         let paint = |s: String, code: &str| {
             if self.color {
@@ -142,7 +153,7 @@ impl Sink for Collect {
                     duration,
                     ..
                 } => {
-                    let failure = failure.as_ref().map(ToString::to_string);
+                    let failure = failure.as_ref().map(|f| self.verb.failure(f));
                     let block = self.block(vm, *ok, failure.as_deref(), duration.as_secs_f64());
                     match &self.ui {
                         Some(ui) => ui.print_block(&String::from_utf8_lossy(&block)),

@@ -1,20 +1,25 @@
 //! What the user sees, chosen once per run: progress bars and coloured
-//! prefixes on a terminal, plain prefixed lines when piped (the library's
-//! [`TerminalSink`]), one JSON event per line with `--json`; `--collect`
-//! groups output per host.
+//! prefixes on a terminal, plain prefixed lines when piped (`plain.rs`:
+//! the hosts' output on standard output, the rest on standard error),
+//! one JSON event per line with `--json`; `--collect` groups output per
+//! host. The words follow the verb ([`Verb`]): steps for a plan, a
+//! command or a file for the others.
 
 mod collect;
 mod json;
+mod plain;
 pub(crate) mod summary;
 mod tty;
+mod verb;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use vmssh::fleet::{Fleet, FleetReport};
-use vmssh::provision::TerminalSink;
+use vmssh::report::Failure;
 
 use crate::args::RunArgs;
+pub(crate) use verb::Verb;
 
 /// How output is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,24 +48,29 @@ impl Mode {
 #[derive(Debug)]
 pub(crate) struct Renderer {
     mode: Mode,
-    color: bool,
+    verb: Verb,
     ui: Option<Arc<tty::Ui>>,
     json: Option<Arc<json::JsonLines>>,
     collect: Option<Arc<collect::Collect>>,
 }
 
 impl Renderer {
-    /// For `hosts` (name, number of steps); `collect` groups output per
-    /// host.
-    pub(crate) fn new(mode: Mode, hosts: &[(String, usize)], collect: bool) -> Renderer {
+    /// For `hosts` (name, number of steps) running `verb`; `collect`
+    /// groups output per host.
+    pub(crate) fn new(
+        mode: Mode,
+        verb: Verb,
+        hosts: &[(String, usize)],
+        collect: bool,
+    ) -> Renderer {
         let color = std::io::stdout().is_terminal() && console::colors_enabled();
-        let ui = (mode == Mode::Tty).then(|| tty::Ui::new(hosts, !collect));
+        let ui = (mode == Mode::Tty).then(|| tty::Ui::new(hosts, !collect, verb));
         let json = (mode == Mode::Json).then(|| Arc::new(json::JsonLines::new()));
         let collect = (collect && mode != Mode::Json)
-            .then(|| Arc::new(collect::Collect::new(ui.clone(), color)));
+            .then(|| Arc::new(collect::Collect::new(ui.clone(), color, verb)));
         Renderer {
             mode,
-            color,
+            verb,
             ui,
             json,
             collect,
@@ -77,22 +87,51 @@ impl Renderer {
         }
         match &self.collect {
             Some(c) => fleet = fleet.shared_sink(c.clone()),
-            None if self.mode == Mode::Plain => fleet = fleet.sink(TerminalSink::new()),
+            None if self.mode == Mode::Plain => fleet = fleet.sink(plain::Plain::new(self.verb)),
             None => {}
         }
         fleet
     }
 
-    /// Ends the display: bars closed and the summary printed (with
-    /// `--json`, the fleet's last event, `finished`, has said it all).
-    pub(crate) async fn finish(&self, report: &FleetReport, interrupted: bool) {
+    /// Ends the display: bars closed and the summary printed, on the
+    /// terminal, or when piped on standard error, away from the hosts'
+    /// output (with `--json`, the fleet's last event, `finished`, has said
+    /// it all). `hint` follows a run where host keys were refused.
+    pub(crate) async fn finish(&self, report: &FleetReport, interrupted: bool, hint: Option<&str>) {
         if self.json.is_some() {
             return;
         }
-        if let Some(ui) = &self.ui {
-            ui.finish(report, interrupted);
+        let host_keys = report
+            .vms
+            .iter()
+            .filter(|v| matches!(v.failure, Some(Failure::HostKey { .. })))
+            .count();
+        let hint = hint.filter(|_| host_keys > 0).map(|h| {
+            let hosts = if host_keys == 1 {
+                "a host".to_string()
+            } else {
+                format!("{host_keys} hosts")
+            };
+            format!("vmssh: hint: the host key of {hosts} was refused (see above). {h}\n")
+        });
+        match &self.ui {
+            Some(ui) => {
+                ui.finish(report, interrupted);
+                let color = console::colors_enabled();
+                println!();
+                print!("{}", summary::render(report, color, self.verb));
+                if let Some(h) = hint {
+                    print!("{h}");
+                }
+            }
+            None => {
+                let color = console::colors_enabled_stderr();
+                eprintln!();
+                eprint!("{}", summary::render(report, color, self.verb));
+                if let Some(h) = hint {
+                    eprint!("{h}");
+                }
+            }
         }
-        println!();
-        print!("{}", summary::render(report, self.color));
     }
 }

@@ -13,6 +13,8 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 use vmssh::fleet::{FleetReport, Outcome};
 use vmssh::provision::{Event, LineSplitter, Sink};
 
+use super::verb::{Verb, lines_of};
+
 /// Progress bars and prefixed lines on standard output (a terminal).
 #[derive(Clone)]
 pub(crate) struct Ui {
@@ -36,6 +38,10 @@ struct State {
     done: HashMap<String, u64>,
     /// The running step's description, per host.
     current: HashMap<String, String>,
+    /// Hosts whose bar shows a transfer's progress: the label goes once
+    /// the step's output starts, as the last progress report may never
+    /// come (a transfer that ends between two reports).
+    transferring: HashSet<String>,
     running: HashSet<String>,
     finished: HashSet<String>,
     failed: usize,
@@ -44,6 +50,7 @@ struct State {
     width: usize,
     /// Whether output lines are shown as they come (not with `--collect`).
     live: bool,
+    verb: Verb,
     lines: LineSplitter,
 }
 
@@ -66,8 +73,9 @@ enum Tone {
 }
 
 impl Ui {
-    /// Bars for `hosts` (name, steps), drawn on standard output.
-    pub(crate) fn new(hosts: &[(String, usize)], live: bool) -> Arc<Ui> {
+    /// Bars for `hosts` (name, steps) running `verb`, drawn on standard
+    /// output.
+    pub(crate) fn new(hosts: &[(String, usize)], live: bool, verb: Verb) -> Arc<Ui> {
         let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(15));
         let rows = console::Term::stdout().size().0 as usize;
         let max_bars = (rows / 2).clamp(3, 30);
@@ -90,6 +98,7 @@ impl Ui {
                 totals: hosts.iter().map(|(n, t)| (n.clone(), *t as u64)).collect(),
                 done: HashMap::new(),
                 current: HashMap::new(),
+                transferring: HashSet::new(),
                 running: HashSet::new(),
                 finished: HashSet::new(),
                 failed: 0,
@@ -97,6 +106,7 @@ impl Ui {
                 all_fit: hosts.len() <= max_bars,
                 width,
                 live,
+                verb,
                 lines: LineSplitter::new(),
             })),
         });
@@ -120,10 +130,15 @@ impl Ui {
         Style::new().fg(PALETTE[h % PALETTE.len()]).bold()
     }
 
-    fn bar_style(width: usize) -> ProgressStyle {
-        let template = format!(
-            "{{spinner:.cyan}} {{prefix:>{width}.bold}} [{{bar:20.cyan/blue}}] {{pos}}/{{len}} {{wide_msg}}"
-        );
+    fn bar_style(width: usize, verb: Verb) -> ProgressStyle {
+        // Steps are counted; one command or file is not.
+        let template = if verb.has_steps() {
+            format!(
+                "{{spinner:.cyan}} {{prefix:>{width}.bold}} [{{bar:20.cyan/blue}}] {{pos}}/{{len}} {{wide_msg}}"
+            )
+        } else {
+            format!("{{spinner:.cyan}} {{prefix:>{width}.bold}} {{wide_msg}}")
+        };
         ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ")
@@ -144,7 +159,7 @@ impl Ui {
         }
         let total = st.totals.get(vm).copied().unwrap_or(0);
         let pb = self.mp.insert_before(&st.overall, ProgressBar::new(total));
-        pb.set_style(Self::bar_style(st.width));
+        pb.set_style(Self::bar_style(st.width, st.verb));
         pb.set_prefix(vm.to_string());
         pb.set_position(st.done.get(vm).copied().unwrap_or(0));
         pb.enable_steady_tick(Duration::from_millis(100));
@@ -168,6 +183,16 @@ impl Ui {
     /// Prints a block of text above the bars (`--collect`).
     pub(crate) fn print_block(&self, text: &str) {
         let _ = self.mp.println(text.trim_end_matches('\n'));
+    }
+
+    /// `text` on its lines, the first after `lead`, the others indented.
+    fn println_lines(&self, st: &State, vm: &str, lead: &str, text: &str, tone: Tone) {
+        let mut lines = lines_of(text).into_iter();
+        let first = lines.next().unwrap_or_default();
+        self.println(st, vm, &format!("{lead}{first}"), tone);
+        for more in lines {
+            self.println(st, vm, &format!("  {more}"), tone);
+        }
     }
 
     fn output_line(&self, st: &State, vm: &str, err: bool, line: &[u8]) {
@@ -221,17 +246,32 @@ impl Ui {
                 description,
                 ..
             } => {
-                if st.live {
-                    let header = format!("==> step {step}/{total}: {description}");
-                    self.println(st, &vm, &header, Tone::Dim);
-                }
-                st.current.insert(vm.clone(), description.clone());
+                let current = if st.verb.has_steps() {
+                    if st.live {
+                        let header = format!("==> step {step}/{total}: {description}");
+                        self.println(st, &vm, &header, Tone::Dim);
+                    }
+                    description.clone()
+                } else {
+                    st.verb.doing().to_string()
+                };
+                st.transferring.remove(&vm);
                 if let Some(b) = self.bar(st, &vm) {
                     b.set_length(*total as u64);
-                    b.set_message(description.clone());
+                    b.set_message(current.clone());
                 }
+                st.current.insert(vm.clone(), current);
             }
-            Event::Output { step, chunk, .. } if st.live => {
+            Event::Output { step, chunk, .. } => {
+                // The step's transfer is over once its command speaks.
+                if st.transferring.remove(&vm)
+                    && let Some(b) = self.bar(st, &vm)
+                {
+                    b.set_message(st.current.get(&vm).cloned().unwrap_or_default());
+                }
+                if !st.live {
+                    return;
+                }
                 let err = chunk.is_stderr();
                 let mut lines = Vec::new();
                 st.lines.push(&vm, *step, chunk, |l| lines.push(l.to_vec()));
@@ -245,16 +285,24 @@ impl Ui {
                 } else {
                     "downloading"
                 };
-                if let Some(b) = self.bar(st, &vm) {
-                    let current = st.current.get(&vm).cloned().unwrap_or_default();
-                    if Some(*done) == *total {
-                        b.set_message(current);
+                let current = st.current.get(&vm).cloned().unwrap_or_default();
+                let label = if Some(*done) == *total {
+                    st.transferring.remove(&vm);
+                    current
+                } else {
+                    st.transferring.insert(vm.clone());
+                    let total = total
+                        .map(|t| format!("/{}", HumanBytes(t)))
+                        .unwrap_or_default();
+                    let progress = format!("{verb} {}{total}", HumanBytes(*done));
+                    if st.verb.has_steps() {
+                        format!("{current} ({progress})")
                     } else {
-                        let total = total
-                            .map(|t| format!("/{}", HumanBytes(t)))
-                            .unwrap_or_default();
-                        b.set_message(format!("{current} ({verb} {}{total})", HumanBytes(*done)));
+                        progress
                     }
+                };
+                if let Some(b) = self.bar(st, &vm) {
+                    b.set_message(label);
                 }
             }
             Event::StepFinished {
@@ -264,11 +312,14 @@ impl Ui {
                 duration,
                 ..
             } => {
+                st.transferring.remove(&vm);
                 let mut rest = Vec::new();
                 st.lines
                     .flush(&vm, *step, |err, l| rest.push((err, l.to_vec())));
-                for (err, l) in rest {
-                    self.output_line(st, &vm, err, &l);
+                if st.live {
+                    for (err, l) in rest {
+                        self.output_line(st, &vm, err, &l);
+                    }
                 }
                 if *ok {
                     *st.done.entry(vm.clone()).or_default() += 1;
@@ -280,12 +331,17 @@ impl Ui {
                         .as_ref()
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "error".into());
-                    if st.live {
+                    let has_steps = st.verb.has_steps();
+                    if st.live && has_steps {
                         let line = format!("<== step {step} failed ({what}) after {duration:.2?}");
                         self.println(st, &vm, &line, Tone::Err);
                     }
                     if let Some(b) = self.bar(st, &vm) {
-                        b.set_message(format!("✗ step {step}: {what}"));
+                        b.set_message(if has_steps {
+                            format!("✗ step {step}: {what}")
+                        } else {
+                            format!("✗ {what}")
+                        });
                     }
                 }
             }
@@ -298,9 +354,10 @@ impl Ui {
                 st.running.remove(&vm);
                 st.finished.insert(vm.clone());
                 st.overall.inc(1);
-                let first = failure
+                let why = failure
                     .as_ref()
-                    .map_or_else(|| "failed".to_string(), ToString::to_string);
+                    .map_or_else(|| "failed".to_string(), |f| st.verb.failure(f));
+                let first = lines_of(&why).swap_remove(0);
                 if *ok {
                     if st.live {
                         let line = format!("succeeded in {duration:.2?}");
@@ -309,7 +366,7 @@ impl Ui {
                 } else {
                     st.failed += 1;
                     if st.live {
-                        self.println(st, &vm, &format!("FAILED: {first}"), Tone::Err);
+                        self.println_lines(st, &vm, "FAILED: ", &why, Tone::Err);
                     }
                 }
                 if let Some(b) = st.bars.get(&vm).cloned() {

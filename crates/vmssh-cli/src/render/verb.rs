@@ -1,0 +1,118 @@
+//! [`Verb`]: what a run does on each host, which decides its words. A
+//! plan (`provision`, `demo`) has steps and VMs; `exec`, `upload` and
+//! `download` do one thing on each host, and speak of that thing.
+
+use vmssh::fleet::VmReport;
+use vmssh::report::{Failure, StepReport};
+
+/// What the run does on each host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    /// A plan's steps (`provision`, `demo`).
+    Provision,
+    /// One command (`exec`).
+    Exec,
+    /// One file to each host (`upload`).
+    Upload,
+    /// One file from each host (`download`).
+    Download,
+}
+
+impl Verb {
+    /// Whether hosts run plans of steps (numbered, one header each).
+    pub(crate) fn has_steps(self) -> bool {
+        self == Verb::Provision
+    }
+
+    /// The first column of the summary.
+    pub(crate) fn column(self) -> &'static str {
+        if self.has_steps() { "VM" } else { "HOST" }
+    }
+
+    /// What a host is doing once connected, on its bar.
+    pub(crate) fn doing(self) -> &'static str {
+        match self {
+            Verb::Provision | Verb::Exec => "running",
+            Verb::Upload => "uploading",
+            Verb::Download => "downloading",
+        }
+    }
+
+    /// Why a host failed, in this verb's words: the failed step's reason
+    /// (`exit status 3`) rather than the plan's sentence (`provisioning
+    /// web: step 1 (inline: uptime) failed: exit status 3`). May span
+    /// lines.
+    pub(crate) fn failure(self, f: &Failure) -> String {
+        if self.has_steps() {
+            return f.to_string();
+        }
+        match f {
+            Failure::Step { reason, .. } => reason.clone(),
+            Failure::Cancelled {
+                reason, started, ..
+            } => {
+                if *started {
+                    format!("cancelled: {reason}")
+                } else {
+                    format!("cancelled before it started: {reason}")
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// What a host that succeeded did, for the summary.
+    pub(crate) fn success(self, v: &VmReport) -> String {
+        match self {
+            Verb::Provision if v.steps.len() == 1 => "1 step".into(),
+            Verb::Provision => format!("{} steps", v.steps.len()),
+            Verb::Exec => v
+                .steps
+                .first()
+                .and_then(|s: &StepReport| s.status.as_ref())
+                .map_or_else(|| "done".into(), ToString::to_string),
+            Verb::Upload => "uploaded".into(),
+            Verb::Download => "downloaded".into(),
+        }
+    }
+}
+
+/// `text`'s lines for a terminal or a pipe: guest bytes made visible
+/// (no escape runs), one entry per line, never empty.
+pub(crate) fn lines_of(text: &str) -> Vec<String> {
+    let shown = vmssh::provision::visible(text.as_bytes(), false);
+    let mut lines: Vec<String> = shown
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_thing_per_host_has_no_steps() {
+        let f = Failure::Step {
+            step: 1,
+            description: "inline: uptime".into(),
+            reason: "exit status 3".into(),
+            status: None,
+            message: "provisioning alpha: step 1 (inline: uptime) failed: exit status 3".into(),
+        };
+        assert_eq!(Verb::Exec.failure(&f), "exit status 3");
+        assert!(Verb::Provision.failure(&f).contains("step 1"));
+    }
+
+    #[test]
+    fn lines_are_real_lines() {
+        assert_eq!(lines_of("a\n  b\x1b[2J\n"), ["a", "  b^[[2J"]);
+        assert_eq!(lines_of(""), [""]);
+    }
+}
