@@ -188,3 +188,110 @@ async fn a_second_ctrl_c_exits_at_once() {
         "the report of an abandoned run was written"
     );
 }
+
+/// Ctrl-C against real servers (OpenSSH's sshd, which refuses signal
+/// requests for root, and dropbear): no remote process of the run is left,
+/// checked below the server, and each host is said to be stopped once.
+async fn ctrl_c_stops_remote_commands(srv: &support::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line()),
+    )
+    .unwrap();
+    let key = srv.client_key().private.display().to_string();
+    let (a, b) = (
+        format!("a={}@127.0.0.1:{}", srv.user(), srv.port()),
+        format!("b={}@127.0.0.1:{}", srv.user(), srv.port()),
+    );
+    let secs = format!("{}.{}", 4000 + std::process::id() % 1000, 23);
+    let mut c = cli_harness::command(dir.path());
+    c.arg("exec")
+        .args(["--host", &a, "--host", &b, "--key", &key])
+        .arg("--known-hosts")
+        .arg(&known)
+        .args(["--", &format!("echo ready; sleep {secs}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    });
+    let mut ready = 0;
+    while ready < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(60), out.next_line())
+            .await
+            .expect("no output")
+            .unwrap()
+            .expect("vmssh ended early");
+        if line.ends_with("ready") {
+            ready += 1;
+        }
+    }
+    // Each host's shell (and its sleep, once started) has the duration in
+    // its command line. The whole machine is searched: a command its
+    // server left behind is re-parented to init, no longer below it.
+    let run = |_: &support::Server| {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&secs)
+            })
+            .count()
+    };
+    assert!(run(srv) >= 2, "the commands are not running");
+    sigint(&child);
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("vmssh did not stop after Ctrl-C")
+        .unwrap();
+    let stderr = stderr.await.unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    // Stopping waits for the process group to end, so nothing is left
+    // once the command has exited (but a zombie may still be reaped).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while run(srv) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "remote commands left running below {}\n{stderr}",
+            srv.name(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for host in ["a", "b"] {
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with(&format!("[{host}]")))
+            .collect();
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("stopped")).count(),
+            1,
+            "{host} is not said to be stopped once:\n{stderr}"
+        );
+        let row = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("no summary row for {host}:\n{stderr}"));
+        assert!(row.contains(" stopped "), "{row}");
+        assert!(
+            !row.contains("cancelled") && !row.contains("FAILED"),
+            "{row}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| ["done", "succeeded", "FAILED", "cancelled"]
+                    .iter()
+                    .any(|w| l.contains(w))),
+            "{host} is said to be done:\n{stderr}"
+        );
+    }
+}
+support::on_both_servers!(ctrl_c_stops_remote_commands);

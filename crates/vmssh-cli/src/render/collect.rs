@@ -73,18 +73,17 @@ impl Collect {
     }
 
     /// The host's block: header, stdout, stderr.
-    fn block(&self, vm: &str, ok: bool, error: Option<&str>, secs: f64) -> Vec<u8> {
+    fn block(&self, vm: &str, ok: bool, ended: Option<&str>, secs: f64) -> Vec<u8> {
         let spool = self.spools.lock().ok().and_then(|mut s| s.remove(vm));
         let mut spool = spool.unwrap_or_else(Spool::new);
         let verdict = if ok {
             format!("ok in {secs:.2}s")
         } else {
-            let error = error.map(lines_of).unwrap_or_default();
+            let ended = ended.map(lines_of).unwrap_or_default();
             // A failure on several lines: the first in the header, the
             // rest under it.
-            let mut lines = error.iter();
-            let first = lines.next().map_or("failed", String::as_str);
-            let mut verdict = format!("FAILED: {first}");
+            let mut lines = ended.iter();
+            let mut verdict = lines.next().map_or("FAILED", String::as_str).to_string();
             for more in lines {
                 verdict.push_str(&format!("\n    {more}"));
             }
@@ -153,7 +152,7 @@ impl Sink for Collect {
                     duration,
                     ..
                 } => {
-                    let failure = failure.as_ref().map(|f| self.verb.failure(f));
+                    let failure = failure.as_ref().map(|f| self.verb.ended(f));
                     let block = self.block(vm, *ok, failure.as_deref(), duration.as_secs_f64());
                     match &self.ui {
                         Some(ui) => ui.print_block(&String::from_utf8_lossy(&block)),

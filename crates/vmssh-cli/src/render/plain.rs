@@ -51,6 +51,7 @@ struct Text {
 const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
 const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
 impl Plain {
@@ -147,7 +148,10 @@ impl Plain {
                 for (err, l) in rest {
                     self.output(&mut text, vm, err, &l);
                 }
-                if self.verb.has_steps() {
+                // A step that ended without a status and not ok was cut
+                // short (stopped, or its transfer failed): the host's
+                // verdict that follows says which, once.
+                if self.verb.has_steps() && (*ok || status.is_some()) {
                     let what = status
                         .as_ref()
                         .map(ToString::to_string)
@@ -166,15 +170,16 @@ impl Plain {
                 // Shown live, as the step ran.
                 stdout_tail: _,
             } => {
-                let (colour, verdict) = if *ok {
-                    (GREEN, "succeeded")
-                } else {
-                    (RED, "FAILED")
+                let (colour, verdict) = match Verb::verdict(failure.as_ref()) {
+                    _ if *ok => (GREEN, "succeeded"),
+                    "FAILED" => (RED, "FAILED"),
+                    stopped => (YELLOW, stopped),
                 };
                 let mut line = format!("{verdict} in {}", secs(duration));
-                if let Some(f) = failure {
+                let why = failure.as_ref().map(|f| self.verb.failure(f));
+                if let Some(why) = why.filter(|w| !w.is_empty()) {
                     line.push_str(": ");
-                    line.push_str(&self.verb.failure(f));
+                    line.push_str(&why);
                 }
                 self.note(&mut text, vm, colour, &line);
                 // A command's stderr was shown as it came; a plan's

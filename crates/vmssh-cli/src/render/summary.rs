@@ -31,10 +31,11 @@ pub(crate) fn render(report: &FleetReport, color: bool, verb: Verb) -> String {
     // Continuation lines of a detail start under it.
     let indent = " ".repeat(width + 2 + 9 + 2 + 9 + 2 + 9 + 2);
     for v in &report.vms {
-        let (result, style) = match v.outcome {
-            Outcome::Succeeded => ("ok", plain.clone().green()),
-            Outcome::Failed => ("FAILED", plain.clone().red()),
-            _ => ("cancelled", plain.clone().yellow()),
+        let result = Verb::verdict(v.failure.as_ref());
+        let style = match v.outcome {
+            Outcome::Succeeded => plain.clone().green(),
+            Outcome::Failed => plain.clone().red(),
+            _ => plain.clone().yellow(),
         };
         let connect = v
             .connect
@@ -56,13 +57,7 @@ pub(crate) fn render(report: &FleetReport, color: bool, verb: Verb) -> String {
             let _ = writeln!(out, "{}", paint(style.clone(), &format!("{indent}{more}")));
         }
     }
-    let totals = format!(
-        "{} succeeded, {} failed, {} cancelled in {:.2}s",
-        report.succeeded().len(),
-        report.failed().len(),
-        report.cancelled().len(),
-        report.wall.as_secs_f64()
-    );
+    let totals = format!("{} in {:.2}s", counts(report), report.wall.as_secs_f64());
     let _ = writeln!(out, "{}", paint(plain.bold(), &totals));
     // The table shows each failure; the stderr tails follow it.
     for v in &report.vms {
@@ -71,6 +66,27 @@ pub(crate) fn render(report: &FleetReport, color: bool, verb: Verb) -> String {
             for line in lines_of(tail) {
                 let _ = writeln!(out, "  {line}");
             }
+        }
+    }
+    out
+}
+
+/// `2 succeeded, 1 failed, 3 stopped, 4 not started`: the hosts by
+/// result, the last two only when there are some.
+pub(crate) fn counts(report: &FleetReport) -> String {
+    let mut out = format!(
+        "{} succeeded, {} failed",
+        report.succeeded().len(),
+        report.failed().len()
+    );
+    for word in ["stopped", "not started"] {
+        let n = report
+            .vms
+            .iter()
+            .filter(|v| Verb::verdict(v.failure.as_ref()) == word)
+            .count();
+        if n > 0 {
+            let _ = write!(out, ", {n} {word}");
         }
     }
     out

@@ -10,7 +10,7 @@ use std::time::Duration;
 use console::{Color, Style};
 use futures::future::BoxFuture;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vmssh::fleet::{FleetReport, Outcome};
+use vmssh::fleet::FleetReport;
 use vmssh::provision::{Event, LineSplitter, Sink};
 
 use super::verb::{Verb, lines_of};
@@ -354,9 +354,12 @@ impl Ui {
                 st.running.remove(&vm);
                 st.finished.insert(vm.clone());
                 st.overall.inc(1);
-                let why = failure
-                    .as_ref()
-                    .map_or_else(|| "failed".to_string(), |f| st.verb.failure(f));
+                let verdict = Verb::verdict(failure.as_ref());
+                let why = match failure {
+                    None => "failed".to_string(),
+                    Some(f) if verdict == "FAILED" => st.verb.failure(f),
+                    Some(f) => st.verb.ended(f),
+                };
                 let first = lines_of(&why).swap_remove(0);
                 if *ok {
                     if st.live {
@@ -366,7 +369,8 @@ impl Ui {
                 } else {
                     st.failed += 1;
                     if st.live {
-                        self.println_lines(st, &vm, "FAILED: ", &why, Tone::Err);
+                        let lead = if verdict == "FAILED" { "FAILED: " } else { "" };
+                        self.println_lines(st, &vm, lead, &why, Tone::Err);
                     }
                 }
                 if let Some(b) = st.bars.get(&vm).cloned() {
@@ -396,8 +400,8 @@ impl Ui {
             if let Some(b) = st.bars.get(&v.name)
                 && !b.is_finished()
             {
-                b.abandon_with_message(match v.outcome {
-                    Outcome::Cancelled => "cancelled",
+                b.abandon_with_message(match Verb::verdict(v.failure.as_ref()) {
+                    "not started" => "not started",
                     _ => "stopped",
                 });
             }
@@ -406,9 +410,8 @@ impl Ui {
             "all succeeded".to_string()
         } else {
             format!(
-                "{} failed, {} cancelled{}",
-                report.failed().len(),
-                report.cancelled().len(),
+                "{}{}",
+                super::summary::counts(report),
                 if interrupted { " (interrupted)" } else { "" }
             )
         };

@@ -3,7 +3,7 @@
 //! `download` do one thing on each host, and speak of that thing.
 
 use vmssh::fleet::VmReport;
-use vmssh::report::{Failure, StepReport};
+use vmssh::report::{CancelReason, Failure, StepReport};
 
 /// What the run does on each host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,24 +40,57 @@ impl Verb {
 
     /// Why a host failed, in this verb's words: the failed step's reason
     /// (`exit status 3`) rather than the plan's sentence (`provisioning
-    /// web: step 1 (inline: uptime) failed: exit status 3`). May span
+    /// web: step 1 (inline: uptime) failed: exit status 3`). For a host
+    /// the run stopped, what it was doing and why, when that is more than
+    /// the run's own "interrupted" line says (may be empty). May span
     /// lines.
     pub(crate) fn failure(self, f: &Failure) -> String {
-        if self.has_steps() {
-            return f.to_string();
-        }
         match f {
-            Failure::Step { reason, .. } => reason.clone(),
-            Failure::Cancelled {
-                reason, started, ..
-            } => {
-                if *started {
-                    format!("cancelled: {reason}")
-                } else {
-                    format!("cancelled before it started: {reason}")
-                }
+            Failure::Cancelled { reason, step, .. } => {
+                let during = step
+                    .filter(|_| self.has_steps())
+                    .map(|n| format!("during step {n}"));
+                let why = match reason {
+                    CancelReason::Stopped => None,
+                    CancelReason::FailFast => Some("another host failed (--fail-fast)".into()),
+                    CancelReason::TooManyFailures { limit } => {
+                        Some(format!("more than {limit} hosts failed (--max-fail)"))
+                    }
+                    other => Some(other.to_string()),
+                };
+                [during, why]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ")
             }
+            _ if self.has_steps() => f.to_string(),
+            Failure::Step { reason, .. } => reason.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// A host's result in a word: `ok`, `FAILED`, or for a host the run
+    /// stopped, `stopped` (it had started) or `not started`.
+    pub(crate) fn verdict(failure: Option<&Failure>) -> &'static str {
+        match failure {
+            None => "ok",
+            Some(Failure::Cancelled { started: true, .. }) => "stopped",
+            Some(Failure::Cancelled { started: false, .. }) => "not started",
+            Some(_) => "FAILED",
+        }
+    }
+
+    /// How a host that did not succeed ended: its verdict, then why
+    /// (`FAILED: exit status 3`, `stopped`, `not started: another host
+    /// failed (--fail-fast)`). May span lines.
+    pub(crate) fn ended(self, f: &Failure) -> String {
+        let verdict = Self::verdict(Some(f));
+        let why = self.failure(f);
+        if why.is_empty() {
+            verdict.to_string()
+        } else {
+            format!("{verdict}: {why}")
         }
     }
 
@@ -108,6 +141,25 @@ mod tests {
         };
         assert_eq!(Verb::Exec.failure(&f), "exit status 3");
         assert!(Verb::Provision.failure(&f).contains("step 1"));
+    }
+
+    #[test]
+    fn a_stopped_host_is_stopped_once() {
+        let f = Failure::Cancelled {
+            reason: CancelReason::Stopped,
+            started: true,
+            step: Some(2),
+        };
+        assert_eq!(Verb::verdict(Some(&f)), "stopped");
+        assert_eq!(Verb::Exec.failure(&f), "");
+        assert_eq!(Verb::Provision.failure(&f), "during step 2");
+        let f = Failure::Cancelled {
+            reason: CancelReason::FailFast,
+            started: false,
+            step: None,
+        };
+        assert_eq!(Verb::verdict(Some(&f)), "not started");
+        assert_eq!(Verb::Exec.failure(&f), "another host failed (--fail-fast)");
     }
 
     #[test]
