@@ -9,6 +9,8 @@
 #   - OpenSSH's sshd, sftp-server and clients, and dropbear   (apt)
 #   - sudo                                                    (apt)
 #   - asyncssh, pinned, in a virtual environment under target/ (PyPI)
+#   - kubernetes-validate, pinned, in a virtual environment under target/,
+#     which checks docs/sharding.md's Kubernetes Job          (PyPI)
 #   - tinysshd, with its system service left disabled         (apt)
 #   - QEMU, and the guest images built from Debian 12 and 13 packages
 #     into target/vm-image and target/vm-image-trixie          (apt)

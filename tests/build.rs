@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// `(cfg name, what it is, binaries that must all exist)`. A binary is
 /// looked up on `PATH` and in the system directories, or taken as given
 /// when it is a path (relative paths are relative to the workspace: the
-/// guest image and the asyncssh environment are built under `target/`).
+/// guest image and the Python environments are built under `target/`).
 const PROBES: &[(&str, &str, &[&str])] = &[
     (
         "sshd",
@@ -76,6 +76,14 @@ const PROBES: &[(&str, &str, &[&str])] = &[
         "parallel",
         "GNU parallel (Debian: parallel), for docs/sharding.md's commands",
         &["parallel"],
+    ),
+    (
+        "kubernetes_validate",
+        "kubernetes-validate (PyPI, in target/kubernetes-validate: scripts/deps/60-kubernetes-validate.sh)",
+        &[
+            "target/kubernetes-validate/bin/kubernetes-validate",
+            "target/kubernetes-validate/installed",
+        ],
     ),
     (
         "tinysshd",
@@ -150,7 +158,7 @@ fn find(bin: &str, workspace: &Path) -> Option<PathBuf> {
 /// path as changed, and would rerun this script (and rebuild every test)
 /// at every build. A missing file under `target/` is watched through its
 /// directory, created here when absent (the scripts that build the guest
-/// image and the asyncssh environment write into it); never `target/`
+/// image and the Python environments write into it); never `target/`
 /// itself, which every build changes.
 fn watch_dirs(bins: &[&str], workspace: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();

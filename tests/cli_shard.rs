@@ -2,7 +2,7 @@
 //! server, merged with `vmssh report merge`, give the report of one
 //! unsharded run, timings aside; and docs/sharding.md's commands (xargs,
 //! GNU parallel, the Kubernetes Job's script, `report merge`), run as
-//! written.
+//! written; and its Kubernetes Job valid against Kubernetes' own schemas.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_harness;
@@ -250,4 +250,109 @@ fn job_script() -> String {
         .map(str::trim)
         .collect();
     folded.join(" ")
+}
+
+/// The Kubernetes Job of docs/sharding.md: its ```` ```yaml ```` block,
+/// as written.
+fn job_yaml() -> String {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sharding.md"),
+    )
+    .unwrap();
+    let mut lines = doc.lines().skip_while(|l| *l != "```yaml");
+    assert_eq!(
+        lines.next(),
+        Some("```yaml"),
+        "docs/sharding.md has no YAML block"
+    );
+    let yaml: Vec<&str> = lines.take_while(|l| *l != "```").collect();
+    assert!(
+        yaml.first() == Some(&"apiVersion: batch/v1") && yaml.contains(&"kind: Job"),
+        "{yaml:#?}"
+    );
+    yaml.join("\n") + "\n"
+}
+
+/// The Kubernetes versions the Job is checked against: the three minor
+/// releases Kubernetes supports, whose schemas the pinned
+/// kubernetes-validate (scripts/deps/60-kubernetes-validate.sh) bundles.
+const KUBERNETES_VERSIONS: &[&str] = &["1.35.0", "1.36.0", "1.37.0"];
+
+/// Runs `kubernetes-validate --strict` (unknown fields are errors) on
+/// `yaml` against Kubernetes `version`: its success and its output.
+/// Offline: the schemas are files in its package (it resolves their
+/// references as `file://` URLs), and the HTTP proxy variables point at
+/// a closed local port, so that a fetch would fail rather than pass.
+fn kubernetes_validate(yaml: &str, version: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/kubernetes-validate/bin/kubernetes-validate");
+    let o = std::process::Command::new(tool)
+        .args(["--strict", "-k", version])
+        .arg(&file)
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("https_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+#[test]
+#[cfg_attr(
+    not(vmssh_have_kubernetes_validate),
+    ignore = "needs kubernetes-validate (scripts/deps/60-kubernetes-validate.sh)"
+)]
+fn the_sharding_guides_job_is_valid_kubernetes() {
+    let yaml = job_yaml();
+    for version in KUBERNETES_VERSIONS {
+        let (ok, out) = kubernetes_validate(&yaml, version);
+        assert!(
+            ok,
+            "Kubernetes {version} refuses docs/sharding.md's Job:\n{out}"
+        );
+        assert!(out.contains("passed for resource job/provision"), "{out}");
+    }
+}
+
+/// The validator can fail: the Job with a misspelt field, at the top of
+/// its spec and deep in its pod template (a flow mapping), is refused by
+/// every version, naming the field.
+#[test]
+#[cfg_attr(
+    not(vmssh_have_kubernetes_validate),
+    ignore = "needs kubernetes-validate (scripts/deps/60-kubernetes-validate.sh)"
+)]
+fn a_misspelt_job_is_refused() {
+    let yaml = job_yaml();
+    for (right, wrong, named) in [
+        (
+            "  parallelism: 8",
+            "  paralelism: 8",
+            "'paralelism' was unexpected",
+        ),
+        (
+            "{ name: keys, mountPath: /keys,",
+            "{ name: keys, mountpath: /keys,",
+            "'mountPath' is a required property",
+        ),
+    ] {
+        assert_eq!(yaml.matches(right).count(), 1, "{right:?} in {yaml}");
+        let broken = yaml.replace(right, wrong);
+        for version in KUBERNETES_VERSIONS {
+            let (ok, out) = kubernetes_validate(&broken, version);
+            assert!(!ok, "Kubernetes {version} accepts {wrong:?}:\n{out}");
+            assert!(out.contains(named), "{wrong:?}: {out}");
+        }
+    }
 }
