@@ -12,27 +12,12 @@
 //! [`SshConfig::kex_algorithms`]: crate::SshConfig::kex_algorithms
 
 use std::borrow::Cow;
-use std::fmt;
 
 use russh::keys::Algorithm;
 use russh::{cipher, compression, kex, mac};
 
 use crate::cipher::Cipher;
-use crate::error::Error;
-
-/// Which of the negotiated algorithm lists a name belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AlgorithmKind {
-    /// Key exchange (OpenSSH's `KexAlgorithms`).
-    Kex,
-    /// Cipher (`Ciphers`).
-    Cipher,
-    /// Message authentication code (`MACs`).
-    Mac,
-    /// Host key signature algorithm (`HostKeyAlgorithms`).
-    HostKey,
-}
+use crate::error::{AlgorithmKind, Error};
 
 /// Every name OpenSSH's client knows (`ssh -Q kex|cipher|mac|key-sig` of
 /// OpenSSH 9.9): a name here that vmssh does not implement is another
@@ -129,17 +114,6 @@ impl AlgorithmKind {
         OPENSSH_NAMES
             .iter()
             .any(|(kind, names)| *kind == self && names.contains(&name))
-    }
-}
-
-impl fmt::Display for AlgorithmKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AlgorithmKind::Kex => "key exchange",
-            AlgorithmKind::Cipher => "cipher",
-            AlgorithmKind::Mac => "MAC",
-            AlgorithmKind::HostKey => "host key",
-        })
     }
 }
 

@@ -66,8 +66,8 @@ impl SshConfig {
             auth: Vec::new(),
             host_key: HostKeyPolicy::default(),
             connect_timeout: Duration::from_secs(30),
-            connect_stagger: Some(crate::dial::DEFAULT_STAGGER),
-            parallel_connects: crate::dial::DEFAULT_PARALLEL,
+            connect_stagger: Some(DEFAULT_STAGGER),
+            parallel_connects: DEFAULT_PARALLEL,
             algorithms: Algorithms::default(),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
@@ -588,6 +588,13 @@ impl fmt::Display for ConnectRetry<'_> {
         )
     }
 }
+
+/// The time the first attempt of a connect may stay silent before a
+/// second one starts, by default.
+pub(crate) const DEFAULT_STAGGER: Duration = Duration::from_millis(250);
+
+/// Connections open at once for one connect, by default.
+pub(crate) const DEFAULT_PARALLEL: usize = 4;
 
 #[cfg(test)]
 mod tests {

@@ -376,13 +376,6 @@ async fn prebanner_line(mut socket: TcpStream, host: &str, port: u16) -> Result<
     }
 }
 
-/// The time the first attempt of a connect may stay silent before a
-/// second one starts, by default.
-pub(crate) const DEFAULT_STAGGER: Duration = Duration::from_millis(250);
-
-/// Connections open at once for one connect, by default.
-pub(crate) const DEFAULT_PARALLEL: usize = 4;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ pub enum Error {
     )]
     UnsupportedAlgorithm {
         /// Which list it was in.
-        kind: crate::algorithms::AlgorithmKind,
+        kind: AlgorithmKind,
         /// The name as given (empty for an empty list).
         name: String,
         /// The names of that kind this crate implements.
@@ -825,6 +825,31 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// Which of the negotiated algorithm lists a name belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlgorithmKind {
+    /// Key exchange (OpenSSH's `KexAlgorithms`).
+    Kex,
+    /// Cipher (`Ciphers`).
+    Cipher,
+    /// Message authentication code (`MACs`).
+    Mac,
+    /// Host key signature algorithm (`HostKeyAlgorithms`).
+    HostKey,
+}
+
+impl std::fmt::Display for AlgorithmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AlgorithmKind::Kex => "key exchange",
+            AlgorithmKind::Cipher => "cipher",
+            AlgorithmKind::Mac => "MAC",
+            AlgorithmKind::HostKey => "host key",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,7 +1112,7 @@ mod tests {
 
     #[test]
     fn handshake_errors_name_their_layer_not_their_cause() {
-        use crate::session::{HandlerError, handshake_error};
+        use crate::connection::{HandlerError, handshake_error};
         let kinds = [
             std::io::ErrorKind::ConnectionReset,
             std::io::ErrorKind::UnexpectedEof,

@@ -485,7 +485,7 @@ impl Session {
         });
         let lease = match spare {
             Some(lease) => lease.restart(Closing::Terminate, &requests).await?,
-            None => channel::start(self, Closing::Terminate, &requests).await?,
+            None => channel::start(self.connection(), Closing::Terminate, &requests).await?,
         };
         let writer = lease.writer().clone();
         let stdin_task = match (preamble, command.stdin) {

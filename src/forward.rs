@@ -26,14 +26,14 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use russh::ChannelMsg;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, ChannelLease, LeaseWriter};
+use crate::channel::{self, ChannelLease, ChannelStream};
+use crate::connection::{Forwarded, RemoteForwards};
 use crate::error::Error;
 use crate::session::Session;
 
@@ -53,11 +53,7 @@ const COPY_BUFFER: usize = 64 * 1024;
 ///
 /// Dropping the tunnel closes its channel and frees its slot.
 pub struct Tunnel {
-    lease: ChannelLease,
-    writer: LeaseWriter,
-    /// Received data not yet read.
-    pending: bytes::Bytes,
-    eof: bool,
+    stream: ChannelStream,
     to: (String, u16),
 }
 
@@ -65,26 +61,17 @@ impl fmt::Debug for Tunnel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tunnel")
             .field("to", &format_args!("{}:{}", self.to.0, self.to.1))
-            .field("eof", &self.eof)
+            .field("eof", &self.stream.at_eof())
             .finish()
     }
 }
 
 impl Tunnel {
     fn new(lease: ChannelLease, to: (String, u16)) -> Tunnel {
-        let writer = lease.writer().writer();
         Tunnel {
-            lease,
-            writer,
-            pending: bytes::Bytes::new(),
-            eof: false,
+            stream: ChannelStream::new(lease),
             to,
         }
-    }
-
-    /// The session this tunnel runs on.
-    fn session(&self) -> &Session {
-        self.lease.session()
     }
 }
 
@@ -94,33 +81,7 @@ impl AsyncRead for Tunnel {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending.split_to(n));
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(this.lease.poll_recv(cx)) {
-                Some(ChannelMsg::Data { data }) => this.pending = data,
-                Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => this.eof = true,
-                None => {
-                    this.eof = true;
-                    let session = this.session();
-                    if session.is_closed() {
-                        let lost = session.lost("connection closed");
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::ConnectionAborted,
-                            lost.to_string(),
-                        )));
-                    }
-                }
-                Some(_) => {}
-            }
-        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -130,15 +91,15 @@ impl AsyncWrite for Tunnel {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.writer).poll_write(cx, buf)
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.writer).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.writer).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -166,7 +127,7 @@ impl Session {
         port: u16,
         from: Option<SocketAddr>,
     ) -> Result<Tunnel, Error> {
-        let lease = channel::open_tunnel(self, host, port, from).await?;
+        let lease = channel::open_tunnel(self.connection(), host, port, from).await?;
         Ok(Tunnel::new(lease, (host.to_string(), port)))
     }
 
@@ -477,75 +438,9 @@ impl RemoteTask {
     }
 }
 
-type Forwarded = russh::Channel<russh::client::Msg>;
-
 /// How many tunnels a remote forward lets the server bring before it takes
 /// them (each then waits for a channel slot); more are refused.
 const INCOMING_QUEUE: usize = 16;
-
-/// The remote forwards of one session, by the address and port the server
-/// listens on. The connection's handler routes each tunnel the server
-/// brings (`forwarded-tcpip`) through here.
-#[derive(Debug, Default)]
-pub(crate) struct RemoteForwards {
-    routes: std::sync::Mutex<
-        std::collections::HashMap<(String, u32), tokio::sync::mpsc::Sender<Forwarded>>,
-    >,
-}
-
-impl RemoteForwards {
-    /// Where tunnels for `address:port` go: the forward registered for it,
-    /// else one still waiting for the server to say which port it picked.
-    pub(crate) fn route(
-        &self,
-        address: &str,
-        port: u32,
-    ) -> Option<tokio::sync::mpsc::Sender<Forwarded>> {
-        let routes = self.routes.lock().ok()?;
-        routes
-            .get(&(address.to_string(), port))
-            .or_else(|| routes.get(&(address.to_string(), 0)))
-            .cloned()
-    }
-
-    fn insert(&self, address: &str, port: u32, tx: tokio::sync::mpsc::Sender<Forwarded>) {
-        if let Ok(mut routes) = self.routes.lock() {
-            routes.insert((address.to_string(), port), tx);
-        }
-    }
-
-    fn remove(&self, address: &str, port: u32) -> Option<tokio::sync::mpsc::Sender<Forwarded>> {
-        self.routes
-            .lock()
-            .ok()
-            .and_then(|mut r| r.remove(&(address.to_string(), port)))
-    }
-}
-
-/// Hands a tunnel the server brought to its forward; one that cannot be
-/// taken (no such forward, queue full) is refused or closed.
-pub(crate) async fn route_forwarded(
-    forwards: &RemoteForwards,
-    channel: Forwarded,
-    address: &str,
-    port: u32,
-    reply: russh::client::ChannelOpenHandle,
-) {
-    let Some(tx) = forwards.route(address, port) else {
-        // Dropping the reply refuses the channel.
-        return;
-    };
-    reply.accept().await;
-    if let Err(e) = tx.try_send(channel) {
-        let channel = match e {
-            tokio::sync::mpsc::error::TrySendError::Full(c)
-            | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
-        };
-        tokio::spawn(async move {
-            let _ = channel.close().await;
-        });
-    }
-}
 
 /// Tunnels the server brings for one remote forward.
 struct Incoming {
@@ -562,13 +457,15 @@ impl Incoming {
     /// The next tunnel, once a channel slot is free for it.
     async fn next(&mut self) -> Option<ChannelLease> {
         let channel = self.rx.recv().await?;
-        channel::adopt(&self.session, channel).await.ok()
+        channel::adopt(self.session.connection(), channel)
+            .await
+            .ok()
     }
 }
 
 impl Session {
     fn remote_forwards(&self) -> &RemoteForwards {
-        &self.inner.state.remote_forwards
+        self.inner.routes()
     }
 
     async fn listen_remote(&self, bind_host: &str, bind_port: u16) -> Result<Incoming, Error> {
@@ -578,7 +475,8 @@ impl Session {
         self.remote_forwards()
             .insert(bind_host, u32::from(bind_port), tx.clone());
         let answer = self
-            .handle()
+            .inner
+            .handle
             .tcpip_forward(bind_host, u32::from(bind_port))
             .await;
         let port = match answer {
@@ -612,7 +510,8 @@ impl Session {
     async fn unlisten_remote(&self, bind_host: &str, port: u16) -> Result<(), Error> {
         self.remote_forwards().remove(bind_host, u32::from(port));
         match self
-            .handle()
+            .inner
+            .handle
             .cancel_tcpip_forward(bind_host, u32::from(port))
             .await
         {

@@ -50,18 +50,23 @@
 //!    lists it offers, by OpenSSH's names ([`AlgorithmKind`]).
 //!    `ssh_config/` ([`ssh_config`]) turns an OpenSSH `~/.ssh/config`
 //!    alias into one.
-//! 2. `session.rs` ([`session`]): one connection per VM ([`Session`]):
-//!    connect, retry, keepalive, close; over any byte stream
-//!    ([`Session::connect_stream`]) or through a jump host
-//!    ([`Session::connect_via`]).
+//! 2. `session/` ([`session`]): one connection per VM ([`Session`]): the
+//!    handle (`mod.rs`) and connecting (`connect.rs`: retry, over any byte
+//!    stream ([`Session::connect_stream`]) or through a jump host
+//!    ([`Session::connect_via`])). Below it, `connection/` (private): the
+//!    russh handle and handler, and what is kept per connection (channel
+//!    slots, channels open and being closed, remote-forward routes, why
+//!    it ended), which sessions, channels and forwards share; it imports
+//!    none of them.
 //! 3. `host_key/` ([`host_key`]): how to trust the server during key
 //!    exchange ([`HostKeyPolicy`], known_hosts).
 //! 4. `auth/` ([`auth`]): how to prove who we are ([`Auth`]: key file
 //!    with its certificate, in-memory key, agent, password,
 //!    keyboard-interactive) and the loop that tries the methods in order.
-//! 5. `channel/` (private): channels opened under the session's limit,
-//!    their requests and replies, and the one lease whose drop closes a
-//!    channel.
+//! 5. `channel/` (private): channels opened under the connection's
+//!    limit, their requests and replies, the one lease whose drop closes a
+//!    channel, and a channel as a byte stream (`stream.rs`) that tunnels
+//!    and SFTP wrap.
 //!    `forward.rs` ([`forward`]): TCP through a session ([`Tunnel`],
 //!    [`LocalForward`], [`RemoteForward`]); `proxy_command.rs` (private):
 //!    a session over a `ProxyCommand` child's standard input and output.
@@ -72,8 +77,8 @@
 //!    [`Session::download`], ...), SFTP where the server has it, else the
 //!    exec fallback.
 //! 8. `sftp/` ([`sftp`]): the [`Sftp`] handle and file-system operations
-//!    (`mod.rs`), [`TransferOptions`] (`options.rs`), the channel as a byte
-//!    stream (`stream.rs`), the pipelined engines (`upload.rs`,
+//!    (`mod.rs`), [`TransferOptions`] (`options.rs`), its channel's stream
+//!    (`stream.rs`), the pipelined engines (`upload.rs`,
 //!    `download.rs`), temporary names and cleanup (`atomic.rs`), `cat` over
 //!    exec for servers without SFTP (`fallback.rs`).
 //! 9. `provision/` ([`provision`]): the steps
@@ -204,6 +209,7 @@ pub mod auth;
 mod channel;
 pub mod cipher;
 pub mod config;
+mod connection;
 mod dial;
 pub mod error;
 pub mod exec;
@@ -223,10 +229,10 @@ mod status;
 mod transfer;
 pub mod vmctl;
 
-pub use algorithms::AlgorithmKind;
 pub use auth::Auth;
 pub use cipher::Cipher;
 pub use config::{ConnectRetry, RetryPolicy, SshConfig};
+pub use error::AlgorithmKind;
 pub use error::{
     AuthFailure, Error, HostCertificateProblem, KeyErrorKind, Result, SftpErrorKind,
     TunnelErrorKind, VmctlErrorKind,

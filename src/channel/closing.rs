@@ -1,23 +1,12 @@
-//! Closings: channels of one session being closed in the background, and
-//! the cleanups of dropped operations, which new channels wait for.
+//! Closings: channels of one connection being closed in the background,
+//! and the cleanups of dropped operations, which new channels wait for
+//! (counted in [`Closings`](crate::connection::Closings)).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use crate::session::Session;
-
-/// Channels of one session that are being closed, and other work winding
-/// down a dropped operation, so that new channels can wait until they are
-/// gone (see [`open`](super::open)).
-#[derive(Debug, Default)]
-pub(crate) struct Closings {
-    count: AtomicUsize,
-    done: Notify,
-}
+use crate::connection::Connection;
 
 tokio::task_local! {
     /// How many of the session's closings the current task is itself
@@ -29,20 +18,18 @@ tokio::task_local! {
 /// Held while a channel is being closed in the background, or while the
 /// work that cleans up after a dropped operation runs.
 #[derive(Debug)]
-pub(crate) struct ClosingGuard(Session);
+pub(crate) struct ClosingGuard(Arc<Connection>);
 
 impl ClosingGuard {
-    pub(crate) fn new(session: &Session) -> Self {
-        session.closings().count.fetch_add(1, Ordering::AcqRel);
-        ClosingGuard(session.clone())
+    pub(crate) fn new(conn: &Arc<Connection>) -> Self {
+        conn.closings().enter();
+        ClosingGuard(conn.clone())
     }
 }
 
 impl Drop for ClosingGuard {
     fn drop(&mut self) {
-        let closings = self.0.closings();
-        closings.count.fetch_sub(1, Ordering::AcqRel);
-        closings.done.notify_waiters();
+        self.0.closings().leave();
     }
 }
 
@@ -61,19 +48,19 @@ pub(crate) struct Release(Arc<Mutex<Option<ClosingGuard>>>);
 impl Release {
     /// The user let go: the channel counts as closing until the lease is
     /// dropped.
-    pub(crate) fn released(&self, session: &Session) {
+    pub(crate) fn released(&self, conn: &Arc<Connection>) {
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if held.is_none() {
-            *held = Some(ClosingGuard::new(session));
+            *held = Some(ClosingGuard::new(conn));
         }
     }
 
     /// A handle for the user that calls [`released`](Self::released) when
     /// dropped.
-    pub(crate) fn on_drop(&self, session: &Session) -> ReleaseOnDrop {
+    pub(crate) fn on_drop(&self, conn: &Arc<Connection>) -> ReleaseOnDrop {
         ReleaseOnDrop {
             release: self.clone(),
-            session: session.clone(),
+            conn: conn.clone(),
         }
     }
 }
@@ -82,12 +69,12 @@ impl Release {
 #[derive(Debug)]
 pub(crate) struct ReleaseOnDrop {
     release: Release,
-    session: Session,
+    conn: Arc<Connection>,
 }
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        self.release.released(&self.session);
+        self.release.released(&self.conn);
     }
 }
 
@@ -120,19 +107,8 @@ pub(crate) fn carrying_own<F: Future>(work: F) -> impl Future<Output = F::Output
 /// (it may still run the request), then can abort the whole connection on
 /// the request: a new channel must not open while a process of this
 /// session is about to end.
-pub(crate) async fn wait_for_closing(session: &Session) {
-    let closings = session.closings();
+pub(crate) async fn wait_for_closing(conn: &Arc<Connection>) {
     let own = OWN_CLOSINGS.try_with(|n| *n).unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let notified = closings.done.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if closings.count.load(Ordering::Acquire) <= own {
-            return;
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return;
-        }
-    }
+    conn.closings().settled(own, deadline).await;
 }

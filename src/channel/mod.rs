@@ -24,20 +24,18 @@ use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWrite;
 
+use crate::connection::Connection;
 use crate::error::{Error, TunnelErrorKind};
-use crate::session::Session;
 
 mod closing;
 mod process;
-mod slots;
+mod stream;
 
-pub(crate) use closing::{
-    ClosingGuard, Closings, Release, ReleaseOnDrop, wait_for_closing, winding_down,
-};
+use crate::connection::Slot;
+pub(crate) use closing::{ClosingGuard, Release, ReleaseOnDrop, wait_for_closing, winding_down};
 pub(crate) use process::ANNOUNCE;
 use process::PidReader;
-use slots::Slot;
-pub(crate) use slots::{LiveChannels, Slots};
+pub(crate) use stream::ChannelStream;
 
 /// How long an abandoned command gets to end after SIGTERM before its
 /// channel is closed from this side.
@@ -115,7 +113,7 @@ impl Request<'_> {
 pub(crate) struct ChannelWriter {
     half: ChannelWriteHalf<Msg>,
     eof_sent: AtomicBool,
-    session: Session,
+    conn: Arc<Connection>,
 }
 
 impl ChannelWriter {
@@ -124,7 +122,7 @@ impl ChannelWriter {
         self.half
             .data_bytes(data)
             .await
-            .map_err(|_| self.session.lost("connection closed"))
+            .map_err(|_| self.conn.lost("connection closed"))
     }
 
     /// Sends end-of-file, unless it was sent already.
@@ -135,7 +133,7 @@ impl ChannelWriter {
         self.half
             .eof()
             .await
-            .map_err(|_| self.session.lost("connection closed"))
+            .map_err(|_| self.conn.lost("connection closed"))
     }
 
     /// Asks the server to send `sig` to the channel's program.
@@ -143,7 +141,7 @@ impl ChannelWriter {
         self.half
             .signal(sig)
             .await
-            .map_err(|_| self.session.lost("connection closed"))
+            .map_err(|_| self.conn.lost("connection closed"))
     }
 
     /// An [`AsyncWrite`] of the channel's data whose shutdown is the one
@@ -193,7 +191,7 @@ impl AsyncWrite for LeaseWriter {
 /// The one owner of an open channel; dropping it closes the channel (see
 /// [`Closing`]) and then frees its slot under the session's limit.
 pub(crate) struct ChannelLease {
-    session: Session,
+    conn: Arc<Connection>,
     read: Option<ChannelReadHalf>,
     write: Arc<ChannelWriter>,
     slot: Option<Slot>,
@@ -238,7 +236,7 @@ impl std::fmt::Debug for ChannelLease {
 /// `MaxSessions` slots, until the connection ends.) A lease nobody
 /// receives is dropped, which closes its channel.
 async fn detached(
-    session: &Session,
+    conn: &Arc<Connection>,
     open: impl Future<Output = Result<ChannelLease, Error>> + Send + 'static,
 ) -> Result<ChannelLease, Error> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -246,7 +244,7 @@ async fn detached(
         let _ = tx.send(open.await);
     });
     rx.await
-        .unwrap_or_else(|_| Err(session.lost("the channel open was interrupted")))
+        .unwrap_or_else(|_| Err(conn.lost("the channel open was interrupted")))
 }
 
 /// Opens a session channel, waiting for a free slot under the session's
@@ -259,34 +257,34 @@ async fn detached(
 /// freeing (OpenSSH frees a closed channel's slot only at the end of its
 /// event-loop pass): that is retried briefly. A refusal with no channel of
 /// the session open cannot be waited out: it is returned at once.
-pub(crate) async fn open(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
-    let owned = session.clone();
+pub(crate) async fn open(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLease, Error> {
+    let owned = conn.clone();
     let open = closing::carrying_own(async move { open_now(&owned, closing).await });
-    detached(session, open).await
+    detached(conn, open).await
 }
 
 /// [`open`], attached to the caller.
-async fn open_now(session: &Session, closing: Closing) -> Result<ChannelLease, Error> {
-    let slots = session.channel_slots();
+async fn open_now(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLease, Error> {
+    let slots = conn.slots.clone();
     let mut delay = Duration::from_millis(2);
     let mut freeing_since: Option<Instant> = None;
     loop {
-        let slot = free_slot(session).await?;
-        wait_for_closing(session).await;
+        let slot = free_slot(conn).await?;
+        wait_for_closing(conn).await;
         let reason = loop {
-            let reason = match session.handle().channel_open_session().await {
-                Ok(channel) => return Ok(lease(session, channel, slot, closing)),
+            let reason = match conn.handle.channel_open_session().await {
+                Ok(channel) => return Ok(lease(conn, channel, slot, closing)),
                 Err(russh::Error::ChannelOpenFailure(reason)) => reason,
-                Err(e) => return Err(open_error(session, e)),
+                Err(e) => return Err(open_error(conn, e)),
             };
-            let live = session.live_channels();
+            let live = conn.live_channels();
             let (others, peak) = (live.count(), live.peak());
             if others > 0 && others >= peak {
                 break None;
             }
             let since = *freeing_since.get_or_insert_with(Instant::now);
-            if peak > 0 && since.elapsed() + delay < FREEING_LIMIT && !session.is_closed() {
-                tracing::debug!(host = %session.host(), ?reason, "channel open refused, retrying in {delay:?}");
+            if peak > 0 && since.elapsed() + delay < FREEING_LIMIT && !conn.is_closed() {
+                tracing::debug!(host = %conn.host, ?reason, "channel open refused, retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_millis(200));
                 continue;
@@ -296,10 +294,10 @@ async fn open_now(session: &Session, closing: Closing) -> Result<ChannelLease, E
         match reason {
             // The server's limit: wait for a channel to close.
             None => {
-                let others = session.live_channels().count();
+                let others = conn.live_channels().count();
                 if slots.learn(others) {
                     tracing::debug!(
-                        host = %session.host(),
+                        host = %conn.host,
                         "the server allows {others} channel(s) per connection; further opens wait"
                     );
                 }
@@ -309,12 +307,12 @@ async fn open_now(session: &Session, closing: Closing) -> Result<ChannelLease, E
             }
             Some((reason, others)) => {
                 return Err(Error::ChannelOpen {
-                    host: session.host().to_string(),
-                    port: session.port(),
+                    host: conn.host.clone(),
+                    port: conn.port,
                     reason: if others == 0 {
-                        format!("{reason:?}, with no other channel of this session open")
+                        format!("{reason:?}, with no other channel of this conn open")
                     } else {
-                        format!("{reason:?}, with {others} other channel(s) of this session open")
+                        format!("{reason:?}, with {others} other channel(s) of this conn open")
                     },
                 });
             }
@@ -341,13 +339,13 @@ impl From<StartError> for Error {
 /// under the session's channel limit like any channel. A refusal is final:
 /// unlike a session channel's, it does not depend on other channels.
 pub(crate) async fn open_tunnel(
-    session: &Session,
+    conn: &Arc<Connection>,
     host: &str,
     port: u16,
     from: Option<std::net::SocketAddr>,
 ) -> Result<ChannelLease, Error> {
-    let (owned, host) = (session.clone(), host.to_string());
-    detached(session, async move {
+    let (owned, host) = (conn.clone(), host.to_string());
+    detached(conn, async move {
         open_tunnel_now(&owned, &host, port, from).await
     })
     .await
@@ -355,27 +353,27 @@ pub(crate) async fn open_tunnel(
 
 /// [`open_tunnel`], attached to the caller.
 async fn open_tunnel_now(
-    session: &Session,
+    conn: &Arc<Connection>,
     host: &str,
     port: u16,
     from: Option<std::net::SocketAddr>,
 ) -> Result<ChannelLease, Error> {
-    let slot = free_slot(session).await?;
+    let slot = free_slot(conn).await?;
     let (from_host, from_port) = match from {
         Some(a) => (a.ip().to_string(), u32::from(a.port())),
         None => ("127.0.0.1".to_string(), 0),
     };
-    match session
-        .handle()
+    match conn
+        .handle
         .channel_open_direct_tcpip(host, u32::from(port), from_host, from_port)
         .await
     {
-        Ok(channel) => Ok(lease(session, channel, slot, Closing::Terminate)),
+        Ok(channel) => Ok(lease(conn, channel, slot, Closing::Terminate)),
         Err(russh::Error::ChannelOpenFailure(reason)) => {
             use russh::ChannelOpenFailure as F;
             Err(Error::Tunnel {
-                host: session.host().to_string(),
-                port: session.port(),
+                host: conn.host.clone(),
+                port: conn.port,
                 to_host: host.to_string(),
                 to_port: port,
                 kind: match reason {
@@ -386,40 +384,48 @@ async fn open_tunnel_now(
                 },
             })
         }
-        Err(e) => Err(open_error(session, e)),
+        Err(e) => Err(open_error(conn, e)),
     }
 }
 
 /// Takes ownership of a channel the server opened (a remote forward's
 /// tunnel), once a channel slot is free for it, holding the slot until it
 /// is closed.
-pub(crate) async fn adopt(session: &Session, channel: Channel<Msg>) -> Result<ChannelLease, Error> {
-    let slot = free_slot(session).await?;
-    Ok(lease(session, channel, slot, Closing::Terminate))
+pub(crate) async fn adopt(
+    conn: &Arc<Connection>,
+    channel: Channel<Msg>,
+) -> Result<ChannelLease, Error> {
+    let slot = free_slot(conn).await?;
+    Ok(lease(conn, channel, slot, Closing::Terminate))
 }
 
 /// A free slot under the session's channel limit.
-async fn free_slot(session: &Session) -> Result<Slot, Error> {
-    let slot = session
-        .channel_slots()
+async fn free_slot(conn: &Arc<Connection>) -> Result<Slot, Error> {
+    let slot = conn
+        .slots
         .acquire()
         .await
-        .ok_or_else(|| session.lost("session closed"))?;
-    if session.is_closed() {
-        return Err(session.lost("connection closed"));
+        .ok_or_else(|| conn.lost("conn closed"))?;
+    if conn.is_closed() {
+        return Err(conn.lost("connection closed"));
     }
     Ok(slot)
 }
 
-fn lease(session: &Session, channel: Channel<Msg>, slot: Slot, closing: Closing) -> ChannelLease {
+fn lease(
+    conn: &Arc<Connection>,
+    channel: Channel<Msg>,
+    slot: Slot,
+    closing: Closing,
+) -> ChannelLease {
     let (read, write) = channel.split();
     ChannelLease {
-        session: session.clone(),
+        conn: conn.clone(),
         read: Some(read),
         write: Arc::new(ChannelWriter {
             half: write,
             eof_sent: AtomicBool::new(false),
-            session: session.clone(),
+            conn: conn.clone(),
         }),
         slot: Some(slot),
         closing,
@@ -433,13 +439,13 @@ fn lease(session: &Session, channel: Channel<Msg>, slot: Slot, closing: Closing)
     }
 }
 
-fn open_error(session: &Session, e: russh::Error) -> Error {
-    if session.is_closed() {
-        return session.lost(&e.to_string());
+fn open_error(conn: &Arc<Connection>, e: russh::Error) -> Error {
+    if conn.is_closed() {
+        return conn.lost(&e.to_string());
     }
     Error::Protocol {
-        host: session.host().to_string(),
-        port: session.port(),
+        host: conn.host.clone(),
+        port: conn.port,
         reason: "channel open failed".to_string(),
         source: Some(Box::new(e)),
     }
@@ -454,11 +460,11 @@ fn open_error(session: &Session, e: russh::Error) -> Error {
 /// be running or have run (dropbear 2022.83 runs a command on a channel it
 /// closes unanswered).
 pub(crate) async fn start(
-    session: &Session,
+    conn: &Arc<Connection>,
     closing: Closing,
     requests: &[Request<'_>],
 ) -> Result<ChannelLease, StartError> {
-    match try_start(session, closing, requests).await? {
+    match try_start(conn, closing, requests).await? {
         Started::Running(lease) => Ok(lease),
         // Refused: nothing ran.
         Started::Refused { error, .. } => Err(StartError { error, sent: false }),
@@ -483,21 +489,21 @@ pub(crate) enum Started {
 
 /// As [`start`], but a refused program request hands the channel back.
 pub(crate) async fn try_start(
-    session: &Session,
+    conn: &Arc<Connection>,
     closing: Closing,
     requests: &[Request<'_>],
 ) -> Result<Started, StartError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut lease = open(session, closing)
+        let mut lease = open(conn, closing)
             .await
             .map_err(|error| StartError { error, sent: false })?;
         match lease.request_all(requests).await {
             Ok(()) => return Ok(Started::Running(lease)),
             // Only reported before an exec request went out (wait_reply):
             // nothing ran.
-            Err(Error::ChannelOpen { .. }) if attempt < 5 && !session.is_closed() => continue,
+            Err(Error::ChannelOpen { .. }) if attempt < 5 && !conn.is_closed() => continue,
             Err(error @ Error::RequestRefused { .. }) if !lease.started => {
                 return Ok(Started::Refused { lease, error });
             }
@@ -512,9 +518,9 @@ pub(crate) async fn try_start(
 }
 
 impl ChannelLease {
-    /// The session the channel belongs to.
-    pub(crate) fn session(&self) -> &Session {
-        &self.session
+    /// The connection the channel belongs to.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
     }
 
     /// Makes `requests` on a channel whose program request was refused
@@ -568,7 +574,7 @@ impl ChannelLease {
         {
             self.pid_reader = Some(PidReader::default());
         }
-        sent.map_err(|_| self.session.lost("connection closed"))?;
+        sent.map_err(|_| self.conn.lost("connection closed"))?;
         let reply = self.wait_reply(&request.name()).await;
         if let Err(Error::RequestRefused { .. }) = reply
             && request.starts_program()
@@ -587,23 +593,21 @@ impl ChannelLease {
                 Some(ChannelMsg::Success) => return Ok(()),
                 Some(ChannelMsg::Failure) => {
                     return Err(Error::RequestRefused {
-                        host: self.session.host().to_string(),
-                        port: self.session.port(),
+                        host: self.conn.host.clone(),
+                        port: self.conn.port,
                         request: request.to_string(),
                     });
                 }
-                Some(ChannelMsg::Close) | None if self.session.is_closed() => {
-                    return Err(self
-                        .session
-                        .lost("connection closed during a channel request"));
+                Some(ChannelMsg::Close) | None if self.conn.is_closed() => {
+                    return Err(self.conn.lost("connection closed during a channel request"));
                 }
                 // The command may have run: dropbear 2022.83 runs a
                 // command on a channel it then closes without an answer.
                 // Not a refusal, not retryable.
                 Some(ChannelMsg::Close) | None if self.exec_sent => {
                     return Err(Error::Protocol {
-                        host: self.session.host().to_string(),
-                        port: self.session.port(),
+                        host: self.conn.host.clone(),
+                        port: self.conn.port,
                         reason: format!(
                             "the server closed the channel without answering the {request} \
                              request; it may have run"
@@ -616,8 +620,8 @@ impl ChannelLease {
                 // a new channel and try again.
                 Some(ChannelMsg::Close) | None => {
                     return Err(Error::ChannelOpen {
-                        host: self.session.host().to_string(),
-                        port: self.session.port(),
+                        host: self.conn.host.clone(),
+                        port: self.conn.port,
                         reason: format!(
                             "the server closed the channel before accepting the {request} request"
                         ),
@@ -727,7 +731,7 @@ impl Drop for ChannelLease {
         let mut pid_reader = self.pid_reader.take();
         // A channel that never ran anything is closed at once; others hold
         // back new channels until the server has closed them.
-        let guard = read.is_some().then(|| ClosingGuard::new(&self.session));
+        let guard = read.is_some().then(|| ClosingGuard::new(&self.conn));
         let body = async move {
             let mut server_closed = false;
             if let Some(mut read) = read {
@@ -754,10 +758,10 @@ impl Drop for ChannelLease {
                 if !server_closed
                     && terminate
                     && let Some(known) = pid
-                    && !write.session.is_closed()
+                    && !write.conn.is_closed()
                 {
-                    tracing::debug!(host = %write.session.host(), pid = known, "the abandoned command outlived SIGTERM; stopping its process group");
-                    stop_process(&write.session, known).await;
+                    tracing::debug!(host = %write.conn.host, pid = known, "the abandoned command outlived SIGTERM; stopping its process group");
+                    stop_process(&write.conn, known).await;
                     let drained = drain(&mut read, &mut pid, &mut pid_reader);
                     server_closed = tokio::time::timeout(STOP_GRACE, drained)
                         .await
@@ -770,7 +774,7 @@ impl Drop for ChannelLease {
                 let _ = write.half.close().await;
                 // russh forgets a channel this side closes: the server's
                 // reply never reaches the handler.
-                write.session.live_channels().closed(write.half.id());
+                write.conn.live_channels().closed(write.half.id());
             }
             drop(slot);
         };
@@ -808,17 +812,16 @@ async fn drain(
 
 /// Stops process `pid`'s group through a command on a channel of its own
 /// ([`process::stop_line`]), waiting (bounded) for that command to end.
-async fn stop_process(session: &Session, pid: u32) {
+async fn stop_process(conn: &Arc<Connection>, pid: u32) {
     let line = process::stop_line(pid);
     let stopping = async {
-        let Ok(mut lease) = start(session, Closing::Terminate, &[Request::Exec(&line)]).await
-        else {
+        let Ok(mut lease) = start(conn, Closing::Terminate, &[Request::Exec(&line)]).await else {
             return;
         };
         let _ = lease.writer().eof().await;
         while lease.recv().await.is_some() {}
     };
     if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
-        tracing::debug!(host = %session.host(), pid, "stopping the abandoned command did not finish");
+        tracing::debug!(host = %conn.host, pid, "stopping the abandoned command did not finish");
     }
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
-use super::value::{entry_text, show};
 use super::warning::suggest;
 use super::{DEFAULT_USER, LocalFile, SshSettings, VmPlan, Warning, WarningKind};
 use crate::error::Error;
@@ -769,6 +768,21 @@ pub(crate) fn expand_tilde(raw: &str) -> PathBuf {
         return h.join(rest);
     }
     PathBuf::from(raw)
+}
+
+pub(super) fn entry_text(e: &KdlEntry) -> String {
+    match e.name() {
+        Some(n) => format!("{}={}", n.value(), show(e.value())),
+        None => show(e.value()),
+    }
+}
+
+/// A value as written in KDL, strings always quoted.
+pub(super) fn show(v: &KdlValue) -> String {
+    match v {
+        KdlValue::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

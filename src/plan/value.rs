@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kdl::{KdlEntry, KdlNode, KdlValue};
 
-use super::parse::{Cx, Invalid, MODE_EXPECTS, name};
+use super::parse::{Cx, Invalid, MODE_EXPECTS, entry_text, name, show};
 
 impl Cx<'_> {
     /// An octal mode string (`"0644"`), as `mode` takes.
@@ -150,20 +150,5 @@ impl Cx<'_> {
             vars.push((key.to_string(), value));
         }
         Ok(vars)
-    }
-}
-
-pub(super) fn entry_text(e: &KdlEntry) -> String {
-    match e.name() {
-        Some(n) => format!("{}={}", n.value(), show(e.value())),
-        None => show(e.value()),
-    }
-}
-
-/// A value as written in KDL, strings always quoted.
-pub(super) fn show(v: &KdlValue) -> String {
-    match v {
-        KdlValue::String(s) => format!("{s:?}"),
-        other => other.to_string(),
     }
 }

@@ -339,7 +339,7 @@ impl Provisioner {
         started: Instant,
         record: &mut impl FnMut(StepReport),
     ) {
-        wait_for_closing(session).await;
+        wait_for_closing(session.connection()).await;
         let duration = started.elapsed();
         self.emit(Event::StepFinished {
             vm: self.vm.clone(),

@@ -272,7 +272,7 @@ impl Drop for RemoteTemp {
         let remover = self.remover.clone();
         // The caller's next channel waits until the file is gone: on
         // dropbear, the `rm` ending as a new channel opens would close it.
-        let guard = ClosingGuard::new(remover.session());
+        let guard = ClosingGuard::new(remover.session().connection());
         rt.spawn(winding_down(guard, async move {
             // It may never have been created (dropped while being opened).
             if let Err(e) = remover.remove(&path).await {

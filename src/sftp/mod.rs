@@ -23,7 +23,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::Bytes;
 use futures::Future;
 use futures::future::{Either, Ready};
 use russh_sftp::client::RawSftpSession;
@@ -32,7 +31,9 @@ use russh_sftp::extensions::HardlinkExtension;
 use russh_sftp::protocol::{FileAttributes, Packet, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, ChannelLease, Closing, Release, ReleaseOnDrop, Request, Started};
+use crate::channel::{
+    self, ChannelLease, ChannelStream, Closing, Release, ReleaseOnDrop, Request, Started,
+};
 use crate::error::{Error, SftpErrorKind};
 use crate::session::Session;
 
@@ -175,23 +176,24 @@ impl Session {
     /// Opens an SFTP subsystem channel, or, where the server refuses the
     /// subsystem, hands back the channel for the exec fallback.
     pub(crate) async fn sftp_or_channel(&self) -> Result<SftpOrChannel, Error> {
-        let lease = match channel::try_start(self, Closing::Drain, &[Request::Subsystem("sftp")])
-            .await
-            .map_err(|e| e.error)?
+        let lease = match channel::try_start(
+            self.connection(),
+            Closing::Drain,
+            &[Request::Subsystem("sftp")],
+        )
+        .await
+        .map_err(|e| e.error)?
         {
             Started::Running(lease) => lease,
             Started::Refused { lease, .. } => return Ok(SftpOrChannel::NoSftp(lease)),
         };
-        let closed = CancellationToken::new();
         let release = Release::default();
         // Also on every early return below, which drops `raw`.
-        let release_on_drop = release.on_drop(self);
+        let release_on_drop = release.on_drop(self.connection());
+        let stream = ChannelStream::new(lease);
+        let closed = stream.ended().clone();
         let stream = SftpStream {
-            writer: lease.writer().writer(),
-            lease,
-            pending: Bytes::new(),
-            eof: false,
-            closed: closed.clone(),
+            stream,
             _release: release,
         };
         let cfg = russh_sftp::client::Config {

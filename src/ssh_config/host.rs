@@ -10,7 +10,8 @@ use crate::error::Error;
 use crate::host_key::HostKeyPolicy;
 
 use super::reader;
-use super::warning::{Warning, WarningKind, warning};
+use super::reader::warning;
+use super::warning::{Warning, WarningKind};
 
 /// A host as the configuration files describe it: where to connect, as
 /// whom, how, and through what.

@@ -57,8 +57,8 @@ use crate::error::Error;
 use expand::LocalUser;
 use host::AlgorithmOptions;
 pub use host::{Proxy, ResolvedHost, StrictHostKeyChecking};
+use reader::warning;
 use reader::{Files, Loc, Query, Set};
-use warning::warning;
 pub use warning::{Warning, WarningKind};
 
 /// The system-wide file read after `~/.ssh/config`.

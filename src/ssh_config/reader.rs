@@ -10,7 +10,7 @@ use super::expand::{self, LocalUser};
 use super::keyword::{Kw, keyword};
 use super::lex::{self, LineError};
 use super::value::{connection_hash, parse_flag, parse_jump_host, parse_port, parse_time};
-use super::warning::{Warning, WarningKind, warning};
+use super::warning::{Warning, WarningKind};
 use crate::error::Error;
 
 /// OpenSSH's limit on nested `Include`s.
@@ -32,6 +32,11 @@ impl Loc {
             source: None,
         }
     }
+}
+
+/// A warning for `option` at `at`.
+pub(super) fn warning(at: &Loc, option: &str, kind: WarningKind) -> Warning {
+    Warning::new(at.path.clone(), at.line, option, kind)
 }
 
 /// A value and the line that set it.

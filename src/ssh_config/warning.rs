@@ -4,8 +4,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::reader::Loc;
-
 /// An option that applies to the host but is not (fully) applied by vmssh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
@@ -36,6 +34,16 @@ pub enum WarningKind {
 }
 
 impl Warning {
+    /// A warning for `option` at `path:line`.
+    pub(super) fn new(path: PathBuf, line: usize, option: &str, kind: WarningKind) -> Warning {
+        Warning {
+            path,
+            line,
+            kind,
+            option: option.to_string(),
+        }
+    }
+
     /// The file the option is in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -82,15 +90,5 @@ impl fmt::Display for Warning {
                 write!(f, "{name} is not implemented by vmssh; left out")
             }
         }
-    }
-}
-
-/// A warning for `option` at `at`.
-pub(super) fn warning(at: &Loc, option: &str, kind: WarningKind) -> Warning {
-    Warning {
-        path: at.path.clone(),
-        line: at.line,
-        kind,
-        option: option.to_string(),
     }
 }

@@ -1,4 +1,4 @@
-//! Channel slots: the channels of one session the server confirmed, and
+//! Channel slots: the channels of one connection the server confirmed, and
 //! the limit on how many may be open at once.
 
 use std::collections::HashSet;
@@ -87,7 +87,7 @@ impl Slots {
 
     /// Waits for a free slot (in arrival order); `None` once the session
     /// is gone.
-    pub(super) async fn acquire(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Option<Slot> {
         let permit = self.semaphore.clone().acquire_owned().await.ok()?;
         Some(Slot {
             slots: self.clone(),
@@ -97,7 +97,7 @@ impl Slots {
 
     /// Lowers the limit to `limit` (it never rises again). Returns whether
     /// it changed.
-    pub(super) fn learn(&self, limit: usize) -> bool {
+    pub(crate) fn learn(&self, limit: usize) -> bool {
         let limit = limit.max(1);
         let mut current = self.capacity.load(Ordering::Acquire);
         loop {
@@ -125,7 +125,7 @@ impl Slots {
 /// One slot under the session's channel limit, held by an open and then
 /// by its lease until the channel is closed.
 #[derive(Debug)]
-pub(super) struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     permit: Option<OwnedSemaphorePermit>,
 }

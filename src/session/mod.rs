@@ -1,0 +1,131 @@
+//! `Session`: one authenticated SSH connection to one VM, the public
+//! handle over a [`Connection`]. Inside: this file holds the handle;
+//! `connect.rs` connecting (directly, through a jump host, over a given
+//! stream, with retries), handshake and login.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::connection::Connection;
+use crate::error::Error;
+
+mod connect;
+
+pub(crate) use connect::Route;
+
+/// An authenticated SSH connection to one host.
+///
+/// `Session` is a cheap handle: clone it freely and use the clones from any
+/// task; there is no need to wrap it in an `Arc`. Commands and SFTP
+/// transfers started from the clones share the one connection, each on its
+/// own channel, at most [`SshConfig::max_channels`] at once (further callers
+/// wait for a free channel).
+///
+/// # Backpressure
+///
+/// Flow control is per channel on the wire, but russh reads the connection
+/// from one task: a channel whose consumer stops reading eventually stalls
+/// every channel of the same session. Consume streams promptly, or use one
+/// session per independent consumer.
+///
+/// # Drop behavior
+///
+/// The connection stays open while any clone, stream or transfer is alive,
+/// and is shut down when the last one is dropped. [`Session::close`] ends it
+/// at once.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Connection>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.inner.host)
+            .field("port", &self.inner.port)
+            .field("user", &self.inner.user)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Session {
+    /// The host this session is connected to, as given to `connect`.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The port this session is connected to.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// The user this session is authenticated as.
+    pub fn user(&self) -> &str {
+        &self.inner.user
+    }
+
+    /// How many channels this session keeps open at once:
+    /// [`SshConfig::max_channels`], or fewer once the server has refused a
+    /// channel while others were open (OpenSSH's `MaxSessions`, tinysshd's
+    /// one channel). Callers beyond it wait for a channel to close.
+    pub fn channel_limit(&self) -> usize {
+        self.inner.slots.capacity()
+    }
+
+    /// Changes of [`channel_limit`](Self::channel_limit) from now on.
+    pub(crate) fn channel_limit_changes(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.inner.slots.limit_changes()
+    }
+
+    /// Whether the connection has ended (closed by either side or lost).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Resolves when the connection has ended, for whatever reason.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.inner.closed().await;
+    }
+
+    /// Ends the connection for every clone of this session. Running
+    /// commands and later calls fail with [`Error::SessionClosed`].
+    /// Closing a session that is already closed, or whose connection is
+    /// gone, does nothing.
+    ///
+    /// Commands abandoned just before (a dropped stream, a timeout) are
+    /// stopped first (see [`Command::stoppable`](crate::Command::stoppable)),
+    /// and channels being closed are let finish: this waits for them, at
+    /// most 5 seconds.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe; once the wait for closing channels is over, the
+    /// session counts as closed at once, though the disconnect message may
+    /// not have been sent.
+    pub async fn close(&self) {
+        if !self.is_closed() {
+            crate::channel::wait_for_closing(&self.inner).await;
+        }
+        self.inner.disconnect().await;
+    }
+
+    /// The connection below this session.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.inner
+    }
+
+    /// See [`Connection::lost_after_end`].
+    pub(crate) async fn lost_after_end(&self, fallback: &str) -> Error {
+        self.inner.lost_after_end(fallback).await
+    }
+
+    /// See [`Connection::lost`].
+    pub(crate) fn lost(&self, fallback: &str) -> Error {
+        self.inner.lost(fallback)
+    }
+}
