@@ -1,5 +1,5 @@
 //! `Session`: one authenticated SSH connection to one VM, the public
-//! handle over a [`Connection`]. Inside: this file holds the handle;
+//! handle over its connection (`connection/`, private). Inside: this file holds the handle;
 //! `connect.rs` connecting (directly, through a jump host, over a given
 //! stream, with retries), handshake and login.
 
@@ -18,7 +18,7 @@ pub(crate) use connect::Route;
 /// `Session` is a cheap handle: clone it freely and use the clones from any
 /// task; there is no need to wrap it in an `Arc`. Commands and SFTP
 /// transfers started from the clones share the one connection, each on its
-/// own channel, at most [`SshConfig::max_channels`] at once (further callers
+/// own channel, at most [`SshConfig::max_channels`](crate::SshConfig::max_channels) at once (further callers
 /// wait for a free channel).
 ///
 /// # Backpressure
@@ -66,7 +66,7 @@ impl Session {
     }
 
     /// How many channels this session keeps open at once:
-    /// [`SshConfig::max_channels`], or fewer once the server has refused a
+    /// [`SshConfig::max_channels`](crate::SshConfig::max_channels), or fewer once the server has refused a
     /// channel while others were open (OpenSSH's `MaxSessions`, tinysshd's
     /// one channel). Callers beyond it wait for a channel to close.
     pub fn channel_limit(&self) -> usize {
