@@ -1576,7 +1576,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 10,
+        ran, 11,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1679,6 +1679,11 @@ async fn run_doc_lines(doc: &str) -> usize {
             match words[1] {
                 "provision" => {
                     assert_exit(&o, 0);
+                    if line.contains("--serial 1,20%") {
+                        let err = stderr(&o);
+                        assert!(err.contains("vmssh: batch 1/2: web\n"), "{err}");
+                        assert!(err.contains("vmssh: batch 2/2: db\n"), "{err}");
+                    }
                     assert!(
                         out.contains("[web] web provisioned")
                             && out.contains("[db] db provisioned"),

@@ -73,6 +73,10 @@ pub struct VmReport {
     /// Total time for this VM.
     #[serde(with = "secs")]
     pub total: Duration,
+    /// The 1-based batch it ran in (or would have), in a rolling run
+    /// ([`Fleet::batches`](crate::fleet::Fleet::batches)); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
 }
 
 impl VmReport {
@@ -90,6 +94,7 @@ impl VmReport {
             connect: None,
             steps: Vec::new(),
             total: Duration::ZERO,
+            batch: None,
         }
     }
 

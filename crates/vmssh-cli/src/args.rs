@@ -180,6 +180,14 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) reconnects: u32,
 
+    /// Rolling batches, as Ansible's `serial`: `1,5,20%` runs 1 host,
+    /// then 5, then 20 % of the hosts at a time until all have run, each
+    /// batch once the previous one has ended. With --fail-fast or
+    /// --max-fail, no batch starts after the limit is passed: its hosts
+    /// are reported cancelled, never connected to.
+    #[arg(long, value_name = "N|PCT%[,...]", value_delimiter = ',')]
+    pub(crate) serial: Vec<vmssh::fleet::Batch>,
+
     /// Write each host's output to DIR/<host>/provision.log.
     #[arg(long, value_name = "DIR")]
     pub(crate) log_dir: Option<PathBuf>,

@@ -84,6 +84,9 @@ pub(crate) async fn run(targets: Vec<Target>, args: &RunArgs, look: Look) -> Res
     if let Some(dir) = &args.log_dir {
         fleet = fleet.log_dir(dir);
     }
+    if !args.serial.is_empty() {
+        fleet = fleet.batches(args.serial.iter().copied());
+    }
     let fleet = renderer.attach(fleet);
 
     let report = fleet.provision(targets).await;
