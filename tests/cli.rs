@@ -1576,7 +1576,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 11,
+        ran, 12,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1677,6 +1677,18 @@ async fn run_doc_lines(doc: &str) -> usize {
             let words: Vec<&str> = line.split_whitespace().collect();
             let out = stdout(&o);
             match words[1] {
+                "provision" if line.contains("--dry-run") => {
+                    assert_exit(&o, 0);
+                    for want in [
+                        format!("web (hosts.txt:1)\n  address    vm@127.0.0.1:{port}\n"),
+                        "  auth       agent\n".to_string(),
+                        "  steps      1. inline: echo web provisioned\n".to_string(),
+                        "db (hosts.txt:2)\n".to_string(),
+                    ] {
+                        assert!(out.contains(&want), "{want:?} not in:\n{out}");
+                    }
+                    assert!(stderr(&o).contains("nothing connected"), "{}", stderr(&o));
+                }
                 "provision" => {
                     assert_exit(&o, 0);
                     if line.contains("--serial 1,20%") {

@@ -133,3 +133,197 @@ async fn batches_run_one_after_the_other() {
         assert_eq!(h.server.connections_accepted(), 1, "{}", h.name);
     }
 }
+
+/// A plan for hosts `names`: a shared inline step, then each host's
+/// script `script`.
+fn write_plan(hosts: &Hosts, names: &[&str], script: &str) -> std::path::PathBuf {
+    let mut text = String::from("provision \"shell\" {\n    inline \"echo shared\"\n}\n");
+    for n in names {
+        text.push_str(&format!(
+            "vm \"{n}\" {{\n    provision \"shell\" {{\n        script \"{script}\"\n    }}\n}}\n"
+        ));
+    }
+    let plan = hosts.path("VMFile.kdl");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+/// `--dry-run` resolves every host and step, prints them and connects
+/// nowhere, not even to the jump host: no server sees a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_connects_nowhere() {
+    let hosts = Hosts::start(&["d0", "d1", "bastion"]).await;
+    std::fs::write(hosts.path("setup.sh"), "#!/bin/sh\necho setup\n").unwrap();
+    let plan = write_plan(&hosts, &["d0", "d1"], "setup.sh");
+    let d0 = &hosts.hosts[0];
+    let d1 = &hosts.hosts[1];
+    let bastion = &hosts.hosts[2];
+    let inventory = hosts.path("dry-hosts");
+    std::fs::write(
+        &inventory,
+        format!(
+            "d0 {}@127.0.0.1:{} key={}\nd1 127.0.0.1:{} key={} jump=jumper@127.0.0.1:{}\n",
+            d0.server.user(),
+            d0.server.port(),
+            d0.key.display(),
+            d1.server.port(),
+            d1.key.display(),
+            bastion.server.port(),
+        ),
+    )
+    .unwrap();
+    let args = |json: bool| {
+        let mut args = vec![
+            "provision".to_string(),
+            "--dry-run".into(),
+            "--plan".into(),
+            plan.display().to_string(),
+            "--hosts".into(),
+            inventory.display().to_string(),
+            "--key".into(),
+            bastion.key.display().to_string(),
+            "--known-hosts".into(),
+            hosts.known_hosts().display().to_string(),
+            "--serial".into(),
+            "1".into(),
+        ];
+        if json {
+            args.push("--json".into());
+        }
+        args
+    };
+    let a = args(false);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(hosts.cmd(&a)).await;
+    assert_exit(&o, 0);
+    let out = cli_harness::stdout(&o);
+    let known = hosts.known_hosts().display().to_string();
+    for want in [
+        format!("d0 ({}:1)\n", inventory.display()),
+        format!(
+            "  address    {}@127.0.0.1:{}\n",
+            d0.server.user(),
+            d0.server.port()
+        ),
+        format!(
+            "  auth       key {}, key {}\n",
+            d0.key.display(),
+            bastion.key.display()
+        ),
+        format!("  host keys  known_hosts {known}\n"),
+        "  jump       none\n".to_string(),
+        format!(
+            "  jump       jumper@127.0.0.1:{} (auth: key {}; host keys: known_hosts {known})\n",
+            bastion.server.port(),
+            bastion.key.display()
+        ),
+        "  steps      1. inline: echo shared\n".to_string(),
+        format!(
+            "             2. script: setup.sh ({})\n",
+            hosts.path("setup.sh").display()
+        ),
+        "  batch      2\n".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} not in:\n{out}");
+    }
+    assert!(stderr(&o).contains("nothing connected"), "{}", stderr(&o));
+
+    let a = args(true);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(hosts.cmd(&a)).await;
+    assert_exit(&o, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["batches"], serde_json::json!([1, 1]));
+    assert_eq!(doc["problems"], serde_json::json!([]));
+    let h = &doc["hosts"][1];
+    assert_eq!(h["name"], "d1");
+    assert_eq!(h["port"], d1.server.port());
+    assert_eq!(h["host_key"], format!("known_hosts {known}"));
+    assert_eq!(h["jump"].as_array().unwrap().len(), 1);
+    assert_eq!(h["steps"][1]["description"], "script: setup.sh");
+    for h in &hosts.hosts {
+        assert_eq!(
+            h.server.connections_accepted(),
+            0,
+            "{} was connected to",
+            h.name
+        );
+    }
+}
+
+/// A dry run finds every problem before anything connects, and exits 2:
+/// here a missing script (for every host that runs it) and a missing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_exits_2_with_the_problems_found() {
+    let hosts = Hosts::start(&["m0", "m1"]).await;
+    let plan = write_plan(&hosts, &["m0", "m1"], "missing.sh");
+    let inventory = hosts.path("missing-key-hosts");
+    let m0 = &hosts.hosts[0];
+    std::fs::write(
+        &inventory,
+        format!(
+            "m0 127.0.0.1:{} key={}\nm1 127.0.0.1:{} key=no-such-key\n",
+            m0.server.port(),
+            m0.key.display(),
+            hosts.hosts[1].server.port()
+        ),
+    )
+    .unwrap();
+    let o = run(hosts.cmd(&[
+        "provision",
+        "--dry-run",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--hosts",
+        inventory.to_str().unwrap(),
+        "--known-hosts",
+        hosts.known_hosts().to_str().unwrap(),
+    ]))
+    .await;
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    let script = hosts.path("missing.sh").display().to_string();
+    for h in ["m0", "m1"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("vmssh: error: provisioning ")
+                    && l.contains(&format!("{h}: step 2 (script: missing.sh)"))
+                    && l.contains(&script)),
+            "{h}: {err}"
+        );
+    }
+    assert!(
+        err.lines().any(|l| l.starts_with("vmssh: error: m1 (")
+            && l.contains("no-such-key: cannot read the key file")),
+        "{err}"
+    );
+    assert!(
+        err.contains("vmssh: error: dry run: 3 problems found; nothing connected"),
+        "{err}"
+    );
+    // Still, what could be resolved is shown.
+    assert!(
+        cli_harness::stdout(&o).contains("m0 ("),
+        "{}",
+        cli_harness::stdout(&o)
+    );
+    for h in &hosts.hosts {
+        assert_eq!(
+            h.server.connections_accepted(),
+            0,
+            "{} was connected to",
+            h.name
+        );
+    }
+    // Without --dry-run, the same plan is refused before anything runs.
+    let o = run(hosts.cmd(&[
+        "provision",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--hosts",
+        inventory.to_str().unwrap(),
+    ]))
+    .await;
+    assert_exit(&o, 2);
+}

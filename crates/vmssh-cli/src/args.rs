@@ -180,6 +180,14 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) reconnects: u32,
 
+    /// Resolve every host (address, user, port, keys, jump hosts, where
+    /// host keys are trusted from) and every step, print them (--json: as
+    /// one JSON document) and connect nowhere: exit 0, or 2 with every
+    /// problem found (a key that cannot be read, a missing script or
+    /// file).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
     /// Rolling batches, as Ansible's `serial`: `1,5,20%` runs 1 host,
     /// then 5, then 20 % of the hosts at a time until all have run, each
     /// batch once the previous one has ended. With --fail-fast or

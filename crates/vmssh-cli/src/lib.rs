@@ -19,6 +19,8 @@
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
+//! - `dry_run.rs`: `--dry-run`: every host and step resolved and printed,
+//!   problems listed, nothing connected.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
 //! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
 //! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
@@ -44,6 +46,7 @@ mod address;
 mod args;
 mod commands;
 mod credentials;
+mod dry_run;
 mod inventory;
 mod jumps;
 mod render;
