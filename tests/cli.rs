@@ -1576,7 +1576,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 12,
+        ran, 13,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1677,6 +1677,19 @@ async fn run_doc_lines(doc: &str) -> usize {
             let words: Vec<&str> = line.split_whitespace().collect();
             let out = stdout(&o);
             match words[1] {
+                "provision" if line.contains("--rerun-failed report.json") => {
+                    // The report before it: every host succeeded.
+                    assert_exit(&o, 0);
+                    assert!(stderr(&o).contains("nothing to run"), "{}", stderr(&o));
+                    let r: FleetReport =
+                        serde_json::from_slice(&std::fs::read(work.join("rerun.json")).unwrap())
+                            .unwrap();
+                    assert!(r.vms.is_empty(), "{}", r.summary());
+                    assert_eq!(
+                        r.rerun_of.as_deref(),
+                        Some(std::path::Path::new("report.json"))
+                    );
+                }
                 "provision" if line.contains("--dry-run") => {
                     assert_exit(&o, 0);
                     for want in [

@@ -327,3 +327,121 @@ async fn a_dry_run_exits_2_with_the_problems_found() {
     .await;
     assert_exit(&o, 2);
 }
+
+/// `provision --rerun-failed REPORT`: only the hosts the report lists as
+/// failed run again (the servers of the others see no new connection),
+/// and the new report says whose rerun it is. A report host missing from
+/// today's hosts is an error naming it, before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_runs_only_the_failed_hosts() {
+    let names = names(4, "r");
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hosts = Hosts::start(&names).await;
+    let fixed = hosts.path("fixed");
+    let ran = hosts.path("ran.log");
+    let plan = hosts.path("VMFile.kdl");
+    std::fs::write(
+        &plan,
+        format!(
+            "provision \"shell\" {{\n    inline \"if [ ! -e {f} ]; then case $HOSTNAME in r1|r2) exit 3;; esac; fi; echo $HOSTNAME >> {r}\"\n}}\nvm \"r0\" {{\n}}\n",
+            f = fixed.display(),
+            r = ran.display()
+        ),
+    )
+    .unwrap();
+    let first = hosts.path("first.json");
+    let second = hosts.path("second.json");
+    let p = plan.to_str().unwrap();
+    let o = run(hosts.verb(
+        "provision",
+        &["--plan", p, "--report", first.to_str().unwrap()],
+    ))
+    .await;
+    assert_exit(&o, 1);
+    assert_eq!(read_report(&first).failed(), ["r1", "r2"]);
+    let connections = |hosts: &Hosts| -> Vec<u64> {
+        hosts
+            .hosts
+            .iter()
+            .map(|h| h.server.connections_accepted())
+            .collect()
+    };
+    assert_eq!(connections(&hosts), [1, 1, 1, 1]);
+
+    std::fs::write(&fixed, "").unwrap();
+    let o = run(hosts.verb(
+        "provision",
+        &[
+            "--plan",
+            p,
+            "--rerun-failed",
+            first.to_str().unwrap(),
+            "--report",
+            second.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    // On the server side: r1 and r2 ran again, and only they.
+    assert_eq!(connections(&hosts), [1, 2, 2, 1]);
+    let mut lines: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["r0", "r1", "r2", "r3"]);
+    let r = read_report(&second);
+    assert_eq!(r.succeeded(), ["r1", "r2"], "{}", r.summary());
+    assert_eq!(r.vms.len(), 2);
+    assert_eq!(r.rerun_of.as_deref(), Some(first.as_path()));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("vmssh: rerun of {}: r1, r2 ", first.display())),
+        "{err}"
+    );
+
+    // A rerun of a rerun that succeeded runs nothing, and says so.
+    let third = hosts.path("third.json");
+    let o = run(hosts.verb(
+        "provision",
+        &[
+            "--plan",
+            p,
+            "--rerun-failed",
+            second.to_str().unwrap(),
+            "--report",
+            third.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("nothing to run"), "{}", stderr(&o));
+    assert!(read_report(&third).vms.is_empty());
+    assert_eq!(connections(&hosts), [1, 2, 2, 1]);
+
+    // Today's hosts without r1 and r2: an error naming them.
+    let r0 = &hosts.hosts[0];
+    let spec = format!("r0=127.0.0.1:{}", r0.server.port());
+    let o = run(hosts.cmd(&[
+        "provision",
+        "--plan",
+        p,
+        "--host",
+        &spec,
+        "--key",
+        r0.key.to_str().unwrap(),
+        "--known-hosts",
+        hosts.known_hosts().to_str().unwrap(),
+        "--rerun-failed",
+        first.to_str().unwrap(),
+    ]))
+    .await;
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("hosts r1, r2 failed or cancelled there but are not among the hosts given"),
+        "{err}"
+    );
+    assert_eq!(connections(&hosts), [1, 2, 2, 1]);
+}

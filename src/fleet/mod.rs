@@ -411,6 +411,7 @@ impl Fleet {
                     })
                     .collect(),
                 wall: start.elapsed(),
+                rerun_of: None,
             };
         }
         let halt = Halt::new(self.stop.as_ref());
@@ -508,6 +509,7 @@ impl Fleet {
         let report = FleetReport {
             vms: reports.into_iter().flatten().collect(),
             wall: start.elapsed(),
+            rerun_of: None,
         };
         let end = Event::Finished {
             succeeded: report.succeeded().into_iter().map(String::from).collect(),

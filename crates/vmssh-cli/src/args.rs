@@ -188,6 +188,13 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
+    /// Run only the hosts that this report (an earlier run's --report)
+    /// lists as failed or cancelled, as the hosts given here define them
+    /// (one missing here is an error); the new report says it is a rerun
+    /// of this one (`rerun_of`).
+    #[arg(long, value_name = "REPORT.json")]
+    pub(crate) rerun_failed: Option<PathBuf>,
+
     /// Rolling batches, as Ansible's `serial`: `1,5,20%` runs 1 host,
     /// then 5, then 20 % of the hosts at a time until all have run, each
     /// batch once the previous one has ended. With --fail-fast or

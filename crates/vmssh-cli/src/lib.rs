@@ -22,6 +22,8 @@
 //! - `dry_run.rs`: `--dry-run`: every host and step resolved and printed,
 //!   problems listed, nothing connected.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
+//! - `rerun.rs`: `--rerun-failed`: the hosts a report lists as failed or
+//!   cancelled.
 //! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
 //! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
 //! - `render/`: what the user sees: `tty.rs` (colours and a progress bar
@@ -50,6 +52,7 @@ mod dry_run;
 mod inventory;
 mod jumps;
 mod render;
+mod rerun;
 mod run;
 mod shard;
 mod signals;

@@ -41,6 +41,7 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
         return Err(Usage("upload: REMOTE is empty".into()));
     }
     let hosts = targets::collect(&a.targets, None).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let step = ProvisionDef::file(&a.local, remote);
     if a.run.dry_run {
         let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
@@ -85,6 +86,7 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
         }
     };
     let hosts = targets::collect(&a.targets, None).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let steps = |host: &str| {
         let local = a.local_dir.join(host).join(&name);
         vec![ProvisionDef::download(a.remote.clone(), local)]

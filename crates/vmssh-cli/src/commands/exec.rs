@@ -20,6 +20,7 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
         return Err(Usage("exec: the command is empty".into()));
     }
     let hosts = targets::collect(&a.targets, None).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let mut step = ProvisionDef::inline(command);
     if let Some(secs) = a.timeout {
         step = step.timeout(Duration::from_secs(secs));

@@ -55,6 +55,7 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
             );
         }
     }
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let defaults = |name: &str| {
         let vm = plan.vm(name);
         Defaults {
