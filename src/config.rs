@@ -87,6 +87,16 @@ impl SshConfig {
         &self.user
     }
 
+    /// The authentication methods, in the order they are tried.
+    pub fn auth_methods(&self) -> &[Auth] {
+        &self.auth
+    }
+
+    /// How the server's host key is checked.
+    pub fn host_key_policy(&self) -> &HostKeyPolicy {
+        &self.host_key
+    }
+
     /// Adds an authentication method. Methods are tried in the order added
     /// until the server accepts one.
     ///
@@ -599,6 +609,43 @@ pub(crate) const DEFAULT_PARALLEL: usize = 4;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_and_host_key_policy_say_what_they_are_without_secrets() {
+        let cfg = SshConfig::new("root")
+            .auth(Auth::key_file("/k/id").certificate("/k/id-cert.pub"))
+            .auth(Auth::key_pem("-----BEGIN OPENSSH PRIVATE KEY-----"))
+            .auth(Auth::agent())
+            .auth(Auth::agent_at("/run/agent.sock"))
+            .auth(Auth::password("hunter2"))
+            .host_key(HostKeyPolicy::per_instance("/vm/known_hosts", "i-42"));
+        let methods: Vec<String> = cfg.auth_methods().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            methods,
+            [
+                "key /k/id, certificate /k/id-cert.pub",
+                "key <in-memory>",
+                "agent",
+                "agent at /run/agent.sock",
+                "password"
+            ]
+        );
+        assert_eq!(
+            cfg.host_key_policy().to_string(),
+            "accept-new /vm/known_hosts as i-42"
+        );
+        for (policy, shown) in [
+            (HostKeyPolicy::known_hosts("/kh"), "known_hosts /kh"),
+            (HostKeyPolicy::accept_new("/kh"), "accept-new /kh"),
+            (HostKeyPolicy::pinned("ssh-ed25519 AAAA"), "pinned (1 key)"),
+            (
+                HostKeyPolicy::insecure_accept_any(),
+                "insecure: any key accepted",
+            ),
+        ] {
+            assert_eq!(policy.to_string(), shown);
+        }
+    }
 
     #[test]
     fn retry_lines_say_why_and_how_far() {

@@ -1580,7 +1580,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 10,
+        ran, 13,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1681,8 +1681,38 @@ async fn run_doc_lines(doc: &str) -> usize {
             let words: Vec<&str> = line.split_whitespace().collect();
             let out = stdout(&o);
             match words[1] {
+                "provision" if line.contains("--rerun-failed report.json") => {
+                    // The report before it: every host succeeded.
+                    assert_exit(&o, 0);
+                    assert!(stderr(&o).contains("nothing to run"), "{}", stderr(&o));
+                    let r: FleetReport =
+                        serde_json::from_slice(&std::fs::read(work.join("rerun.json")).unwrap())
+                            .unwrap();
+                    assert!(r.vms.is_empty(), "{}", r.summary());
+                    assert_eq!(
+                        r.rerun_of.as_deref(),
+                        Some(std::path::Path::new("report.json"))
+                    );
+                }
+                "provision" if line.contains("--dry-run") => {
+                    assert_exit(&o, 0);
+                    for want in [
+                        format!("web (hosts.txt:1)\n  address    vm@127.0.0.1:{port}\n"),
+                        "  auth       agent\n".to_string(),
+                        "  steps      1. inline: echo web provisioned\n".to_string(),
+                        "db (hosts.txt:2)\n".to_string(),
+                    ] {
+                        assert!(out.contains(&want), "{want:?} not in:\n{out}");
+                    }
+                    assert!(stderr(&o).contains("nothing connected"), "{}", stderr(&o));
+                }
                 "provision" => {
                     assert_exit(&o, 0);
+                    if line.contains("--serial 1,20%") {
+                        let err = stderr(&o);
+                        assert!(err.contains("vmssh: batch 1/2: web\n"), "{err}");
+                        assert!(err.contains("vmssh: batch 2/2: db\n"), "{err}");
+                    }
                     assert!(
                         out.contains("[web] web provisioned")
                             && out.contains("[db] db provisioned"),

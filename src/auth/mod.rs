@@ -145,6 +145,31 @@ impl KeySource {
     }
 }
 
+/// What the method is, for a person (a dry run, a log): `key FILE`
+/// (`, certificate FILE` when one was given), `key <in-memory>`, `agent`,
+/// `agent at SOCKET`, `password`, `keyboard-interactive`. Never a secret.
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            AuthKind::Key {
+                source,
+                certificate,
+                ..
+            } => {
+                write!(f, "key {}", source.origin())?;
+                if let CertSource::File(p) = certificate {
+                    write!(f, ", certificate {}", p.display())?;
+                }
+                Ok(())
+            }
+            AuthKind::Agent { socket: None } => f.write_str("agent"),
+            AuthKind::Agent { socket: Some(s) } => write!(f, "agent at {}", s.display()),
+            AuthKind::Password(_) => f.write_str("password"),
+            AuthKind::KeyboardInteractive(_) => f.write_str("keyboard-interactive"),
+        }
+    }
+}
+
 impl Auth {
     /// A private key read from a file when connecting: OpenSSH, PEM (PKCS#1,
     /// SEC1) or PKCS#8; ed25519, ECDSA or RSA (signed with rsa-sha2-512 or

@@ -12,6 +12,11 @@
 //! allows it) and their channels closed, and the report still comes back,
 //! with those VMs [`Outcome::Cancelled`].
 //!
+//! A run can also go in rolling batches ([`Fleet::batches`]), as
+//! Ansible's `serial` does: a canary VM, then a few, then a share of the
+//! fleet at a time, each batch starting when the previous one has ended,
+//! and none after a batch that passed the failure limit.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -32,7 +37,8 @@
 //!
 //! Inside: this file holds [`Target`] and the [`Fleet`] that runs them
 //! (connecting each VM, then provisioning's one step loop); `stop.rs` the
-//! [`StopHandle`] and a run's early stop. The reports are data of
+//! [`StopHandle`] and a run's early stop; `batch.rs` the sizes of
+//! rolling batches ([`Batch`]). The reports are data of
 //! [`report`](crate::report).
 
 use std::fmt;
@@ -49,9 +55,11 @@ use crate::provision::{Event, PlanEnd, PlanRun, ProvisionDef, Provisioner, Sink}
 use crate::report::{Failure, StepReport};
 use crate::session::{Route, Session};
 
+mod batch;
 mod stop;
 
 pub use crate::report::{FleetReport, Outcome, VmReport};
+pub use batch::{Batch, BatchParseError};
 use stop::Halt;
 pub use stop::StopHandle;
 
@@ -177,6 +185,7 @@ pub struct Fleet {
     concurrency: usize,
     connect_concurrency: usize,
     max_failures: Option<usize>,
+    batches: Vec<Batch>,
     connect_deadline: Duration,
     reconnects: u32,
     log_dir: Option<PathBuf>,
@@ -190,6 +199,7 @@ impl fmt::Debug for Fleet {
             .field("concurrency", &self.concurrency)
             .field("connect_concurrency", &self.connect_concurrency)
             .field("max_failures", &self.max_failures)
+            .field("batches", &self.batches)
             .field("connect_deadline", &self.connect_deadline)
             .field("reconnects", &self.reconnects)
             .field("log_dir", &self.log_dir)
@@ -213,6 +223,7 @@ impl Fleet {
             concurrency: 64,
             connect_concurrency: 16,
             max_failures: None,
+            batches: Vec::new(),
             connect_deadline: Duration::from_secs(120),
             reconnects: 0,
             log_dir: None,
@@ -257,6 +268,45 @@ impl Fleet {
     /// Default: `None`.
     pub fn max_failures(mut self, limit: Option<usize>) -> Self {
         self.max_failures = limit;
+        self
+    }
+
+    /// Runs the VMs in rolling batches, in target order, as Ansible's
+    /// `serial` does: the first batch takes the first size, the next the
+    /// second, and the last size repeats until every VM has had its batch
+    /// ([`Batch::sizes`] says how many each). A batch starts when every VM
+    /// of the previous one has ended (at most
+    /// [`concurrency`](Self::concurrency) at once within a batch).
+    ///
+    /// The failure limit ([`max_failures`](Self::max_failures),
+    /// [`fail_fast`](Self::fail_fast)) counts the failures of the whole
+    /// run, as without batches: when it is passed, the rest of the running
+    /// batch is stopped as usual, and the VMs of later batches are never
+    /// connected to, reported [`Outcome::Cancelled`] with
+    /// [`CancelReason::BatchFailed`](crate::report::CancelReason::BatchFailed)
+    /// naming the batch. Each VM's report says its batch
+    /// ([`VmReport::batch`]), and the sinks hear
+    /// [`Event::BatchStarted`] before each batch.
+    ///
+    /// Default: none (every VM in one go). An empty list is the default.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(targets: Vec<vmssh::fleet::Target>) {
+    /// use vmssh::fleet::{Batch, Fleet};
+    ///
+    /// // One canary, then 5, then 20 % of the fleet at a time; stop at
+    /// // the first failure.
+    /// let report = Fleet::new()
+    ///     .batches([Batch::count(1), Batch::count(5), Batch::percent(20)])
+    ///     .fail_fast(true)
+    ///     .provision(targets)
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn batches(mut self, batches: impl IntoIterator<Item = Batch>) -> Self {
+        self.batches = batches.into_iter().collect();
         self
     }
 
@@ -361,80 +411,105 @@ impl Fleet {
                     })
                     .collect(),
                 wall: start.elapsed(),
+                rerun_of: None,
             };
         }
         let halt = Halt::new(self.stop.as_ref());
         let vm_slots = Arc::new(Semaphore::new(self.concurrency));
         let connect_slots = Arc::new(Semaphore::new(self.connect_concurrency));
         let mut reports: Vec<Option<VmReport>> = vec![None; targets.len()];
-        // Dropping a JoinSet aborts its tasks: cancelling this future cancels every VM.
-        let mut tasks = JoinSet::new();
-        let mut ids = std::collections::HashMap::new();
         // What each VM got done, written by its task from the runner's
         // results and kept outside it, so that a VM whose task panicked
         // still reports its connect time and finished steps.
         let progress: Vec<Arc<Progress>> = targets.iter().map(|_| Arc::default()).collect();
-        for (index, target) in targets.iter().cloned().enumerate() {
-            let fleet = self.clone();
-            let vm_slots = vm_slots.clone();
-            let connect_slots = connect_slots.clone();
-            let progress = progress[index].clone();
-            let halt = halt.clone();
-            let handle = tasks.spawn(async move {
-                let slot = tokio::select! {
-                    biased;
-                    () = halt.token.cancelled() => None,
-                    slot = vm_slots.acquire_owned() => Some(slot),
-                };
-                let report = match slot {
-                    Some(_slot) => {
-                        fleet
-                            .run_one(target, &connect_slots, &progress, &halt)
-                            .await
-                    }
-                    None => fleet.not_started(&target, &halt).await,
-                };
-                (index, report)
-            });
-            ids.insert(handle.id(), index);
-        }
+        let rolling = !self.batches.is_empty();
+        let sizes = match rolling {
+            true => Batch::sizes(&self.batches, targets.len()),
+            false => vec![targets.len()],
+        };
         let mut failures = 0;
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let (index, report) = match joined {
-                Ok((_, done)) => done,
-                // Tasks are never aborted here: this one panicked.
-                Err(e) => {
-                    let Some(&index) = ids.get(&e.id()) else {
-                        continue;
-                    };
-                    let t = &targets[index];
-                    let (connect, steps) = progress[index].take();
-                    let report = VmReport {
-                        failure: Some(Failure::Panicked),
-                        connect,
-                        steps,
-                        total: start.elapsed(),
-                        ..VmReport::new(&t.name, &t.host, t.port)
-                    };
-                    // The task is gone: tell the sinks (and the VM's log)
-                    // how it ended.
-                    self.provisioner(t).emit(finished(&report)).await;
-                    (index, report)
-                }
-            };
-            if report.outcome == Outcome::Failed {
-                failures += 1;
-                if let Some(limit) = self.max_failures
-                    && failures > limit
-                {
-                    halt.too_many_failures(limit);
-                }
+        let mut first = 0;
+        for (b, &size) in sizes.iter().enumerate() {
+            let batch = rolling.then_some(b + 1);
+            let range = first..first + size;
+            first += size;
+            if rolling && !halt.token.is_cancelled() {
+                let vms = targets[range.clone()].iter().map(|t| t.name.clone());
+                let start = Event::BatchStarted {
+                    batch: b + 1,
+                    batches: sizes.len(),
+                    vms: vms.collect(),
+                };
+                crate::provision::emit_to(&self.sinks, &start).await;
             }
-            reports[index] = Some(report);
+            // Dropping a JoinSet aborts its tasks: cancelling this future
+            // cancels every VM.
+            let mut tasks = JoinSet::new();
+            let mut ids = std::collections::HashMap::new();
+            for index in range {
+                let target = targets[index].clone();
+                let fleet = self.clone();
+                let vm_slots = vm_slots.clone();
+                let connect_slots = connect_slots.clone();
+                let progress = progress[index].clone();
+                let halt = halt.clone();
+                let handle = tasks.spawn(async move {
+                    let slot = tokio::select! {
+                        biased;
+                        () = halt.token.cancelled() => None,
+                        slot = vm_slots.acquire_owned() => Some(slot),
+                    };
+                    let report = match slot {
+                        Some(_slot) => {
+                            fleet
+                                .run_one(target, &connect_slots, &progress, &halt, batch)
+                                .await
+                        }
+                        None => fleet.not_started(&target, &halt, batch).await,
+                    };
+                    (index, report)
+                });
+                ids.insert(handle.id(), index);
+            }
+            while let Some(joined) = tasks.join_next_with_id().await {
+                let (index, report) = match joined {
+                    Ok((_, done)) => done,
+                    // Tasks are never aborted here: this one panicked.
+                    Err(e) => {
+                        let Some(&index) = ids.get(&e.id()) else {
+                            continue;
+                        };
+                        let t = &targets[index];
+                        let (connect, steps) = progress[index].take();
+                        let report = VmReport {
+                            failure: Some(Failure::Panicked),
+                            connect,
+                            steps,
+                            total: start.elapsed(),
+                            batch,
+                            ..VmReport::new(&t.name, &t.host, t.port)
+                        };
+                        // The task is gone: tell the sinks (and the VM's log)
+                        // how it ended.
+                        self.provisioner(t).emit(finished(&report)).await;
+                        (index, report)
+                    }
+                };
+                if report.outcome == Outcome::Failed {
+                    failures += 1;
+                    if let Some(limit) = self.max_failures
+                        && failures > limit
+                    {
+                        halt.too_many_failures(limit, batch);
+                    }
+                }
+                reports[index] = Some(report);
+            }
         }
         let report = FleetReport {
             vms: reports.into_iter().flatten().collect(),
             wall: start.elapsed(),
+            rerun_of: None,
         };
         let end = Event::Finished {
             succeeded: report.succeeded().into_iter().map(String::from).collect(),
@@ -462,15 +537,17 @@ impl Fleet {
         p
     }
 
-    /// The report of a VM the run stopped before it started.
-    async fn not_started(&self, target: &Target, halt: &Halt) -> VmReport {
+    /// The report of a VM (of `batch`, in a rolling run) the run stopped
+    /// before it started.
+    async fn not_started(&self, target: &Target, halt: &Halt, batch: Option<usize>) -> VmReport {
         let report = VmReport {
             outcome: Outcome::Cancelled,
             failure: Some(Failure::Cancelled {
-                reason: halt.reason(),
+                reason: halt.reason_for(batch),
                 started: false,
                 step: None,
             }),
+            batch,
             ..VmReport::new(&target.name, &target.host, target.port)
         };
         self.provisioner(target).emit(finished(&report)).await;
@@ -483,9 +560,11 @@ impl Fleet {
         connect_slots: &Semaphore,
         progress: &Progress,
         halt: &Halt,
+        batch: Option<usize>,
     ) -> VmReport {
         let start = Instant::now();
         let mut report = VmReport::new(&target.name, &target.host, target.port);
+        report.batch = batch;
         let p = self.provisioner(&target);
         let result = self
             .connect_and_run(&target, &p, connect_slots, progress, halt)

@@ -61,8 +61,9 @@ impl StopHandle {
 #[derive(Clone)]
 pub(super) struct Halt {
     pub(super) token: CancellationToken,
-    /// Set when too many VMs failed; otherwise the stop handle stopped it.
-    reason: Arc<std::sync::OnceLock<CancelReason>>,
+    /// Set when too many VMs failed (with the batch then running, in a
+    /// rolling run); otherwise the stop handle stopped it.
+    reason: Arc<std::sync::OnceLock<(CancelReason, Option<usize>)>>,
 }
 
 impl Halt {
@@ -73,20 +74,43 @@ impl Halt {
         }
     }
 
-    pub(super) fn too_many_failures(&self, limit: usize) {
+    /// Stops the run: more than `limit` VMs failed, the last of them in
+    /// `batch` (of a rolling run).
+    pub(super) fn too_many_failures(&self, limit: usize, batch: Option<usize>) {
         if self.token.is_cancelled() {
             return;
         }
-        let _ = self.reason.set(if limit == 0 {
+        let reason = if limit == 0 {
             CancelReason::FailFast
         } else {
             CancelReason::TooManyFailures { limit }
-        });
+        };
+        let _ = self.reason.set((reason, batch));
         self.token.cancel();
     }
 
     pub(super) fn reason(&self) -> CancelReason {
-        self.reason.get().copied().unwrap_or(CancelReason::Stopped)
+        self.reason
+            .get()
+            .map_or(CancelReason::Stopped, |(reason, _)| *reason)
+    }
+
+    /// Why a VM of `batch` (of a rolling run) was not started: a later
+    /// batch than the one that failed says so.
+    pub(super) fn reason_for(&self, batch: Option<usize>) -> CancelReason {
+        match (self.reason.get(), batch) {
+            (Some((reason, Some(failed))), Some(b)) if b > *failed => {
+                let limit = match reason {
+                    CancelReason::TooManyFailures { limit } => *limit,
+                    _ => 0,
+                };
+                CancelReason::BatchFailed {
+                    batch: *failed,
+                    limit,
+                }
+            }
+            _ => self.reason(),
+        }
     }
 
     /// Whether the run's stop handle stopped it.

@@ -59,6 +59,30 @@ enum PolicyKind {
     NoHome,
 }
 
+/// Where host keys are trusted from, for a person (a dry run, a log):
+/// `known_hosts FILE`, `accept-new FILE` (`as ALIAS` for a
+/// `HostKeyAlias` or [`per_instance`](HostKeyPolicy::per_instance)),
+/// `pinned (N keys)`, `insecure: any key accepted`.
+impl std::fmt::Display for HostKeyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, path, alias) = match &self.kind {
+            PolicyKind::KnownHosts { path, alias } => ("known_hosts", path, alias),
+            PolicyKind::AcceptNew { path, alias } => ("accept-new", path, alias),
+            PolicyKind::Pinned(keys) if keys.len() == 1 => return f.write_str("pinned (1 key)"),
+            PolicyKind::Pinned(keys) => return write!(f, "pinned ({} keys)", keys.len()),
+            PolicyKind::InsecureAcceptAny => return f.write_str("insecure: any key accepted"),
+            PolicyKind::NoHome => {
+                return f.write_str("known_hosts: no home directory (connecting fails)");
+            }
+        };
+        write!(f, "{what} {}", path.display())?;
+        if let Some(a) = alias {
+            write!(f, " as {a}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for HostKeyPolicy {
     /// `known_hosts` on `~/.ssh/known_hosts`. When `$HOME` is unset, empty
     /// or relative, connecting fails with [`Error::Config`] rather than

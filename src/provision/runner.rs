@@ -361,6 +361,18 @@ impl Provisioner {
     /// Checks every local input (scripts, file sources) before anything
     /// runs on the guest.
     pub(crate) fn check_inputs(&self, steps: &[ProvisionDef]) -> Result<(), Error> {
+        match self.input_problems(steps).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every step whose local input (a script, a file step's source,
+    /// relative to the [`base_dir`](Self::base_dir)) is missing or not a
+    /// regular file, each as the [`Error::ProvisionFailed`] the run would
+    /// fail with: what a dry run reports, without connecting anywhere.
+    pub fn input_problems(&self, steps: &[ProvisionDef]) -> Vec<Error> {
+        let mut problems = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             let local = match &step.kind {
                 StepKind::Script(p) => Some(p),
@@ -371,19 +383,17 @@ impl Provisioner {
                 let full = self.base_dir.join(p);
                 match crate::local_file::metadata(&full) {
                     Ok(m) if m.is_file() => {}
-                    Ok(_) => {
-                        return Err(self.local_missing(
-                            i + 1,
-                            step,
-                            &full,
-                            std::io::ErrorKind::InvalidInput.into(),
-                        ));
-                    }
-                    Err(e) => return Err(self.local_missing(i + 1, step, &full, e)),
+                    Ok(_) => problems.push(self.local_missing(
+                        i + 1,
+                        step,
+                        &full,
+                        std::io::ErrorKind::InvalidInput.into(),
+                    )),
+                    Err(e) => problems.push(self.local_missing(i + 1, step, &full, e)),
                 }
             }
         }
-        Ok(())
+        problems
     }
 
     /// Runs `steps[index]`, telling the sinks when it starts and ends.

@@ -106,6 +106,17 @@ pub enum Event {
         #[serde(with = "secs")]
         duration: Duration,
     },
+    /// A batch of a rolling run ([`Fleet::batches`](crate::fleet::Fleet::batches))
+    /// starts: its VMs start now (as many at once as the fleet's
+    /// concurrency allows); the previous batch has ended.
+    BatchStarted {
+        /// 1-based batch number.
+        batch: usize,
+        /// Number of batches in the run.
+        batches: usize,
+        /// Names of the batch's VMs.
+        vms: Vec<String>,
+    },
     /// A fleet run ended (the last event of
     /// [`Fleet::provision`](crate::fleet::Fleet::provision)).
     Finished {
@@ -125,7 +136,8 @@ pub enum Event {
 }
 
 impl Event {
-    /// The VM this event is about; `None` for the end of a fleet run.
+    /// The VM this event is about; `None` for the start of a batch and the
+    /// end of a fleet run.
     pub fn vm(&self) -> Option<&str> {
         match self {
             Event::Connecting { vm }
@@ -136,7 +148,7 @@ impl Event {
             | Event::Download { vm, .. }
             | Event::StepFinished { vm, .. }
             | Event::VmFinished { vm, .. } => Some(vm),
-            Event::Finished { .. } => None,
+            Event::Finished { .. } | Event::BatchStarted { .. } => None,
         }
     }
 }

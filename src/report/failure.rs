@@ -82,6 +82,16 @@ pub enum CancelReason {
         /// The limit.
         limit: usize,
     },
+    /// The VM's batch of a rolling run ([`Fleet::batches`](crate::fleet::Fleet::batches))
+    /// was never started: an earlier batch ended with more VMs failed than
+    /// [`max_failures`](crate::fleet::Fleet::max_failures) allows
+    /// (any, with [`fail_fast`](crate::fleet::Fleet::fail_fast)).
+    BatchFailed {
+        /// The 1-based batch in which the limit was passed.
+        batch: usize,
+        /// The limit (0 for fail-fast).
+        limit: usize,
+    },
 }
 
 impl Failure {
@@ -188,6 +198,14 @@ impl fmt::Display for CancelReason {
             CancelReason::TooManyFailures { limit } => {
                 write!(f, "more than {limit} VMs failed (max_failures)")
             }
+            CancelReason::BatchFailed { batch, limit: 0 } => write!(
+                f,
+                "a VM of batch {batch} failed (fail_fast): later batches were not started"
+            ),
+            CancelReason::BatchFailed { batch, limit } => write!(
+                f,
+                "more than {limit} VMs failed by batch {batch} (max_failures): later batches were not started"
+            ),
         }
     }
 }
@@ -213,6 +231,21 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "cancelled during step 3: more than 2 VMs failed (max_failures)"
+        );
+        let f = Failure::Cancelled {
+            reason: CancelReason::BatchFailed { batch: 1, limit: 0 },
+            started: false,
+            step: None,
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            v["reason"],
+            serde_json::json!({"by": "batch_failed", "batch": 1, "limit": 0})
+        );
+        assert_eq!(serde_json::from_value::<Failure>(v).unwrap(), f);
+        assert_eq!(
+            f.to_string(),
+            "cancelled before it started: a VM of batch 1 failed (fail_fast): later batches were not started"
         );
     }
 

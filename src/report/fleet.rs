@@ -2,6 +2,7 @@
 //! [`VmReport`], the fleet's [`FleetReport`]; plain serializable data.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,10 @@ pub struct VmReport {
     /// Total time for this VM.
     #[serde(with = "secs")]
     pub total: Duration,
+    /// The 1-based batch it ran in (or would have), in a rolling run
+    /// ([`Fleet::batches`](crate::fleet::Fleet::batches)); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
 }
 
 impl VmReport {
@@ -90,6 +95,7 @@ impl VmReport {
             connect: None,
             steps: Vec::new(),
             total: Duration::ZERO,
+            batch: None,
         }
     }
 
@@ -112,6 +118,10 @@ pub struct FleetReport {
     /// Wall time of the run.
     #[serde(with = "secs")]
     pub wall: Duration,
+    /// The report this run was a rerun of (its failed and cancelled VMs
+    /// run again), as its writer named it; `None` for a first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<PathBuf>,
 }
 
 impl FleetReport {
@@ -138,6 +148,16 @@ impl FleetReport {
         self.names(Outcome::Cancelled)
     }
 
+    /// Names of the VMs that failed or were cancelled, in report order:
+    /// what a rerun runs again.
+    pub fn failed_or_cancelled(&self) -> Vec<&str> {
+        self.vms
+            .iter()
+            .filter(|v| v.outcome != Outcome::Succeeded)
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+
     /// The report of the VM called `name`.
     pub fn get(&self, name: &str) -> Option<&VmReport> {
         self.vms.iter().find(|v| v.name == name)
@@ -148,10 +168,14 @@ impl FleetReport {
         self.vms.iter().all(|v| v.outcome == Outcome::Succeeded)
     }
 
-    /// Adds another shard's results (wall time: the longer of the two).
+    /// Adds another shard's results (wall time: the longer of the two;
+    /// [`rerun_of`](Self::rerun_of): this one's, else the other's).
     pub fn merge(&mut self, other: FleetReport) {
         self.vms.extend(other.vms);
         self.wall = self.wall.max(other.wall);
+        if self.rerun_of.is_none() {
+            self.rerun_of = other.rerun_of;
+        }
     }
 
     /// A human summary table: one line per VM, then totals.
@@ -209,5 +233,42 @@ impl FleetReport {
 impl fmt::Display for FleetReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reruns_take_the_failed_and_cancelled_and_say_so() {
+        let vm = |name: &str, outcome| VmReport {
+            outcome,
+            ..VmReport::new(name, "h", 22)
+        };
+        let mut r = FleetReport {
+            vms: vec![
+                vm("a", Outcome::Succeeded),
+                vm("b", Outcome::Failed),
+                vm("c", Outcome::Cancelled),
+            ],
+            ..FleetReport::default()
+        };
+        assert_eq!(r.failed_or_cancelled(), ["b", "c"]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("rerun_of").is_none(), "{v}");
+        assert!(v["vms"][0].get("batch").is_none(), "{v}");
+        let rerun = FleetReport {
+            rerun_of: Some(PathBuf::from("first.json")),
+            ..FleetReport::default()
+        };
+        r.merge(rerun);
+        assert_eq!(
+            r.rerun_of.as_deref(),
+            Some(std::path::Path::new("first.json"))
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["rerun_of"], "first.json");
+        assert_eq!(serde_json::from_value::<FleetReport>(v).unwrap(), r);
     }
 }

@@ -180,6 +180,29 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) reconnects: u32,
 
+    /// Resolve every host (address, user, port, keys, jump hosts, where
+    /// host keys are trusted from) and every step, print them (--json: as
+    /// one JSON document) and connect nowhere: exit 0, or 2 with every
+    /// problem found (a key that cannot be read, a missing script or
+    /// file).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Run only the hosts that this report (an earlier run's --report)
+    /// lists as failed or cancelled, as the hosts given here define them
+    /// (one missing here is an error); the new report says it is a rerun
+    /// of this one (`rerun_of`).
+    #[arg(long, value_name = "REPORT.json")]
+    pub(crate) rerun_failed: Option<PathBuf>,
+
+    /// Rolling batches, as Ansible's `serial`: `1,5,20%` runs 1 host,
+    /// then 5, then 20 % of the hosts at a time until all have run, each
+    /// batch once the previous one has ended. With --fail-fast or
+    /// --max-fail, no batch starts after the limit is passed: its hosts
+    /// are reported cancelled, never connected to.
+    #[arg(long, value_name = "N|PCT%[,...]", value_delimiter = ',')]
+    pub(crate) serial: Vec<vmssh::fleet::Batch>,
+
     /// Write each host's output to DIR/<host>/provision.log.
     #[arg(long, value_name = "DIR")]
     pub(crate) log_dir: Option<PathBuf>,

@@ -161,87 +161,83 @@ impl Credentials {
         all
     }
 
-    /// Connection settings for every host: user, port and keys from the
+    /// A host's connection settings: user, port and keys from the
     /// host itself, then `user` (`--user`), then what `defaults` (the plan)
     /// says for it; host keys from the flags, else `~/.ssh/known_hosts`
     /// (an `--ssh-config` host keeps its own unless a flag is given).
-    pub(crate) async fn endpoints(
+    pub(crate) async fn endpoint(
         &mut self,
-        hosts: Vec<Host>,
+        h: Host,
         user: Option<&str>,
-        defaults: impl Fn(&str) -> Defaults,
-    ) -> Result<Vec<Endpoint>, Usage> {
-        let mut out = Vec::with_capacity(hosts.len());
-        for h in hosts {
-            let endpoint = match h.reach {
-                Reach::Direct { address, key, jump } => {
-                    let d = defaults(&h.name);
-                    let mut own = Vec::new();
-                    for (k, from) in [(key, h.origin.as_str()), (d.key, "the plan's private-key")] {
-                        if let Some(k) = k {
-                            own.push(self.checked(&k, &format!("{} ({from})", h.name)).await?);
-                        }
-                    }
-                    let methods = self.methods(own);
-                    if methods.is_empty() {
-                        return Err(Usage(format!(
-                            "no way to authenticate to {} ({}): pass --key FILE, --agent or --password-env VAR",
-                            h.name, h.origin
-                        )));
-                    }
-                    let jump = jump
-                        .map(|j| self.direct_jump(&j, user, &h.name, &h.origin))
-                        .transpose()?;
-                    let user = match address.user.or(user.map(str::to_string)).or(d.user) {
-                        Some(u) => u,
-                        None => local_user()?,
-                    };
-                    let mut config =
-                        SshConfig::new(user).host_key(self.host_key.clone().unwrap_or_default());
-                    for m in methods {
-                        config = config.auth(m);
-                    }
-                    Endpoint {
-                        name: h.name,
-                        host: address.host,
-                        port: address.port.or(d.port).unwrap_or(22),
-                        config,
-                        jump,
+        defaults: &impl Fn(&str) -> Defaults,
+    ) -> Result<Endpoint, Usage> {
+        let endpoint = match h.reach {
+            Reach::Direct { address, key, jump } => {
+                let d = defaults(&h.name);
+                let mut own = Vec::new();
+                for (k, from) in [(key, h.origin.as_str()), (d.key, "the plan's private-key")] {
+                    if let Some(k) = k {
+                        own.push(self.checked(&k, &format!("{} ({from})", h.name)).await?);
                     }
                 }
-                Reach::Alias(resolved) => {
-                    let usable_identity = resolved.identity_files().iter().any(|f| f.is_file());
-                    let agent = !resolved.identities_only() && resolved.identity_agent().is_some();
-                    let extra = self.methods(Vec::new());
-                    if !usable_identity && !agent && extra.is_empty() {
-                        return Err(Usage(format!(
-                            "no way to authenticate to {} ({}): its IdentityFiles do not exist and there is no agent; pass --key FILE, --agent or --password-env VAR",
-                            h.name, h.origin
-                        )));
-                    }
-                    let mut config = resolved.ssh_config();
-                    for m in extra {
-                        config = config.auth(m);
-                    }
-                    if let Some(policy) = &self.host_key {
-                        config = config.host_key(policy.clone());
-                    }
-                    let jump = match resolved.proxy() {
-                        Some(Proxy::Jump(hop)) => Some(Jump::Alias(hop.clone())),
-                        _ => None,
-                    };
-                    Endpoint {
-                        name: h.name,
-                        host: resolved.host().to_string(),
-                        port: resolved.port(),
-                        config,
-                        jump,
-                    }
+                let methods = self.methods(own);
+                if methods.is_empty() {
+                    return Err(Usage(format!(
+                        "no way to authenticate to {} ({}): pass --key FILE, --agent or --password-env VAR",
+                        h.name, h.origin
+                    )));
                 }
-            };
-            out.push(endpoint);
-        }
-        Ok(out)
+                let jump = jump
+                    .map(|j| self.direct_jump(&j, user, &h.name, &h.origin))
+                    .transpose()?;
+                let user = match address.user.or(user.map(str::to_string)).or(d.user) {
+                    Some(u) => u,
+                    None => local_user()?,
+                };
+                let mut config =
+                    SshConfig::new(user).host_key(self.host_key.clone().unwrap_or_default());
+                for m in methods {
+                    config = config.auth(m);
+                }
+                Endpoint {
+                    name: h.name,
+                    host: address.host,
+                    port: address.port.or(d.port).unwrap_or(22),
+                    config,
+                    jump,
+                }
+            }
+            Reach::Alias(resolved) => {
+                let usable_identity = resolved.identity_files().iter().any(|f| f.is_file());
+                let agent = !resolved.identities_only() && resolved.identity_agent().is_some();
+                let extra = self.methods(Vec::new());
+                if !usable_identity && !agent && extra.is_empty() {
+                    return Err(Usage(format!(
+                        "no way to authenticate to {} ({}): its IdentityFiles do not exist and there is no agent; pass --key FILE, --agent or --password-env VAR",
+                        h.name, h.origin
+                    )));
+                }
+                let mut config = resolved.ssh_config();
+                for m in extra {
+                    config = config.auth(m);
+                }
+                if let Some(policy) = &self.host_key {
+                    config = config.host_key(policy.clone());
+                }
+                let jump = match resolved.proxy() {
+                    Some(Proxy::Jump(hop)) => Some(Jump::Alias(hop.clone())),
+                    _ => None,
+                };
+                Endpoint {
+                    name: h.name,
+                    host: resolved.host().to_string(),
+                    port: resolved.port(),
+                    config,
+                    jump,
+                }
+            }
+        };
+        Ok(endpoint)
     }
 }
 

@@ -19,7 +19,11 @@
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
+//! - `dry_run.rs`: `--dry-run`: every host and step resolved and printed,
+//!   problems listed, nothing connected.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
+//! - `rerun.rs`: `--rerun-failed`: the hosts a report lists as failed or
+//!   cancelled.
 //! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
 //! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
 //! - `render/`: what the user sees: `tty.rs` (colours and a progress bar
@@ -44,9 +48,11 @@ mod address;
 mod args;
 mod commands;
 mod credentials;
+mod dry_run;
 mod inventory;
 mod jumps;
 mod render;
+mod rerun;
 mod run;
 mod shard;
 mod signals;

@@ -84,9 +84,13 @@ pub(crate) async fn run(targets: Vec<Target>, args: &RunArgs, look: Look) -> Res
     if let Some(dir) = &args.log_dir {
         fleet = fleet.log_dir(dir);
     }
+    if !args.serial.is_empty() {
+        fleet = fleet.batches(args.serial.iter().copied());
+    }
     let fleet = renderer.attach(fleet);
 
-    let report = fleet.provision(targets).await;
+    let mut report = fleet.provision(targets).await;
+    report.rerun_of.clone_from(&args.rerun_failed);
     let interrupted = interrupted.is_some_and(|i| i.get());
     renderer
         .finish(&report, interrupted, look.host_key_hint)

@@ -2,17 +2,22 @@
 //! LOCAL_DIR`: a one-step plan on every host (a file step, a download
 //! step); downloads land in LOCAL_DIR/HOST/NAME.
 
+use std::path::Path;
+
 use vmssh::provision::ProvisionDef;
 
 use crate::args::{DownloadArgs, UploadArgs};
-use crate::credentials::{Defaults, Endpoint};
+use crate::credentials::Defaults;
 use crate::render::Verb;
 use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
 pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
+    // A dry run lists a missing file among its problems, as each host's
+    // step finds it.
     match tokio::fs::metadata(&a.local).await {
+        _ if a.run.dry_run => {}
         Ok(m) if m.is_file() => {}
         Ok(_) => {
             return Err(Usage(format!(
@@ -36,8 +41,21 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
         return Err(Usage("upload: REMOTE is empty".into()));
     }
     let hosts = targets::collect(&a.targets, None).await?;
-    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let step = ProvisionDef::file(&a.local, remote);
+    if a.run.dry_run {
+        let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+        let steps = |_: &str| vec![step.clone()];
+        return super::dry_run(
+            resolved,
+            steps,
+            Path::new("."),
+            &a.run,
+            "upload",
+            Vec::new(),
+        );
+    }
+    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
         Ok(targets) => {
             let look = Look {
@@ -68,6 +86,23 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
         }
     };
     let hosts = targets::collect(&a.targets, None).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
+    let steps = |host: &str| {
+        let local = a.local_dir.join(host).join(&name);
+        vec![ProvisionDef::download(a.remote.clone(), local)]
+    };
+    if a.run.dry_run {
+        // Nothing is created: a LOCAL_DIR that cannot be one is a problem.
+        let extra = match std::fs::metadata(&a.local_dir) {
+            Ok(m) if !m.is_dir() => vec![format!(
+                "download: {} is not a directory",
+                a.local_dir.display()
+            )],
+            _ => Vec::new(),
+        };
+        let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+        return super::dry_run(resolved, steps, Path::new("."), &a.run, "download", extra);
+    }
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     for e in &endpoints {
         let dir = a.local_dir.join(&e.name);
@@ -75,11 +110,7 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
             .await
             .map_err(|err| format!("download: {}: {err}", dir.display()))?;
     }
-    let steps = |e: &Endpoint| {
-        let local = a.local_dir.join(&e.name).join(&name);
-        vec![ProvisionDef::download(a.remote.clone(), local)]
-    };
-    match super::targets(endpoints, &a.run, steps).await {
+    match super::targets(endpoints, &a.run, |e| steps(&e.name)).await {
         Ok(targets) => {
             let look = Look {
                 host_key_hint: super::host_key_hint(&a.auth),

@@ -35,6 +35,16 @@ const PLAN_FILES: [(&str, &str); 3] = [
 ];
 
 pub(crate) async fn run(a: DemoArgs) -> Result<Exit, Usage> {
+    if a.run.rerun_failed.is_some() {
+        return Err(Usage(
+            "demo: no --rerun-failed (its VMs are new at each run); reruns are for provision, exec, upload and download".into(),
+        ));
+    }
+    if a.run.dry_run {
+        return Err(Usage(
+            "demo: no --dry-run (its VMs exist only while it runs); dry runs are for provision, exec, upload and download".into(),
+        ));
+    }
     let dir = tempfile::Builder::new()
         .prefix("vmssh-demo-")
         .tempdir()

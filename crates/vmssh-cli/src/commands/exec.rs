@@ -1,6 +1,7 @@
 //! `vmssh exec TARGETS -- COMMAND...`: one command on every host, as a
 //! one-step plan.
 
+use std::path::Path;
 use std::time::Duration;
 
 use vmssh::provision::ProvisionDef;
@@ -19,11 +20,17 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
         return Err(Usage("exec: the command is empty".into()));
     }
     let hosts = targets::collect(&a.targets, None).await?;
-    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let mut step = ProvisionDef::inline(command);
     if let Some(secs) = a.timeout {
         step = step.timeout(Duration::from_secs(secs));
     }
+    if a.run.dry_run {
+        let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+        let steps = |_: &str| vec![step.clone()];
+        return super::dry_run(resolved, steps, Path::new("."), &a.run, "exec", Vec::new());
+    }
+    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
         Ok(targets) => {
             let look = Look {

@@ -9,6 +9,7 @@ pub(crate) mod provision;
 pub(crate) mod report;
 pub(crate) mod vmctl;
 
+use std::path::Path;
 use std::time::Duration;
 
 use vmssh::fleet::Target;
@@ -16,6 +17,7 @@ use vmssh::provision::ProvisionDef;
 
 use crate::args::{AuthArgs, RunArgs, TargetArgs};
 use crate::credentials::{Credentials, Defaults, Endpoint};
+use crate::dry_run::{self, Row};
 use crate::jumps::Jumps;
 use crate::targets::{self, Host};
 use crate::usage::{Exit, Usage};
@@ -28,6 +30,41 @@ pub(crate) fn host_key_hint(auth: &AuthArgs) -> Option<&'static str> {
     )
 }
 
+/// One host resolved: its connection settings, or why they cannot be
+/// made (a missing key, no way to authenticate).
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) name: String,
+    pub(crate) origin: String,
+    pub(crate) endpoint: Result<Endpoint, Usage>,
+    /// Whether it runs in this `--shard`.
+    pub(crate) in_shard: bool,
+}
+
+/// Every host resolved, each on its own (a dry run lists every problem).
+pub(crate) async fn resolve(
+    hosts: Vec<Host>,
+    targets_args: &TargetArgs,
+    auth: &AuthArgs,
+    defaults: impl Fn(&str) -> Defaults,
+) -> Result<Vec<Resolved>, Usage> {
+    let mut creds = Credentials::new(auth).await?;
+    let mut all = Vec::with_capacity(hosts.len());
+    for h in hosts {
+        let (name, origin) = (h.name.clone(), h.origin.clone());
+        let endpoint = creds
+            .endpoint(h, targets_args.user.as_deref(), &defaults)
+            .await;
+        all.push(Resolved {
+            in_shard: targets::in_shard(targets_args, &name),
+            name,
+            origin,
+            endpoint,
+        });
+    }
+    Ok(all)
+}
+
 /// The endpoints of this shard, every host checked whatever the shard.
 pub(crate) async fn endpoints(
     hosts: Vec<Host>,
@@ -35,19 +72,38 @@ pub(crate) async fn endpoints(
     auth: &AuthArgs,
     defaults: impl Fn(&str) -> Defaults,
 ) -> Result<Vec<Endpoint>, Usage> {
-    let mut creds = Credentials::new(auth).await?;
-    let all = creds
-        .endpoints(hosts, targets_args.user.as_deref(), defaults)
-        .await?;
+    let all = resolve(hosts, targets_args, auth, defaults).await?;
     let total = all.len();
-    let mine: Vec<Endpoint> = all
-        .into_iter()
-        .filter(|e| targets::in_shard(targets_args, &e.name))
-        .collect();
+    let mut mine = Vec::new();
+    for r in all {
+        let endpoint = r.endpoint?;
+        if r.in_shard {
+            mine.push(endpoint);
+        }
+    }
     if let Some(shard) = targets_args.shard {
         eprintln!("vmssh: shard {shard}: {} of {total} hosts", mine.len());
     }
     Ok(mine)
+}
+
+/// `--dry-run`: the hosts of this shard running `steps` from `base_dir`,
+/// printed with every problem found (`extra`: the verb's own), nothing
+/// connected (not even a jump host).
+pub(crate) fn dry_run(
+    resolved: Vec<Resolved>,
+    steps: impl Fn(&str) -> Vec<ProvisionDef>,
+    base_dir: &Path,
+    run: &RunArgs,
+    verb: &str,
+    extra: Vec<String>,
+) -> Result<Exit, Usage> {
+    let (mine, others): (Vec<Resolved>, Vec<Resolved>) =
+        resolved.into_iter().partition(|r| r.in_shard);
+    let row = |r| Row::resolved(r, &steps, base_dir);
+    let rows: Vec<Row> = mine.into_iter().map(row).collect();
+    let others: Vec<Row> = others.into_iter().map(row).collect();
+    dry_run::show(&rows, &others, extra, run, verb)
 }
 
 /// The endpoints as fleet targets, `steps` for each, once their jump hosts

@@ -8,15 +8,28 @@ use vmssh::plan::{DEFAULT_USER, Plan, WarningKind};
 
 use crate::args::ProvisionArgs;
 use crate::credentials::Defaults;
+use crate::dry_run::Row;
 use crate::render::Verb;
 use crate::run::Look;
 use crate::targets;
 use crate::usage::{Exit, Usage};
 
 pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
-    let plan = load_plan(&a.plan, a.lenient).await?;
+    // A dry run lists missing files among its problems, per host.
+    let plan = match a.run.dry_run {
+        true => read_plan(&a.plan, a.lenient).await?,
+        false => load_plan(&a.plan, a.lenient).await?,
+    };
     if let Some(state) = &a.vmctl {
         let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
+        if a.run.dry_run {
+            let origin = "vmctl state";
+            let rows: Vec<Row> = targets
+                .iter()
+                .map(|t| Row::target(t, origin, &plan.base_dir))
+                .collect();
+            return crate::dry_run::show(&rows, &[], Vec::new(), &a.run, "provision");
+        }
         // vmctl's VMs are trusted per instance: a refused key has changed.
         return crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await;
     }
@@ -42,7 +55,8 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
             );
         }
     }
-    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |name| {
+    let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
+    let defaults = |name: &str| {
         let vm = plan.vm(name);
         Defaults {
             // vmctl's default user when the plan names none.
@@ -50,8 +64,20 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
             key: vm.and_then(|v| v.ssh.private_key.clone()),
             port: vm.and_then(|v| v.ssh.port),
         }
-    })
-    .await?;
+    };
+    if a.run.dry_run {
+        let resolved = super::resolve(hosts, &a.targets, &a.auth, defaults).await?;
+        let steps = |name: &str| plan.steps_for(name);
+        return super::dry_run(
+            resolved,
+            steps,
+            &plan.base_dir,
+            &a.run,
+            "provision",
+            Vec::new(),
+        );
+    }
+    let endpoints = super::endpoints(hosts, &a.targets, &a.auth, defaults).await?;
     match super::targets(endpoints, &a.run, |e| plan.steps_for(&e.name)).await {
         Ok(targets) => {
             let targets = targets
@@ -77,6 +103,15 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
 /// typo must not silently drop a step. Leniently, it is a warning, and
 /// the plan runs as vmctl reads it.
 pub(crate) async fn load_plan(path: &Path, lenient: bool) -> Result<Plan, Usage> {
+    let plan = read_plan(path, lenient).await?;
+    plan.check_local_files()
+        .await
+        .map_err(|e| e.chain().to_string())?;
+    Ok(plan)
+}
+
+/// [`load_plan`] without the check of its local files.
+pub(crate) async fn read_plan(path: &Path, lenient: bool) -> Result<Plan, Usage> {
     let plan = Plan::load(path).await.map_err(|e| e.chain().to_string())?;
     let skipped: Vec<_> = plan
         .warnings()
@@ -100,8 +135,5 @@ pub(crate) async fn load_plan(path: &Path, lenient: bool) -> Result<Plan, Usage>
     for w in plan.warnings() {
         eprintln!("vmssh: warning: {w}");
     }
-    plan.check_local_files()
-        .await
-        .map_err(|e| e.chain().to_string())?;
     Ok(plan)
 }

@@ -15,7 +15,7 @@ use crate::args::{MergeArgs, ShowArgs};
 use crate::render::{Verb, summary};
 use crate::usage::{Exit, Usage};
 
-async fn read(path: &Path) -> Result<FleetReport, Usage> {
+pub(crate) async fn read(path: &Path) -> Result<FleetReport, Usage> {
     let text = tokio::fs::read(path)
         .await
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

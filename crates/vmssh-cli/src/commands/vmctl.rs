@@ -55,6 +55,7 @@ pub(crate) async fn targets(
             inventory.path().display()
         )));
     }
+    let all = crate::rerun::select(all, &a.run, |t| t.name()).await?;
     let total = all.len();
     let mine: Vec<Target> = all
         .into_iter()

@@ -192,6 +192,14 @@ impl Plain {
                     }
                 }
             }
+            Event::BatchStarted {
+                batch,
+                batches,
+                vms,
+            } => {
+                let line = format!("vmssh: batch {batch}/{batches}: {}\n", vms.join(", "));
+                text.err.extend_from_slice(line.as_bytes());
+            }
             _ => {}
         }
         text
