@@ -127,6 +127,13 @@ pub(crate) struct AuthArgs {
     #[arg(long, value_name = "VAR")]
     pub(crate) password_env: Option<String>,
 
+    /// Retry a refused login until --connect-deadline, as a refused
+    /// connection is: for a VM that installs its key after its SSH server
+    /// starts (cloud-init). A new connection at most every 5 s, as OpenSSH
+    /// 9.8+ penalises failed logins. Always on for --vmctl and demo --qemu.
+    #[arg(long)]
+    pub(crate) retry_auth: bool,
+
     /// Trust the host keys in this known_hosts file [default:
     /// ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE", help_heading = "Host keys")]

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 use vmssh::provision::{Event, LineSplitter, Sink};
 
-use super::verb::{Verb, lines_of};
+use super::verb::{Verb, lines_of, retry_line};
 
 /// Writes the lines of one run.
 pub(crate) struct Plain {
@@ -118,6 +118,13 @@ impl Plain {
                     &format!("connected in {}", secs(duration)),
                 );
             }
+            Event::Retrying {
+                vm,
+                reason,
+                elapsed,
+                deadline,
+                ..
+            } => self.note(&mut text, vm, DIM, &retry_line(reason, *elapsed, *deadline)),
             Event::StepStarted {
                 vm,
                 step,
@@ -163,6 +170,7 @@ impl Plain {
                 failure,
                 stderr_tail,
                 duration,
+                deadline_passed,
                 // Shown live, as the step ran.
                 stdout_tail: _,
             } => {
@@ -174,7 +182,7 @@ impl Plain {
                 let mut line = format!("{verdict} in {}", secs(duration));
                 if let Some(f) = failure {
                     line.push_str(": ");
-                    line.push_str(&self.verb.failure(f));
+                    line.push_str(&self.verb.failure_after(f, *deadline_passed));
                 }
                 self.note(&mut text, vm, colour, &line);
                 // A command's stderr was shown as it came; a plan's
