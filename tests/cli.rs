@@ -1505,8 +1505,6 @@ async fn provision_the_vms_vmctl_runs() {
     }
 }
 
-/// Running a command on a pseudo-terminal, for the terminal view.
-
 /// The README's command lines, as written (extracted from it, so the
 /// README cannot drift): the demo runs; the test command and the install
 /// path exist; the command's quick start runs (see [`run_doc_lines`]).

@@ -32,7 +32,7 @@
 //!
 //! Inside: this file holds [`Target`] and the [`Fleet`] that runs them
 //! (connecting each VM, then provisioning's one step loop); `retries.rs`
-//! its connect retries as [`Event::Retrying`](crate::report::Event::Retrying)
+//! its connect retries as [`Event::Retrying`]
 //! events; `stop.rs` the [`StopHandle`] and a run's early stop. The reports are data of
 //! [`report`](crate::report).
 

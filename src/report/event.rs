@@ -284,6 +284,19 @@ mod tests {
             wall: Duration::from_secs(2),
         });
         assert_eq!(v["wall"], 2.0);
+        let v = round_trip(&Event::Retrying {
+            vm: Arc::from("web"),
+            reason: "connection refused".into(),
+            login_refused: false,
+            attempt: 3,
+            elapsed: Duration::from_millis(12_500),
+            deadline: Duration::from_secs(120),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "retrying", "vm": "web", "reason": "connection refused",
+                "login_refused": false, "attempt": 3, "elapsed": 12.5, "deadline": 120.0})
+        );
         assert!(
             serde_json::from_str::<Event>(r#"{"event":"connected","vm":"x","duration":-1}"#)
                 .is_err()
