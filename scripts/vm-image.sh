@@ -22,7 +22,9 @@
 #
 # One image holds both servers; the kernel command line picks one at boot
 # (vmssh.sshd=openssh|dropbear), can delay the network
-# (vmssh.netdelay=SECS) to stand for a slow-booting guest, and can raise
+# (vmssh.netdelay=SECS) to stand for a slow-booting guest, can install
+# root's key only SECS after the SSH server listens (vmssh.keydelay=SECS,
+# as cloud-init writes authorized_keys after sshd starts), and can raise
 # sshd's log level (vmssh.sshdlog=LEVEL; VERBOSE shows the penalties sshd
 # hands out). The guest's init is busybox's, its SSH server is respawned
 # when it dies and logs to the serial console.
@@ -34,6 +36,7 @@
 #   DIR/id_ed25519     root's key (authorized in the guest)
 #   DIR/host_key.pub   the guest's host key, for pinning
 #   DIR/versions       the servers' and the kernel's package versions
+#   DIR/features       the vmssh.* options the guest's init reads
 #   DIR/stamp          what the cache was built from
 # where DIR is target/vm-image (bookworm) or target/vm-image-trixie.
 #
@@ -335,7 +338,9 @@ cat >"$root/etc/rc" <<'EOF'
 #!/bin/sh
 # Guest boot: kernel file systems, modules, then the network (optionally
 # late: vmssh.netdelay=SECS), before init starts the SSH server (with
-# vmssh.sshd=NAME and vmssh.sshdlog=LEVEL kept for /etc/sshd-run).
+# vmssh.sshd=NAME and vmssh.sshdlog=LEVEL kept for /etc/sshd-run). With
+# vmssh.keydelay=SECS, root's authorized_keys is taken away until SECS
+# after the server listens on port 22.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -348,8 +353,24 @@ for arg in $(cat /proc/cmdline); do
         vmssh.netdelay=*) netdelay="${arg#*=}" ;;
         vmssh.sshd=*) echo "${arg#*=}" >/run/vmssh-sshd ;;
         vmssh.sshdlog=*) echo "${arg#*=}" >/run/vmssh-sshdlog ;;
+        vmssh.keydelay=*) keydelay="${arg#*=}" ;;
     esac
 done
+if [ -n "${keydelay:-}" ]; then
+    mv /root/.ssh/authorized_keys /run/vmssh-authorized_keys
+    (
+        # Listening on port 22 (0016), IPv4 or IPv6: state 0A.
+        until grep -q ':0016 [0-9A-F]*:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do
+            usleep 100000
+        done
+        echo "vmssh: SSH server listening; root's key in ${keydelay}s"
+        sleep "$keydelay"
+        cp /run/vmssh-authorized_keys /root/.ssh/authorized_keys.new
+        chmod 600 /root/.ssh/authorized_keys.new
+        mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys
+        echo "vmssh: root's key installed"
+    ) </dev/null >/dev/console 2>&1 &
+fi
 # (virtio_pci is built into trixie's kernel.)
 modprobe virtio-rng 2>/dev/null
 modprobe virtio_pci 2>/dev/null
@@ -396,6 +417,7 @@ for f in vmlinuz initrd.img id_ed25519 id_ed25519.pub host_key.pub; do
     mv -f "$work/$f" "$out/$f"
 done
 echo "$kver" >"$out/kernel-version"
+echo "sshd netdelay keydelay sshdlog hostname" >"$out/features"
 for p in "$kpkg" "${servers[@]}"; do
     echo "$p $(dpkg-deb -f "$(ls "$debs/${p}_"*.deb | tail -n1)" Version)"
 done >"$out/versions"

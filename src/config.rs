@@ -334,6 +334,11 @@ impl SshConfig {
         self
     }
 
+    /// How connecting is retried (see [`retry`](Self::retry)).
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// Sets how [`Session::connect_with_retry`](crate::Session::connect_with_retry)
     /// and fleets retry: the backoff, whether refused logins are retried,
     /// who is told about each retry.

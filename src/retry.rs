@@ -22,6 +22,12 @@ pub(crate) const LOGIN_MARGIN: Duration = Duration::from_millis(500);
 /// per 5 s they never do.
 pub(crate) const LOGIN_CONNECTION_SPACING: Duration = Duration::from_secs(5);
 
+/// Whether `policy` retries `e`: an error that `connect_with_retry`
+/// returns is one of these only when its deadline passed.
+pub(crate) fn retried(policy: &RetryPolicy, e: &Error) -> bool {
+    e.is_retryable() || (policy.auth_failures && e.login_refused())
+}
+
 /// One run of retries against `host:port`.
 pub(crate) struct Retrying<'a> {
     policy: &'a RetryPolicy,
@@ -59,7 +65,7 @@ impl<'a> Retrying<'a> {
 
     /// Whether `e` is worth another attempt under this policy.
     pub(crate) fn retryable(&self, e: &Error) -> bool {
-        e.is_retryable() || self.retries_login(e)
+        retried(self.policy, e)
     }
 
     /// Whether `e` is a refused login this policy retries.

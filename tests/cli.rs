@@ -1151,7 +1151,7 @@ async fn on_a_terminal_output_has_colours_and_bars() {
         ],
     );
     c.env_remove("NO_COLOR").env("TERM", "xterm");
-    let (out, status) = support_pty::run_on_pty(c).await;
+    let (out, status) = cli_harness::run_on_pty(c).await;
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("\x1b["), "no escapes on a terminal:\n{out}");
     assert!(out.contains("terminal output"), "{out}");
@@ -1202,7 +1202,7 @@ async fn no_upload_label_outlives_the_upload() {
     std::fs::write(&plan_file, plan).unwrap();
     let mut c = hosts.verb("provision", &["--plan", plan_file.to_str().unwrap()]);
     c.env("TERM", "xterm");
-    let (out, status) = support_pty::run_on_pty(c).await;
+    let (out, status) = cli_harness::run_on_pty(c).await;
     assert_eq!(status.code(), Some(0), "{out}");
     for n in &names {
         let spoke = out
@@ -1506,55 +1506,6 @@ async fn provision_the_vms_vmctl_runs() {
         let o = run(hosts.cmd(&args)).await;
         assert_exit(&o, 2);
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
-    }
-}
-
-/// Running a command on a pseudo-terminal, for the terminal view.
-mod support_pty {
-    use std::io::Read as _;
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    use std::process::{ExitStatus, Stdio};
-
-    pub(crate) async fn run_on_pty(mut c: tokio::process::Command) -> (String, ExitStatus) {
-        let (mut master, mut slave) = (0, 0);
-        // SAFETY: openpty writes two new descriptors; no name, termios or
-        // size is passed.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "openpty failed");
-        // SAFETY: both descriptors are fresh and owned here.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        c.stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        let mut child = c.spawn().unwrap();
-        // The parent's copies of the slave are gone once `c` is dropped.
-        drop(c);
-        let reader = std::thread::spawn(move || {
-            let mut f = std::fs::File::from(master);
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            // EIO once the last slave descriptor closes: the end.
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        });
-        let status = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait())
-            .await
-            .expect("vmssh on a terminal did not finish")
-            .unwrap();
-        (reader.join().unwrap(), status)
     }
 }
 

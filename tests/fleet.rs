@@ -247,6 +247,83 @@ async fn unreachable_vm_is_reported_not_fatal() {
     );
 }
 
+/// Keeps every event.
+#[derive(Default)]
+struct Events(std::sync::Mutex<Vec<Event>>);
+
+impl Sink for Events {
+    fn event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        self.0.lock().unwrap().push(event.clone());
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// A VM that is not up: the sinks hear of its retries (the first at once,
+/// then no more within 5 s), the target's own observer of each, and the
+/// failure says the deadline passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_reach_the_sinks_and_the_targets_observer() {
+    let observed = Arc::new(AtomicUsize::new(0));
+    let seen = observed.clone();
+    let cfg = vmssh::SshConfig::new("root")
+        .auth(vmssh::Auth::password("unused"))
+        .retry(vmssh::RetryPolicy::default().on_retry(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
+    let target = Target::new(
+        "down",
+        support::HOST,
+        support::free_port(),
+        cfg,
+        vec![ProvisionDef::inline("true")],
+    );
+    let events = Arc::new(Events::default());
+    let deadline = Duration::from_millis(1500);
+    let report = Fleet::new()
+        .connect_deadline(deadline)
+        .shared_sink(events.clone())
+        .provision(vec![target])
+        .await;
+    let events = events.0.lock().unwrap().clone();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::Connecting { .. } => "connecting",
+            Event::Retrying { .. } => "retrying",
+            Event::VmFinished { .. } => "vm_finished",
+            Event::Finished { .. } => "finished",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["connecting", "retrying", "vm_finished", "finished"],
+        "{events:#?}"
+    );
+    let Event::Retrying {
+        vm,
+        reason,
+        login_refused,
+        attempt,
+        deadline: d,
+        ..
+    } = &events[1]
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (&**vm, reason.as_str(), *login_refused, *attempt, *d),
+        ("down", "connection refused", false, 1, deadline)
+    );
+    // Retried every 250 ms at most: the target's observer saw each.
+    assert!(observed.load(Ordering::SeqCst) > 1);
+    assert!(matches!(
+        &events[2],
+        Event::VmFinished { deadline_passed: Some(d), .. } if *d == deadline
+    ));
+    assert_eq!(report.get("down").unwrap().deadline_passed, Some(deadline));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
 async fn report_round_trips_and_merges() {

@@ -4,11 +4,13 @@
 //! connect while it boots, exec, a checksummed stream, SFTP both ways, a
 //! provisioning plan, then a reboot during a streaming command and one
 //! while idle, each noticed (no hang) and followed by a new session to the
-//! new boot.
+//! new boot; and a guest that installs its key after sshd starts.
 //!
 //! The cases share one guest per server: a boot costs seconds under TCG.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -292,4 +294,99 @@ async fn openssh10_late_network_keeps_access() {
             "sshd penalised this host: {line}\nconsole:\n{console}"
         );
     }
+}
+
+/// How long after its sshd listens a late-key guest installs root's key.
+const KEY_DELAY: Duration = Duration::from_secs(15);
+
+/// A guest that installs its key after sshd starts (cloud-init does), one
+/// boot: connecting without `retry_auth_failures` ends with the typed
+/// refusal as soon as sshd answers; with it, login is retried until the
+/// key lands and the session works. Debian 13's sshd penalises each
+/// connection whose login failed (`PerSourcePenalties`, 5 s each, refused
+/// past 15 s): at one new connection per 5 s at most, it never refuses
+/// this host (its console, at `VERBOSE`, would say so).
+async fn late_key(release: Release) {
+    let guest = release
+        .image()
+        .guest()
+        .hostname("vm-late-key")
+        .key_delay(KEY_DELAY)
+        .sshd_log_level("VERBOSE")
+        .boot()
+        .await
+        .unwrap();
+    let cfg = qemu::config(&guest);
+    let err = Session::connect_with_retry(guest.host(), guest.port(), &cfg, qemu::BOOT_DEADLINE)
+        .await
+        .err()
+        .unwrap_or_else(|| {
+            panic!(
+                "{release:?}: logged in before the key landed\nconsole:\n{}",
+                guest.console()
+            )
+        });
+    assert!(
+        matches!(
+            err,
+            Error::AuthFailed {
+                kept_failing: None,
+                ..
+            }
+        ),
+        "{release:?}: {err:?}\nconsole:\n{}",
+        guest.console()
+    );
+    assert!(!guest.console().contains("root's key installed"));
+
+    let logins_refused = Arc::new(AtomicU32::new(0));
+    let seen = logins_refused.clone();
+    let policy = cfg
+        .retry_policy()
+        .clone()
+        .retry_auth_failures(true)
+        .on_retry(move |r| {
+            if r.is_auth() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    let cfg = cfg.retry(policy);
+    let sess = qemu::connect(&guest, &cfg).await;
+    let console = guest.console();
+    assert!(
+        console.contains("root's key installed"),
+        "{release:?}: logged in without the key?\nconsole:\n{console}"
+    );
+    assert!(
+        logins_refused.load(Ordering::Relaxed) > 0,
+        "{release:?}: no refused login was retried"
+    );
+    assert!(sess.exec("true").await.unwrap().status.success());
+    sess.close().await;
+    for line in console.lines() {
+        assert!(
+            !(line.contains("activating") || line.contains(" active ")),
+            "{release:?}: sshd penalised this host: {line}\nconsole:\n{console}"
+        );
+    }
+    eprintln!(
+        "{release:?}: {} refused logins retried; session {:.1} s after QEMU started",
+        logins_refused.load(Ordering::Relaxed),
+        guest.started_at().elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_qemu), ignore = "needs QEMU and the VM image")]
+async fn openssh_late_key() {
+    late_key(Release::Bookworm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(vmssh_have_qemu_trixie),
+    ignore = "needs QEMU and the Debian 13 VM image"
+)]
+async fn openssh10_late_key() {
+    late_key(Release::Trixie).await;
 }

@@ -36,8 +36,9 @@
 //! ```
 //!
 //! Inside: this file holds [`Target`] and the [`Fleet`] that runs them
-//! (connecting each VM, then provisioning's one step loop); `stop.rs` the
-//! [`StopHandle`] and a run's early stop; `batch.rs` the sizes of
+//! (connecting each VM, then provisioning's one step loop); `retries.rs` its connect
+//! retries as [`Event::Retrying`] events; `stop.rs` the [`StopHandle`]
+//! and a run's early stop; `batch.rs` the sizes of
 //! rolling batches ([`Batch`]). The reports are data of
 //! [`report`](crate::report).
 
@@ -56,6 +57,7 @@ use crate::report::{Failure, StepReport};
 use crate::session::{Route, Session};
 
 mod batch;
+mod retries;
 mod stop;
 
 pub use crate::report::{FleetReport, Outcome, VmReport};
@@ -572,7 +574,13 @@ impl Fleet {
         (report.connect, report.steps) = progress.take();
         match result {
             Ok(()) => report.outcome = Outcome::Succeeded,
-            Err(Stop::Connect(e)) => report.failure = Some(Failure::connect(&e)),
+            Err(Stop::Connect(e)) => {
+                report.failure = Some(Failure::connect(&e));
+                // An error the policy retries ends connecting only at the deadline.
+                if crate::retry::retried(&target.config.retry, &e) {
+                    report.deadline_passed = Some(self.connect_deadline);
+                }
+            }
             Err(Stop::Plan(e)) => {
                 report.failure = Some(Failure::plan(&e));
                 report.stderr_tail = crate::report::stderr_tail(&e);
@@ -614,18 +622,23 @@ impl Fleet {
                 Some(jump) => Route::Via(jump),
                 None => Route::Direct,
             };
+            let (config, mut retries) = retries::observed(vm.clone(), &target.config);
             let connect = Session::connect_with_retry_gated(
                 route,
                 &target.host,
                 target.port,
-                &target.config,
+                &config,
                 self.connect_deadline,
                 Some(connect_slots),
             );
-            let session = tokio::select! {
-                biased;
-                () = halt.token.cancelled() => return Err(Stop::Stopped { step: None }),
-                session = connect => session.map_err(Stop::Connect)?,
+            tokio::pin!(connect);
+            let session = loop {
+                tokio::select! {
+                    biased;
+                    () = halt.token.cancelled() => return Err(Stop::Stopped { step: None }),
+                    Some(retrying) = retries.recv() => p.emit(retrying).await,
+                    session = &mut connect => break session.map_err(Stop::Connect)?,
+                }
             };
             let duration = started.elapsed();
             progress.connected(duration);
@@ -661,6 +674,7 @@ fn finished(report: &VmReport) -> Event {
         failure: report.failure.clone(),
         stderr_tail: report.stderr_tail.clone(),
         stdout_tail: report.stdout_tail.clone(),
+        deadline_passed: report.deadline_passed,
         duration: report.total,
     }
 }

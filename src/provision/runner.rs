@@ -278,6 +278,7 @@ impl Provisioner {
             failure,
             stderr_tail,
             stdout_tail,
+            deadline_passed: None,
             duration: start.elapsed(),
         })
         .await;

@@ -23,6 +23,33 @@ pub enum Event {
         /// VM name.
         vm: Arc<str>,
     },
+    /// Connecting to the VM failed and is tried again, until the fleet's
+    /// [`connect_deadline`](crate::fleet::Fleet::connect_deadline). A
+    /// fleet reports a connect's first retry, then at most one every 5 s
+    /// (sooner, at most once a second, when the reason changes): a status
+    /// for people and logs, not a count of attempts
+    /// ([`RetryPolicy::on_retry`](crate::RetryPolicy::on_retry) sees each
+    /// one).
+    Retrying {
+        /// VM name.
+        vm: Arc<str>,
+        /// Why the last attempt failed, in a few words
+        /// ([`ConnectRetry::reason`](crate::ConnectRetry::reason)):
+        /// `connection refused`, `timed out`, `login refused`.
+        reason: String,
+        /// Whether the server refused the login (it is up, the key is not
+        /// accepted yet), as opposed to not answering: retried only with
+        /// [`RetryPolicy::retry_auth_failures`](crate::RetryPolicy::retry_auth_failures).
+        login_refused: bool,
+        /// Failed attempts so far, this one included.
+        attempt: u32,
+        /// Time since connecting began.
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        /// The connect deadline, from when connecting began.
+        #[serde(with = "secs")]
+        deadline: Duration,
+    },
     /// The VM's session is up.
     Connected {
         /// VM name.
@@ -102,6 +129,14 @@ pub enum Event {
         /// The last lines of the failing step's stdout, when it wrote any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stdout_tail: Option<String>,
+        /// When connecting was retried until the connect deadline passed
+        /// (the failure is the last attempt's): that deadline.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "secs::option"
+        )]
+        deadline_passed: Option<Duration>,
         /// Total time.
         #[serde(with = "secs")]
         duration: Duration,
@@ -141,6 +176,7 @@ impl Event {
     pub fn vm(&self) -> Option<&str> {
         match self {
             Event::Connecting { vm }
+            | Event::Retrying { vm, .. }
             | Event::Connected { vm, .. }
             | Event::StepStarted { vm, .. }
             | Event::Output { vm, .. }
@@ -260,6 +296,19 @@ mod tests {
             wall: Duration::from_secs(2),
         });
         assert_eq!(v["wall"], 2.0);
+        let v = round_trip(&Event::Retrying {
+            vm: Arc::from("web"),
+            reason: "connection refused".into(),
+            login_refused: false,
+            attempt: 3,
+            elapsed: Duration::from_millis(12_500),
+            deadline: Duration::from_secs(120),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "retrying", "vm": "web", "reason": "connection refused",
+                "login_refused": false, "attempt": 3, "elapsed": 12.5, "deadline": 120.0})
+        );
         assert!(
             serde_json::from_str::<Event>(r#"{"event":"connected","vm":"x","duration":-1}"#)
                 .is_err()

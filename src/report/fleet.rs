@@ -66,6 +66,14 @@ pub struct VmReport {
     /// The last lines of the failing step's stdout, when it wrote any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_tail: Option<String>,
+    /// When connecting was retried until the connect deadline passed
+    /// (the failure is the last attempt's): that deadline.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "secs::option"
+    )]
+    pub deadline_passed: Option<Duration>,
     /// Time to connect, retries included, when it connected.
     #[serde(with = "secs::option")]
     pub connect: Option<Duration>,
@@ -92,6 +100,7 @@ impl VmReport {
             failure: None,
             stderr_tail: None,
             stdout_tail: None,
+            deadline_passed: None,
             connect: None,
             steps: Vec::new(),
             total: Duration::ZERO,

@@ -10,9 +10,11 @@
     clippy::panic
 )]
 
+use std::io::Read as _;
+use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
 
 use tempfile::TempDir;
 use vmssh_testkit::TestServer;
@@ -292,4 +294,47 @@ impl Hosts {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::copy(self.known_hosts(), ssh.join("known_hosts")).unwrap();
     }
+}
+
+/// Runs `c` with a terminal (a new pty) as its standard output and
+/// error; returns what it wrote there and how it ended.
+pub async fn run_on_pty(mut c: tokio::process::Command) -> (String, ExitStatus) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors; no name, termios or
+    // size is passed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors are fresh and owned here.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    c.stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let mut child = c.spawn().unwrap();
+    // The parent's copies of the slave are gone once `c` is dropped.
+    drop(c);
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the last slave descriptor closes: the end.
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let status = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait())
+        .await
+        .expect("vmssh on a terminal did not finish")
+        .unwrap();
+    (reader.join().unwrap(), status)
 }

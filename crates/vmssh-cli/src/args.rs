@@ -127,6 +127,13 @@ pub(crate) struct AuthArgs {
     #[arg(long, value_name = "VAR")]
     pub(crate) password_env: Option<String>,
 
+    /// Retry a refused login until --connect-deadline, as a refused
+    /// connection is: for a VM that installs its key after its SSH server
+    /// starts (cloud-init). A new connection at most every 5 s, as OpenSSH
+    /// 9.8+ penalises failed logins.
+    #[arg(long)]
+    pub(crate) retry_auth: bool,
+
     /// Trust the host keys in this known_hosts file [default:
     /// ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE", help_heading = "Host keys")]
@@ -238,8 +245,9 @@ pub(crate) struct ProvisionArgs {
 
     /// The plan's VMs that vmctl runs, from its state file [default:
     /// $XDG_DATA_HOME/vmctl/vms.json], reached as vmctl does (its user,
-    /// keys, host keys; provision.log in each VM's work directory). Give
-    /// another state file as --vmctl=STATE.
+    /// keys, host keys; provision.log in each VM's work directory), a
+    /// refused login retried until --connect-deadline (as --retry-auth).
+    /// Give another state file as --vmctl=STATE.
     // `Option<Option<_>>`: absent, bare, or with a value; the value only
     // after `=`, so a bare --vmctl never takes the next argument.
     #[arg(
@@ -343,7 +351,8 @@ pub(crate) struct DemoArgs {
 
     /// Boot N real QEMU guests instead (OpenSSH's sshd and dropbear
     /// alternately; the image is built by scripts/vm-image.sh on first
-    /// use), stopped at the end.
+    /// use), stopped at the end; a refused login is retried until
+    /// --connect-deadline (as --retry-auth).
     #[arg(long, value_name = "N", conflicts_with = "vms")]
     pub(crate) qemu: Option<usize>,
 

@@ -25,6 +25,8 @@ pub(crate) struct Credentials {
     host_key: Option<HostKeyPolicy>,
     /// Keys named by inventories and plans, checked once each.
     host_keys: HashMap<PathBuf, Auth>,
+    /// `--retry-auth`.
+    retry_auth: bool,
 }
 
 /// Where a host is connected, as whom and how.
@@ -125,12 +127,24 @@ impl Credentials {
             password,
             host_key,
             host_keys: HashMap::new(),
+            retry_auth: a.retry_auth,
         };
         for path in &a.keys {
             let key = creds.checked(path, "--key").await?;
             creds.keys.push(key);
         }
         Ok(creds)
+    }
+
+    /// A host's settings with `--retry-auth`: a refused login retried
+    /// until `--connect-deadline`. (Jump hosts are up before their hosts
+    /// boot: a refused login there fails at once.)
+    fn retrying(&self, config: SshConfig) -> SshConfig {
+        if !self.retry_auth {
+            return config;
+        }
+        let policy = config.retry_policy().clone().retry_auth_failures(true);
+        config.retry(policy)
     }
 
     /// The key at `path`, decoded now (once per path).
@@ -199,6 +213,7 @@ impl Credentials {
                 for m in methods {
                     config = config.auth(m);
                 }
+                let config = self.retrying(config);
                 Endpoint {
                     name: h.name,
                     host: address.host,
@@ -224,6 +239,7 @@ impl Credentials {
                 if let Some(policy) = &self.host_key {
                     config = config.host_key(policy.clone());
                 }
+                let config = self.retrying(config);
                 let jump = match resolved.proxy() {
                     Some(Proxy::Jump(hop)) => Some(Jump::Alias(hop.clone())),
                     _ => None,

@@ -121,6 +121,7 @@ impl Image {
             ssh: GuestSsh::OpenSsh,
             hostname: "vmssh-guest".to_string(),
             network_delay: None,
+            key_delay: None,
             port: None,
             sshd_log: None,
         }
@@ -154,6 +155,7 @@ pub struct GuestBuilder {
     ssh: GuestSsh,
     hostname: String,
     network_delay: Option<Duration>,
+    key_delay: Option<Duration>,
     port: Option<u16>,
     sshd_log: Option<String>,
 }
@@ -182,6 +184,17 @@ impl GuestBuilder {
     /// Default: none.
     pub fn network_delay(mut self, delay: Duration) -> Self {
         self.network_delay = Some(delay);
+        self
+    }
+
+    /// Installs root's key (the image's [`Image::key_path`]) this long
+    /// after the guest's SSH server starts listening, as cloud-init writes
+    /// `authorized_keys` after sshd is up: until then every login is
+    /// refused. The console says when it lands ([`Guest::console`]).
+    ///
+    /// Default: none (the key is there from the start).
+    pub fn key_delay(mut self, delay: Duration) -> Self {
+        self.key_delay = Some(delay);
         self
     }
 
@@ -256,6 +269,21 @@ impl GuestBuilder {
         }
         if let Some(level) = &self.sshd_log {
             append.push_str(&format!(" vmssh.sshdlog={level}"));
+        }
+        if let Some(d) = self.key_delay {
+            // An image from before the option would install the key at once.
+            let features =
+                std::fs::read_to_string(self.image.dir.join("features")).unwrap_or_default();
+            if !features.split_whitespace().any(|f| f == "keydelay") {
+                return Err(fail(
+                    format!(
+                        "the VM image in {} cannot delay its key (rebuild it with scripts/vm-image.sh)",
+                        self.image.dir.display()
+                    ),
+                    std::io::Error::from(std::io::ErrorKind::Unsupported),
+                ));
+            }
+            append.push_str(&format!(" vmssh.keydelay={:.1}", d.as_secs_f64()));
         }
         let image = &self.image.dir;
         let mut cmd = Command::new("qemu-system-x86_64");

@@ -98,6 +98,21 @@ impl TerminalSink {
                     format!("{dim}[{vm}] connected in {duration:.2?}{reset}\n").as_bytes(),
                 );
             }
+            Event::Retrying {
+                vm,
+                reason,
+                elapsed,
+                deadline,
+                ..
+            } => {
+                let (elapsed, deadline) = (elapsed.as_secs(), deadline.as_secs());
+                out.extend_from_slice(
+                    format!(
+                        "{dim}[{vm}] retrying ({reason}), {elapsed} s of {deadline} s{reset}\n"
+                    )
+                    .as_bytes(),
+                );
+            }
             Event::StepStarted {
                 vm,
                 step,

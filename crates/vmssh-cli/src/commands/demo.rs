@@ -201,9 +201,13 @@ async fn qemu_targets(plan: &Plan, n: usize) -> Result<(Vec<Target>, Vec<Guest>)
             guest.port()
         );
         let steps = plan.steps_for(block);
+        // A booting guest may refuse the login for a while, as vmctl's do.
+        let config = guest.config();
+        let config = config
+            .clone()
+            .retry(config.retry_policy().clone().retry_auth_failures(true));
         targets.push(
-            Target::new(&name, guest.host(), guest.port(), guest.config(), steps)
-                .base_dir(&plan.base_dir),
+            Target::new(&name, guest.host(), guest.port(), config, steps).base_dir(&plan.base_dir),
         );
         guests.push(guest);
     }

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt as _;
 use vmssh::provision::{Event, Sink};
 
 use super::tty::Ui;
-use super::verb::{Verb, lines_of};
+use super::verb::{Verb, lines_of, retry_line};
 
 const IN_MEMORY: usize = 64 * 1024;
 
@@ -145,14 +145,36 @@ impl Sink for Collect {
                 Event::Output { vm, chunk, .. } => {
                     self.spool(vm, chunk.is_stderr(), chunk.bytes());
                 }
+                // Piped, a retry is a diagnostic line on standard error; on
+                // a terminal the host's bar shows it.
+                Event::Retrying {
+                    vm,
+                    reason,
+                    elapsed,
+                    deadline,
+                    ..
+                } if self.ui.is_none() => {
+                    let line = retry_line(reason, *elapsed, *deadline);
+                    let line = if console::colors_enabled_stderr() {
+                        format!("\x1b[2m[{vm}] {line}\x1b[0m\n")
+                    } else {
+                        format!("[{vm}] {line}\n")
+                    };
+                    let mut err = tokio::io::stderr();
+                    let _ = err.write_all(line.as_bytes()).await;
+                    let _ = err.flush().await;
+                }
                 Event::VmFinished {
                     vm,
                     ok,
                     failure,
                     duration,
+                    deadline_passed,
                     ..
                 } => {
-                    let failure = failure.as_ref().map(|f| self.verb.ended(f));
+                    let failure = failure
+                        .as_ref()
+                        .map(|f| self.verb.ended(f, *deadline_passed));
                     let block = self.block(vm, *ok, failure.as_deref(), duration.as_secs_f64());
                     match &self.ui {
                         Some(ui) => ui.print_block(&String::from_utf8_lossy(&block)),

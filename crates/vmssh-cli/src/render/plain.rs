@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 use vmssh::provision::{Event, LineSplitter, Sink};
 
-use super::verb::{Verb, lines_of};
+use super::verb::{Verb, lines_of, retry_line};
 
 /// Writes the lines of one run.
 pub(crate) struct Plain {
@@ -119,6 +119,13 @@ impl Plain {
                     &format!("connected in {}", secs(duration)),
                 );
             }
+            Event::Retrying {
+                vm,
+                reason,
+                elapsed,
+                deadline,
+                ..
+            } => self.note(&mut text, vm, DIM, &retry_line(reason, *elapsed, *deadline)),
             Event::StepStarted {
                 vm,
                 step,
@@ -167,6 +174,7 @@ impl Plain {
                 failure,
                 stderr_tail,
                 duration,
+                deadline_passed,
                 // Shown live, as the step ran.
                 stdout_tail: _,
             } => {
@@ -176,7 +184,9 @@ impl Plain {
                     stopped => (YELLOW, stopped),
                 };
                 let mut line = format!("{verdict} in {}", secs(duration));
-                let why = failure.as_ref().map(|f| self.verb.failure(f));
+                let why = failure
+                    .as_ref()
+                    .map(|f| self.verb.failure_after(f, *deadline_passed));
                 if let Some(why) = why.filter(|w| !w.is_empty()) {
                     line.push_str(": ");
                     line.push_str(&why);

@@ -42,7 +42,7 @@ pub(crate) fn render(report: &FleetReport, color: bool, verb: Verb) -> String {
             .map(|d| format!("{:.2}s", d.as_secs_f64()))
             .unwrap_or_else(|| "-".into());
         let detail = match &v.failure {
-            Some(f) => verb.failure(f),
+            Some(f) => verb.failure_after(f, v.deadline_passed),
             None => verb.success(v),
         };
         let mut lines = lines_of(&detail).into_iter();

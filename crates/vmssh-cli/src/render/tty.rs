@@ -13,7 +13,7 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 use vmssh::fleet::FleetReport;
 use vmssh::provision::{Event, LineSplitter, Sink};
 
-use super::verb::{Verb, lines_of};
+use super::verb::{Verb, lines_of, retry_line};
 
 /// Progress bars and prefixed lines on standard output (a terminal).
 #[derive(Clone)]
@@ -42,6 +42,9 @@ struct State {
     /// the step's output starts, as the last progress report may never
     /// come (a transfer that ends between two reports).
     transferring: HashSet<String>,
+    /// Hosts whose connect has printed a retry line: later retries show
+    /// on their bars only.
+    retried: HashSet<String>,
     running: HashSet<String>,
     finished: HashSet<String>,
     failed: usize,
@@ -99,6 +102,7 @@ impl Ui {
                 done: HashMap::new(),
                 current: HashMap::new(),
                 transferring: HashSet::new(),
+                retried: HashSet::new(),
                 running: HashSet::new(),
                 finished: HashSet::new(),
                 failed: 0,
@@ -231,8 +235,26 @@ impl Ui {
         match event {
             Event::Connecting { .. } => {
                 st.running.insert(vm.clone());
+                st.retried.remove(&vm);
                 if let Some(b) = self.bar(st, &vm) {
                     b.set_message("connecting");
+                }
+            }
+            Event::Retrying {
+                reason,
+                elapsed,
+                deadline,
+                ..
+            } => {
+                let line = retry_line(reason, *elapsed, *deadline);
+                let bar = self.bar(st, &vm);
+                // The first retry stays in the scrollback; a host without
+                // a bar shows each one there.
+                if st.live && (st.retried.insert(vm.clone()) || bar.is_none()) {
+                    self.println(st, &vm, &line, Tone::Dim);
+                }
+                if let Some(b) = bar {
+                    b.set_message(line);
                 }
             }
             Event::Connected { duration, .. } => {
@@ -349,6 +371,7 @@ impl Ui {
                 ok,
                 failure,
                 duration,
+                deadline_passed,
                 ..
             } => {
                 st.running.remove(&vm);
@@ -357,8 +380,8 @@ impl Ui {
                 let verdict = Verb::verdict(failure.as_ref());
                 let why = match failure {
                     None => "failed".to_string(),
-                    Some(f) if verdict == "FAILED" => st.verb.failure(f),
-                    Some(f) => st.verb.ended(f),
+                    Some(f) if verdict == "FAILED" => st.verb.failure_after(f, *deadline_passed),
+                    Some(f) => st.verb.ended(f, *deadline_passed),
                 };
                 let first = lines_of(&why).swap_remove(0);
                 if *ok {

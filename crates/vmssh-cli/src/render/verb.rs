@@ -2,6 +2,8 @@
 //! plan (`provision`, `demo`) has steps and VMs; `exec`, `upload` and
 //! `download` do one thing on each host, and speak of that thing.
 
+use std::time::Duration;
+
 use vmssh::fleet::VmReport;
 use vmssh::report::{CancelReason, Failure, StepReport};
 
@@ -84,14 +86,27 @@ impl Verb {
     /// How a host that did not succeed ended: its verdict, then why
     /// (`FAILED: exit status 3`, `stopped`, `not started: another host
     /// failed (--fail-fast)`). May span lines.
-    pub(crate) fn ended(self, f: &Failure) -> String {
+    pub(crate) fn ended(self, f: &Failure, deadline_passed: Option<Duration>) -> String {
         let verdict = Self::verdict(Some(f));
-        let why = self.failure(f);
+        let why = self.failure_after(f, deadline_passed);
         if why.is_empty() {
             verdict.to_string()
         } else {
             format!("{verdict}: {why}")
         }
+    }
+
+    /// [`failure`](Self::failure), saying when connecting was retried
+    /// until `--connect-deadline` passed (`deadline_passed`).
+    pub(crate) fn failure_after(self, f: &Failure, deadline_passed: Option<Duration>) -> String {
+        let mut text = self.failure(f);
+        if let Some(d) = deadline_passed {
+            text.push_str(&format!(
+                " (retried until --connect-deadline {} s passed)",
+                d.as_secs()
+            ));
+        }
+        text
     }
 
     /// What a host that succeeded did, for the summary.
@@ -108,6 +123,17 @@ impl Verb {
             Verb::Download => "downloaded".into(),
         }
     }
+}
+
+/// A connect retry, with the flag that bounds it: `retrying (connection
+/// refused), 12 s of 120 s (--connect-deadline)`.
+pub(crate) fn retry_line(reason: &str, elapsed: Duration, deadline: Duration) -> String {
+    let reason = vmssh::provision::visible(reason.as_bytes(), false);
+    format!(
+        "retrying ({reason}), {} s of {} s (--connect-deadline)",
+        elapsed.as_secs(),
+        deadline.as_secs()
+    )
 }
 
 /// `text`'s lines for a terminal or a pipe: guest bytes made visible
@@ -160,6 +186,26 @@ mod tests {
         };
         assert_eq!(Verb::verdict(Some(&f)), "not started");
         assert_eq!(Verb::Exec.failure(&f), "another host failed (--fail-fast)");
+    }
+
+    #[test]
+    fn a_failure_at_the_deadline_names_the_flag() {
+        let f = Failure::Connect {
+            message: "cannot connect to 127.0.0.1:9: Connection refused".into(),
+        };
+        assert_eq!(
+            Verb::Exec.failure_after(&f, Some(Duration::from_secs(3))),
+            "connect failed: cannot connect to 127.0.0.1:9: Connection refused (retried until --connect-deadline 3 s passed)"
+        );
+        assert!(!Verb::Exec.failure_after(&f, None).contains("deadline"));
+        assert_eq!(
+            retry_line(
+                "connection refused",
+                Duration::from_millis(12_400),
+                Duration::from_secs(120)
+            ),
+            "retrying (connection refused), 12 s of 120 s (--connect-deadline)"
+        );
     }
 
     #[test]
