@@ -310,9 +310,9 @@ async fn open_now(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLea
                     host: conn.host.clone(),
                     port: conn.port,
                     reason: if others == 0 {
-                        format!("{reason:?}, with no other channel of this conn open")
+                        format!("{reason:?}, with no other channel of this session open")
                     } else {
-                        format!("{reason:?}, with {others} other channel(s) of this conn open")
+                        format!("{reason:?}, with {others} other channel(s) of this session open")
                     },
                 });
             }
@@ -405,7 +405,7 @@ async fn free_slot(conn: &Arc<Connection>) -> Result<Slot, Error> {
         .slots
         .acquire()
         .await
-        .ok_or_else(|| conn.lost("conn closed"))?;
+        .ok_or_else(|| conn.lost("session closed"))?;
     if conn.is_closed() {
         return Err(conn.lost("connection closed"));
     }
@@ -657,14 +657,10 @@ impl ChannelLease {
                     }
                 }
                 // Stderr ends before a whole announcement: what was held
-                // is the command's, and goes first.
-                other @ (Some(
-                    ChannelMsg::Eof
-                    | ChannelMsg::Close
-                    | ChannelMsg::ExitStatus { .. }
-                    | ChannelMsg::ExitSignal { .. },
-                )
-                | None) => {
+                // is the command's, and goes first. (An exit status does
+                // not end it: sshd may send it before the last of the
+                // command's output, the announcement included.)
+                other @ (Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => {
                     let held = reader.flush();
                     self.pid_reader = None;
                     if held.is_empty() {
@@ -761,9 +757,14 @@ impl Drop for ChannelLease {
                     && !write.conn.is_closed()
                 {
                     tracing::debug!(host = %write.conn.host, pid = known, "the abandoned command outlived SIGTERM; stopping its process group");
-                    stop_process(&write.conn, known).await;
+                    // Drained meanwhile: a full channel queue of this one
+                    // would keep russh from reading the stopping channel's
+                    // replies (a flooding command stalled each stop until
+                    // its bound).
+                    let stopping = stop_process(&write.conn, known);
                     let drained = drain(&mut read, &mut pid, &mut pid_reader);
-                    server_closed = tokio::time::timeout(STOP_GRACE, drained)
+                    let both = async { tokio::join!(stopping, drained).1 };
+                    server_closed = tokio::time::timeout(STOP_GRACE, both)
                         .await
                         .unwrap_or(false);
                 }
