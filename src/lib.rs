@@ -216,10 +216,12 @@ pub mod provision;
 mod proxy_command;
 pub mod report;
 mod retry;
+mod secret;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
 mod status;
+mod sudo;
 mod transfer;
 pub mod vmctl;
 
@@ -234,6 +236,7 @@ pub use error::{
 pub use exec::{Chunk, Command, ExecStream, Output};
 pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;
+pub use secret::Secret;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};
 pub use status::ExitStatus;
