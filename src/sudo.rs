@@ -68,7 +68,10 @@ impl Markers {
     /// The `sudo` line running `inner` (a shell command line) as root,
     /// the password read from stdin.
     pub(crate) fn line(&self, inner: &str) -> String {
-        let started = format!("printf '\\036vmssh-sudo-started %s\\n' {} >&2; ", self.nonce);
+        let started = format!(
+            "printf '\\036vmssh-sudo-started %s\\n' {} >&2; ",
+            self.nonce
+        );
         format!(
             "sudo -S -k -p {} -- sh -c {}",
             crate::exec::shell_quote(&self.prompt()),
@@ -178,11 +181,7 @@ mod tests {
     #[test]
     fn markers_split_anywhere_are_found_and_other_text_kept() {
         let (m, _) = gate();
-        let all = format!(
-            "lecture\n{}Sorry, try again.\n{}",
-            m.prompt(),
-            m.prompt()
-        );
+        let all = format!("lecture\n{}Sorry, try again.\n{}", m.prompt(), m.prompt());
         for cut in 0..all.len() {
             let mut g = Gate::new(&m);
             let (a, mut ev) = g.feed(&all.as_bytes()[..cut]);
@@ -215,7 +214,10 @@ mod tests {
     fn the_line_quotes_the_command_and_carries_no_secret() {
         let m = Markers::new();
         let line = m.line("echo 'a b'");
-        assert!(line.starts_with("sudo -S -k -p '[vmssh-sudo-prompt "), "{line}");
+        assert!(
+            line.starts_with("sudo -S -k -p '[vmssh-sudo-prompt "),
+            "{line}"
+        );
         assert!(line.ends_with("echo '\\''a b'\\'''"), "{line}");
     }
 }

@@ -7,11 +7,14 @@
 //! log or report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli_harness;
+
 use std::path::Path;
 
 use futures::StreamExt;
 use support::pam::SudoUser;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
 use vmssh::provision::{ProvisionDef, Provisioner};
 use vmssh::{Auth, Chunk, Command, Error, HostKeyPolicy, Secret, Session, SshConfig};
 
@@ -137,7 +140,11 @@ async fn right_password_runs_as_root_with_its_stdin(srv: &support::Server) {
         String::from_utf8_lossy(&out),
         "0\nenv:v a'l\ngot:first\nend:second\n"
     );
-    assert_eq!(String::from_utf8_lossy(&err), "", "stderr: no prompt, no marker");
+    assert_eq!(
+        String::from_utf8_lossy(&err),
+        "",
+        "stderr: no prompt, no marker"
+    );
     assert!(status.success(), "{status}");
 }
 on_both_servers!(right_password_runs_as_root_with_its_stdin);
@@ -213,7 +220,10 @@ async fn wrong_password_is_a_typed_error(srv: &support::Server) {
     }
     let shown = format!("{err} | {err:?}");
     assert!(shown.contains("sudo"), "{shown}");
-    assert!(!shown.contains("touch"), "the command is not named: {shown}");
+    assert!(
+        !shown.contains("touch"),
+        "the command is not named: {shown}"
+    );
     assert!(!shown.contains(&wrong), "password shown: {shown}");
     assert!(!shown.contains(user.password()), "password shown: {shown}");
     assert!(!err.is_retryable());
@@ -247,7 +257,11 @@ async fn provisioning_sudo_steps(srv: &support::Server) {
     let user = SudoUser::with_password();
     let sess = login(srv, &user).await;
     let plan = tempfile::tempdir().unwrap();
-    std::fs::write(plan.path().join("whoami.sh"), "#!/bin/sh\necho script:$(id -u)\n").unwrap();
+    std::fs::write(
+        plan.path().join("whoami.sh"),
+        "#!/bin/sh\necho script:$(id -u)\n",
+    )
+    .unwrap();
     let logs = tempfile::tempdir().unwrap();
     let steps = [
         ProvisionDef::inline("echo inline:$(id -u):$K")
@@ -293,16 +307,102 @@ async fn provisioning_sudo_steps(srv: &support::Server) {
 }
 on_both_servers!(provisioning_sudo_steps);
 
-/// Every file below `dir`, concatenated.
+/// Every regular file below `dir` (not the FIFOs), concatenated.
 fn read_all(dir: &Path) -> String {
     let mut text = String::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let p = entry.path();
         if p.is_dir() {
             text.push_str(&read_all(&p));
-        } else {
+        } else if p.is_file() {
             text.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
         }
     }
     text
 }
+
+/// The command: `exec --sudo --sudo-password-env VAR`, piped, with a log
+/// directory and a JSON report. While the command runs (it waits on a
+/// FIFO), no process on either end shows the password on its command line,
+/// nor in its environment but the command's own (where the user put it);
+/// the output, the log and the report never hold it. A wrong password
+/// fails the host, naming sudo.
+async fn the_command_takes_the_password_from_the_environment(srv: &support::Server) {
+    let user = SudoUser::with_password();
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, go) = (dir.path().join("ready"), dir.path().join("go"));
+    for fifo in [&ready, &go] {
+        support::run(std::process::Command::new("mkfifo").arg(fifo));
+    }
+    let run = |password: &str, out: &str| {
+        let mut c = cli_harness::command(dir.path());
+        c.env("VMSSH_T_LOGIN", user.password())
+            .env("VMSSH_T_SUDO", password)
+            .args(["exec", "--plain", "--insecure-accept-any"])
+            .arg("--host")
+            .arg(format!("box={}@127.0.0.1:{}", user.name(), srv.port()))
+            .args(["--password-env", "VMSSH_T_LOGIN"])
+            .args(["--sudo", "--sudo-password-env", "VMSSH_T_SUDO"])
+            .arg("--report")
+            .arg(dir.path().join(format!("{out}.json")))
+            .arg("--log-dir")
+            .arg(dir.path().join(out))
+            .arg("--")
+            .arg(format!(
+                "id -u; echo up > '{}'; read x < '{}'; echo done:$x",
+                ready.display(),
+                go.display()
+            ));
+        c
+    };
+    let mut child = run(user.password(), "right")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli = child.id().unwrap();
+    // Both FIFOs opened read-write: no EOF before the command writes, and
+    // no wait for it to open its end.
+    let from_cmd = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(&ready)
+        .unwrap();
+    let mut from_cmd = tokio::io::BufReader::new(from_cmd);
+    let mut line = String::new();
+    tokio::select! {
+        r = from_cmd.read_line(&mut line) => { r.unwrap(); }
+        status = child.wait() => panic!("vmssh ended before the command ran: {status:?}"),
+    }
+    assert_eq!(line, "up\n");
+    let sudo = processes_showing("vmssh-sudo-prompt", &[]);
+    assert!(!sudo.is_empty(), "the scan finds no sudo process");
+    let shown = processes_showing(user.password(), &[cli]);
+    assert!(shown.is_empty(), "password visible in: {shown:#?}");
+    let mut to_cmd = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(&go)
+        .unwrap();
+    to_cmd.write_all(b"go\n").await.unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    let (out, err) = (cli_harness::stdout(&o), cli_harness::stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}\n{}", srv.log());
+    assert!(out.contains("[box] 0\n"), "{out}");
+    assert!(out.contains("[box] done:go\n"), "{out}");
+    let written = read_all(dir.path());
+    assert!(written.contains("\"succeeded\""), "no report: {written}");
+    for text in [&out, &err, &written] {
+        assert!(!text.contains(user.password()), "password shown: {text}");
+    }
+
+    let wrong = format!("wrong-{}", user.password());
+    let o = cli_harness::run(run(&wrong, "wrong")).await;
+    let (out, err) = (cli_harness::stdout(&o), cli_harness::stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("sudo rejected the password"), "{err}");
+    let written = read_all(dir.path());
+    assert!(written.contains("sudo rejected the password"), "{written}");
+    for text in [&out, &err, &written] {
+        assert!(!text.contains(&wrong), "password shown: {text}");
+    }
+}
+on_both_servers!(the_command_takes_the_password_from_the_environment);

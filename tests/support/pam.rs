@@ -134,7 +134,11 @@ impl SudoUser {
         std::fs::write(&staged, format!("{} {rule}\n", user.name())).unwrap();
         std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o440))
             .unwrap();
-        run("visudo", &["-c", "-q", "-f", &staged.display().to_string()], None);
+        run(
+            "visudo",
+            &["-c", "-q", "-f", &staged.display().to_string()],
+            None,
+        );
         let path = dir.join(name);
         std::fs::rename(&staged, &path).unwrap();
         SudoUser { user, rule: path }

@@ -19,6 +19,8 @@
 //! - `credentials.rs`: keys, agent, password and host-key policy, checked
 //!   before anything connects.
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
+//! - `sudo.rs`: the sudo password (`--sudo-password-env`,
+//!   `--ask-sudo-password`), read before anything connects.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
 //! - `run.rs`: one fleet run: sinks, Ctrl-C, summary, report, exit code.
 //! - `signals.rs`: Ctrl-C (and SIGTERM) once stops, twice exits.
@@ -50,6 +52,7 @@ mod render;
 mod run;
 mod shard;
 mod signals;
+mod sudo;
 mod targets;
 mod usage;
 

@@ -11,6 +11,7 @@ pub(crate) mod vmctl;
 
 use std::time::Duration;
 
+use vmssh::Secret;
 use vmssh::fleet::Target;
 use vmssh::provision::ProvisionDef;
 
@@ -26,6 +27,18 @@ pub(crate) fn host_key_hint(auth: &AuthArgs) -> Option<&'static str> {
     (!auth.accept_new && !auth.insecure_accept_any).then_some(
         "Check that the key is the host's, then run again with --accept-new to record the key of a host seen for the first time (a changed key is still refused), or give the file that has it with --known-hosts.",
     )
+}
+
+/// The targets, each given the sudo password when there is one (clones of
+/// one [`Secret`]: one copy in memory).
+pub(crate) fn with_sudo_password(targets: Vec<Target>, password: Option<Secret>) -> Vec<Target> {
+    match password {
+        None => targets,
+        Some(p) => targets
+            .into_iter()
+            .map(|t| t.sudo_password(p.clone()))
+            .collect(),
+    }
 }
 
 /// The endpoints of this shard, every host checked whatever the shard.

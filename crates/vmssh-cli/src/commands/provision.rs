@@ -17,6 +17,7 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
     let plan = load_plan(&a.plan, a.lenient).await?;
     if let Some(state) = &a.vmctl {
         let targets = super::vmctl::targets(&plan, state.as_deref(), &a).await?;
+        let targets = super::with_sudo_password(targets, a.sudo.password().await?);
         // vmctl's VMs are trusted per instance: a refused key has changed.
         return crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await;
     }
@@ -52,12 +53,14 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
         }
     })
     .await?;
+    let password = a.sudo.password().await?;
     match super::targets(endpoints, &a.run, |e| plan.steps_for(&e.name)).await {
         Ok(targets) => {
             let targets = targets
                 .into_iter()
                 .map(|t| t.base_dir(&plan.base_dir))
                 .collect();
+            let targets = super::with_sudo_password(targets, password);
             let look = Look {
                 host_key_hint: super::host_key_hint(&a.auth),
                 ..Look::new(Verb::Provision)
