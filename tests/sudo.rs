@@ -406,3 +406,82 @@ async fn the_command_takes_the_password_from_the_environment(srv: &support::Serv
     }
 }
 on_both_servers!(the_command_takes_the_password_from_the_environment);
+
+/// `--ask-sudo-password` asks once on the controlling terminal, without
+/// echo: what is typed is not shown, and the command runs as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sudo), ignore = "needs sudo and OpenSSH sshd")]
+async fn the_command_asks_on_the_terminal_without_echo() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+    let srv = sshd();
+    let user = SudoUser::with_password();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors; nothing else is passed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors are fresh and owned here.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut c = cli_harness::command(dir.path());
+    c.env("VMSSH_T_LOGIN", user.password())
+        .args(["exec", "--plain", "--insecure-accept-any"])
+        .arg("--host")
+        .arg(format!("box={}@127.0.0.1:{}", user.name(), srv.port()))
+        .args(["--password-env", "VMSSH_T_LOGIN"])
+        .args(["--sudo", "--ask-sudo-password", "--", "id -u"])
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave.try_clone().unwrap()));
+    let tty = slave.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls: a new
+    // session whose controlling terminal is the pty (so /dev/tty is it).
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    drop(slave);
+    let password = user.password().to_string();
+    let screen = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut answered = false;
+        // EIO once the last slave descriptor closes: the end.
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if !answered && out.windows(15).any(|w| w == b"sudo password: ") {
+                answered = true;
+                f.write_all(format!("{password}\n").as_bytes()).unwrap();
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("vmssh did not finish")
+        .unwrap();
+    let screen = screen.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{screen}\n{}", srv.log());
+    assert_eq!(screen.matches("sudo password: ").count(), 1, "{screen}");
+    assert!(screen.contains("[box] 0"), "{screen}");
+    assert!(!screen.contains(user.password()), "echoed: {screen}");
+}
