@@ -269,6 +269,21 @@ pub enum Error {
         after: Duration,
     },
 
+    /// `sudo` refused the password given with
+    /// [`Command::sudo_password`](crate::Command::sudo_password): it asked
+    /// again after the first answer. The command did not run (nothing of
+    /// its stdin was sent); the password appears nowhere in the error.
+    #[error("{host}:{port}: sudo rejected the password for {user}")]
+    SudoPasswordRejected {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The SSH user, whose password sudo asks for (unless sudoers
+        /// says `rootpw`, `targetpw` or `runaspw`).
+        user: String,
+    },
+
     /// Collected output exceeded the configured cap; the command's channel
     /// was closed.
     #[error("{host}:{port}: command output exceeded the limit of {limit} bytes")]
@@ -991,6 +1006,11 @@ mod tests {
                 host: host.clone(),
                 port,
             },
+            Error::SudoPasswordRejected {
+                host: host.clone(),
+                port,
+                user: "vm".into(),
+            },
             Error::CommandTimeout {
                 host: host.clone(),
                 port,
@@ -1090,6 +1110,7 @@ mod tests {
                 Error::ConnectionLost { .. } => "ConnectionLost",
                 Error::MissingExitStatus { .. } => "MissingExitStatus",
                 Error::CommandTimeout { .. } => "CommandTimeout",
+                Error::SudoPasswordRejected { .. } => "SudoPasswordRejected",
                 Error::OutputTooLarge { .. } => "OutputTooLarge",
                 Error::Io { .. } => "Io",
                 Error::SessionClosed { .. } => "SessionClosed",
@@ -1107,7 +1128,7 @@ mod tests {
             };
             seen.insert(name);
         }
-        assert_eq!(seen.len(), 31, "every variant once: {seen:?}");
+        assert_eq!(seen.len(), 32, "every variant once: {seen:?}");
     }
 
     #[test]

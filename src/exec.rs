@@ -12,12 +12,15 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use russh::{ChannelMsg, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request, StartError};
 use crate::error::Error;
+use crate::secret::Secret;
 use crate::session::Session;
 pub use crate::status::ExitStatus;
+use crate::sudo::{Gate, GateEvent, Markers};
 
 /// A piece of a command's output, in arrival order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,7 @@ pub struct Command {
     stdin: Option<Stdin>,
     pty: bool,
     sudo: bool,
+    sudo_password: Option<Secret>,
     timeout: Option<Duration>,
     idempotent: bool,
     stoppable: bool,
@@ -111,6 +115,7 @@ impl fmt::Debug for Command {
             .field("stdin", &self.stdin.is_some())
             .field("pty", &self.pty)
             .field("sudo", &self.sudo)
+            .field("sudo_password", &self.sudo_password)
             .field("timeout", &self.timeout)
             .field("idempotent", &self.idempotent)
             .field("stoppable", &self.stoppable)
@@ -128,6 +133,7 @@ impl Command {
             stdin: None,
             pty: false,
             sudo: false,
+            sudo_password: None,
             timeout: None,
             idempotent: false,
             stoppable: true,
@@ -178,11 +184,61 @@ impl Command {
     /// guests where the SSH user is not root), environment included:
     /// the variables are exported inside `sudo`, so that its `env_reset`
     /// does not drop them. `sudo -n` fails rather than asking for a
-    /// password.
+    /// password; give one with [`sudo_password`](Self::sudo_password).
     ///
     /// Default: false.
     pub fn sudo(mut self, on: bool) -> Self {
         self.sudo = on;
+        self
+    }
+
+    /// Runs the command through sudo (as [`sudo(true)`](Self::sudo)),
+    /// answering sudo's password prompt with `password`, for guests whose
+    /// sudoers asks for one (Ansible's `become` password).
+    ///
+    /// The password travels only over the channel's stdin, to `sudo -S`,
+    /// and only once sudo has asked for it: never on a command line (where
+    /// `ps` shows it), in the environment, a log line, an error or a
+    /// report. vmssh holds the command's stdin (and environment) back
+    /// until sudo has either asked or started the command, so the command
+    /// reads its own stdin, untouched, whether sudo needed the password or
+    /// not (`NOPASSWD`). sudo's prompt is taken out of stderr. A cached
+    /// sudo timestamp is ignored (`sudo -k`): the password is checked
+    /// every time.
+    ///
+    /// A wrong password ends the command with
+    /// [`Error::SudoPasswordRejected`] (sudo asked again; the command did
+    /// not run). Anything else sudo refuses (a user not in sudoers, sudo
+    /// missing) ends it with sudo's exit status and message, as with
+    /// `sudo -n`. Not on a [`pty`](Self::pty) ([`Error::Config`]), and a
+    /// password with a line break or a NUL cannot be typed to sudo
+    /// ([`Error::Config`]). A sudo that asks something else than the
+    /// password (a PAM challenge, or sudoers' `!passprompt_override` with
+    /// a PAM prompt of its own) is never answered: set a
+    /// [`timeout`](Self::timeout).
+    ///
+    /// Default: none (`sudo -n`).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn demo(sess: vmssh::Session) -> Result<(), vmssh::Error> {
+    /// use vmssh::{Command, Secret};
+    ///
+    /// let password = Secret::new(std::env::var("BECOME_PASS").unwrap_or_default());
+    /// let out = sess
+    ///     .exec_command(
+    ///         Command::new("apt-get update")
+    ///             .sudo(true)
+    ///             .sudo_password(password.clone()),
+    ///     )
+    ///     .await?;
+    /// assert!(out.status.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn sudo_password(mut self, password: impl Into<Secret>) -> Self {
+        self.sudo = true;
+        self.sudo_password = Some(password.into());
         self
     }
 
@@ -262,6 +318,18 @@ impl Command {
     /// Checks the environment: names a shell accepts, values without NUL,
     /// and a way to reach the command.
     fn check(&self) -> Result<(), Error> {
+        if let Some(password) = self.sudo_password.as_ref().filter(|_| self.sudo) {
+            if self.pty {
+                return Err(Error::Config {
+                    reason: "a sudo password cannot be given on a pty".to_string(),
+                });
+            }
+            if password.expose().contains(['\n', '\r', '\0']) {
+                return Err(Error::Config {
+                    reason: "the sudo password contains a line break or a NUL byte".to_string(),
+                });
+            }
+        }
         if self.sudo && self.pty && !self.env.is_empty() {
             // On a pty they go as `env` requests, which sudo drops.
             return Err(Error::Config {
@@ -283,8 +351,13 @@ impl Command {
         Ok(())
     }
 
+    /// The markers of a sudo that is given a password.
+    fn sudo_markers(&self) -> Option<Markers> {
+        (self.sudo && self.sudo_password.is_some()).then(Markers::new)
+    }
+
     /// The remote command line and the bytes to send ahead of stdin.
-    fn remote_line(&self) -> (String, Option<Bytes>) {
+    fn remote_line(&self, markers: Option<&Markers>) -> (String, Option<Bytes>) {
         let (line, preamble) = if self.env.is_empty() || self.pty {
             (self.command.clone(), None)
         } else {
@@ -293,11 +366,11 @@ impl Command {
                 Some(env_preamble(&self.env)),
             )
         };
-        let line = if self.sudo {
-            // The env reader runs inside sudo, past its env_reset.
-            format!("sudo -n -- sh -c {}", shell_quote(&line))
-        } else {
-            line
+        // The env reader runs inside sudo, past its env_reset.
+        let line = match (self.sudo, markers) {
+            (true, Some(markers)) => markers.line(&line),
+            (true, None) => format!("sudo -n -- sh -c {}", shell_quote(&line)),
+            (false, _) => line,
         };
         if self.stoppable && !self.pty {
             // The shell's PID, for stopping its process group (sudo, in
@@ -473,7 +546,8 @@ impl Session {
         command
             .check()
             .map_err(|error| StartError { error, sent: false })?;
-        let (line, preamble) = command.remote_line();
+        let markers = command.sudo_markers();
+        let (line, preamble) = command.remote_line(markers.as_ref());
         let mut requests = Vec::new();
         if command.pty {
             requests.extend(command.env.iter().map(|(k, v)| Request::Env(k, v)));
@@ -488,15 +562,32 @@ impl Session {
             None => channel::start(self.connection(), Closing::Terminate, &requests).await?,
         };
         let writer = lease.writer().clone();
-        let stdin_task = match (preamble, command.stdin) {
-            (None, None) => {
+        let (sudo, password) = match (markers, command.sudo_password) {
+            (Some(markers), Some(password)) => {
+                // At most two events: a prompt, then a start or a second prompt.
+                let (events, rx) = mpsc::channel(2);
+                let gate = SudoGate {
+                    gate: Gate::new(&markers),
+                    events,
+                };
+                (Some(gate), Some((password, rx)))
+            }
+            _ => (None, None),
+        };
+        let stdin_task = match (preamble, command.stdin, password) {
+            (None, None, None) => {
                 writer
                     .eof()
                     .await
                     .map_err(|error| StartError { error, sent: true })?;
                 None
             }
-            (preamble, stdin) => Some(tokio::spawn(feed_stdin(writer.clone(), preamble, stdin))),
+            (preamble, stdin, password) => Some(tokio::spawn(feed_stdin(
+                writer.clone(),
+                password,
+                preamble,
+                stdin,
+            ))),
         };
         Ok(ExecStream {
             lease: Some(lease),
@@ -504,6 +595,9 @@ impl Session {
             session: self.clone(),
             status: None,
             finished: false,
+            sudo,
+            sudo_rejected: false,
+            closed: false,
             stdin_task,
             deadline: command
                 .timeout
@@ -512,17 +606,38 @@ impl Session {
     }
 }
 
-/// Copies the env preamble and then stdin to the channel, then sends
-/// end-of-file. A read error ends the task with that error and no
-/// end-of-file: the command must not take a truncated input for a
-/// complete one. (A failed send means the channel is gone; the stream
-/// reports that.)
+/// Answers sudo (with a password: see `sudo.rs`), then copies the env
+/// preamble and stdin to the channel, then sends end-of-file. A read error
+/// ends the task with that error and no end-of-file: the command must not
+/// take a truncated input for a complete one. (A failed send means the
+/// channel is gone; the stream reports that.)
 async fn feed_stdin(
     writer: Arc<ChannelWriter>,
+    sudo: Option<(Secret, mpsc::Receiver<GateEvent>)>,
     preamble: Option<Bytes>,
     stdin: Option<Stdin>,
 ) -> Result<(), std::io::Error> {
     let sent = async {
+        if let Some((password, mut events)) = sudo {
+            loop {
+                match events.recv().await {
+                    Some(GateEvent::Prompted) => {
+                        let mut line = Vec::with_capacity(password.expose().len() + 1);
+                        line.extend_from_slice(password.expose().as_bytes());
+                        line.push(b'\n');
+                        writer.data(Bytes::from(line)).await?;
+                    }
+                    Some(GateEvent::Started) => break,
+                    // Wrong: end-of-file makes `sudo -S` give up.
+                    Some(GateEvent::Rejected) => {
+                        writer.eof().await?;
+                        return Ok(Ok(()));
+                    }
+                    // The stream is gone.
+                    None => return Ok(Ok(())),
+                }
+            }
+        }
         if let Some(p) = preamble {
             writer.data(p).await?;
         }
@@ -569,8 +684,38 @@ pub struct ExecStream {
     session: Session,
     status: Option<ExitStatus>,
     finished: bool,
+    /// Reading sudo's side off stderr, until the command starts.
+    sudo: Option<SudoGate>,
+    /// sudo asked for the password twice: the stream ends in an error.
+    sudo_rejected: bool,
+    /// The channel closed; held stderr was handed out first.
+    closed: bool,
     stdin_task: Option<JoinHandle<Result<(), std::io::Error>>>,
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+/// A command's sudo gate and the way to the task that answers sudo.
+struct SudoGate {
+    gate: Gate,
+    events: mpsc::Sender<GateEvent>,
+}
+
+impl SudoGate {
+    /// Takes stderr bytes; returns the caller's, whether the gate is done
+    /// (the command started, or sudo gave up) and whether sudo rejected
+    /// the password.
+    fn feed(&mut self, data: &[u8]) -> (Bytes, bool, bool) {
+        let (out, events) = self.gate.feed(data);
+        let mut done = false;
+        let mut rejected = false;
+        for event in events {
+            done |= event != GateEvent::Prompted;
+            rejected |= event == GateEvent::Rejected;
+            // Never full (two events at most); closed when the task is gone.
+            let _ = self.events.try_send(event);
+        }
+        (out, done, rejected)
+    }
 }
 
 impl fmt::Debug for ExecStream {
@@ -649,6 +794,20 @@ impl ExecStream {
         }
     }
 
+    /// Ends the stream once the channel closed: with the error of a
+    /// rejected sudo password, or plainly.
+    fn closed(&mut self) -> Poll<Option<Result<Chunk, Error>>> {
+        self.finish();
+        if self.sudo_rejected {
+            return Poll::Ready(Some(Err(Error::SudoPasswordRejected {
+                host: self.session.host().to_string(),
+                port: self.session.port(),
+                user: self.session.user().to_string(),
+            })));
+        }
+        Poll::Ready(None)
+    }
+
     /// Ends the stream early with an error, abandoning the command.
     fn fail(&mut self, err: Error) -> Poll<Option<Result<Chunk, Error>>> {
         self.finish();
@@ -681,6 +840,9 @@ impl Stream for ExecStream {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
+        }
+        if this.closed {
+            return this.closed();
         }
         if let Some((after, sleep)) = this.deadline.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
@@ -716,7 +878,20 @@ impl Stream for ExecStream {
                     return Poll::Ready(Some(Ok(Chunk::Stdout(data))));
                 }
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    return Poll::Ready(Some(Ok(Chunk::Stderr(data))));
+                    let data = match this.sudo.as_mut() {
+                        None => data,
+                        Some(sudo) => {
+                            let (out, done, rejected) = sudo.feed(&data);
+                            if done {
+                                this.sudo = None;
+                            }
+                            this.sudo_rejected |= rejected;
+                            out
+                        }
+                    };
+                    if !data.is_empty() {
+                        return Poll::Ready(Some(Ok(Chunk::Stderr(data))));
+                    }
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
                     this.status
@@ -735,8 +910,13 @@ impl Stream for ExecStream {
                     ));
                 }
                 Some(ChannelMsg::Close) => {
-                    this.finish();
-                    return Poll::Ready(None);
+                    this.closed = true;
+                    if let Some(held) = this.sudo.as_mut().map(|s| s.gate.flush())
+                        && !held.is_empty()
+                    {
+                        return Poll::Ready(Some(Ok(Chunk::Stderr(held))));
+                    }
+                    return this.closed();
                 }
                 Some(_) => {}
                 None => {
@@ -785,7 +965,7 @@ mod tests {
     fn env_values_stay_off_the_command_line() {
         let secret = "s3cr3t value\n'$(x)'";
         let cmd = Command::new("env").env("TOKEN", secret);
-        let (line, preamble) = cmd.remote_line();
+        let (line, preamble) = cmd.remote_line(None);
         assert!(!line.contains("s3cr3t"), "{line}");
         let preamble = preamble.unwrap();
         assert_eq!(
@@ -801,14 +981,14 @@ mod tests {
             .env("K", "v")
             .sudo(true)
             .stoppable(false)
-            .remote_line();
+            .remote_line(None);
         assert!(
             line.starts_with("sudo -n -- sh -c 'while IFS= read"),
             "{line}"
         );
         assert!(line.ends_with("env'"), "{line}");
         assert_eq!(&preamble.unwrap()[..], b"K=v\n\n");
-        let (line, preamble) = Command::new("id -u").sudo(true).remote_line();
+        let (line, preamble) = Command::new("id -u").sudo(true).remote_line(None);
         assert_eq!(
             line,
             format!("{}sudo -n -- sh -c 'id -u'", channel::ANNOUNCE)
@@ -816,5 +996,33 @@ mod tests {
         assert!(preamble.is_none());
         let pty = Command::new("env").env("K", "v").sudo(true).pty(true);
         assert!(matches!(pty.check(), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn a_sudo_password_stays_off_the_line_and_out_of_debug() {
+        let secret = "pa55 'w0rd";
+        let cmd = Command::new("id -u").env("K", "v").sudo_password(secret);
+        assert!(cmd.sudo, "a password implies sudo");
+        let markers = cmd.sudo_markers();
+        assert!(markers.is_some());
+        let (line, preamble) = cmd.remote_line(markers.as_ref());
+        assert!(line.contains("sudo -S -k -p "), "{line}");
+        assert!(!line.contains("pa55"), "{line}");
+        assert_eq!(&preamble.unwrap()[..], b"K=v\n\n");
+        let shown = format!("{cmd:?}");
+        assert!(!shown.contains("pa55"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let pty = Command::new("id").sudo_password(secret).pty(true);
+        let err = pty.check().unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        let err = Command::new("id")
+            .sudo_password("two\nlines")
+            .check()
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("two"), "{err:?}");
+        // Turned off again: plain command, no markers.
+        let off = Command::new("id").sudo_password(secret).sudo(false);
+        assert!(off.sudo_markers().is_none());
+        assert!(off.check().is_ok());
     }
 }

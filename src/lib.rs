@@ -72,7 +72,9 @@
 //!    a session over a `ProxyCommand` child's standard input and output.
 //! 6. `exec.rs` ([`exec`]): commands on channels ([`Command`]), collected
 //!    ([`Output`]) or streamed ([`ExecStream`] of [`Chunk`]s), then
-//!    `status.rs`'s [`ExitStatus`].
+//!    `status.rs`'s [`ExitStatus`]; `sudo.rs` (private): the line and the
+//!    stderr gate of a sudo given a password
+//!    ([`Command::sudo_password`], with a [`Secret`] from `secret.rs`).
 //! 7. `transfer.rs`: the one upload/download façade ([`Session::upload`],
 //!    [`Session::download`], ...), SFTP where the server has it, else the
 //!    exec fallback.
@@ -124,7 +126,10 @@
 //!   collected bytes); `exec_streaming` is a `Stream` of chunks in arrival order,
 //!   every byte once, read until the channel closes, then the exit code or
 //!   signal. Never an invented exit code. `Command` adds environment, stdin
-//!   (bytes or any `AsyncRead`), a PTY and a timeout. Channels per session are
+//!   (bytes or any `AsyncRead`), a PTY, a timeout, and root through sudo,
+//!   with a password where sudoers asks for one (`Command::sudo_password`:
+//!   over stdin only, only when sudo asks, the command's own stdin intact;
+//!   a wrong one is `Error::SudoPasswordRejected`). Channels per session are
 //!   limited (default 10, OpenSSH's `MaxSessions`); extra callers wait. Dropping
 //!   a stream closes its channel.
 //! - **SFTP**: streaming, pipelined uploads and downloads in constant memory,
@@ -222,10 +227,12 @@ pub mod provision;
 mod proxy_command;
 pub mod report;
 mod retry;
+mod secret;
 pub mod session;
 pub mod sftp;
 pub mod ssh_config;
 mod status;
+mod sudo;
 mod transfer;
 pub mod vmctl;
 
@@ -240,6 +247,7 @@ pub use error::{
 pub use exec::{Chunk, Command, ExecStream, Output};
 pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;
+pub use secret::Secret;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};
 pub use status::ExitStatus;

@@ -70,7 +70,7 @@ const PROBES: &[(&str, &str, &[&str])] = &[
     (
         "sudo",
         "sudo and OpenSSH sshd (Debian: sudo, openssh-server)",
-        &["sudo", "sshd", "ssh-keygen"],
+        &["sudo", "visudo", "sshd", "ssh-keygen"],
     ),
     (
         "parallel",

@@ -18,25 +18,7 @@ use russh::keys::PrivateKey;
 use tokio::sync::OnceCell;
 
 use crate::error::Error;
-
-/// A secret string that never shows in `Debug` output or errors.
-#[derive(Clone)]
-pub(crate) struct Secret(Arc<str>);
-
-impl Secret {
-    fn new(s: impl Into<String>) -> Self {
-        Secret(Arc::from(s.into()))
-    }
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub(crate) use crate::secret::Secret;
 
 /// One way of proving who we are. Added to an [`SshConfig`](crate::SshConfig)
 /// with [`auth`](crate::SshConfig::auth); several are tried in order.

@@ -54,6 +54,7 @@ use crate::config::SshConfig;
 use crate::error::Error;
 use crate::provision::{Event, PlanEnd, PlanRun, ProvisionDef, Provisioner, Sink};
 use crate::report::{Failure, StepReport};
+use crate::secret::Secret;
 use crate::session::{Route, Session};
 
 mod batch;
@@ -77,6 +78,7 @@ pub struct Target {
     base_dir: PathBuf,
     jump: Option<Session>,
     sinks: Vec<Arc<dyn Sink>>,
+    sudo_password: Option<Secret>,
 }
 
 impl fmt::Debug for Target {
@@ -90,6 +92,7 @@ impl fmt::Debug for Target {
             .field("base_dir", &self.base_dir)
             .field("jump", &self.jump)
             .field("sinks", &self.sinks.len())
+            .field("sudo_password", &self.sudo_password)
             .finish()
     }
 }
@@ -114,6 +117,7 @@ impl Target {
             base_dir: PathBuf::from("."),
             jump: None,
             sinks: Vec::new(),
+            sudo_password: None,
         }
     }
 
@@ -151,6 +155,16 @@ impl Target {
     /// fleet's sinks.
     pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
         self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Sets the password that the VM's `sudo` steps give sudo when it
+    /// asks for one (see [`Provisioner::sudo_password`]). Targets given
+    /// clones of one [`Secret`] share one copy of it.
+    ///
+    /// Default: none (`sudo -n`).
+    pub fn sudo_password(mut self, password: impl Into<Secret>) -> Self {
+        self.sudo_password = Some(password.into());
         self
     }
 
@@ -535,6 +549,9 @@ impl Fleet {
         }
         for s in &target.sinks {
             p = p.shared_sink(s.clone());
+        }
+        if let Some(password) = &target.sudo_password {
+            p = p.sudo_password(password.clone());
         }
         p
     }

@@ -18,6 +18,7 @@ use crate::channel::{StartError, wait_for_closing};
 use crate::error::Error;
 use crate::exec::{Chunk, Command, shell_quote};
 use crate::report::{Event, Failure, StepReport};
+use crate::secret::Secret;
 use crate::session::Session;
 use crate::sftp::TransferOptions;
 use crate::sftp::atomic::RemoteTemp;
@@ -125,6 +126,7 @@ pub struct Provisioner {
     stdout_tail_lines: usize,
     script_staging: ScriptStaging,
     file_mode: Option<u32>,
+    sudo_password: Option<Secret>,
 }
 
 impl fmt::Debug for Provisioner {
@@ -134,6 +136,7 @@ impl fmt::Debug for Provisioner {
             .field("base_dir", &self.base_dir)
             .field("sinks", &self.sinks.len())
             .field("log", &self.log.is_some())
+            .field("sudo_password", &self.sudo_password)
             .finish()
     }
 }
@@ -151,6 +154,7 @@ impl Provisioner {
             stdout_tail_lines: 20,
             script_staging: ScriptStaging::default(),
             file_mode: None,
+            sudo_password: None,
         }
     }
 
@@ -215,6 +219,20 @@ impl Provisioner {
     /// Default: none (the local file's mode).
     pub fn file_mode(mut self, mode: u32) -> Self {
         self.file_mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Sets the password that `sudo` steps ([`ProvisionDef::sudo`]) give
+    /// sudo when it asks for one, as
+    /// [`Command::sudo_password`](crate::Command::sudo_password) does:
+    /// over the command's stdin, never on a command line, in a log, an
+    /// event or a report. A wrong one fails the step with
+    /// [`Error::SudoPasswordRejected`] as its cause. Other steps ignore
+    /// it.
+    ///
+    /// Default: none (`sudo -n`, which fails where a password is needed).
+    pub fn sudo_password(mut self, password: impl Into<Secret>) -> Self {
+        self.sudo_password = Some(password.into());
         self
     }
 
@@ -683,6 +701,9 @@ impl Provisioner {
     ) -> StepOutcome {
         let session = transfer.session();
         let mut cmd = Command::new(line).sudo(step.sudo);
+        if let Some(password) = self.sudo_password.as_ref().filter(|_| step.sudo) {
+            cmd = cmd.sudo_password(password.clone());
+        }
         for (k, v) in &step.env {
             cmd = cmd.env(k.clone(), v.clone());
         }
@@ -729,6 +750,8 @@ impl Provisioner {
                 Err(e) => {
                     let reason = if e.is_timeout() {
                         "timed out"
+                    } else if matches!(e, Error::SudoPasswordRejected { .. }) {
+                        "sudo rejected the password"
                     } else {
                         "did not complete"
                     };

@@ -105,8 +105,10 @@ impl ProvisionDef {
 
     /// Sets whether a shell or script step runs through `sudo -n` (for
     /// guests where the SSH user is not root), with its
-    /// [`env`](Self::env) (see [`Command::sudo`](crate::Command::sudo)).
-    /// File steps ignore it.
+    /// [`env`](Self::env) (see [`Command::sudo`](crate::Command::sudo)),
+    /// or through `sudo -S` answering with the provisioner's
+    /// [`sudo_password`](super::Provisioner::sudo_password) when it has
+    /// one. File steps ignore it.
     ///
     /// Default: false.
     #[must_use]

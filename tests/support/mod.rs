@@ -518,9 +518,10 @@ impl ServerBuilder {
         self
     }
 
-    /// sshd: `PasswordAuthentication yes`. As root with `UsePAM no` no
-    /// password we know is valid, so this only lets tests see a password
-    /// being *rejected*. Ignored by dropbear (`-s`: no passwords).
+    /// Password logins: sshd's `PasswordAuthentication yes`, dropbear
+    /// without `-s`. As root no password we know is valid, so for root
+    /// this only lets tests see a password being *rejected*; a
+    /// [`pam::TestUser`] logs in with its own.
     pub fn password_auth(mut self, on: bool) -> Self {
         self.password_auth = on;
         self
@@ -1052,7 +1053,10 @@ fn spawn_dropbear(
     client: &KeyPair,
 ) -> (Child, PathBuf, DropbearHome) {
     let host_key = dir.join("dropbear_ed25519_host_key");
-    let mut args: Vec<String> = vec!["-F".into(), "-E".into(), "-e".into(), "-s".into()];
+    let mut args: Vec<String> = vec!["-F".into(), "-E".into(), "-e".into()];
+    if !opts.password_auth {
+        args.push("-s".into());
+    }
     args.push("-p".into());
     args.push(format!("{HOST}:{port}"));
     args.push("-r".into());

@@ -101,3 +101,62 @@ fn run(bin: &str, args: &[&str], stdin: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A [`TestUser`] with a rule of its own in `/etc/sudoers.d`, removed
+/// (before the user) when dropped.
+#[derive(Debug)]
+pub struct SudoUser {
+    user: TestUser,
+    rule: std::path::PathBuf,
+}
+
+impl SudoUser {
+    /// A user whom sudo lets run anything as root after asking for the
+    /// user's password (`USER ALL=(ALL) ALL`).
+    pub fn with_password() -> SudoUser {
+        Self::with_rule("ALL=(ALL) ALL")
+    }
+
+    /// A user whom sudo lets run anything as root without a password
+    /// (`USER ALL=(ALL) NOPASSWD: ALL`).
+    pub fn without_password() -> SudoUser {
+        Self::with_rule("ALL=(ALL) NOPASSWD: ALL")
+    }
+
+    fn with_rule(rule: &str) -> SudoUser {
+        let user = TestUser::create();
+        let dir = std::path::Path::new("/etc/sudoers.d");
+        // sudo skips names with a dot: the file appears whole, by rename,
+        // so that a sudo running meanwhile (another test) never reads half
+        // a rule. `visudo -c` checks it first.
+        let name = format!("vmssh-test-{}", user.name());
+        let staged = dir.join(format!("{name}.new"));
+        std::fs::write(&staged, format!("{} {rule}\n", user.name())).unwrap();
+        std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+            .unwrap();
+        run(
+            "visudo",
+            &["-c", "-q", "-f", &staged.display().to_string()],
+            None,
+        );
+        let path = dir.join(name);
+        std::fs::rename(&staged, &path).unwrap();
+        SudoUser { user, rule: path }
+    }
+
+    /// The user name.
+    pub fn name(&self) -> &str {
+        self.user.name()
+    }
+
+    /// The password (the user's own, which sudo asks for).
+    pub fn password(&self) -> &str {
+        self.user.password()
+    }
+}
+
+impl Drop for SudoUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.rule);
+    }
+}

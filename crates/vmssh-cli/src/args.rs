@@ -154,6 +154,22 @@ pub(crate) struct AuthArgs {
     pub(crate) insecure_accept_any: bool,
 }
 
+/// The password sudo asks for: `sudo` steps of a plan, `exec --sudo`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sudo")]
+pub(crate) struct SudoArgs {
+    /// The password sudo asks for, from this environment variable (never
+    /// from the command line). It goes to sudo over the command's stdin
+    /// (`sudo -S`), only when sudo asks; never into a log or the report.
+    #[arg(long, value_name = "VAR", conflicts_with = "ask_sudo_password")]
+    pub(crate) sudo_password_env: Option<String>,
+
+    /// Ask for the sudo password once, on the terminal, without echo
+    /// (Ansible's --ask-become-pass), before anything connects.
+    #[arg(long)]
+    pub(crate) ask_sudo_password: bool,
+}
+
 /// How the fleet runs and what it writes.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Run")]
@@ -263,6 +279,8 @@ pub(crate) struct ProvisionArgs {
     #[command(flatten)]
     pub(crate) auth: AuthArgs,
     #[command(flatten)]
+    pub(crate) sudo: SudoArgs,
+    #[command(flatten)]
     pub(crate) run: RunArgs,
 }
 
@@ -274,6 +292,13 @@ pub(crate) struct ExecArgs {
     pub(crate) auth: AuthArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
+
+    /// Run the command as root through sudo: `sudo -n` (no password), or
+    /// answering sudo with --sudo-password-env or --ask-sudo-password.
+    #[arg(long, help_heading = "Sudo")]
+    pub(crate) sudo: bool,
+    #[command(flatten)]
+    pub(crate) sudo_password: SudoArgs,
 
     /// Print each host's output as one block when the host finishes (as
     /// `pssh -i` does) instead of live lines.

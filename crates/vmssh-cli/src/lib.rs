@@ -21,6 +21,8 @@
 //! - `jumps.rs`: jump hosts, connected once each and shared by their hosts.
 //! - `dry_run.rs`: `--dry-run`: every host and step resolved and printed,
 //!   problems listed, nothing connected.
+//! - `sudo.rs`: the sudo password (`--sudo-password-env`,
+//!   `--ask-sudo-password`), read before anything connects.
 //! - `shard.rs`: `--shard K/N` by a stable hash of the host name.
 //! - `rerun.rs`: `--rerun-failed`: the hosts a report lists as failed or
 //!   cancelled.
@@ -56,6 +58,7 @@ mod rerun;
 mod run;
 mod shard;
 mod signals;
+mod sudo;
 mod targets;
 mod usage;
 

@@ -19,9 +19,15 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
     if command.trim().is_empty() {
         return Err(Usage("exec: the command is empty".into()));
     }
+    let sudo = &a.sudo_password;
+    if !a.sudo && (sudo.sudo_password_env.is_some() || sudo.ask_sudo_password) {
+        return Err(Usage(
+            "exec: a sudo password is for a command run with --sudo".into(),
+        ));
+    }
     let hosts = targets::collect(&a.targets, None).await?;
     let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
-    let mut step = ProvisionDef::inline(command);
+    let mut step = ProvisionDef::inline(command).sudo(a.sudo);
     if let Some(secs) = a.timeout {
         step = step.timeout(Duration::from_secs(secs));
     }
@@ -31,8 +37,10 @@ pub(crate) async fn run(a: ExecArgs) -> Result<Exit, Usage> {
         return super::dry_run(resolved, steps, Path::new("."), &a.run, "exec", Vec::new());
     }
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
+    let password = sudo.password().await?;
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
         Ok(targets) => {
+            let targets = super::with_sudo_password(targets, password);
             let look = Look {
                 verb: Verb::Exec,
                 collect: a.collect,

@@ -12,6 +12,7 @@ pub(crate) mod vmctl;
 use std::path::Path;
 use std::time::Duration;
 
+use vmssh::Secret;
 use vmssh::fleet::Target;
 use vmssh::provision::ProvisionDef;
 
@@ -63,6 +64,18 @@ pub(crate) async fn resolve(
         });
     }
     Ok(all)
+}
+
+/// The targets, each given the sudo password when there is one (clones of
+/// one [`Secret`]: one copy in memory).
+pub(crate) fn with_sudo_password(targets: Vec<Target>, password: Option<Secret>) -> Vec<Target> {
+    match password {
+        None => targets,
+        Some(p) => targets
+            .into_iter()
+            .map(|t| t.sudo_password(p.clone()))
+            .collect(),
+    }
 }
 
 /// The endpoints of this shard, every host checked whatever the shard.

@@ -30,6 +30,7 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
                 .collect();
             return crate::dry_run::show(&rows, &[], Vec::new(), &a.run, "provision");
         }
+        let targets = super::with_sudo_password(targets, a.sudo.password().await?);
         // vmctl's VMs are trusted per instance: a refused key has changed.
         return crate::run::run(targets, &a.run, Look::new(Verb::Provision)).await;
     }
@@ -78,12 +79,14 @@ pub(crate) async fn run(a: ProvisionArgs) -> Result<Exit, Usage> {
         );
     }
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, defaults).await?;
+    let password = a.sudo.password().await?;
     match super::targets(endpoints, &a.run, |e| plan.steps_for(&e.name)).await {
         Ok(targets) => {
             let targets = targets
                 .into_iter()
                 .map(|t| t.base_dir(&plan.base_dir))
                 .collect();
+            let targets = super::with_sudo_password(targets, password);
             let look = Look {
                 host_key_hint: super::host_key_hint(&a.auth),
                 ..Look::new(Verb::Provision)
