@@ -15,8 +15,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request, StartError};
+/// Why a command did not start, and whether its request went out.
+pub(crate) use crate::channel::StartError;
+use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request};
 use crate::error::Error;
+pub(crate) use crate::quote::shell_quote;
 use crate::secret::Secret;
 use crate::session::Session;
 pub use crate::status::ExitStatus;
@@ -406,21 +409,6 @@ fn env_preamble(env: &[(String, String)]) -> Bytes {
     }
     out.push(b'\n');
     Bytes::from(out)
-}
-
-/// Quotes `s` for a POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
 }
 
 fn valid_env_name(name: &str) -> bool {

@@ -75,14 +75,15 @@
 //!    `status.rs`'s [`ExitStatus`]; `sudo.rs` (private): the line and the
 //!    stderr gate of a sudo given a password
 //!    ([`Command::sudo_password`], with a [`Secret`] from `secret.rs`).
-//! 7. `transfer.rs`: the one upload/download façade ([`Session::upload`],
-//!    [`Session::download`], ...), SFTP where the server has it, else the
-//!    exec fallback.
+//! 7. `transfer/`: the one upload/download façade ([`Session::upload`],
+//!    [`Session::download`], ...), SFTP where the server has it, else
+//!    `cat` over exec (`cat.rs`); and what provisioning stages on a host
+//!    (temporary scripts, the plan's SFTP channel within the session's
+//!    channel budget).
 //! 8. `sftp/` ([`sftp`]): the [`Sftp`] handle and file-system operations
 //!    (`mod.rs`), [`TransferOptions`] (`options.rs`), its channel's stream
 //!    (`stream.rs`), the pipelined engines (`upload.rs`,
-//!    `download.rs`), temporary names and cleanup (`atomic.rs`), `cat` over
-//!    exec for servers without SFTP (`fallback.rs`).
+//!    `download.rs`), temporary names and cleanup (`atomic.rs`).
 //! 9. `provision/` ([`provision`]): the steps
 //!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), the
 //!    [`Sink`](provision::Sink)s that receive their events (`sink.rs`,
@@ -225,6 +226,7 @@ mod local_file;
 pub mod plan;
 pub mod provision;
 mod proxy_command;
+mod quote;
 pub mod report;
 mod retry;
 mod secret;

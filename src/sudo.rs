@@ -74,8 +74,8 @@ impl Markers {
         );
         format!(
             "sudo -S -k -p {} -- sh -c {}",
-            crate::exec::shell_quote(&self.prompt()),
-            crate::exec::shell_quote(&format!("{started}{inner}"))
+            crate::quote::shell_quote(&self.prompt()),
+            crate::quote::shell_quote(&format!("{started}{inner}"))
         )
     }
 }

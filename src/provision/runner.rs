@@ -14,16 +14,13 @@ use super::sinks::LogFileSink;
 use super::staging::ScriptStaging;
 use super::step::{ProvisionDef, StepKind};
 use super::tail::{Tail, Tails};
-use crate::channel::{StartError, wait_for_closing};
 use crate::error::Error;
-use crate::exec::{Chunk, Command, shell_quote};
+use crate::exec::{Chunk, Command, StartError, shell_quote};
 use crate::report::{Event, Failure, StepReport};
 use crate::secret::Secret;
 use crate::session::Session;
-use crate::sftp::TransferOptions;
-use crate::sftp::atomic::RemoteTemp;
 use crate::status::ExitStatus;
-use crate::transfer::Transfer;
+use crate::transfer::{Transfer, TransferOptions};
 
 /// How one step ended.
 #[derive(Debug)]
@@ -358,7 +355,7 @@ impl Provisioner {
         started: Instant,
         record: &mut impl FnMut(StepReport),
     ) {
-        wait_for_closing(session.connection()).await;
+        session.wait_for_closing().await;
         let duration = started.elapsed();
         self.emit(Event::StepFinished {
             vm: self.vm.clone(),
@@ -544,8 +541,10 @@ impl Provisioner {
                 let local = self.base_dir.join(path);
                 let staging = &self.script_staging;
                 let remote = staging.path(&self.vm, n);
-                let remover = match transfer.remover().await {
-                    Ok(r) => r,
+                // Removed after the run, or by a task if this future is
+                // dropped, unless kept.
+                let script = match transfer.temp_file(&remote).await {
+                    Ok(script) => script,
                     Err(e) => {
                         return self.not_started(
                             n,
@@ -555,9 +554,6 @@ impl Provisioner {
                         );
                     }
                 };
-                // Removed after the run, or by a task if this future is
-                // dropped, unless kept.
-                let script = RemoteTemp::new(remote.clone(), remover);
                 let opts = TransferOptions::new()
                     .mode(staging.file_mode())
                     .atomic(false)
@@ -699,7 +695,6 @@ impl Provisioner {
         step: &ProvisionDef,
         line: String,
     ) -> StepOutcome {
-        let session = transfer.session();
         let mut cmd = Command::new(line).sudo(step.sudo);
         if let Some(password) = self.sudo_password.as_ref().filter(|_| step.sudo) {
             cmd = cmd.sudo_password(password.clone());
@@ -712,22 +707,7 @@ impl Provisioner {
         }
         let mut tail = Tail::new(self.stderr_tail_lines);
         let mut out_tail = Tail::new(self.stdout_tail_lines);
-        // The plan's idle SFTP channel makes room where the server allows a
-        // single channel: once known, before the command; when the
-        // command's own refusal shows it, at once (the open then waits for
-        // a channel to close, and nothing else would close this one).
-        if session.channel_limit() < 2 {
-            transfer.release_channel();
-        }
-        let mut limit = session.channel_limit_changes();
-        let start = session.start_command(cmd);
-        tokio::pin!(start);
-        let started = loop {
-            tokio::select! {
-                r = &mut start => break r,
-                Ok(()) = limit.changed(), if transfer.holds_channel() => transfer.release_channel(),
-            }
-        };
+        let started = transfer.start_command(cmd).await;
         let mut stream = match started {
             Ok(s) => s,
             Err(StartError { error, sent: false }) => {

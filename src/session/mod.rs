@@ -109,9 +109,15 @@ impl Session {
     /// not have been sent.
     pub async fn close(&self) {
         if !self.is_closed() {
-            crate::channel::wait_for_closing(&self.inner).await;
+            self.wait_for_closing().await;
         }
         self.inner.disconnect().await;
+    }
+
+    /// Waits (at most 5 s) for this session's channels being closed and
+    /// the cleanups of its dropped operations.
+    pub(crate) async fn wait_for_closing(&self) {
+        crate::channel::wait_for_closing(&self.inner).await;
     }
 
     /// The connection below this session.

@@ -9,14 +9,13 @@
 //! transfer is bounded by their product whatever the file size.
 //!
 //! [`Session`]'s `upload*` and `download*` methods (the façade in
-//! `transfer.rs`) use this module where the server has SFTP, and the
-//! `cat`-over-exec fallback where it has not.
+//! `transfer/`) use this module where the server has SFTP, and the
+//! `cat`-over-exec fallback (`transfer/cat.rs`) where it has not.
 //!
 //! Inside: this file holds the [`Sftp`] handle and its file-system
 //! operations; `options.rs` the [`TransferOptions`]; `stream.rs` the
 //! channel as russh-sftp's byte stream; `upload.rs` and `download.rs` the
-//! pipelined engines; `atomic.rs` temporary names and cleanup;
-//! `fallback.rs` the exec fallback.
+//! pipelined engines; `atomic.rs` temporary names and cleanup.
 
 use std::fmt;
 use std::pin::Pin;
@@ -39,11 +38,11 @@ use crate::session::Session;
 
 pub(crate) mod atomic;
 mod download;
-pub(crate) mod fallback;
 mod options;
 mod stream;
 pub(crate) mod upload;
 
+pub(crate) use options::ProgressFn;
 pub use options::{Progress, TransferOptions};
 
 use atomic::parent_of;

@@ -1,7 +1,10 @@
 //! Moving files: the one upload/download façade that
 //! [`Session`]'s transfer methods and provisioning use. It speaks SFTP
 //! where the server has it, and otherwise streams through `cat` over an
-//! exec channel (minimal images running dropbear alone).
+//! exec channel (minimal images running dropbear alone: `cat.rs`). It
+//! also owns what provisioning stages on a host: temporary files and
+//! scripts, and the plan's SFTP channel within the session's channel
+//! budget.
 
 use std::path::Path;
 
@@ -9,11 +12,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::channel::ChannelLease;
 use crate::error::{Error, SftpErrorKind};
+use crate::exec::{Command, ExecStream, StartError};
 use crate::session::Session;
-use crate::sftp::atomic::Remover;
-use crate::sftp::fallback::{self, Length};
+use crate::sftp::atomic::{RemoteTemp, Remover};
 use crate::sftp::upload::open_local;
-use crate::sftp::{Sftp, SftpOrChannel, TransferOptions};
+use crate::sftp::{Sftp, SftpOrChannel};
+
+mod cat;
+
+pub(crate) use crate::sftp::TransferOptions;
+use cat::Length;
 
 impl Session {
     /// Uploads a local file to `remote`, with the default
@@ -133,7 +141,7 @@ impl Session {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        fallback::download(self, None, remote, writer).await
+        cat::download(self, None, remote, writer).await
     }
 
     /// Streams `remote` into `writer`. Returns the bytes written.
@@ -195,13 +203,13 @@ impl<'a> Transfer<'a> {
     }
 
     /// Whether this transfer holds an open SFTP channel.
-    pub(crate) fn holds_channel(&self) -> bool {
+    fn holds_channel(&self) -> bool {
         matches!(self.backend, Some(Backend::Sftp(_)))
     }
 
     /// Closes the SFTP channel held for later operations (the next one
     /// opens another).
-    pub(crate) fn release_channel(&mut self) {
+    fn release_channel(&mut self) {
         if self.holds_channel() {
             self.backend = None;
         }
@@ -242,7 +250,7 @@ impl<'a> Transfer<'a> {
             Backend::Exec(spare) => {
                 let (file, len, mode) = open_local(local)?;
                 let mode = opts.mode.unwrap_or(mode);
-                fallback::upload(
+                cat::upload(
                     session,
                     spare.take(),
                     file,
@@ -275,7 +283,7 @@ impl<'a> Transfer<'a> {
             }
             Backend::Exec(spare) => {
                 let mode = opts.mode.unwrap_or(0o644);
-                fallback::upload(
+                cat::upload(
                     session,
                     spare.take(),
                     reader,
@@ -300,7 +308,7 @@ impl<'a> Transfer<'a> {
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.download_with(remote, local, opts).await,
             Backend::Exec(spare) => {
-                fallback::download_file(session, spare.take(), remote, local, opts).await
+                cat::download_file(session, spare.take(), remote, local, opts).await
             }
         }
     }
@@ -318,12 +326,41 @@ impl<'a> Transfer<'a> {
         let session = self.session;
         match self.backend().await? {
             Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
-            Backend::Exec(spare) => fallback::download(session, spare.take(), remote, writer).await,
+            Backend::Exec(spare) => cat::download(session, spare.take(), remote, writer).await,
+        }
+    }
+
+    /// `remote`, a file this transfer's user is about to create (a script
+    /// step's script): removed unless kept, by
+    /// [`RemoteTemp::remove`], or by a task if the guard is dropped.
+    pub(crate) async fn temp_file(&mut self, remote: &str) -> Result<RemoteTemp, Error> {
+        Ok(RemoteTemp::new(remote, self.remover().await?))
+    }
+
+    /// Starts `cmd` on this transfer's session, within the session's
+    /// channel budget: the SFTP channel held for later operations makes
+    /// room where the server allows a single channel, once that is known
+    /// before the command, or at once when the command's own refusal
+    /// shows it (the open then waits for a channel to close, and nothing
+    /// else would close this one).
+    pub(crate) async fn start_command(&mut self, cmd: Command) -> Result<ExecStream, StartError> {
+        let session = self.session;
+        if session.channel_limit() < 2 {
+            self.release_channel();
+        }
+        let mut limit = session.channel_limit_changes();
+        let start = session.start_command(cmd);
+        tokio::pin!(start);
+        loop {
+            tokio::select! {
+                r = &mut start => return r,
+                Ok(()) = limit.changed(), if self.holds_channel() => self.release_channel(),
+            }
         }
     }
 
     /// What removes remote files on this transfer's backend.
-    pub(crate) async fn remover(&mut self) -> Result<Remover, Error> {
+    async fn remover(&mut self) -> Result<Remover, Error> {
         let session = self.session;
         Ok(match self.backend().await? {
             Backend::Sftp(sftp) => Remover::Sftp(sftp.clone()),

@@ -25,12 +25,12 @@ use std::task::{Context, Poll};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::atomic::{LocalDest, RemoteTemp, Remover, parent_of, temp_name_for};
-use super::options::{Progress, ProgressFn, TransferOptions};
 use crate::channel::ChannelLease;
 use crate::error::{Error, SftpErrorKind};
 use crate::exec::{Command, Output, shell_quote};
 use crate::session::Session;
+use crate::sftp::atomic::{LocalDest, RemoteTemp, Remover, parent_of, temp_name_for};
+use crate::sftp::{Progress, ProgressFn, TransferOptions};
 use crate::status::ExitStatus;
 
 /// Exit codes of the scripts, one per failure they detect.
