@@ -13,8 +13,7 @@ use vmssh::provision::{ProvisionDef, Provisioner, StepKind};
 use vmssh::ssh_config::{Proxy, ResolvedHost};
 
 use crate::args::RunArgs;
-use crate::commands::Resolved;
-use crate::credentials::Jump;
+use crate::credentials::{Endpoint, Jump};
 use crate::usage::{Exit, Usage};
 
 /// One host as the run would reach it and what it would run there.
@@ -295,4 +294,15 @@ fn bracket(host: &str) -> String {
     } else {
         host.to_string()
     }
+}
+
+/// One host resolved: its connection settings, or why they cannot be
+/// made (a missing key, no way to authenticate).
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) name: String,
+    pub(crate) origin: String,
+    pub(crate) endpoint: Result<Endpoint, Usage>,
+    /// Whether it runs in this `--shard`.
+    pub(crate) in_shard: bool,
 }

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::address::Address;
-use crate::targets::check_name;
 
 /// One line of an inventory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +122,24 @@ pub(crate) fn resolve_path(p: &str, dir: &Path) -> PathBuf {
         return PathBuf::from(home).join(rest);
     }
     dir.join(p)
+}
+
+/// Whether `name` can name a host: it becomes a file name (logs,
+/// downloads), so no `/`, no whitespace or control characters, not `.` or
+/// `..`.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} cannot be a host name (it names files: no '/', spaces or control characters, not . or ..)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

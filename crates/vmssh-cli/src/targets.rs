@@ -10,7 +10,7 @@ use vmssh::ssh_config::{Proxy, ResolvedHost, WarningKind};
 
 use crate::address::Address;
 use crate::args::TargetArgs;
-use crate::inventory;
+use crate::inventory::{self, check_name};
 use crate::usage::Usage;
 
 /// One host, before credentials and steps are attached.
@@ -36,24 +36,6 @@ pub(crate) enum Reach {
     },
     /// An `~/.ssh/config` alias, with everything the files say.
     Alias(Box<ResolvedHost>),
-}
-
-/// Whether `name` can name a host: it becomes a file name (logs,
-/// downloads), so no `/`, no whitespace or control characters, not `.` or
-/// `..`.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "{name:?} cannot be a host name (it names files: no '/', spaces or control characters, not . or ..)"
-        ));
-    }
-    Ok(())
 }
 
 /// Every host the arguments name, in the order given (`--host`s, then

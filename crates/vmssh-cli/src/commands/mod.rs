@@ -18,7 +18,7 @@ use vmssh::provision::ProvisionDef;
 
 use crate::args::{AuthArgs, RunArgs, TargetArgs};
 use crate::credentials::{Credentials, Defaults, Endpoint};
-use crate::dry_run::{self, Row};
+use crate::dry_run::{self, Resolved, Row};
 use crate::jumps::Jumps;
 use crate::targets::{self, Host};
 use crate::usage::{Exit, Usage};
@@ -29,17 +29,6 @@ pub(crate) fn host_key_hint(auth: &AuthArgs) -> Option<&'static str> {
     (!auth.accept_new && !auth.insecure_accept_any).then_some(
         "Check that the key is the host's, then run again with --accept-new to record the key of a host seen for the first time (a changed key is still refused), or give the file that has it with --known-hosts.",
     )
-}
-
-/// One host resolved: its connection settings, or why they cannot be
-/// made (a missing key, no way to authenticate).
-#[derive(Debug)]
-pub(crate) struct Resolved {
-    pub(crate) name: String,
-    pub(crate) origin: String,
-    pub(crate) endpoint: Result<Endpoint, Usage>,
-    /// Whether it runs in this `--shard`.
-    pub(crate) in_shard: bool,
 }
 
 /// Every host resolved, each on its own (a dry run lists every problem).
