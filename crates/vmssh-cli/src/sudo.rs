@@ -48,9 +48,12 @@ fn ask() -> Result<Secret, Usage> {
         .open("/dev/tty")
         .map_err(fail)?;
     let mut out = &tty;
-    out.write_all(b"sudo password: ").map_err(fail)?;
     let line = {
+        // Echo off before the prompt, as readpassphrase(3) does: turning
+        // it off flushes pending input, which must not be an answer typed
+        // after the prompt showed (it would be lost, and the read wait).
         let _quiet = NoEcho::on(&tty).map_err(fail)?;
+        out.write_all(b"sudo password: ").map_err(fail)?;
         let mut line = String::new();
         std::io::BufReader::new(&tty)
             .read_line(&mut line)
