@@ -230,6 +230,7 @@ mod retry;
 mod secret;
 pub mod session;
 pub mod sftp;
+pub mod shell;
 pub mod ssh_config;
 mod status;
 mod sudo;
@@ -250,6 +251,7 @@ pub use host_key::HostKeyPolicy;
 pub use secret::Secret;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};
+pub use shell::{PtyOptions, Shell, ShellReader, ShellWriter, TerminalMode};
 pub use status::ExitStatus;
 
 // The README's examples compile too.
