@@ -75,6 +75,8 @@
 //!    `status.rs`'s [`ExitStatus`]; `sudo.rs` (private): the line and the
 //!    stderr gate of a sudo given a password
 //!    ([`Command::sudo_password`], with a [`Secret`] from `secret.rs`).
+//!    `shell.rs` ([`shell`]): interactive shells on a pseudo-terminal
+//!    ([`Session::shell`], [`Shell`], [`PtyOptions`]).
 //! 7. `transfer.rs`: the one upload/download façade ([`Session::upload`],
 //!    [`Session::download`], ...), SFTP where the server has it, else the
 //!    exec fallback.
@@ -129,7 +131,9 @@
 //!   (bytes or any `AsyncRead`), a PTY, a timeout, and root through sudo,
 //!   with a password where sudoers asks for one (`Command::sudo_password`:
 //!   over stdin only, only when sudo asks, the command's own stdin intact;
-//!   a wrong one is `Error::SudoPasswordRejected`). Channels per session are
+//!   a wrong one is `Error::SudoPasswordRejected`). `Session::shell` gives an
+//!   interactive login shell on a pseudo-terminal (type, size, modes),
+//!   resizable, as a byte stream both ways. Channels per session are
 //!   limited (default 10, OpenSSH's `MaxSessions`); extra callers wait. Dropping
 //!   a stream closes its channel.
 //! - **SFTP**: streaming, pipelined uploads and downloads in constant memory,
