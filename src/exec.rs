@@ -803,7 +803,7 @@ impl ExecStream {
     }
 }
 
-fn signal_name(sig: &Sig) -> String {
+pub(crate) fn signal_name(sig: &Sig) -> String {
     match sig {
         Sig::ABRT => "ABRT".into(),
         Sig::ALRM => "ALRM".into(),

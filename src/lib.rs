@@ -75,6 +75,8 @@
 //!    `status.rs`'s [`ExitStatus`]; `sudo.rs` (private): the line and the
 //!    stderr gate of a sudo given a password
 //!    ([`Command::sudo_password`], with a [`Secret`] from `secret.rs`).
+//!    `shell.rs` ([`shell`]): interactive shells on a pseudo-terminal
+//!    ([`Session::shell`], [`Shell`], [`PtyOptions`]).
 //! 7. `transfer/`: the one upload/download façade ([`Session::upload`],
 //!    [`Session::download`], ...), SFTP where the server has it, else
 //!    `cat` over exec (`cat.rs`); and what provisioning stages on a host
@@ -130,7 +132,9 @@
 //!   (bytes or any `AsyncRead`), a PTY, a timeout, and root through sudo,
 //!   with a password where sudoers asks for one (`Command::sudo_password`:
 //!   over stdin only, only when sudo asks, the command's own stdin intact;
-//!   a wrong one is `Error::SudoPasswordRejected`). Channels per session are
+//!   a wrong one is `Error::SudoPasswordRejected`). `Session::shell` gives an
+//!   interactive login shell on a pseudo-terminal (type, size, modes),
+//!   resizable, as a byte stream both ways. Channels per session are
 //!   limited (default 10, OpenSSH's `MaxSessions`); extra callers wait. Dropping
 //!   a stream closes its channel.
 //! - **SFTP**: streaming, pipelined uploads and downloads in constant memory,
@@ -232,6 +236,7 @@ mod retry;
 mod secret;
 pub mod session;
 pub mod sftp;
+pub mod shell;
 pub mod ssh_config;
 mod status;
 mod sudo;
@@ -252,6 +257,7 @@ pub use host_key::HostKeyPolicy;
 pub use secret::Secret;
 pub use session::Session;
 pub use sftp::{Sftp, TransferOptions};
+pub use shell::{PtyOptions, Shell, ShellReader, ShellWriter, TerminalMode};
 pub use status::ExitStatus;
 
 // The README's examples compile too.

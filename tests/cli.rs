@@ -1562,7 +1562,8 @@ async fn readme_commands_run_as_written() {
 }
 
 /// The manual's command lines, as written: the same as the README's,
-/// `report show`, `--collect` and `--ssh-config` (the `--vmctl` line is
+/// `report show`, `--collect`, `--ssh-config` and `shell` without a
+/// terminal (the `--vmctl` line is
 /// run by `provision_the_vms_vmctl_runs`, `demo --qemu` by
 /// tests/vm_fleet.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1570,7 +1571,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 13,
+        ran, 15,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1739,6 +1740,11 @@ async fn run_doc_lines(doc: &str) -> usize {
                 "exec" => {
                     assert_exit(&o, 0);
                     assert!(out.contains("[web] ") && out.contains("[db] "), "{out}");
+                }
+                "shell" => {
+                    // Standard input is no terminal (nothing on it): no
+                    // pty, the remote shell reads end-of-file and ends.
+                    assert_exit(&o, 0);
                 }
                 "upload" => {
                     assert_exit(&o, 0);

@@ -77,6 +77,10 @@ pub(crate) enum Request<'a> {
     Env(&'a str, &'a str),
     /// `pty-req` for an 80x24 `xterm`.
     Pty,
+    /// `pty-req` as the options say (an interactive shell's terminal).
+    PtyWith(&'a crate::shell::PtyOptions),
+    /// `shell`: the user's login shell.
+    Shell,
     /// `exec COMMAND`: the request that runs something.
     Exec(&'a str),
     /// `exec COMMAND` for a command that is harmless to run twice
@@ -93,7 +97,8 @@ impl Request<'_> {
     fn name(&self) -> String {
         match self {
             Request::Env(..) => "env".to_string(),
-            Request::Pty => "pty-req".to_string(),
+            Request::Pty | Request::PtyWith(_) => "pty-req".to_string(),
+            Request::Shell => "shell".to_string(),
             Request::Exec(_) | Request::ExecIdempotent(_) => "exec".to_string(),
             Request::Subsystem(name) => format!("subsystem {name}"),
         }
@@ -103,7 +108,7 @@ impl Request<'_> {
     fn starts_program(&self) -> bool {
         matches!(
             self,
-            Request::Exec(_) | Request::ExecIdempotent(_) | Request::Subsystem(_)
+            Request::Exec(_) | Request::ExecIdempotent(_) | Request::Subsystem(_) | Request::Shell
         )
     }
 }
@@ -140,6 +145,18 @@ impl ChannelWriter {
     pub(crate) async fn signal(&self, sig: Sig) -> Result<(), Error> {
         self.half
             .signal(sig)
+            .await
+            .map_err(|_| self.conn.lost("connection closed"))
+    }
+
+    /// Tells the server the terminal's new size (`window-change`).
+    pub(crate) async fn window_change(
+        &self,
+        (cols, rows): (u32, u32),
+        (width, height): (u32, u32),
+    ) -> Result<(), Error> {
+        self.half
+            .window_change(cols, rows, width, height)
             .await
             .map_err(|_| self.conn.lost("connection closed"))
     }
@@ -558,6 +575,14 @@ impl ChannelLease {
         let sent = match request {
             Request::Env(key, value) => half.set_env(true, *key, *value).await,
             Request::Pty => half.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await,
+            Request::PtyWith(pty) => {
+                let (cols, rows) = pty.size();
+                let (width, height) = pty.pixels_size();
+                let modes = pty.wire_modes();
+                half.request_pty(true, pty.term(), cols, rows, width, height, &modes)
+                    .await
+            }
+            Request::Shell => half.request_shell(true).await,
             Request::Exec(line) | Request::ExecIdempotent(line) => {
                 half.exec(true, line.as_bytes()).await
             }

@@ -42,6 +42,10 @@ pub(crate) enum Command {
     /// Merge or show reports (--report FILE.json).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Open an interactive shell on one host, as `ssh HOST` does (exits
+    /// with the remote shell's status, 255 when the connection fails or
+    /// is cut with `~.`).
+    Shell(ShellArgs),
     /// Provision embedded VMs (SSH servers in this process), or real QEMU
     /// guests booted here, with the demo plan.
     #[command(after_help = OUTPUT_HELP)]
@@ -352,6 +356,35 @@ pub(crate) struct DownloadArgs {
     /// LOCAL_DIR/<host>/<file name>, as pssh's pslurp does.
     #[arg(value_name = "LOCAL_DIR")]
     pub(crate) local_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShellArgs {
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+
+    /// Ask for a terminal even when standard input is not one (as
+    /// `ssh -t`).
+    #[arg(short = 't', long = "tty", conflicts_with = "no_tty")]
+    pub(crate) tty: bool,
+
+    /// Never ask for a terminal (as `ssh -T`): the remote shell reads
+    /// commands from standard input.
+    #[arg(short = 'T', long = "no-tty")]
+    pub(crate) no_tty: bool,
+
+    /// How long the host may take to accept a connection (a VM still
+    /// booting), retrying, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub(crate) connect_deadline: u64,
+
+    /// The host: the name of one of the hosts given by --host, --hosts
+    /// or --ssh-config (needed when they give more than one); alone,
+    /// [USER@]ADDR[:PORT] as --host takes it.
+    #[arg(value_name = "HOST")]
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -51,9 +51,14 @@ impl Jumps {
         Ok(Jumps { sessions })
     }
 
+    /// The session of the endpoint's jump host, if it has one.
+    pub(crate) fn session(&self, e: &Endpoint) -> Option<&Session> {
+        e.jump.as_ref().and_then(|j| self.sessions.get(&j.key()))
+    }
+
     /// The endpoint as a fleet target running `steps`, through its jump.
     pub(crate) fn target(&self, e: Endpoint, steps: Vec<ProvisionDef>) -> Target {
-        let jump = e.jump.as_ref().and_then(|j| self.sessions.get(&j.key()));
+        let jump = self.session(&e);
         let target = Target::new(e.name, e.host, e.port, e.config, steps);
         match jump {
             Some(session) => target.via(session.clone()),

@@ -32,11 +32,15 @@
 //!   per host), plain prefixed lines (the library's `TerminalSink`),
 //!   `json.rs` (one event per line), `collect.rs` (output grouped per host)
 //!   and `summary.rs`.
-//! - `commands/`: one file per verb.
+//! - `commands/`: one file per verb; `vmssh shell` (`commands/shell.rs`)
+//!   connects one host itself, with `terminal.rs` (raw mode, window
+//!   size, standard input and output without blocking) and `escape.rs`
+//!   (`~.` and the other escapes).
 //!
 //! Exit codes: 0 every host succeeded, 1 a host failed, 2 usage error
 //! (nothing ran), 130 interrupted (the summary and report are still
-//! written).
+//! written); `vmssh shell` exits with the remote shell's status, 255 when
+//! the connection fails or is cut.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 // The crate is a library only so that the binary (`main.rs`) and the
@@ -51,6 +55,7 @@ mod args;
 mod commands;
 mod credentials;
 mod dry_run;
+mod escape;
 mod inventory;
 mod jumps;
 mod render;
@@ -60,6 +65,7 @@ mod shard;
 mod signals;
 mod sudo;
 mod targets;
+mod terminal;
 mod usage;
 
 use std::process::ExitCode;
@@ -86,27 +92,31 @@ pub fn main() -> ExitCode {
         }
     };
     let exit = runtime.block_on(dispatch(cli));
-    ExitCode::from(exit as u8)
+    ExitCode::from(exit)
 }
 
-async fn dispatch(cli: Cli) -> Exit {
+async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
-        Command::Provision(a) => commands::provision::run(a).await,
-        Command::Exec(a) => commands::exec::run(a).await,
-        Command::Upload(a) => commands::copy::upload(a).await,
-        Command::Download(a) => commands::copy::download(a).await,
-        Command::Report(ReportCommand::Merge(a)) => commands::report::merge(a).await,
-        Command::Report(ReportCommand::Show(a)) => commands::report::show(a).await,
-        Command::Demo(a) => commands::demo::run(a).await,
+        // The remote shell's status, not a fleet's.
+        Command::Shell(a) => commands::shell::run(a).await,
+        Command::Provision(a) => commands::provision::run(a).await.map(|e| e as u8),
+        Command::Exec(a) => commands::exec::run(a).await.map(|e| e as u8),
+        Command::Upload(a) => commands::copy::upload(a).await.map(|e| e as u8),
+        Command::Download(a) => commands::copy::download(a).await.map(|e| e as u8),
+        Command::Report(ReportCommand::Merge(a)) => {
+            commands::report::merge(a).await.map(|e| e as u8)
+        }
+        Command::Report(ReportCommand::Show(a)) => commands::report::show(a).await.map(|e| e as u8),
+        Command::Demo(a) => commands::demo::run(a).await.map(|e| e as u8),
     };
     match result {
-        Ok(exit) => exit,
+        Ok(code) => code,
         Err(usage) => {
             // One mistake a line (a plan can have several).
             for line in usage.0.lines() {
                 eprintln!("vmssh: error: {line}");
             }
-            Exit::Usage
+            Exit::Usage as u8
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod demo;
 pub(crate) mod exec;
 pub(crate) mod provision;
 pub(crate) mod report;
+pub(crate) mod shell;
 pub(crate) mod vmctl;
 
 use std::path::Path;
