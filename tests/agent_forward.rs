@@ -4,11 +4,14 @@
 //! not ask has none; once the channel that asked is closed the agent is
 //! gone; and a server that reaches for the agent unasked is refused: sshd
 //! does, for every command after the first that asked, and the testkit's
-//! `probe_agent` does before every command.
+//! `probe_agent` does before every command. And the same through the
+//! command: `vmssh exec -A`.
 //!
 //! The agent's socket is given with `forward_agent_at`: `SSH_AUTH_SOCK`
 //! is process-wide, and `agent_forward_env.rs` tests it alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_harness;
 
 use std::future::Future;
 use std::process::Command as Process;
@@ -187,4 +190,64 @@ async fn unreachable_agent_refuses_the_channel() {
         probe(&sess, Command::new("echo $TESTKIT_AGENT")).await,
         "refused"
     );
+}
+
+/// `vmssh exec -A HOST -- ssh-add -l` lists the key (sshd, the agent at
+/// SSH_AUTH_SOCK); without -A there is no agent; -A without SSH_AUTH_SOCK
+/// warns and runs the command without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+#[cfg_attr(not(vmssh_have_agent), ignore = "needs ssh-agent")]
+async fn exec_dash_a_forwards_the_agent() {
+    use cli_harness::{assert_exit, run, stderr, stdout};
+
+    let srv = support::sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _key, fingerprint) = agent_with_key(dir.path());
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line()),
+    )
+    .unwrap();
+    let host = format!("vm1={}@127.0.0.1:{}", srv.user(), srv.port());
+    let key = srv.client_key().private.display().to_string();
+    let known = known.display().to_string();
+    let exec = |extra: &[&str]| {
+        let mut c = cli_harness::command(dir.path());
+        c.args([
+            "exec",
+            "--host",
+            &host,
+            "--key",
+            &key,
+            "--known-hosts",
+            &known,
+        ]);
+        c.args(extra);
+        c.args(["--", "ssh-add", "-l"]);
+        c
+    };
+
+    let mut forwarded = exec(&["-A"]);
+    forwarded.env("SSH_AUTH_SOCK", agent.socket());
+    let o = run(forwarded).await;
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(&fingerprint), "{}", stdout(&o));
+
+    let mut plain = exec(&[]);
+    plain.env("SSH_AUTH_SOCK", agent.socket());
+    let o = run(plain).await;
+    assert_exit(&o, 1);
+    assert!(!stdout(&o).contains(&fingerprint), "{}", stdout(&o));
+
+    // No local agent: a warning, and the command runs without one.
+    let o = run(exec(&["--forward-agent"])).await;
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("--forward-agent: SSH_AUTH_SOCK is not set"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains(&fingerprint), "{}", stdout(&o));
 }
