@@ -241,6 +241,14 @@ async fn exec_dash_a_forwards_the_agent() {
     assert_exit(&o, 1);
     assert!(!stdout(&o).contains(&fingerprint), "{}", stdout(&o));
 
+    let o = run(exec(&["-A", "--dry-run"])).await;
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("  agent      forwarded\n"),
+        "{}",
+        stdout(&o)
+    );
+
     // No local agent: a warning, and the command runs without one.
     let o = run(exec(&["--forward-agent"])).await;
     assert_exit(&o, 1);
