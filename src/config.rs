@@ -2,6 +2,7 @@
 //! long to wait.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,19 @@ pub struct SshConfig {
     pub(crate) channel_buffer_size: usize,
     pub(crate) nodelay: bool,
     pub(crate) retry: RetryPolicy,
+    pub(crate) forward_agent: ForwardAgent,
+}
+
+/// Where a session forwards the agent ([`SshConfig::forward_agent`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ForwardAgent {
+    /// Not forwarded.
+    #[default]
+    Off,
+    /// To the agent at `SSH_AUTH_SOCK`, read when the server connects to it.
+    Env,
+    /// To the agent listening at this socket.
+    At(PathBuf),
 }
 
 impl SshConfig {
@@ -79,6 +93,7 @@ impl SshConfig {
             channel_buffer_size: 100,
             nodelay: true,
             retry: RetryPolicy::default(),
+            forward_agent: ForwardAgent::Off,
         }
     }
 
@@ -347,6 +362,54 @@ impl SshConfig {
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Sets whether the local ssh-agent is forwarded to the server, as
+    /// `ssh -A` does: each command (and shell) asks the server for an
+    /// agent (`auth-agent-req@openssh.com`), and programs it runs
+    /// (`ssh-add -l`, `git` over SSH, a further `ssh`) reach the agent at
+    /// `SSH_AUTH_SOCK` here through the session. The agent is reachable
+    /// only while a command that asked for it runs: the server's agent
+    /// connections are refused when none does.
+    /// [`Command::forward_agent`](crate::Command::forward_agent) overrides
+    /// this per command; file transfers never ask.
+    ///
+    /// Where `SSH_AUTH_SOCK` is not set when a command starts, the command
+    /// runs without an agent and a warning is logged (OpenSSH, too, goes on
+    /// without one). A server that refuses forwarding (sshd's
+    /// `AllowAgentForwarding no`, dropbear's `-j`) is not an error either:
+    /// the command runs without an agent, and a warning is logged.
+    ///
+    /// # Security
+    ///
+    /// As OpenSSH's manual warns: users who can bypass file permissions on
+    /// the server (root) can reach the local agent through the forwarded
+    /// connection while a command runs, and authenticate as you with its
+    /// keys wherever they are accepted. They cannot read the keys
+    /// themselves. Forward the agent only to hosts you trust.
+    ///
+    /// Default: false (as OpenSSH).
+    pub fn forward_agent(mut self, on: bool) -> Self {
+        self.forward_agent = if on {
+            ForwardAgent::Env
+        } else {
+            ForwardAgent::Off
+        };
+        self
+    }
+
+    /// Forwards the agent listening at `socket` instead of the one at
+    /// `SSH_AUTH_SOCK` (ssh_config's `ForwardAgent /path`); otherwise as
+    /// [`forward_agent(true)`](Self::forward_agent), its security note
+    /// included.
+    pub fn forward_agent_at(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.forward_agent = ForwardAgent::At(socket.into());
+        self
+    }
+
+    /// Whether the agent is forwarded ([`forward_agent`](Self::forward_agent)).
+    pub fn forwards_agent(&self) -> bool {
+        self.forward_agent != ForwardAgent::Off
     }
 }
 

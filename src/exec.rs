@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::agent_forward::push_agent_request;
 /// Why a command did not start, and whether its request went out.
 pub(crate) use crate::channel::StartError;
 use crate::channel::{self, ChannelLease, ChannelWriter, Closing, Request};
@@ -103,6 +104,7 @@ pub struct Command {
     idempotent: bool,
     stoppable: bool,
     max_output: Option<usize>,
+    forward_agent: Option<bool>,
 }
 
 enum Stdin {
@@ -123,6 +125,7 @@ impl fmt::Debug for Command {
             .field("idempotent", &self.idempotent)
             .field("stoppable", &self.stoppable)
             .field("max_output", &self.max_output)
+            .field("forward_agent", &self.forward_agent)
             .finish()
     }
 }
@@ -141,7 +144,20 @@ impl Command {
             idempotent: false,
             stoppable: true,
             max_output: None,
+            forward_agent: None,
         }
+    }
+
+    /// Sets whether this command gets the forwarded agent, whatever the
+    /// session's [`SshConfig::forward_agent`](crate::SshConfig::forward_agent)
+    /// says (its security note applies). The agent is reachable from the
+    /// server while the command runs, and no longer once its channel is
+    /// closed.
+    ///
+    /// Default: the session's setting.
+    pub fn forward_agent(mut self, on: bool) -> Self {
+        self.forward_agent = Some(on);
+        self
     }
 
     /// Adds an environment variable for the command.
@@ -537,6 +553,7 @@ impl Session {
         let markers = command.sudo_markers();
         let (line, preamble) = command.remote_line(markers.as_ref());
         let mut requests = Vec::new();
+        push_agent_request(self.connection(), command.forward_agent, &mut requests);
         if command.pty {
             requests.extend(command.env.iter().map(|(k, v)| Request::Env(k, v)));
             requests.push(Request::Pty);

@@ -68,7 +68,9 @@
 //!    channel, and a channel as a byte stream (`stream.rs`) that tunnels
 //!    and SFTP wrap.
 //!    `forward.rs` ([`forward`]): TCP through a session ([`Tunnel`],
-//!    [`LocalForward`], [`RemoteForward`]); `proxy_command.rs` (private):
+//!    [`LocalForward`], [`RemoteForward`]); `agent_forward.rs` (private):
+//!    the local agent forwarded to commands
+//!    ([`SshConfig::forward_agent`]); `proxy_command.rs` (private):
 //!    a session over a `ProxyCommand` child's standard input and output.
 //! 6. `exec.rs` ([`exec`]): commands on channels ([`Command`]), collected
 //!    ([`Output`]) or streamed ([`ExecStream`] of [`Chunk`]s), then
@@ -214,6 +216,7 @@
 //!
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod agent_forward;
 mod algorithms;
 pub mod auth;
 mod channel;

@@ -31,7 +31,7 @@ mod closing;
 mod process;
 mod stream;
 
-use crate::connection::Slot;
+use crate::connection::{AgentAsk, Slot};
 pub(crate) use closing::{ClosingGuard, Release, ReleaseOnDrop, wait_for_closing, winding_down};
 pub(crate) use process::ANNOUNCE;
 use process::PidReader;
@@ -90,6 +90,11 @@ pub(crate) enum Request<'a> {
     ExecIdempotent(&'a str),
     /// `subsystem NAME`.
     Subsystem(&'a str),
+    /// `auth-agent-req@openssh.com`: the server may open agent channels
+    /// while this channel is open (see `agent_forward.rs`). A refusal is
+    /// logged, not an error: the program then runs without an agent, as
+    /// with OpenSSH.
+    AgentForward,
 }
 
 impl Request<'_> {
@@ -101,6 +106,7 @@ impl Request<'_> {
             Request::Shell => "shell".to_string(),
             Request::Exec(_) | Request::ExecIdempotent(_) => "exec".to_string(),
             Request::Subsystem(name) => format!("subsystem {name}"),
+            Request::AgentForward => "auth-agent-req@openssh.com".to_string(),
         }
     }
 
@@ -230,6 +236,9 @@ pub(crate) struct ChannelLease {
     pid: Option<u32>,
     /// A message held back while held stderr bytes go out first.
     stashed: Option<ChannelMsg>,
+    /// The channel asked for an agent: agent channels are accepted until
+    /// it is closed.
+    agent: Option<AgentAsk>,
 }
 
 impl std::fmt::Debug for ChannelLease {
@@ -242,6 +251,7 @@ impl std::fmt::Debug for ChannelLease {
             .field("ended", &self.ended)
             .field("server_closed", &self.server_closed)
             .field("pid", &self.pid)
+            .field("agent", &self.agent.is_some())
             .finish()
     }
 }
@@ -290,7 +300,7 @@ async fn open_now(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLea
         wait_for_closing(conn).await;
         let reason = loop {
             let reason = match conn.handle.channel_open_session().await {
-                Ok(channel) => return Ok(lease(conn, channel, slot, closing)),
+                Ok(channel) => return Ok(lease(conn, channel, Some(slot), closing)),
                 Err(russh::Error::ChannelOpenFailure(reason)) => reason,
                 Err(e) => return Err(open_error(conn, e)),
             };
@@ -385,7 +395,7 @@ async fn open_tunnel_now(
         .channel_open_direct_tcpip(host, u32::from(port), from_host, from_port)
         .await
     {
-        Ok(channel) => Ok(lease(conn, channel, slot, Closing::Terminate)),
+        Ok(channel) => Ok(lease(conn, channel, Some(slot), Closing::Terminate)),
         Err(russh::Error::ChannelOpenFailure(reason)) => {
             use russh::ChannelOpenFailure as F;
             Err(Error::Tunnel {
@@ -413,7 +423,15 @@ pub(crate) async fn adopt(
     channel: Channel<Msg>,
 ) -> Result<ChannelLease, Error> {
     let slot = free_slot(conn).await?;
-    Ok(lease(conn, channel, slot, Closing::Terminate))
+    Ok(lease(conn, channel, Some(slot), Closing::Terminate))
+}
+
+/// Takes ownership of an agent channel the server opened, outside the
+/// session's channel limit: the limit counts session channels (sshd's
+/// `MaxSessions`), and a command waiting on the agent holds one of them,
+/// so waiting for a slot could wait forever.
+pub(crate) fn adopt_agent(conn: &Arc<Connection>, channel: Channel<Msg>) -> ChannelLease {
+    lease(conn, channel, None, Closing::Terminate)
 }
 
 /// A free slot under the session's channel limit.
@@ -432,7 +450,7 @@ async fn free_slot(conn: &Arc<Connection>) -> Result<Slot, Error> {
 fn lease(
     conn: &Arc<Connection>,
     channel: Channel<Msg>,
-    slot: Slot,
+    slot: Option<Slot>,
     closing: Closing,
 ) -> ChannelLease {
     let (read, write) = channel.split();
@@ -444,7 +462,7 @@ fn lease(
             eof_sent: AtomicBool::new(false),
             conn: conn.clone(),
         }),
-        slot: Some(slot),
+        slot,
         closing,
         started: false,
         exec_sent: false,
@@ -453,6 +471,7 @@ fn lease(
         pid_reader: None,
         pid: None,
         stashed: None,
+        agent: None,
     }
 }
 
@@ -587,6 +606,11 @@ impl ChannelLease {
                 half.exec(true, line.as_bytes()).await
             }
             Request::Subsystem(name) => half.request_subsystem(true, *name).await,
+            Request::AgentForward => {
+                // Counted before the server can act on it.
+                self.agent = Some(AgentAsk::new(&self.conn.state));
+                half.agent_forward(true).await
+            }
         };
         if request.starts_program() {
             self.started = true;
@@ -601,6 +625,11 @@ impl ChannelLease {
         }
         sent.map_err(|_| self.conn.lost("connection closed"))?;
         let reply = self.wait_reply(&request.name()).await;
+        if let (Request::AgentForward, Err(Error::RequestRefused { .. })) = (request, &reply) {
+            tracing::warn!(host = %self.conn.host, "the server refused agent forwarding; the command runs without an agent");
+            self.agent = None;
+            return Ok(());
+        }
         if let Err(Error::RequestRefused { .. }) = reply
             && request.starts_program()
         {
@@ -718,6 +747,8 @@ impl ChannelLease {
                 self.server_closed = true;
                 // Not kept: a full queue would keep russh from reading.
                 self.read = None;
+                // The server stops offering the agent with the channel.
+                self.agent = None;
             }
             Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }) => {
                 self.ended = true;
@@ -736,6 +767,8 @@ impl ChannelLease {
 impl Drop for ChannelLease {
     fn drop(&mut self) {
         let slot = self.slot.take();
+        // Agent channels are accepted until this one is closed.
+        let agent = self.agent.take();
         if self.server_closed {
             return;
         }
@@ -802,6 +835,7 @@ impl Drop for ChannelLease {
                 // reply never reaches the handler.
                 write.conn.live_channels().closed(write.half.id());
             }
+            drop(agent);
             drop(slot);
         };
         rt.spawn(async move {

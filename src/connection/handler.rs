@@ -96,6 +96,17 @@ impl client::Handler for ClientHandler {
         Ok(())
     }
 
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // russh would accept it, agent or not.
+        self.state.agent.deliver(&self.host, channel, reply);
+        Ok(())
+    }
+
     async fn disconnected(
         &mut self,
         reason: DisconnectReason<Self::Error>,

@@ -6,7 +6,7 @@
 //! Nothing here knows of sessions, channels or forwards: they sit above
 //! and use it. Inside: `handler.rs` is the russh handler, `slots.rs` the
 //! channel limit and the live-channel count, `routes.rs` the remote
-//! forwards' routes.
+//! forwards' routes, `agent.rs` the gate of agent forwarding.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,14 +14,17 @@ use std::time::Duration;
 
 use russh::client::Handle;
 
+use crate::config::ForwardAgent;
 use crate::error::Error;
 
+mod agent;
 mod closings;
 mod handler;
 mod routes;
 mod shared;
 mod slots;
 
+pub(crate) use agent::{AgentAsk, AgentForwards};
 pub(crate) use closings::Closings;
 #[cfg(test)]
 pub(crate) use handler::HandlerError;
@@ -40,6 +43,9 @@ pub(crate) struct Connection {
     /// What a command's collected output may grow to
     /// ([`SshConfig::max_output`](crate::SshConfig::max_output)).
     pub(crate) max_output: usize,
+    /// Whether and where commands forward the agent
+    /// ([`SshConfig::forward_agent`](crate::SshConfig::forward_agent)).
+    pub(crate) forward_agent: ForwardAgent,
     pub(crate) state: Arc<Shared>,
 }
 
@@ -72,6 +78,11 @@ impl Connection {
     /// Channels being closed, and cleanups of dropped operations.
     pub(crate) fn closings(&self) -> &Closings {
         &self.state.closings
+    }
+
+    /// Agent forwarding: which channels asked, where agent channels go.
+    pub(crate) fn agent(&self) -> &AgentForwards {
+        &self.state.agent
     }
 
     /// The remote forwards' routes.

@@ -2,12 +2,14 @@
 
 use std::sync::Mutex;
 
+use super::agent::AgentForwards;
 use super::closings::Closings;
 use super::routes::RemoteForwards;
 use super::slots::LiveChannels;
 
 /// What the connection's handler shares with the [`Connection`]: why it
-/// ended, its live channels, its closings and its remote-forward routes.
+/// ended, its live channels, its closings, its remote-forward routes and
+/// its agent forwarding.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(super) disconnect: Mutex<Option<String>>,
@@ -25,6 +27,8 @@ pub(crate) struct Shared {
     pub(super) routes: RemoteForwards,
     /// Channels open now, counted in the server's message order.
     pub(super) live: LiveChannels,
+    /// Which channels asked for an agent, and where agent channels go.
+    pub(super) agent: AgentForwards,
 }
 
 impl Shared {

@@ -350,17 +350,19 @@ impl Session {
         )
         .await?;
         tracing::debug!(host, port, user = %cfg.user, "session established");
-        Ok(Session {
-            inner: Arc::new(Connection {
-                handle,
-                host: host.to_string(),
-                port,
-                user: cfg.user.clone(),
-                slots: Slots::new(cfg.max_channels),
-                max_output: cfg.max_output,
-                state,
-            }),
-        })
+        let conn = Arc::new(Connection {
+            handle,
+            host: host.to_string(),
+            port,
+            user: cfg.user.clone(),
+            slots: Slots::new(cfg.max_channels),
+            max_output: cfg.max_output,
+            forward_agent: cfg.forward_agent.clone(),
+            state,
+        });
+        // Always: a command may ask for the agent when the session does not.
+        crate::agent_forward::serve_agent_channels(&conn);
+        Ok(Session { inner: conn })
     }
 }
 

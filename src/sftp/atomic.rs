@@ -206,7 +206,7 @@ impl Remover {
             Remover::Exec(session) => {
                 let rm = format!("rm -f -- {}", shell_quote(path));
                 let out = session
-                    .exec_command(Command::new(rm).idempotent(true))
+                    .exec_command(Command::new(rm).idempotent(true).forward_agent(false))
                     .await?;
                 if out.status.success() {
                     Ok(())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::Auth;
-use crate::config::SshConfig;
+use crate::config::{ForwardAgent, SshConfig};
 use crate::error::Error;
 use crate::host_key::HostKeyPolicy;
 
@@ -24,6 +24,7 @@ pub struct ResolvedHost {
     pub(super) identity_files: Vec<PathBuf>,
     pub(super) identities_only: bool,
     pub(super) agent: Option<PathBuf>,
+    pub(super) forward_agent: ForwardAgent,
     pub(super) certificate_files: Vec<PathBuf>,
     pub(super) proxy: Option<Proxy>,
     pub(super) known_hosts: Vec<PathBuf>,
@@ -217,6 +218,20 @@ impl ResolvedHost {
         self.agent.as_deref()
     }
 
+    /// `ForwardAgent`: whether the agent is forwarded. Default: no.
+    pub fn forward_agent(&self) -> bool {
+        self.forward_agent != ForwardAgent::Off
+    }
+
+    /// The agent socket `ForwardAgent` names (a path, or `$VAR`'s value),
+    /// when it names one rather than saying `yes` (`SSH_AUTH_SOCK`'s).
+    pub fn forward_agent_socket(&self) -> Option<&Path> {
+        match &self.forward_agent {
+            ForwardAgent::At(p) => Some(p),
+            ForwardAgent::Off | ForwardAgent::Env => None,
+        }
+    }
+
     /// How the host is reached when not directly.
     pub fn proxy(&self) -> Option<&Proxy> {
         self.proxy.as_ref()
@@ -281,7 +296,9 @@ impl ResolvedHost {
     /// - `KexAlgorithms`, `Ciphers`, `MACs` and `HostKeyAlgorithms` as
     ///   [`SshConfig::kex_algorithms`] and its siblings (OpenSSH's syntax,
     ///   `+`, `-` and `^` included), `Compression` as
-    ///   [`SshConfig::compression`].
+    ///   [`SshConfig::compression`];
+    /// - `ForwardAgent` as [`SshConfig::forward_agent`] (`yes`), or
+    ///   [`SshConfig::forward_agent_at`] (a socket path or `$VAR`).
     pub fn ssh_config(&self) -> SshConfig {
         let mut cfg = SshConfig::new(self.user.clone());
         if !self.identities_only
@@ -312,6 +329,11 @@ impl ResolvedHost {
         if let Some(i) = self.server_alive_interval {
             cfg = cfg.keepalive_interval((!i.is_zero()).then_some(i));
         }
+        cfg = match &self.forward_agent {
+            ForwardAgent::Off => cfg,
+            ForwardAgent::Env => cfg.forward_agent(true),
+            ForwardAgent::At(p) => cfg.forward_agent_at(p),
+        };
         cfg = self.algorithms.apply(cfg);
         cfg.keepalive_max(self.server_alive_count_max as usize)
     }

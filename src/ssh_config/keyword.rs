@@ -28,6 +28,7 @@ pub(super) enum Kw {
     Macs,
     HostKeyAlgorithms,
     Compression,
+    ForwardAgent,
     /// An OpenSSH option vmssh does not apply: reported when it applies.
     Unsupported,
     /// An option OpenSSH itself ignores with a warning.
@@ -65,6 +66,7 @@ pub(super) fn keyword(k: &str) -> Kw {
         "macs" => Kw::Macs,
         "hostkeyalgorithms" => Kw::HostKeyAlgorithms,
         "compression" => Kw::Compression,
+        "forwardagent" => Kw::ForwardAgent,
         "protocol" => Kw::Ignore,
         "cipher"
         | "fallbacktorsh"
@@ -91,7 +93,6 @@ pub(super) fn keyword(k: &str) -> Kw {
         | "gssapikexalgorithms"
         | "pkcs11provider"
         | "smartcarddevice"
-        | "forwardagent"
         | "forwardx11"
         | "forwardx11trusted"
         | "forwardx11timeout"

@@ -10,7 +10,8 @@
 //! expands them.
 //!
 //! What is applied: `HostName`, `Port`, `User`, `IdentityFile` (several),
-//! `IdentitiesOnly`, `IdentityAgent`, `ProxyJump` (comma chains; each hop
+//! `IdentitiesOnly`, `IdentityAgent`, `ForwardAgent` (`yes`, `no`, a socket
+//! path or `$VAR`), `ProxyJump` (comma chains; each hop
 //! resolved through the same files, as `ssh -J` does), `ProxyCommand`,
 //! `UserKnownHostsFile`, `StrictHostKeyChecking` (`yes`, `accept-new`,
 //! `no`, `ask`), `ConnectTimeout`, `ServerAliveInterval` and
@@ -52,6 +53,7 @@ mod warning;
 
 use std::path::{Path, PathBuf};
 
+use crate::config::ForwardAgent;
 use crate::error::Error;
 
 use expand::LocalUser;
@@ -59,6 +61,7 @@ use host::AlgorithmOptions;
 pub use host::{Proxy, ResolvedHost, StrictHostKeyChecking};
 use reader::warning;
 use reader::{Files, Loc, Query, Set};
+use value::parse_flag;
 pub use warning::{Warning, WarningKind};
 
 /// The system-wide file read after `~/.ssh/config`.
@@ -283,6 +286,22 @@ fn resolve_one(
             .map(PathBuf::from),
     };
 
+    // OpenSSH: yes, no, a socket path, or `$VAR` naming one (forwarding
+    // off when the variable is unset).
+    let forward_agent = match &opts.forward_agent {
+        None => ForwardAgent::Off,
+        Some(s) => match parse_flag(&s.value) {
+            Some(true) => ForwardAgent::Env,
+            Some(false) => ForwardAgent::Off,
+            None => match s.value.strip_prefix('$') {
+                Some(var) => std::env::var_os(var)
+                    .filter(|v| !v.is_empty())
+                    .map_or(ForwardAgent::Off, |v| ForwardAgent::At(PathBuf::from(v))),
+                None => ForwardAgent::At(path_of(s, "ForwardAgent")?),
+            },
+        },
+    };
+
     let proxy_tokens = [
         ('h', host.as_str()),
         ('n', q.host_arg.as_str()),
@@ -318,6 +337,7 @@ fn resolve_one(
         identity_files,
         identities_only: opts.identities_only.map(|s| s.value).unwrap_or(false),
         agent,
+        forward_agent,
         certificate_files,
         proxy,
         known_hosts,
@@ -478,7 +498,7 @@ mod tests {
         let f = write(
             dir.path(),
             "c",
-            "Host a\n  ForwardAgent yes\n  SendEnv LANG\nHost b\n  Tunnel yes\n",
+            "Host a\n  ForwardX11 yes\n  SendEnv LANG\nHost b\n  Tunnel yes\n",
         );
         let a = resolve_in(&f, "a").unwrap();
         let opts: Vec<_> = a
@@ -486,12 +506,46 @@ mod tests {
             .iter()
             .map(|w| (w.option(), w.line()))
             .collect();
-        assert_eq!(opts, [("forwardagent", 2), ("sendenv", 3)]);
+        assert_eq!(opts, [("forwardx11", 2), ("sendenv", 3)]);
         assert!(
             a.warnings()[0]
                 .to_string()
-                .ends_with("c:2: forwardagent: not supported by vmssh; ignored")
+                .ends_with("c:2: forwardx11: not supported by vmssh; ignored")
         );
+    }
+
+    #[test]
+    fn forward_agent_yes_no_path_and_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "c",
+            "Host yes\n  ForwardAgent yes\nHost no\n  ForwardAgent no\n\
+             Host path\n  ForwardAgent /run/agent-%r.sock\n\
+             Host unset\n  ForwardAgent $VMSSH_TEST_NO_SUCH_VARIABLE\n",
+        );
+        let yes = resolve_in(&f, "yes").unwrap();
+        assert!(yes.forward_agent() && yes.forward_agent_socket().is_none());
+        assert!(yes.ssh_config().forwards_agent());
+        assert!(yes.warnings().is_empty(), "{:?}", yes.warnings());
+        let no = resolve_in(&f, "no").unwrap();
+        assert!(!no.forward_agent() && !no.ssh_config().forwards_agent());
+        let path = resolve_in(&f, "path").unwrap();
+        let user = path.user().to_string();
+        assert_eq!(
+            path.forward_agent_socket(),
+            Some(Path::new(&format!("/run/agent-{user}.sock")))
+        );
+        assert_eq!(
+            path.ssh_config().forward_agent,
+            ForwardAgent::At(format!("/run/agent-{user}.sock").into())
+        );
+        // OpenSSH turns forwarding off when the variable is unset.
+        assert!(!resolve_in(&f, "unset").unwrap().forward_agent());
+        assert!(!resolve_in(&f, "other").unwrap().forward_agent());
+        let bad = write(dir.path(), "bad", "Host *\n  ForwardAgent\n");
+        let e = resolve_in(&bad, "x").unwrap_err();
+        assert_eq!(line_of(&e).1, Some(2), "{e}");
     }
 
     #[test]

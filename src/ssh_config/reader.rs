@@ -90,6 +90,7 @@ pub(super) struct Options {
     pub(super) macs: Option<Set<String>>,
     pub(super) host_key_algorithms: Option<Set<String>>,
     pub(super) compression: Option<Set<bool>>,
+    pub(super) forward_agent: Option<Set<String>>,
     pub(super) ignore_unknown: Option<Set<String>>,
     pub(super) warnings: Vec<Warning>,
 }
@@ -415,6 +416,10 @@ impl Reader<'_> {
                 let v = parse_flag(&single("Compression")?)
                     .ok_or_else(|| at.error("Compression: expected yes or no"))?;
                 set_first(&mut self.opts.compression, on, v, at);
+            }
+            Kw::ForwardAgent => {
+                let v = single("ForwardAgent")?;
+                set_first(&mut self.opts.forward_agent, on, v, at);
             }
             Kw::Unsupported | Kw::Deprecated if on => {
                 let kind = if kw == Kw::Deprecated {

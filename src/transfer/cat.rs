@@ -175,7 +175,12 @@ where
         .atomic
         .then(|| RemoteTemp::new(target.clone(), Remover::Exec(session.clone())));
     let wrote = session
-        .exec_command_on(spare, Command::new(script).stdin_reader(counted))
+        .exec_command_on(
+            spare,
+            Command::new(script)
+                .stdin_reader(counted)
+                .forward_agent(false),
+        )
         .await;
     let failure = match wrote {
         Ok(out) if out.status.success() => None,
@@ -219,7 +224,9 @@ where
 
     // Every byte and the end-of-file reached `cat`, which exited 0: check
     // the size, then set the mode and move the file into place.
-    let out = session.exec(&commit(n)).await;
+    let out = session
+        .exec_command(Command::new(commit(n)).forward_agent(false))
+        .await;
     match out {
         Ok(out) if out.status.success() => {
             if let Some(t) = temp {
@@ -260,7 +267,10 @@ where
         Exit::PermissionDenied.code(),
     );
     let mut stream = session
-        .start_command_on(spare, Command::new(script).idempotent(true))
+        .start_command_on(
+            spare,
+            Command::new(script).idempotent(true).forward_agent(false),
+        )
         .await?;
     let mut n = 0u64;
     let mut stderr = Vec::new();

@@ -1093,7 +1093,10 @@ fn spawn_dropbear(
         cmd.args(&args);
         (shared.path.clone(), DropbearHome::Shared(shared))
     };
+    // -e passes the environment on: the tests' own agent must not reach
+    // commands that did not ask for one.
     let child = cmd
+        .env_remove("SSH_AUTH_SOCK")
         .env("SHLVL", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -126,6 +126,13 @@ pub(crate) struct AuthArgs {
     #[arg(long)]
     pub(crate) agent: bool,
 
+    /// Forward the ssh-agent at SSH_AUTH_SOCK to the hosts' commands, as
+    /// `ssh -A` does, while each runs (file copies never get it). Root on
+    /// a host can then use your keys through it: only for hosts you trust.
+    /// --ssh-config hosts forward as their ForwardAgent says without it.
+    #[arg(short = 'A', long)]
+    pub(crate) forward_agent: bool,
+
     /// Password authentication, the password read from this environment
     /// variable (never from the command line).
     #[arg(long, value_name = "VAR")]

@@ -27,6 +27,8 @@ pub(crate) struct Credentials {
     host_keys: HashMap<PathBuf, Auth>,
     /// `--retry-auth`.
     retry_auth: bool,
+    /// `-A`.
+    forward_agent: bool,
 }
 
 /// Where a host is connected, as whom and how.
@@ -100,8 +102,15 @@ impl Credentials {
             .as_deref()
             .map(|var| env_secret("--password-env", var).map(Auth::password))
             .transpose()?;
-        if a.agent && std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
+        let no_agent = std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty());
+        if a.agent && no_agent {
             return Err(Usage("--agent: SSH_AUTH_SOCK is not set".into()));
+        }
+        if a.forward_agent && no_agent {
+            // As ssh -A: not an error; the commands run without an agent.
+            eprintln!(
+                "vmssh: warning: --forward-agent: SSH_AUTH_SOCK is not set; commands run without an agent"
+            );
         }
         let host_key = if a.insecure_accept_any {
             Some(HostKeyPolicy::insecure_accept_any())
@@ -128,6 +137,7 @@ impl Credentials {
             host_key,
             host_keys: HashMap::new(),
             retry_auth: a.retry_auth,
+            forward_agent: a.forward_agent,
         };
         for path in &a.keys {
             let key = creds.checked(path, "--key").await?;
@@ -145,6 +155,17 @@ impl Credentials {
         }
         let policy = config.retry_policy().clone().retry_auth_failures(true);
         config.retry(policy)
+    }
+
+    /// A host's settings with `-A`. (Not a jump host's: it runs no
+    /// commands.) Without it, an `--ssh-config` host keeps its
+    /// `ForwardAgent`.
+    fn forwarding(&self, config: SshConfig) -> SshConfig {
+        if self.forward_agent {
+            config.forward_agent(true)
+        } else {
+            config
+        }
     }
 
     /// The key at `path`, decoded now (once per path).
@@ -213,7 +234,7 @@ impl Credentials {
                 for m in methods {
                     config = config.auth(m);
                 }
-                let config = self.retrying(config);
+                let config = self.forwarding(self.retrying(config));
                 Endpoint {
                     name: h.name,
                     host: address.host,
@@ -239,7 +260,7 @@ impl Credentials {
                 if let Some(policy) = &self.host_key {
                     config = config.host_key(policy.clone());
                 }
-                let config = self.retrying(config);
+                let config = self.forwarding(self.retrying(config));
                 let jump = match resolved.proxy() {
                     Some(Proxy::Jump(hop)) => Some(Jump::Alias(hop.clone())),
                     _ => None,

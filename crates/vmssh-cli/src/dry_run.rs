@@ -229,6 +229,9 @@ fn host_text(text: &mut String, row: &Row, batch: Option<usize>) {
             );
             let _ = writeln!(text, "  auth       {}", list(c.auth_methods()));
             let _ = writeln!(text, "  host keys  {}", c.host_key_policy());
+            if c.forwards_agent() {
+                let _ = writeln!(text, "  agent      forwarded");
+            }
             if r.jumps.is_empty() {
                 let _ = writeln!(text, "  jump       none");
             }
@@ -282,6 +285,7 @@ fn host_json(row: &Row, batch: Option<usize>) -> Value {
         v["user"] = json!(c.user_name());
         v["auth"] = json!(auth);
         v["host_key"] = json!(c.host_key_policy().to_string());
+        v["forward_agent"] = json!(c.forwards_agent());
         v["jump"] = json!(r.jumps);
     }
     v

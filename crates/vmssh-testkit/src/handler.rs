@@ -253,6 +253,14 @@ impl russh::server::Handler for ConnHandler {
         self.start(channel, session)
     }
 
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.ctx.shared.opts.probe_agent && self.channels.contains_key(&channel))
+    }
+
     async fn subsystem_request(
         &mut self,
         channel: ChannelId,
@@ -297,6 +305,9 @@ async fn serve_channel(
             Some(_) => {}
         }
     };
+    if ctx.shared.opts.probe_agent {
+        env.push(("TESTKIT_AGENT".to_string(), probe_agent(&handle).await));
+    }
     let (read, write) = channel.split();
     let spec = Spec {
         command,
@@ -304,4 +315,37 @@ async fn serve_channel(
         pty_term,
     };
     process::run(read, write, handle, spec, ctx).await;
+}
+
+/// Opens an agent channel to the client and asks the agent for its
+/// identities ([`TestServerBuilder::probe_agent`](crate::TestServerBuilder::probe_agent)):
+/// `refused`, `N identities` or `no answer`.
+async fn probe_agent(handle: &russh::server::Handle) -> String {
+    /// SSH_AGENTC_REQUEST_IDENTITIES, length-prefixed.
+    const REQUEST: [u8; 5] = [0, 0, 0, 1, 11];
+    /// SSH_AGENT_IDENTITIES_ANSWER.
+    const ANSWER: u8 = 12;
+    let Ok(mut channel) = handle.channel_open_agent().await else {
+        return "refused".to_string();
+    };
+    let asked = async {
+        channel.data(&REQUEST[..]).await.ok()?;
+        let mut got = Vec::new();
+        // length (4), type (1), count (4)
+        while got.len() < 9 {
+            match channel.wait().await? {
+                ChannelMsg::Data { data } => got.extend_from_slice(&data),
+                ChannelMsg::Eof | ChannelMsg::Close => return None,
+                _ => {}
+            }
+        }
+        (got[4] == ANSWER).then(|| u32::from_be_bytes([got[5], got[6], got[7], got[8]]))
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), asked).await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+    match answer {
+        Ok(Some(n)) => format!("{n} identities"),
+        _ => "no answer".to_string(),
+    }
 }

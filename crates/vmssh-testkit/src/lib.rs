@@ -43,7 +43,9 @@
 //! [`TestServer::freeze`]), lost replies
 //! ([`ignore_keepalives`](TestServerBuilder::ignore_keepalives)) and a
 //! command run without an answer to its request
-//! ([`unanswered_execs`](TestServerBuilder::unanswered_execs)).
+//! ([`unanswered_execs`](TestServerBuilder::unanswered_execs)); a server
+//! that reaches for the client's agent whether asked or not
+//! ([`probe_agent`](TestServerBuilder::probe_agent)).
 //!
 //! # Backpressure
 //!
@@ -189,6 +191,7 @@ pub(crate) struct Options {
     pub(crate) freeze_after_auth: bool,
     pub(crate) ignore_keepalives: bool,
     pub(crate) unanswered_execs: u64,
+    pub(crate) probe_agent: bool,
 }
 
 /// What the server's tasks share.
@@ -236,6 +239,7 @@ impl Default for TestServerBuilder {
                 freeze_after_auth: false,
                 ignore_keepalives: false,
                 unanswered_execs: 0,
+                probe_agent: false,
             },
         }
     }
@@ -368,6 +372,20 @@ impl TestServerBuilder {
     /// Default: 0.
     pub fn unanswered_execs(mut self, n: u64) -> Self {
         self.opts.unanswered_execs = n;
+        self
+    }
+
+    /// Fault: a server that reaches for the client's agent whether the
+    /// channel asked for one or not. Agent forwarding requests
+    /// (`auth-agent-req@openssh.com`) are accepted, and before each
+    /// command runs the server opens an agent channel
+    /// (`auth-agent@openssh.com`) and asks the agent for its identities.
+    /// The command gets the outcome in `TESTKIT_AGENT`: `refused` (the
+    /// client refused the channel), `N identities`, or `no answer`.
+    ///
+    /// Default: off (agent requests refused, no agent channel opened).
+    pub fn probe_agent(mut self) -> Self {
+        self.opts.probe_agent = true;
         self
     }
 
