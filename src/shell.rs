@@ -43,6 +43,7 @@ use futures::Stream;
 use russh::{ChannelMsg, Pty};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::agent_forward::push_agent_request;
 use crate::channel::{self, ChannelLease, ChannelWriter, Closing, LeaseWriter, Request};
 use crate::error::Error;
 use crate::exec::{Chunk, signal_name};
@@ -592,7 +593,9 @@ impl Session {
     }
 
     async fn start_shell(&self, pty: Option<&PtyOptions>) -> Result<Shell, Error> {
-        let mut requests = Vec::with_capacity(2);
+        let mut requests = Vec::with_capacity(3);
+        // The agent, when the session forwards it (`ssh -A`).
+        push_agent_request(self.connection(), None, &mut requests);
         if let Some(pty) = pty {
             requests.push(Request::PtyWith(pty));
         }

@@ -259,3 +259,23 @@ async fn exec_dash_a_forwards_the_agent() {
     );
     assert!(!stdout(&o).contains(&fingerprint), "{}", stdout(&o));
 }
+
+/// A shell on a session that forwards the agent reaches it too (what
+/// `vmssh shell -A` does).
+async fn shell_gets_the_agent(srv: &Server) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _key, fingerprint) = agent_with_key(dir.path());
+    let sess = srv
+        .connect_with(&srv.config().forward_agent_at(agent.socket()))
+        .await;
+    let mut shell = guard("the shell", sess.shell_without_pty()).await.unwrap();
+    shell.write_all(b"ssh-add -l; exit\n").await.unwrap();
+    let mut out = Vec::new();
+    guard("the shell's output", shell.read_to_end(&mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains(&fingerprint), "{out}");
+}
+on_both_servers!(shell_gets_the_agent, requires vmssh_have_agent);
