@@ -234,6 +234,7 @@ pub mod ssh_config;
 mod status;
 mod sudo;
 mod transfer;
+mod transfer_dir;
 pub mod vmctl;
 
 pub use auth::Auth;
@@ -249,7 +250,7 @@ pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;
 pub use secret::Secret;
 pub use session::Session;
-pub use sftp::{Sftp, TransferOptions};
+pub use sftp::{Sftp, TransferOptions, TreeSummary};
 pub use status::ExitStatus;
 
 // The README's examples compile too.

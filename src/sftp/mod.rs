@@ -16,7 +16,7 @@
 //! operations; `options.rs` the [`TransferOptions`]; `stream.rs` the
 //! channel as russh-sftp's byte stream; `upload.rs` and `download.rs` the
 //! pipelined engines; `atomic.rs` temporary names and cleanup;
-//! `fallback.rs` the exec fallback.
+//! `fallback.rs` the exec fallback; `tree.rs` whole directory trees.
 
 use std::fmt;
 use std::pin::Pin;
@@ -42,9 +42,11 @@ mod download;
 pub(crate) mod fallback;
 mod options;
 mod stream;
+mod tree;
 pub(crate) mod upload;
 
 pub use options::{Progress, TransferOptions};
+pub use tree::TreeSummary;
 
 use atomic::parent_of;
 use stream::SftpStream;
