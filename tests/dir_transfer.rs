@@ -361,3 +361,45 @@ async fn without_sftp_directories_are_unsupported() {
     .await
     .unwrap();
 }
+
+/// In a VMFile, a file step whose source is a directory uploads the tree
+/// (a vmssh extension; the plan's check accepts it), and a directory
+/// download step brings a tree back.
+async fn plan_file_step_with_a_directory(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let base = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    write(&base.path().join("site/conf/app.conf"), 100, 0o640);
+    write(&base.path().join("site/bin/run"), 100, 0o755);
+    std::fs::create_dir_all(base.path().join("site/empty")).unwrap();
+    let dst = remote.path().join("srv/site");
+    let text = format!(
+        "vm \"web\" {{\n    provision \"file\" {{\n        source \"site\"\n        destination \"{}\"\n    }}\n}}\n",
+        dst.display()
+    );
+    let plan = vmssh::plan::Plan::parse(&text, "VMFile.kdl", base.path()).unwrap();
+    plan.check_local_files().await.unwrap();
+    let mut steps = plan.steps_for("web");
+    steps.push(vmssh::provision::ProvisionDef::download_dir(
+        dst.to_str().unwrap(),
+        "back",
+    ));
+    vmssh::provision::run_provisions(&sess, &steps, base.path(), "web", None)
+        .await
+        .unwrap();
+    let want = snapshot(&base.path().join("site"));
+    // Each file keeps its own mode, not the 0755 vmctl gives a file step.
+    assert!(
+        snapshot(&dst) == want,
+        "{}: uploaded tree differs",
+        srv.name()
+    );
+    let back = snapshot(&base.path().join("back"));
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{}",
+        srv.name()
+    );
+}
+on_both_servers!(plan_file_step_with_a_directory);

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::stream::{self, FuturesOrdered, StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
 
 use super::atomic::{RemoteTemp, Remover, local_mode, temp_name_for};
 use super::options::{Progress, ProgressFn, TransferOptions};
@@ -30,8 +31,12 @@ use crate::error::{Error, SftpErrorKind};
 /// (open, close, rename) of small files.
 pub(crate) const FILES_IN_FLIGHT: usize = 4;
 
-/// Directory requests (mkdir, setstat, opendir) in flight at once.
+/// Directory requests (mkdir, setstat, readlink) in flight at once.
 const DIR_REQUESTS_IN_FLIGHT: usize = 64;
+
+/// Remote directories listed at once (each listing is a few requests in
+/// a row).
+const DIRS_LISTED_AT_ONCE: usize = 8;
 
 /// What a directory transfer did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -398,29 +403,26 @@ impl Sftp {
         summary.dirs += dirs.len() as u64;
 
         // Files, a few at once.
-        let files = tree
+        let files: Vec<&Entry> = tree
             .entries
             .iter()
-            .filter(|e| matches!(e.kind, Kind::File { .. }));
-        let progress_ref = &progress;
-        let (n, bytes) = stream::iter(files)
-            .map(|e| async move {
-                let o = file_opts(opts, Some(tree_mode(e.mode, opts)), progress_ref);
-                self.upload_with(
-                    &local_join(local_dir, &e.rel),
-                    &remote_join(remote_dir, &e.rel),
-                    &o,
-                )
-                .await
-            })
-            .buffer_unordered(FILES_IN_FLIGHT)
-            .try_fold(
-                (0u64, 0u64),
-                |(n, b), sent| async move { Ok((n + 1, b + sent)) },
-            )
-            .await?;
-        summary.files = n;
-        summary.bytes = bytes;
+            .filter(|e| matches!(e.kind, Kind::File { .. }))
+            .collect();
+        let mut files = files.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < FILES_IN_FLIGHT {
+                let Some(e) = files.next() else {
+                    break;
+                };
+                in_flight.push(self.upload_entry(local_dir, remote_dir, e, opts, &progress));
+            }
+            let Some(sent) = in_flight.next().await else {
+                break;
+            };
+            summary.bytes += sent?;
+            summary.files += 1;
+        }
 
         // Links, as links: created under a temporary name, renamed over.
         for e in &tree.entries {
@@ -595,14 +597,21 @@ impl Sftp {
         let mut tree = Tree::default();
         let mut level = vec![String::new()];
         while !level.is_empty() {
-            let listed: Vec<(String, Vec<super::DirEntry>)> = stream::iter(level)
-                .map(|rel| async move {
-                    let entries = self.read_dir(&remote_join(root, &rel)).await?;
-                    Ok::<_, Error>((rel, entries))
-                })
-                .buffered(8)
-                .try_collect()
-                .await?;
+            let mut listed = Vec::new();
+            let mut pending = level.into_iter();
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < DIRS_LISTED_AT_ONCE {
+                    let Some(rel) = pending.next() else {
+                        break;
+                    };
+                    in_flight.push(self.list_rel(root, rel));
+                }
+                let Some(r) = in_flight.next().await else {
+                    break;
+                };
+                listed.push(r?);
+            }
             let mut next = Vec::new();
             for (rel, entries) in listed {
                 let dir = remote_join(root, &rel);
@@ -640,29 +649,77 @@ impl Sftp {
             }
             level = next;
         }
-        let targets: Vec<String> = stream::iter(
-            tree.entries
-                .iter()
-                .filter(|e| matches!(e.kind, Kind::Link { .. })),
-        )
-        .map(|e| self.read_link_owned(remote_join(root, &e.rel)))
-        .buffered(DIR_REQUESTS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-        let mut targets = targets.into_iter();
-        for e in &mut tree.entries {
-            if let Kind::Link { target } = &mut e.kind
-                && let Some(t) = targets.next()
-            {
-                *target = t;
+        // Link targets, many at once.
+        let links: Vec<usize> = (0..tree.entries.len())
+            .filter(|&i| matches!(tree.entries[i].kind, Kind::Link { .. }))
+            .collect();
+        let mut links = links.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < DIR_REQUESTS_IN_FLIGHT {
+                let Some(i) = links.next() else {
+                    break;
+                };
+                in_flight.push(self.read_link_at(i, remote_join(root, &tree.entries[i].rel)));
             }
+            let Some(r) = in_flight.next().await else {
+                break;
+            };
+            let (i, t) = r?;
+            tree.entries[i].kind = Kind::Link { target: t };
         }
         tree.sort();
         Ok((tree, root_mode))
     }
 
-    async fn read_link_owned(&self, path: String) -> Result<String, Error> {
-        self.read_link(&path).await
+    async fn read_link_at(&self, i: usize, path: String) -> Result<(usize, String), Error> {
+        Ok((i, self.read_link(&path).await?))
+    }
+
+    /// Lists the directory `rel` of the tree at `root`.
+    async fn list_rel(
+        &self,
+        root: &str,
+        rel: String,
+    ) -> Result<(String, Vec<super::DirEntry>), Error> {
+        let entries = self.read_dir(&remote_join(root, &rel)).await?;
+        Ok((rel, entries))
+    }
+
+    /// Uploads one file of a tree.
+    async fn upload_entry(
+        &self,
+        local_dir: &Path,
+        remote_dir: &str,
+        e: &Entry,
+        opts: &TransferOptions,
+        progress: &Arc<TreeProgress>,
+    ) -> Result<u64, Error> {
+        let o = file_opts(opts, Some(tree_mode(e.mode, opts)), progress);
+        self.upload_with(
+            &local_join(local_dir, &e.rel),
+            &remote_join(remote_dir, &e.rel),
+            &o,
+        )
+        .await
+    }
+
+    /// Downloads one file of a tree.
+    async fn download_entry(
+        &self,
+        remote_dir: &str,
+        local_dir: &Path,
+        e: &Entry,
+        opts: &TransferOptions,
+        progress: &Arc<TreeProgress>,
+    ) -> Result<u64, Error> {
+        let o = file_opts(opts, None, progress);
+        self.download_with(
+            &remote_join(remote_dir, &e.rel),
+            &local_join(local_dir, &e.rel),
+            &o,
+        )
+        .await
     }
 
     /// Downloads the remote directory `remote_dir` to `local_dir`. See
@@ -753,29 +810,26 @@ impl Sftp {
         }
         summary.dirs += dirs.len() as u64;
 
-        let files = tree
+        let files: Vec<&Entry> = tree
             .entries
             .iter()
-            .filter(|e| matches!(e.kind, Kind::File { .. }));
-        let progress_ref = &progress;
-        let (n, bytes) = stream::iter(files)
-            .map(|e| async move {
-                let o = file_opts(opts, None, progress_ref);
-                self.download_with(
-                    &remote_join(remote_dir, &e.rel),
-                    &local_join(local_dir, &e.rel),
-                    &o,
-                )
-                .await
-            })
-            .buffer_unordered(FILES_IN_FLIGHT)
-            .try_fold(
-                (0u64, 0u64),
-                |(n, b), got| async move { Ok((n + 1, b + got)) },
-            )
-            .await?;
-        summary.files = n;
-        summary.bytes = bytes;
+            .filter(|e| matches!(e.kind, Kind::File { .. }))
+            .collect();
+        let mut files = files.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < FILES_IN_FLIGHT {
+                let Some(e) = files.next() else {
+                    break;
+                };
+                in_flight.push(self.download_entry(remote_dir, local_dir, e, opts, &progress));
+            }
+            let Some(got) = in_flight.next().await else {
+                break;
+            };
+            summary.bytes += got?;
+            summary.files += 1;
+        }
 
         for e in &tree.entries {
             if let Kind::Link { target } = &e.kind {
