@@ -1629,7 +1629,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 13,
+        ran, 15,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1673,8 +1673,12 @@ async fn run_doc_lines(doc: &str) -> usize {
     )
     .unwrap();
     std::fs::write(work.join("nginx.conf"), "events {}\n").unwrap();
-    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::create_dir_all(root.join("var/log/app")).unwrap();
     std::fs::write(root.join("var/log/cloud-init.log"), "cloud-init done\n").unwrap();
+    std::fs::write(root.join("var/log/app/app.log"), "app started\n").unwrap();
+    std::fs::create_dir_all(work.join("site/css")).unwrap();
+    std::fs::write(work.join("site/index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(work.join("site/css/site.css"), "h1 {}\n").unwrap();
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let shell = |line: &str| {
@@ -1798,6 +1802,23 @@ async fn run_doc_lines(doc: &str) -> usize {
                 "exec" => {
                     assert_exit(&o, 0);
                     assert!(out.contains("[web] ") && out.contains("[db] "), "{out}");
+                }
+                "upload" if words.contains(&"-r") => {
+                    assert_exit(&o, 0);
+                    assert_eq!(
+                        std::fs::read_to_string(root.join("srv/site/css/site.css")).unwrap(),
+                        "h1 {}\n"
+                    );
+                }
+                "download" if words.contains(&"-r") => {
+                    assert_exit(&o, 0);
+                    for h in ["web", "db"] {
+                        assert_eq!(
+                            std::fs::read_to_string(work.join(format!("logs/{h}/app/app.log")))
+                                .unwrap(),
+                            "app started\n"
+                        );
+                    }
                 }
                 "upload" => {
                     assert_exit(&o, 0);

@@ -369,7 +369,7 @@ impl Sftp {
         progress.report(0, progress.total);
 
         // The root: merged into if it is a directory, created otherwise.
-        let root_created = match self.lstat_dir(remote_dir).await? {
+        let root_created = match self.root_exists(remote_dir).await? {
             true => false,
             false => {
                 if opts.create_parents
@@ -377,13 +377,22 @@ impl Sftp {
                 {
                     self.mkdir_all(parent).await?;
                 }
-                self.call(
-                    "mkdir",
-                    remote_dir,
-                    self.inner.raw.mkdir(remote_dir, mode_attrs(0o700)),
-                )
-                .await?;
-                true
+                match self
+                    .call(
+                        "mkdir",
+                        remote_dir,
+                        self.inner.raw.mkdir(remote_dir, mode_attrs(0o700)),
+                    )
+                    .await
+                {
+                    Ok(_) => true,
+                    // Made meanwhile by someone else (another upload of
+                    // the same tree): merged into.
+                    Err(e) => match self.root_exists(remote_dir).await {
+                        Ok(true) => false,
+                        _ => return Err(e),
+                    },
+                }
             }
         };
         summary.dirs += 1;
@@ -449,7 +458,7 @@ impl Sftp {
 
     /// Whether `path` is a directory (links followed: it is the root the
     /// caller named); false when it does not exist.
-    async fn lstat_dir(&self, path: &str) -> Result<bool, Error> {
+    async fn root_exists(&self, path: &str) -> Result<bool, Error> {
         match self.stat(path).await {
             Ok(m) if m.is_dir() => Ok(true),
             Ok(_) => Err(self.already_exists_not_dir("mkdir", path)),
@@ -763,11 +772,14 @@ impl Sftp {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| local_err("cannot create local directory", parent, e))?;
                 }
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(local_dir)
-                    .map_err(|e| local_err("cannot create local directory", local_dir, e))?;
-                true
+                match std::fs::DirBuilder::new().mode(0o700).create(local_dir) {
+                    Ok(()) => true,
+                    // Made meanwhile by someone else: merged into.
+                    Err(_) if std::fs::metadata(local_dir).is_ok_and(|m| m.is_dir()) => false,
+                    Err(e) => {
+                        return Err(local_err("cannot create local directory", local_dir, e));
+                    }
+                }
             }
             Err(e) => return Err(local_err("cannot read", local_dir, e)),
         };
