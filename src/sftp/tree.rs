@@ -567,8 +567,13 @@ impl Sftp {
         opts: &TransferOptions,
     ) -> Result<(), Error> {
         let temp = temp_name_for(remote);
-        self.symlink(target, &temp).await?;
+        // Before the request: dropped while it is in flight, the link may
+        // exist all the same.
         let guard = RemoteTemp::new(temp.clone(), Remover::Sftp(self.clone()));
+        if let Err(e) = self.symlink(target, &temp).await {
+            guard.keep();
+            return Err(e);
+        }
         let renamed = if opts.overwrite {
             self.rename(&temp, remote).await
         } else {
