@@ -83,11 +83,13 @@
 //!    [`Session::download`], ...), SFTP where the server has it, else
 //!    `cat` over exec (`cat.rs`); and what provisioning stages on a host
 //!    (temporary scripts, the plan's SFTP channel within the session's
-//!    channel budget).
+//!    channel budget); `dir.rs` whole directories
+//!    ([`Session::upload_dir`], [`Session::download_dir`]), SFTP only.
 //! 8. `sftp/` ([`sftp`]): the [`Sftp`] handle and file-system operations
 //!    (`mod.rs`), [`TransferOptions`] (`options.rs`), its channel's stream
 //!    (`stream.rs`), the pipelined engines (`upload.rs`,
-//!    `download.rs`), temporary names and cleanup (`atomic.rs`).
+//!    `download.rs`), temporary names and cleanup (`atomic.rs`), directory
+//!    trees walked and recreated, several files in flight (`tree.rs`).
 //! 9. `provision/` ([`provision`]): the steps
 //!    ([`ProvisionDef`](provision::ProvisionDef), `step.rs`), the
 //!    [`Sink`](provision::Sink)s that receive their events (`sink.rs`,
@@ -141,7 +143,11 @@
 //!   a stream closes its channel.
 //! - **SFTP**: streaming, pipelined uploads and downloads in constant memory,
 //!   atomic replace, modes, parent directories, progress, plus an `Sftp` handle
-//!   for `mkdir_all`, `stat`, `remove`, `rename`, `read_dir`, `set_mode`.
+//!   for `mkdir_all`, `stat`, `remove`, `rename`, `read_dir`, `set_mode`,
+//!   `symlink`, `read_link`. Whole directories (`upload_dir`,
+//!   `download_dir`): several files in flight on one channel, each atomic,
+//!   empty directories, modes (setuid dropped), links kept as links and
+//!   never followed, progress over the tree.
 //! - **Provisioning**: inline, script and file steps; output streamed to sinks
 //!   (terminal with VM prefix, raw, `provision.log`, tracing, a bounded
 //!   channel); the first failure stops the plan with the step, status and
@@ -259,7 +265,7 @@ pub use forward::{LocalForward, RemoteForward, Tunnel};
 pub use host_key::HostKeyPolicy;
 pub use secret::Secret;
 pub use session::Session;
-pub use sftp::{Sftp, TransferOptions};
+pub use sftp::{Sftp, TransferOptions, TreeSummary};
 pub use shell::{PtyOptions, Shell, ShellReader, ShellWriter, TerminalMode};
 pub use status::ExitStatus;
 

@@ -44,7 +44,9 @@ use russh::{ChannelMsg, Pty};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::agent_forward::push_agent_request;
-use crate::channel::{self, ChannelLease, ChannelWriter, Closing, LeaseWriter, Request};
+use crate::channel::{
+    self, ChannelLease, ChannelWriter, Closing, LeaseWriter, PtyRequest, Request,
+};
 use crate::error::Error;
 use crate::exec::{Chunk, signal_name};
 use crate::session::Session;
@@ -596,8 +598,17 @@ impl Session {
         let mut requests = Vec::with_capacity(3);
         // The agent, when the session forwards it (`ssh -A`).
         push_agent_request(self.connection(), None, &mut requests);
+        let modes = pty.map(PtyOptions::wire_modes).unwrap_or_default();
         if let Some(pty) = pty {
-            requests.push(Request::PtyWith(pty));
+            let ((cols, rows), (width, height)) = (pty.size(), pty.pixels_size());
+            requests.push(Request::PtyWith(PtyRequest {
+                term: pty.term(),
+                cols,
+                rows,
+                width,
+                height,
+                modes: &modes,
+            }));
         }
         requests.push(Request::Shell);
         let lease = channel::start(self.connection(), Closing::Terminate, &requests).await?;

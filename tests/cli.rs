@@ -288,6 +288,65 @@ async fn upload_then_download_one_file_per_host() {
     );
 }
 
+/// `upload -r` copies a tree to every host (modes, empty directories,
+/// links as links); `download -r` brings each host's copy back into
+/// LOCAL_DIR/HOST/NAME.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_then_download_a_directory_per_host() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let hosts = Hosts::start_with(&["d1", "d2"], true).await;
+    let site = hosts.path("site");
+    std::fs::create_dir_all(site.join("conf/empty")).unwrap();
+    std::fs::write(site.join("conf/app.conf"), "listen 8080;\n").unwrap();
+    std::fs::write(site.join("run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(site.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("conf/app.conf", site.join("current")).unwrap();
+
+    // Without -r a directory is refused before anything runs.
+    let o = run(hosts.verb("upload", &[site.to_str().unwrap(), "/srv/site"])).await;
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("is a directory (use -r)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(hosts.verb("upload", &["-r", site.to_str().unwrap(), "/srv/site"])).await;
+    assert_exit(&o, 0);
+    for h in &hosts.hosts {
+        let root = h.root.as_ref().unwrap().join("srv/site");
+        assert_eq!(
+            std::fs::read_to_string(root.join("conf/app.conf")).unwrap(),
+            "listen 8080;\n"
+        );
+        assert_eq!(mode(&root.join("run.sh")), 0o755);
+        assert!(root.join("conf/empty").is_dir());
+        assert_eq!(
+            std::fs::read_link(root.join("current")).unwrap(),
+            std::path::Path::new("conf/app.conf")
+        );
+        std::fs::write(root.join("conf/app.conf"), format!("on {}\n", h.name)).unwrap();
+    }
+
+    let into = hosts.path("fetched");
+    let o = run(hosts.verb("download", &["-r", "/srv/site/", into.to_str().unwrap()])).await;
+    assert_exit(&o, 0);
+    for h in &hosts.hosts {
+        let back = into.join(&h.name).join("site");
+        assert_eq!(
+            std::fs::read_to_string(back.join("conf/app.conf")).unwrap(),
+            format!("on {}\n", h.name)
+        );
+        assert_eq!(mode(&back.join("run.sh")) & 0o700, 0o700);
+        assert!(back.join("conf/empty").is_dir());
+        assert_eq!(
+            std::fs::read_link(back.join("current")).unwrap(),
+            std::path::Path::new("conf/app.conf")
+        );
+    }
+}
+
 /// A plan with a top-level step for every host, a vm block per host, a
 /// script, and a marker touched by every step that runs.
 fn write_plan(
@@ -1571,7 +1630,7 @@ async fn readme_commands_run_as_written() {
 async fn the_manuals_commands_run_as_written() {
     let ran = run_doc_lines("docs/command-line.md").await;
     assert_eq!(
-        ran, 15,
+        ran, 17,
         "docs/command-line.md's command lines changed: update this test"
     );
 }
@@ -1615,8 +1674,12 @@ async fn run_doc_lines(doc: &str) -> usize {
     )
     .unwrap();
     std::fs::write(work.join("nginx.conf"), "events {}\n").unwrap();
-    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::create_dir_all(root.join("var/log/app")).unwrap();
     std::fs::write(root.join("var/log/cloud-init.log"), "cloud-init done\n").unwrap();
+    std::fs::write(root.join("var/log/app/app.log"), "app started\n").unwrap();
+    std::fs::create_dir_all(work.join("site/css")).unwrap();
+    std::fs::write(work.join("site/index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(work.join("site/css/site.css"), "h1 {}\n").unwrap();
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let shell = |line: &str| {
@@ -1740,6 +1803,23 @@ async fn run_doc_lines(doc: &str) -> usize {
                 "exec" => {
                     assert_exit(&o, 0);
                     assert!(out.contains("[web] ") && out.contains("[db] "), "{out}");
+                }
+                "upload" if words.contains(&"-r") => {
+                    assert_exit(&o, 0);
+                    assert_eq!(
+                        std::fs::read_to_string(root.join("srv/site/css/site.css")).unwrap(),
+                        "h1 {}\n"
+                    );
+                }
+                "download" if words.contains(&"-r") => {
+                    assert_exit(&o, 0);
+                    for h in ["web", "db"] {
+                        assert_eq!(
+                            std::fs::read_to_string(work.join(format!("logs/{h}/app/app.log")))
+                                .unwrap(),
+                            "app started\n"
+                        );
+                    }
                 }
                 "shell" => {
                     // Standard input is no terminal (nothing on it): no

@@ -71,14 +71,29 @@ pub(crate) enum Closing {
 }
 
 /// A channel request.
+/// A terminal as `pty-req` asks for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PtyRequest<'a> {
+    /// `TERM`.
+    pub(crate) term: &'a str,
+    /// Size in characters.
+    pub(crate) cols: u32,
+    pub(crate) rows: u32,
+    /// Size in pixels (0 when unknown).
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    /// Terminal modes, as on the wire.
+    pub(crate) modes: &'a [(russh::Pty, u32)],
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Request<'a> {
     /// `env NAME VALUE`.
     Env(&'a str, &'a str),
     /// `pty-req` for an 80x24 `xterm`.
     Pty,
-    /// `pty-req` as the options say (an interactive shell's terminal).
-    PtyWith(&'a crate::shell::PtyOptions),
+    /// `pty-req` as given (an interactive shell's terminal).
+    PtyWith(PtyRequest<'a>),
     /// `shell`: the user's login shell.
     Shell,
     /// `exec COMMAND`: the request that runs something.
@@ -595,11 +610,10 @@ impl ChannelLease {
             Request::Env(key, value) => half.set_env(true, *key, *value).await,
             Request::Pty => half.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await,
             Request::PtyWith(pty) => {
-                let (cols, rows) = pty.size();
-                let (width, height) = pty.pixels_size();
-                let modes = pty.wire_modes();
-                half.request_pty(true, pty.term(), cols, rows, width, height, &modes)
-                    .await
+                half.request_pty(
+                    true, pty.term, pty.cols, pty.rows, pty.width, pty.height, pty.modes,
+                )
+                .await
             }
             Request::Shell => half.request_shell(true).await,
             Request::Exec(line) | Request::ExecIdempotent(line) => {
@@ -608,7 +622,7 @@ impl ChannelLease {
             Request::Subsystem(name) => half.request_subsystem(true, *name).await,
             Request::AgentForward => {
                 // Counted before the server can act on it.
-                self.agent = Some(AgentAsk::new(&self.conn.state));
+                self.agent = Some(AgentAsk::new(self.conn.agent()));
                 half.agent_forward(true).await
             }
         };

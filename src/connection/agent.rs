@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use russh::client::ChannelOpenHandle;
 
 use super::routes::Forwarded;
-use super::shared::Shared;
 
 /// Serves one agent channel the server opened: connects to the local agent
 /// and accepts the channel through `ChannelOpenHandle`, or drops it, which
@@ -68,21 +67,21 @@ impl AgentForwards {
 /// are accepted while any is held.
 #[derive(Debug)]
 pub(crate) struct AgentAsk {
-    state: Arc<Shared>,
+    forwards: Arc<AgentForwards>,
 }
 
 impl AgentAsk {
     /// Counts a channel asking for an agent until the result is dropped.
-    pub(crate) fn new(state: &Arc<Shared>) -> AgentAsk {
-        state.agent.asked.fetch_add(1, Ordering::AcqRel);
+    pub(crate) fn new(forwards: &Arc<AgentForwards>) -> AgentAsk {
+        forwards.asked.fetch_add(1, Ordering::AcqRel);
         AgentAsk {
-            state: state.clone(),
+            forwards: forwards.clone(),
         }
     }
 }
 
 impl Drop for AgentAsk {
     fn drop(&mut self) {
-        self.state.agent.asked.fetch_sub(1, Ordering::AcqRel);
+        self.forwards.asked.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -81,7 +81,7 @@ impl Connection {
     }
 
     /// Agent forwarding: which channels asked, where agent channels go.
-    pub(crate) fn agent(&self) -> &AgentForwards {
+    pub(crate) fn agent(&self) -> &Arc<AgentForwards> {
         &self.state.agent
     }
 

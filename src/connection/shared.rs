@@ -1,6 +1,6 @@
 //! What a connection's russh handler shares with the connection above it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::agent::AgentForwards;
 use super::closings::Closings;
@@ -28,7 +28,7 @@ pub(crate) struct Shared {
     /// Channels open now, counted in the server's message order.
     pub(super) live: LiveChannels,
     /// Which channels asked for an agent, and where agent channels go.
-    pub(super) agent: AgentForwards,
+    pub(super) agent: Arc<AgentForwards>,
 }
 
 impl Shared {

@@ -157,6 +157,8 @@ struct LocalFile {
     what: &'static str,
     path: PathBuf,
     line: usize,
+    /// A file step's source: a directory is uploaded as a tree.
+    may_be_dir: bool,
 }
 
 impl Plan {
@@ -253,8 +255,9 @@ impl Plan {
     }
 
     /// Checks that every script, file source and private key the plan names
-    /// exists as a regular file, so that a typo in a path is reported before
-    /// anything runs on any host.
+    /// exists as a regular file (a file source may also be a directory,
+    /// uploaded as a tree: a vmssh extension), so that a typo in a path is
+    /// reported before anything runs on any host.
     ///
     /// # Errors
     ///
@@ -269,6 +272,7 @@ impl Plan {
             let full = self.base_dir.join(&f.path);
             let problem = match crate::local_file::metadata(&full) {
                 Ok(m) if m.is_file() => continue,
+                Ok(m) if m.is_dir() && f.may_be_dir => continue,
                 Ok(_) => "is not a regular file".to_string(),
                 Err(e) => format!("cannot be read ({e})"),
             };

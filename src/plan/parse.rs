@@ -541,6 +541,7 @@ impl Cx<'_> {
                             what: "private-key",
                             path: path.clone(),
                             line,
+                            may_be_dir: false,
                         });
                         ssh.private_key = Some(self.base_dir.join(path));
                     }
@@ -651,6 +652,7 @@ impl Cx<'_> {
                     what: "script",
                     path: path.clone(),
                     line,
+                    may_be_dir: false,
                 });
                 (ProvisionDef::script(path), VmctlLabel::Command(raw))
             }
@@ -731,6 +733,7 @@ impl Cx<'_> {
                     what: "source",
                     path: source.clone(),
                     line,
+                    may_be_dir: true,
                 });
                 let label = VmctlLabel::Upload(format!(
                     "{} -> {destination}",

@@ -393,12 +393,15 @@ impl Provisioner {
             let local = match &step.kind {
                 StepKind::Script(p) => Some(p),
                 StepKind::File { source, .. } => Some(source),
-                StepKind::Inline(_) | StepKind::Download { .. } => None,
+                StepKind::Inline(_) | StepKind::Download { .. } | StepKind::DownloadDir { .. } => {
+                    None
+                }
             };
+            let dir_ok = matches!(step.kind, StepKind::File { .. });
             if let Some(p) = local {
                 let full = self.base_dir.join(p);
                 match crate::local_file::metadata(&full) {
-                    Ok(m) if m.is_file() => {}
+                    Ok(m) if m.is_file() || (dir_ok && m.is_dir()) => {}
                     Ok(_) => problems.push(self.local_missing(
                         i + 1,
                         step,
@@ -590,6 +593,11 @@ impl Provisioner {
                 destination,
             } => {
                 let local = self.base_dir.join(source);
+                if crate::local_file::metadata(&local).is_ok_and(|m| m.is_dir()) {
+                    return self
+                        .tree_step(transfer, n, step, Tree::Upload(&local, destination))
+                        .await;
+                }
                 if let Err(e) = transfer.open().await {
                     return self.not_started(n, step, "cannot open SFTP", e);
                 }
@@ -641,6 +649,72 @@ impl Provisioner {
                         Some(e),
                     )),
                 }
+            }
+            StepKind::DownloadDir {
+                source,
+                destination,
+            } => {
+                let local = self.base_dir.join(destination);
+                self.tree_step(transfer, n, step, Tree::Download(source, &local))
+                    .await
+            }
+        }
+    }
+
+    /// A directory step: the tree moves on an SFTP channel of its own
+    /// (the one `transfer` holds is closed first), reported as the
+    /// upload or download of its bytes.
+    async fn tree_step(
+        &self,
+        transfer: &mut Transfer<'_>,
+        n: usize,
+        step: &ProvisionDef,
+        tree: Tree<'_>,
+    ) -> StepOutcome {
+        let (opts, progress) = with_progress(TransferOptions::new().create_parents(true));
+        let (done, what) = match tree {
+            Tree::Upload(local, remote) => {
+                let upload = async {
+                    transfer
+                        .upload_dir(local, remote, &opts)
+                        .await
+                        .map(|s| s.bytes)
+                };
+                let done = self
+                    .reporting(upload, progress, |vm, done, total| Event::Upload {
+                        vm,
+                        step: n,
+                        done,
+                        total,
+                    })
+                    .await;
+                (done, format!("cannot upload to {remote}"))
+            }
+            Tree::Download(remote, local) => {
+                let download = async {
+                    transfer
+                        .download_dir(remote, local, &opts)
+                        .await
+                        .map(|s| s.bytes)
+                };
+                let done = self
+                    .reporting(download, progress, |vm, done, total| Event::Download {
+                        vm,
+                        step: n,
+                        done,
+                        total,
+                    })
+                    .await;
+                (
+                    done,
+                    format!("cannot download {remote} to {}", local.display()),
+                )
+            }
+        };
+        match done {
+            Ok(_) => StepOutcome::Succeeded(None),
+            Err(e) => {
+                StepOutcome::Failed(self.failed(n, step, what, None, Tails::default(), Some(e)))
             }
         }
     }
@@ -792,6 +866,14 @@ type ProgressRx = tokio::sync::watch::Receiver<Option<(u64, Option<u64>)>>;
 
 /// Progress callbacks are synchronous: `opts` forwards them through a
 /// small watch channel, so that sinks are awaited outside the transfer.
+/// A directory step's direction and paths.
+enum Tree<'a> {
+    /// Local directory, remote destination.
+    Upload(&'a Path, &'a str),
+    /// Remote directory, local destination.
+    Download(&'a str, &'a Path),
+}
+
 fn with_progress(opts: TransferOptions) -> (TransferOptions, ProgressRx) {
     let (tx, rx) = tokio::sync::watch::channel(None::<(u64, Option<u64>)>);
     let opts = opts.on_progress(move |p| {

@@ -32,7 +32,12 @@ pub enum StepKind {
     /// temporary path, removed).
     Script(PathBuf),
     /// A local file (relative to the base directory) uploaded to a path on
-    /// the guest, parents created, atomically replaced.
+    /// the guest, parents created, atomically replaced. A directory as the
+    /// source uploads the whole tree to the destination, as
+    /// [`Session::upload_dir`](crate::Session::upload_dir) does (a vmssh
+    /// extension: vmctl reads files only); the step's
+    /// [`mode`](ProvisionDef::mode) is not used then, each file keeps its
+    /// own.
     File {
         /// Local source.
         source: PathBuf,
@@ -46,6 +51,16 @@ pub enum StepKind {
         /// Remote source.
         source: String,
         /// Local destination.
+        destination: PathBuf,
+    },
+    /// A remote directory downloaded, recursively, to a local directory
+    /// (relative to the base directory, whose parent must exist), as
+    /// [`Session::download_dir`](crate::Session::download_dir) does. Not
+    /// written in VMFiles.
+    DownloadDir {
+        /// Remote source directory.
+        source: String,
+        /// Local destination directory.
         destination: PathBuf,
     },
 }
@@ -72,6 +87,15 @@ impl ProvisionDef {
     /// A file download: `destination` relative to the base directory.
     pub fn download(source: impl Into<String>, destination: impl Into<PathBuf>) -> Self {
         Self::new(StepKind::Download {
+            source: source.into(),
+            destination: destination.into(),
+        })
+    }
+
+    /// A directory download: `destination` relative to the base
+    /// directory.
+    pub fn download_dir(source: impl Into<String>, destination: impl Into<PathBuf>) -> Self {
+        Self::new(StepKind::DownloadDir {
             source: source.into(),
             destination: destination.into(),
         })
@@ -118,7 +142,8 @@ impl ProvisionDef {
     }
 
     /// Sets the permission bits of a file step's uploaded file (plans read
-    /// from a VMFile set 0755, as vmctl does). Other steps ignore it.
+    /// from a VMFile set 0755, as vmctl does). Other steps, and file steps
+    /// whose source is a directory, ignore it.
     ///
     /// Default: the local file's mode.
     #[must_use]
@@ -134,7 +159,7 @@ impl ProvisionDef {
 
     /// A one-line description for logs and errors
     /// (`inline: apt-get update`, `script: setup.sh`, `file: a -> /b`,
-    /// `download: /b -> a`).
+    /// `download: /b -> a`, `download -r: /b -> a`).
     pub fn describe(&self) -> String {
         match &self.kind {
             StepKind::Inline(cmd) => {
@@ -156,6 +181,10 @@ impl ProvisionDef {
                 source,
                 destination,
             } => format!("download: {source} -> {}", destination.display()),
+            StepKind::DownloadDir {
+                source,
+                destination,
+            } => format!("download -r: {source} -> {}", destination.display()),
         }
     }
 }

@@ -156,7 +156,7 @@ impl LocalDest {
 /// [`preserve_mode`](TransferOptions::preserve_mode); setuid, setgid and
 /// sticky only under [`keep_setuid`](TransferOptions::keep_setuid).
 /// `None`: leave the mode the file was created with.
-fn local_mode(remote_mode: Option<u32>, opts: &TransferOptions) -> Option<u32> {
+pub(crate) fn local_mode(remote_mode: Option<u32>, opts: &TransferOptions) -> Option<u32> {
     if let Some(mode) = opts.mode {
         return Some(mode);
     }

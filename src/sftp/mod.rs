@@ -15,7 +15,8 @@
 //! Inside: this file holds the [`Sftp`] handle and its file-system
 //! operations; `options.rs` the [`TransferOptions`]; `stream.rs` the
 //! channel as russh-sftp's byte stream; `upload.rs` and `download.rs` the
-//! pipelined engines; `atomic.rs` temporary names and cleanup.
+//! pipelined engines; `atomic.rs` temporary names and cleanup; `tree.rs`
+//! whole directory trees.
 
 use std::fmt;
 use std::pin::Pin;
@@ -40,10 +41,12 @@ pub(crate) mod atomic;
 mod download;
 mod options;
 mod stream;
+mod tree;
 pub(crate) mod upload;
 
 pub(crate) use options::ProgressFn;
 pub use options::{Progress, TransferOptions};
+pub use tree::TreeSummary;
 
 use atomic::parent_of;
 use stream::SftpStream;

@@ -16,9 +16,10 @@ use crate::exec::{Command, ExecStream, StartError};
 use crate::session::Session;
 use crate::sftp::atomic::{RemoteTemp, Remover};
 use crate::sftp::upload::open_local;
-use crate::sftp::{Sftp, SftpOrChannel};
+use crate::sftp::{Sftp, SftpOrChannel, TreeSummary};
 
 mod cat;
+mod dir;
 
 pub(crate) use crate::sftp::TransferOptions;
 use cat::Length;
@@ -328,6 +329,31 @@ impl<'a> Transfer<'a> {
             Backend::Sftp(sftp) => sftp.download_to_writer(remote, writer, opts).await,
             Backend::Exec(spare) => cat::download(session, spare.take(), remote, writer).await,
         }
+    }
+
+    /// Uploads a directory tree ([`Session::upload_dir`]) on an SFTP
+    /// channel of its own: the one held for later operations is closed
+    /// first, so that the tree's channel fits a server's limit.
+    pub(crate) async fn upload_dir(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        opts: &TransferOptions,
+    ) -> Result<TreeSummary, Error> {
+        self.release_channel();
+        self.session.upload_dir(local, remote, opts).await
+    }
+
+    /// Downloads a directory tree ([`Session::download_dir`]), as
+    /// [`upload_dir`](Self::upload_dir) uploads one.
+    pub(crate) async fn download_dir(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        opts: &TransferOptions,
+    ) -> Result<TreeSummary, Error> {
+        self.release_channel();
+        self.session.download_dir(remote, local, opts).await
     }
 
     /// `remote`, a file this transfer's user is about to create (a script

@@ -33,10 +33,11 @@ pub(crate) enum Command {
     /// Run one command on every host, output live and prefixed per host.
     #[command(after_help = OUTPUT_HELP)]
     Exec(ExecArgs),
-    /// Copy a local file to every host.
+    /// Copy a local file (or, with -r, a directory) to every host.
     #[command(after_help = OUTPUT_HELP)]
     Upload(UploadArgs),
-    /// Copy a remote file from every host into LOCAL_DIR/<host>/<file name>.
+    /// Copy a remote file (or, with -r, a directory) from every host into
+    /// LOCAL_DIR/<host>/<name>.
     #[command(after_help = OUTPUT_HELP)]
     Download(DownloadArgs),
     /// Merge or show reports (--report FILE.json).
@@ -336,12 +337,21 @@ pub(crate) struct UploadArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
-    /// The local file.
+    /// Copy a directory, recursively: files (each replaced atomically,
+    /// several at once), empty directories, modes (setuid and setgid
+    /// dropped) and symbolic links (kept as links, never followed). Needs
+    /// SFTP on the hosts.
+    #[arg(short = 'r', long)]
+    pub(crate) recursive: bool,
+
+    /// The local file (a directory with -r).
     #[arg(value_name = "LOCAL")]
     pub(crate) local: PathBuf,
 
     /// Where it goes on each host (parents created, replaced atomically);
-    /// ending in `/`, a directory that gets the file's name.
+    /// ending in `/`, a directory that gets the file's (or directory's)
+    /// name. With -r, the directory the tree's contents go in, merged into
+    /// if it exists.
     #[arg(value_name = "REMOTE")]
     pub(crate) remote: String,
 }
@@ -355,12 +365,17 @@ pub(crate) struct DownloadArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
-    /// The remote file.
+    /// Copy a directory, recursively (as upload -r). Needs SFTP on the
+    /// hosts.
+    #[arg(short = 'r', long)]
+    pub(crate) recursive: bool,
+
+    /// The remote file (a directory with -r).
     #[arg(value_name = "REMOTE")]
     pub(crate) remote: String,
 
     /// The local directory (created if missing): each host's copy is
-    /// LOCAL_DIR/<host>/<file name>, as pssh's pslurp does.
+    /// LOCAL_DIR/<host>/<name>, as pssh's pslurp does.
     #[arg(value_name = "LOCAL_DIR")]
     pub(crate) local_dir: PathBuf,
 }

@@ -102,7 +102,9 @@ impl Row {
     fn local(&self, step: &ProvisionDef) -> Option<PathBuf> {
         match step.kind() {
             StepKind::Script(p) | StepKind::File { source: p, .. } => Some(self.base_dir.join(p)),
-            StepKind::Download { destination, .. } => Some(self.base_dir.join(destination)),
+            StepKind::Download { destination, .. } | StepKind::DownloadDir { destination, .. } => {
+                Some(self.base_dir.join(destination))
+            }
             _ => None,
         }
     }

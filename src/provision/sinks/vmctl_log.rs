@@ -39,6 +39,13 @@ impl VmctlLabel {
                 "download {source} -> {}",
                 base_dir.join(destination).display()
             )),
+            StepKind::DownloadDir {
+                source,
+                destination,
+            } => VmctlLabel::Command(format!(
+                "download -r {source} -> {}",
+                base_dir.join(destination).display()
+            )),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! `vmssh upload TARGETS LOCAL REMOTE` and `vmssh download TARGETS REMOTE
-//! LOCAL_DIR`: a one-step plan on every host (a file step, a download
-//! step); downloads land in LOCAL_DIR/HOST/NAME.
+//! `vmssh upload TARGETS [-r] LOCAL REMOTE` and `vmssh download TARGETS
+//! [-r] REMOTE LOCAL_DIR`: a one-step plan on every host (a file step, a
+//! download step; with -r a file step whose source is a directory, a
+//! directory download step); downloads land in LOCAL_DIR/HOST/NAME.
 
 use std::path::Path;
 
@@ -18,7 +19,20 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     // step finds it.
     match tokio::fs::metadata(&a.local).await {
         _ if a.run.dry_run => {}
-        Ok(m) if m.is_file() => {}
+        Ok(m) if m.is_file() && !a.recursive => {}
+        Ok(m) if m.is_dir() && a.recursive => {}
+        Ok(m) if m.is_dir() => {
+            return Err(Usage(format!(
+                "upload: {} is a directory (use -r)",
+                a.local.display()
+            )));
+        }
+        Ok(_) if a.recursive => {
+            return Err(Usage(format!(
+                "upload -r: {} is not a directory",
+                a.local.display()
+            )));
+        }
         Ok(_) => {
             return Err(Usage(format!(
                 "upload: {} is not a file",
@@ -46,14 +60,23 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     if a.run.dry_run {
         let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
         let steps = |_: &str| vec![step.clone()];
-        return super::dry_run(
-            resolved,
-            steps,
-            Path::new("."),
-            &a.run,
-            "upload",
-            Vec::new(),
-        );
+        // The step accepts both; the flag says which one is meant.
+        let extra = match std::fs::metadata(&a.local) {
+            Ok(m) if m.is_dir() && !a.recursive => {
+                vec![format!(
+                    "upload: {} is a directory (use -r)",
+                    a.local.display()
+                )]
+            }
+            Ok(m) if !m.is_dir() && a.recursive => {
+                vec![format!(
+                    "upload -r: {} is not a directory",
+                    a.local.display()
+                )]
+            }
+            _ => Vec::new(),
+        };
+        return super::dry_run(resolved, steps, Path::new("."), &a.run, "upload", extra);
     }
     let endpoints = super::endpoints(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
     match super::targets(endpoints, &a.run, |_| vec![step.clone()]).await {
@@ -73,10 +96,21 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
         return Err(Usage("download: REMOTE is empty".into()));
     }
     // Each host's copy keeps the remote file's name, as pssh's pslurp
-    // does: LOCAL_DIR/HOST/NAME.
+    // does: LOCAL_DIR/HOST/NAME. A directory may end in `/`.
     let name = match a.remote.trim_end_matches('/').rsplit('/').next() {
-        Some(n) if !n.is_empty() && n != "." && n != ".." && !a.remote.ends_with('/') => {
+        Some(n)
+            if !n.is_empty()
+                && n != "."
+                && n != ".."
+                && (a.recursive || !a.remote.ends_with('/')) =>
+        {
             n.to_string()
+        }
+        _ if a.recursive => {
+            return Err(Usage(format!(
+                "download -r: {} does not name a directory",
+                a.remote
+            )));
         }
         _ => {
             return Err(Usage(format!(
@@ -89,7 +123,11 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
     let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
     let steps = |host: &str| {
         let local = a.local_dir.join(host).join(&name);
-        vec![ProvisionDef::download(a.remote.clone(), local)]
+        if a.recursive {
+            vec![ProvisionDef::download_dir(a.remote.clone(), local)]
+        } else {
+            vec![ProvisionDef::download(a.remote.clone(), local)]
+        }
     };
     if a.run.dry_run {
         // Nothing is created: a LOCAL_DIR that cannot be one is a problem.
