@@ -160,17 +160,33 @@ fn find(bin: &str, workspace: &Path) -> Option<PathBuf> {
 /// directory, created here when absent (the scripts that build the guest
 /// image and the Python environments write into it); never `target/`
 /// itself, which every build changes.
+///
+/// A directory created here is dated back to the epoch: cargo reruns a
+/// script when a watched path is newer than the script's start, so a
+/// directory made during the run would cost the second build of a fresh
+/// checkout a rebuild of every test. Installing into it dates it anew.
 fn watch_dirs(bins: &[&str], workspace: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut created: Vec<PathBuf> = Vec::new();
     for bin in bins {
         if bin.contains('/') {
             if let Some(dir) = workspace.join(bin).parent() {
-                let _ = std::fs::create_dir_all(dir);
+                if !dir.exists() {
+                    created.push(dir.to_path_buf());
+                }
                 dirs.push(dir.to_path_buf());
             }
         } else {
             dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
         }
+    }
+    // Create them all first: making one may change another's parent.
+    for dir in &created {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    for dir in &created {
+        let _ = std::fs::File::open(dir)
+            .and_then(|d| d.set_modified(std::time::SystemTime::UNIX_EPOCH));
     }
     dirs.retain(|d| d.is_dir());
     dirs.sort();
