@@ -98,8 +98,11 @@
 //!    runs a plan to typed outcomes, for one VM and for each VM of a fleet
 //!    (`runner.rs`). `plan/` ([`plan`]) reads plans from vmctl's
 //!    `VMFile.kdl` (the model in `mod.rs`, vmctl's reading in `parse.rs`,
-//!    extension values in `value.rs`, `warning.rs`), `vmctl.rs`
-//!    ([`vmctl`]) vmctl's VMs from its state file.
+//!    extension values in `value.rs`, `warning.rs`). `vmctl/`
+//!    ([`vmctl`]) holds the rest of vmctl's ways: its VMs from its state
+//!    file (`mod.rs`), its `provision.log` layout (`log.rs`), its `~`
+//!    rule (`home.rs`) and its `run_provisions` (`run.rs`, also at
+//!    [`provision::run_provisions`]).
 //! 10. `fleet/` ([`fleet`]): many VMs at once ([`Fleet`](fleet::Fleet)):
 //!     connecting each, then provisioning's step loop; stopping early
 //!     (`stop.rs`).

@@ -86,13 +86,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::provision::ProvisionDef;
-use crate::provision::VmctlLabel;
+use crate::vmctl::log::VmctlLabel;
 
 mod parse;
 mod value;
 mod warning;
 
-pub(crate) use parse::expand_tilde;
 use parse::{Cx, LineIndex};
 pub use warning::{Warning, WarningKind};
 

@@ -2,14 +2,16 @@
 //! kept, what is ignored (and warned about), what is refused.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
 use super::warning::suggest;
 use super::{DEFAULT_USER, LocalFile, SshSettings, VmPlan, Warning, WarningKind};
 use crate::error::Error;
-use crate::provision::{ProvisionDef, VmctlLabel};
+use crate::provision::ProvisionDef;
+use crate::vmctl::home::expand_tilde;
+use crate::vmctl::log::VmctlLabel;
 
 /// A mistake in the plan, before it is given the plan's name.
 pub(super) struct Invalid {
@@ -757,22 +759,6 @@ impl Cx<'_> {
     }
 }
 
-/// `~` and `~/...` name the home directory, as in vmctl.
-pub(crate) fn expand_tilde(raw: &str) -> PathBuf {
-    let home = || std::env::var_os("HOME").map(PathBuf::from);
-    if raw == "~"
-        && let Some(h) = home()
-    {
-        return h;
-    }
-    if let Some(rest) = raw.strip_prefix("~/")
-        && let Some(h) = home()
-    {
-        return h.join(rest);
-    }
-    PathBuf::from(raw)
-}
-
 pub(super) fn entry_text(e: &KdlEntry) -> String {
     match e.name() {
         Some(n) => format!("{}={}", n.value(), show(e.value())),
@@ -809,13 +795,5 @@ mod tests {
         assert_eq!(lines.line(2), 2);
         assert_eq!(lines.line(5), 3);
         assert_eq!(lines.line(500), 3);
-    }
-
-    #[test]
-    fn tilde() {
-        if let Some(home) = std::env::var_os("HOME") {
-            assert_eq!(expand_tilde("~/k"), PathBuf::from(home).join("k"));
-        }
-        assert_eq!(expand_tilde("k/~"), PathBuf::from("k/~"));
     }
 }

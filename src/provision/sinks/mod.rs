@@ -1,13 +1,13 @@
-//! The sinks the crate ships: a terminal, raw output (vmctl's), `provision.log`
-//! (live, or in vmctl's layout), `tracing`, a bounded channel.
+//! The sinks the crate ships: a terminal, raw output (vmctl's), a live
+//! `provision.log`, `tracing`, a bounded channel. vmctl's log layout is
+//! `vmctl/log.rs`'s.
 
 mod channel;
 mod log;
-mod raw;
+pub(crate) mod raw;
 mod terminal;
-mod tracing;
+pub(crate) mod tracing;
 mod visible;
-mod vmctl_log;
 
 pub use self::channel::ChannelSink;
 pub use self::log::LogFileSink;
@@ -15,5 +15,3 @@ pub use self::raw::RawSink;
 pub use self::terminal::TerminalSink;
 pub use self::tracing::TracingSink;
 pub use self::visible::visible;
-pub use self::vmctl_log::VmctlLogSink;
-pub(crate) use self::vmctl_log::{VmctlLabel, expand};

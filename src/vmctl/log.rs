@@ -8,7 +8,10 @@ use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use crate::provision::{Event, ProvisionDef, Sink, StepKind};
+use super::home::expand;
+use crate::provision::sink::Sink;
+use crate::provision::step::{ProvisionDef, StepKind};
+use crate::report::Event;
 
 /// What vmctl writes for one step: the label of a command step (the
 /// inline command, the script as written), or `file-upload` with
@@ -50,14 +53,6 @@ impl VmctlLabel {
     }
 }
 
-/// A local path as vmctl resolves it: a leading `~` is the home directory.
-pub(crate) fn expand(path: &Path) -> PathBuf {
-    match path.to_str() {
-        Some(raw) => crate::plan::expand_tilde(raw),
-        None => path.to_path_buf(),
-    }
-}
-
 /// Appends to `provision.log` what vmctl appends, byte for byte, so that
 /// tools reading vmctl's logs keep working: after each step,
 ///
@@ -83,7 +78,7 @@ pub(crate) fn expand(path: &Path) -> PathBuf {
 /// The step's output is spooled to an unlinked temporary file next to the
 /// log, not held in memory. One sink per VM: events of other VMs than the
 /// first one seen are ignored. For live output, add another sink
-/// ([`LogFileSink`](super::LogFileSink), [`TerminalSink`](super::TerminalSink)).
+/// ([`LogFileSink`](crate::provision::LogFileSink), [`TerminalSink`](crate::provision::TerminalSink)).
 pub struct VmctlLogSink {
     path: PathBuf,
     labels: Vec<VmctlLabel>,

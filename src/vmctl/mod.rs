@@ -52,13 +52,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub(crate) mod home;
+pub(crate) mod log;
+pub(crate) mod run;
+
+pub use log::VmctlLogSink;
+
 use crate::auth::Auth;
 use crate::config::{RetryPolicy, SshConfig};
 use crate::error::{Error, VmctlErrorKind};
 use crate::fleet::Target;
 use crate::host_key::HostKeyPolicy;
 use crate::plan::Plan;
-use crate::provision::VmctlLogSink;
 
 /// The key vmctl generates for a VM whose VMFile names none, in the VM's
 /// work directory.
