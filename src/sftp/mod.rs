@@ -221,9 +221,17 @@ impl Session {
                 }
             }
         };
-        let version = tokio::select! {
-            v = raw.init() => match v {
-                Ok(v) => v,
+        // The limits request goes out with the init, not a round trip
+        // after it: a server that does not know it answers "unsupported"
+        // (every SFTP server must answer an unknown extended request), and
+        // its answer is used only where the version lists the extension.
+        let (version, limits) = tokio::select! {
+            (v, l) = async {
+                let init = submit(raw.init()).await;
+                let limits = submit(raw.limits()).await;
+                futures::join!(init, limits)
+            } => match v {
+                Ok(v) => (v, l),
                 Err(_) if closed.is_cancelled() || self.is_closed() => return Err(ended()),
                 Err(e) => return Err(sftp_error(self, &closed, "init", "", e)),
             },
@@ -233,7 +241,7 @@ impl Session {
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
         if has(russh_sftp::extensions::LIMITS)
-            && let Ok(l) = raw.limits().await
+            && let Ok(l) = limits
         {
             if l.max_read_len > 0 {
                 max_read = l.max_read_len.min(u64::from(u32::MAX)) as u32;
