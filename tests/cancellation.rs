@@ -63,14 +63,19 @@ async fn dropped_upload_leaves_destination_and_session_intact(srv: &support::Ser
     std::fs::write(&src, vec![42u8; 64 * 1024 * 1024]).unwrap();
     let dst = remote.path().join("dst");
     std::fs::write(&dst, b"old").unwrap();
-    for _ in 0..5 {
+    for i in 0..6 {
+        // Every other upload over three SFTP channels, dropped once the
+        // extra channels are likely writing too (or still opening).
+        let (channels, after) = if i % 2 == 0 { (1, 0) } else { (3, 8 << 20) };
         let started = Arc::new(AtomicBool::new(false));
         let flag = started.clone();
-        let opts = TransferOptions::new().on_progress(move |p| {
-            if p.done > 0 {
-                flag.store(true, Ordering::SeqCst);
-            }
-        });
+        let opts = TransferOptions::new()
+            .channels(channels)
+            .on_progress(move |p| {
+                if p.done > after {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            });
         let upload = sess.upload_with(&src, dst.to_str().unwrap(), &opts);
         tokio::select! {
             r = upload => panic!("upload finished before it was cancelled: {r:?}"),
