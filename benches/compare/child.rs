@@ -88,6 +88,9 @@ impl Args {
         if let Some(n) = self.opt_num("inflight") {
             o = o.requests_in_flight(n as usize);
         }
+        if let Some(n) = self.opt_num("channels") {
+            o = o.channels(n as usize);
+        }
         if self.opt_num("plain") == Some(1) {
             o = o.fsync(false).atomic(false);
         }
