@@ -320,7 +320,8 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
         );
     }
     report.notes.push(format!(
-        "{name}: one random file over SFTP through the relay ({}); vmssh defaults; the [{variant_label}] rows: the same \
+        "{name}: one random file over SFTP through the relay ({}); vmssh defaults, timed on an open SFTP channel as \
+         `sftp`'s put and get are; the [{variant_label}] rows: the same \
          with {}; openssh = `sftp -b` timed by \
          `!date` lines around the {}; `scp`: wall time minus an empty file's at the same RTT ({})",
         sizes(env),

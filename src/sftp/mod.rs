@@ -125,6 +125,8 @@ struct SftpInner {
     closed: CancellationToken,
     max_read: u32,
     max_write: u32,
+    /// How long the init took: a round trip, for choosing lanes.
+    rtt: std::time::Duration,
     fsync: bool,
     posix_rename: bool,
 }
@@ -225,6 +227,7 @@ impl Session {
         // after it: a server that does not know it answers "unsupported"
         // (every SFTP server must answer an unknown extended request), and
         // its answer is used only where the version lists the extension.
+        let started = std::time::Instant::now();
         let (version, limits) = tokio::select! {
             (v, l) = async {
                 let init = submit(raw.init()).await;
@@ -238,6 +241,8 @@ impl Session {
             _ = closed.cancelled() => return Err(ended()),
             _ = self.closed() => return Err(ended()),
         };
+        // One round trip (and the server's start of sftp-server).
+        let rtt = started.elapsed();
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
         if has(russh_sftp::extensions::LIMITS)
@@ -259,6 +264,7 @@ impl Session {
                 closed,
                 max_read,
                 max_write,
+                rtt,
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
             }),

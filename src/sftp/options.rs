@@ -60,12 +60,16 @@ pub(crate) const UPLOAD_IN_FLIGHT: usize = 28;
 /// A long upload on a long link: each SFTP channel carries at most the
 /// server's channel window per round trip (sshd: 2 MiB), so an upload uses
 /// more channels (lanes) where one would wait for its window: at least
-/// [`LANE_RTT`] round trip, measured by the upload's own open, and one
-/// lane per [`LANE_BYTES`] of file, at most [`MAX_LANES`]. On a short
-/// link the window is never what waits: extra `sftp-server` processes
-/// would only cost CPU. Figures from `cargo bench --bench compare --
-/// --scenario rtt_upload` (BENCHMARKS.md).
-pub(crate) const LANE_RTT: std::time::Duration = std::time::Duration::from_millis(4);
+/// [`LANE_RTT`] round trip, measured by the SFTP channel's init, and one
+/// lane per [`LANE_BYTES`] of file, at most [`MAX_LANES`]. Measured with
+/// `cargo bench --bench compare -- --scenario rtt_upload --upload-variant
+/// channels=N` (BENCHMARKS.md, 2026-12-06): at 20-100 ms four lanes moved
+/// 1.6-1.9x one lane's bytes per second, two lanes 1.2-1.4x, eight no
+/// more than four (on files of 16-32 MiB); at 3.4 ms one lane was faster
+/// (243 MB/s against 219): there the window never waits and extra
+/// `sftp-server`s only cost CPU. The init's time includes the server's
+/// start of `sftp-server`, hence a threshold well above loopback's.
+pub(crate) const LANE_RTT: std::time::Duration = std::time::Duration::from_millis(10);
 pub(crate) const LANE_BYTES: u64 = 4 << 20;
 pub(crate) const MAX_LANES: usize = 4;
 pub(crate) const DOWNLOAD_CHUNK: u32 = 128 * 1024;
@@ -217,9 +221,8 @@ impl TransferOptions {
     /// `1` keeps an upload on one channel. Downloads use one channel.
     ///
     /// Default: automatic: one channel where the round trip (timed on the
-    /// upload's open of the remote file) is under 4 ms, the file under
-    /// 8 MiB, or its size unknown (a reader); otherwise one channel per
-    /// 4 MiB, at most 4.
+    /// SFTP channel's start) is under 10 ms, the file under 8 MiB, or its
+    /// size unknown (a reader); otherwise one channel per 4 MiB, at most 4.
     pub fn channels(mut self, n: usize) -> Self {
         self.channels = Some(n.clamp(1, 16));
         self

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
@@ -101,36 +100,27 @@ impl Sftp {
             .atomic
             .then(|| RemoteTemp::new(target.clone(), Remover::Sftp(self.clone())));
         // Create owner-only until complete; the final mode is set at the end.
-        let attrs = || mode_attrs(0o600 | (mode & 0o700));
-        // Parents are created only when the open says they are missing:
-        // no round trip where they exist.
-        let mut opened = self.open_for_upload(remote, &target, flags, attrs()).await;
-        if opts.create_parents
-            && let Err(Error::Sftp {
-                kind: SftpErrorKind::NotFound,
-                ..
-            }) = opened
-            && let Some(dir) = parent_of(remote)
-        {
-            self.mkdir_all(dir).await?;
-            opened = self.open_for_upload(remote, &target, flags, attrs()).await;
-        }
-        // An exclusive open refused: say why in a typed way.
-        if opened.is_err() && !opts.overwrite && !opts.atomic && self.exists(remote).await? {
-            return Err(self.already_exists("open", remote));
-        }
-        let (handle, rtt) = opened?;
+        let attrs = mode_attrs(0o600 | (mode & 0o700));
+        let chunk = opts
+            .chunk_size
+            .unwrap_or(UPLOAD_CHUNK)
+            .min(self.inner.max_write)
+            .max(1) as usize;
+        let source = Source::new(reader, chunk, local);
         let job = Job {
-            handle: &handle,
             remote,
             target: &target,
             mode,
             total: size_hint,
-            local,
             opts,
         };
-        let lanes = self.lanes_for(opts, size_hint, rtt);
-        let result = self.write_in_lanes(&job, reader, lanes).await;
+        // The handle, once open, and whether its close was sent: for the
+        // clean-up after a failure.
+        let opened = std::sync::Mutex::new(None::<String>);
+        let closed = AtomicBool::new(false);
+        let result = self
+            .write_in_lanes(&job, &source, flags, attrs, &opened, &closed)
+            .await;
         match result {
             Ok(n) => {
                 if let Some(t) = temp {
@@ -138,13 +128,13 @@ impl Sftp {
                 }
                 Ok(n)
             }
-            Err(Failed {
-                error,
-                handle_closed,
-            }) => {
+            Err(error) => {
                 // Leave no partial file behind where we still can.
                 if !self.is_gone() {
-                    if !handle_closed {
+                    let handle = opened.lock().ok().and_then(|mut h| h.take());
+                    if let Some(handle) = handle
+                        && !closed.load(Ordering::Acquire)
+                    {
                         let _ = self
                             .call("close", remote, self.inner.raw.close(handle.as_str()))
                             .await;
@@ -158,19 +148,49 @@ impl Sftp {
         }
     }
 
+    /// Opens `job.target` for the upload, creating missing parents when
+    /// asked (only when the open says they are missing: no round trip
+    /// where they exist).
+    async fn open_target(
+        &self,
+        job: &Job<'_>,
+        flags: OpenFlags,
+        attrs: &russh_sftp::protocol::FileAttributes,
+    ) -> Result<String, Error> {
+        let (remote, target, opts) = (job.remote, job.target, job.opts);
+        let mut opened = self
+            .open_for_upload(remote, target, flags, attrs.clone())
+            .await;
+        if opts.create_parents
+            && let Err(Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }) = opened
+            && let Some(dir) = parent_of(remote)
+        {
+            self.mkdir_all(dir).await?;
+            opened = self
+                .open_for_upload(remote, target, flags, attrs.clone())
+                .await;
+        }
+        // An exclusive open refused: say why in a typed way.
+        if opened.is_err() && !opts.overwrite && !opts.atomic && self.exists(remote).await? {
+            return Err(self.already_exists("open", remote));
+        }
+        opened
+    }
+
     /// Opens `target` for an upload to `remote`; errors name `remote`.
-    /// Also returns how long the open took: one round trip.
     async fn open_for_upload(
         &self,
         remote: &str,
         target: &str,
         flags: OpenFlags,
         attrs: russh_sftp::protocol::FileAttributes,
-    ) -> Result<(String, Duration), Error> {
-        let started = Instant::now();
+    ) -> Result<String, Error> {
         self.call("open", remote, self.inner.raw.open(target, flags, attrs))
             .await
-            .map(|h| (h.handle, started.elapsed()))
+            .map(|h| h.handle)
             .map_err(|e| match e {
                 Error::Sftp {
                     host,
@@ -191,13 +211,14 @@ impl Sftp {
             })
     }
 
-    /// How many lanes (SFTP channels) an upload of `size` bytes uses,
-    /// where its open took `rtt`: see [`TransferOptions::channels`]. Only
-    /// slots free now are used, and one of them is left for others.
-    fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>, rtt: Duration) -> usize {
+    /// How many lanes (SFTP channels) an upload of `size` bytes uses: see
+    /// [`TransferOptions::channels`]; the round trip is the one this
+    /// channel's start took (its init and limits). Only slots free now are
+    /// used, and one of them is left for others.
+    fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>) -> usize {
         let wanted = match (opts.channels, size) {
             (Some(n), _) => n,
-            (None, Some(size)) if rtt >= LANE_RTT => (size / LANE_BYTES) as usize,
+            (None, Some(size)) if self.inner.rtt >= LANE_RTT => (size / LANE_BYTES) as usize,
             (None, _) => 1,
         };
         let wanted = wanted.clamp(1, MAX_LANES.max(opts.channels.unwrap_or(0)));
@@ -208,13 +229,15 @@ impl Sftp {
         1 + (wanted - 1).min(free.saturating_sub(1))
     }
 
-    /// Writes everything `reader` yields into the open `job.handle`, then
-    /// finishes the file, over `lanes` SFTP channels: this one, and up to
-    /// `lanes - 1` more opened on the same session, which join as they
-    /// open (one that cannot be opened, or opens after the last byte was
-    /// read, is done without). Each lane takes the next chunk of the one
-    /// reader when it has room for a write, so they share the file
-    /// however fast each is, and the reader is read once, in order.
+    /// Opens `job.target` and writes everything `source` yields into it,
+    /// then finishes the file, over one or more lanes (SFTP channels):
+    /// this one, and on a long link more of the same session (see
+    /// [`lanes_for`](Self::lanes_for)), which start opening at once and
+    /// join once this one has opened the file (one that cannot be opened,
+    /// or opens after the last byte was read, is done without). Each lane
+    /// takes the next chunk of the one reader when it has room for a
+    /// write, so they share the file however fast each is, and the reader
+    /// is read once, in order.
     ///
     /// Each lane keeps up to `in_flight` writes outstanding, and its tail
     /// (its last writes, an fsync, and the close; this channel's also sets
@@ -225,46 +248,49 @@ impl Sftp {
     /// fsync flushes the whole file, so once every lane's fsync is
     /// answered every byte is on disk. Only the rename waits for all of
     /// them, so a failed write never replaces the destination.
-    async fn write_in_lanes<R>(&self, job: &Job<'_>, reader: R, lanes: usize) -> Result<u64, Failed>
+    async fn write_in_lanes<R>(
+        &self,
+        job: &Job<'_>,
+        source: &Source<'_, R>,
+        flags: OpenFlags,
+        attrs: russh_sftp::protocol::FileAttributes,
+        opened: &std::sync::Mutex<Option<String>>,
+        closed: &AtomicBool,
+    ) -> Result<u64, Error>
     where
         R: AsyncRead + Unpin + Send,
     {
-        let chunk = job
-            .opts
-            .chunk_size
-            .unwrap_or(UPLOAD_CHUNK)
-            .min(self.inner.max_write)
-            .max(1) as usize;
-        let source = Source::new(reader, chunk, job.local);
+        let lanes = self.lanes_for(job.opts, job.total);
         let acked = AtomicU64::new(0);
+        // Cancelled once the file exists: the other lanes may open it.
+        let created = CancellationToken::new();
         job.opts.report(0, job.total);
-        let closed = AtomicBool::new(false);
         let this = async {
+            let handle = self.open_target(job, flags, &attrs).await?;
+            if let Ok(mut h) = opened.lock() {
+                *h = Some(handle.clone());
+            }
+            created.cancel();
             let tail = Tail::Last {
                 mode: job.mode,
-                closed: &closed,
+                closed,
             };
-            self.lane(job, job.handle, &source, &acked, tail).await
+            self.lane(job, &handle, source, &acked, tail).await
         };
         let others = async {
             let mut others: FuturesUnordered<_> = (1..lanes)
-                .map(|_| self.extra_lane(job, &source, &acked))
+                .map(|_| self.extra_lane(job, source, &acked, &created))
                 .collect();
             while others.try_next().await?.is_some() {}
             Ok::<_, Error>(())
         };
-        let failed = |error| Failed {
-            error,
-            handle_closed: closed.load(Ordering::Acquire),
-        };
-        futures::try_join!(this, others).map_err(failed)?;
+        futures::try_join!(this, others)?;
         if job.opts.atomic {
-            let renamed = if job.opts.overwrite {
-                self.rename(job.target, job.remote).await
+            if job.opts.overwrite {
+                self.rename(job.target, job.remote).await?;
             } else {
-                self.rename_no_replace(job.target, job.remote).await
-            };
-            renamed.map_err(failed)?;
+                self.rename_no_replace(job.target, job.remote).await?;
+            }
         }
         Ok(acked.load(Ordering::Acquire))
     }
@@ -280,19 +306,21 @@ impl Sftp {
         job: &Job<'_>,
         source: &Source<'_, R>,
         acked: &AtomicU64,
+        created: &CancellationToken,
     ) -> Result<(), Error>
     where
         R: AsyncRead + Unpin + Send,
     {
         let opened = async {
             let sftp = self.inner.session.sftp().await?;
+            created.cancelled().await;
             if (sftp.inner.max_write as usize) < source.chunk {
                 return Err(Error::io(
                     "extra SFTP channel takes smaller writes",
                     std::io::Error::from(std::io::ErrorKind::Unsupported),
                 ));
             }
-            let (handle, _) = sftp
+            let handle = sftp
                 .open_for_upload(
                     job.remote,
                     job.target,
@@ -478,17 +506,9 @@ impl<'a, R: AsyncRead + Unpin> Source<'a, R> {
     }
 }
 
-/// An upload that failed, and whether its handle is closed already.
-struct Failed {
-    error: Error,
-    handle_closed: bool,
-}
-
 /// One upload in progress.
 #[derive(Clone, Copy)]
 struct Job<'a> {
-    /// The open remote file.
-    handle: &'a str,
     /// The destination.
     remote: &'a str,
     /// What is written: the destination, or its temporary name.
@@ -497,8 +517,6 @@ struct Job<'a> {
     mode: u32,
     /// The size, when known.
     total: Option<u64>,
-    /// The local file read, for errors.
-    local: Option<&'a Path>,
     opts: &'a TransferOptions,
 }
 
