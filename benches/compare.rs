@@ -9,6 +9,8 @@
 //! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
 //! cargo bench --bench compare -- --no-old          # skip the libssh2 build
 //! cargo bench --bench compare -- --rtt 2,20,50      # + the rtt_* scenarios through a delaying relay
+//! cargo bench --bench compare -- --scenario rtt_upload --rtt 50 --upload-variant channels=2
+//!                                                   # the upload's variant row: other settings
 //! ```
 //!
 //! Each scenario runs every contender once per round, in rotating order,
@@ -65,6 +67,9 @@ struct Opts {
     rtts: Vec<u64>,
     /// `--peers`: the peers to run (default: all).
     peers: Vec<&'static str>,
+    /// `--upload-variant k=v,...`: the settings of `rtt_upload`'s variant
+    /// row (default `channels=1`: the one-channel upload).
+    upload_variant: Vec<(String, String)>,
 }
 
 const SCENARIOS: &[&str] = &[
@@ -112,6 +117,7 @@ fn main() {
         old: true,
         rtts: Vec::new(),
         peers: peers::parse("all").unwrap_or_default(),
+        upload_variant: vec![("channels".to_string(), "1".to_string())],
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -131,6 +137,25 @@ fn main() {
                     .into_iter()
                     .flat_map(|v| v.split(',').filter_map(|r| r.trim().parse::<u64>().ok())),
             ),
+            "--upload-variant" => {
+                let v = it.next().map_or("", String::as_str);
+                let pairs: Option<Vec<_>> = v
+                    .split(',')
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect();
+                match pairs {
+                    Some(p) if !v.is_empty() => opts.upload_variant = p,
+                    _ => {
+                        eprintln!(
+                            "--upload-variant takes KEY=VALUE[,KEY=VALUE...], such as channels=2"
+                        );
+                        std::process::exit(2);
+                    }
+                }
+            }
             "--scenario" => opts.scenarios.extend(
                 it.next()
                     .into_iter()
@@ -569,6 +594,8 @@ struct Env {
     rounds: Option<usize>,
     /// RTTs (ms) of the `rtt_*` scenarios.
     rtts: Vec<u64>,
+    /// Settings of `rtt_upload`'s variant row.
+    upload_variant: Vec<(String, String)>,
     keys: Keys,
     data: PathBuf,
     host_key_file: PathBuf,
@@ -837,6 +864,7 @@ fn setup(opts: &Opts) -> Env {
         } else {
             opts.rtts.clone()
         },
+        upload_variant: opts.upload_variant.clone(),
         keys,
         data,
         host_key_file,

@@ -50,9 +50,11 @@ pub(crate) async fn connect(
         return Err(err("no standard input or output".to_string()));
     };
     let tail = Arc::new(Mutex::new(Vec::new()));
+    // Ends when the command's stderr does.
+    let mut stderr_read = None;
     if let Some(mut stderr) = child.stderr.take() {
         let tail = tail.clone();
-        tokio::spawn(async move {
+        stderr_read = Some(tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             while let Ok(n) = stderr.read(&mut buf).await {
                 if n == 0 {
@@ -64,7 +66,7 @@ pub(crate) async fn connect(
                     t.drain(..excess);
                 }
             }
-        });
+        }));
     }
     let stream = tokio::io::join(stdout, stdin);
     match Session::connect_stream(stream, host, port, cfg).await {
@@ -86,6 +88,12 @@ pub(crate) async fn connect(
             // SSH layer's end-of-file.
             match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
                 Ok(Ok(status)) => {
+                    // What it wrote before it exited may still be in the
+                    // pipe: read to the pipe's end (bounded: a process it
+                    // left behind may hold the pipe open).
+                    if let Some(read) = stderr_read {
+                        let _ = tokio::time::timeout(EXIT_GRACE, read).await;
+                    }
                     let stderr = tail
                         .lock()
                         .map(|t| String::from_utf8_lossy(&t).trim().to_string())

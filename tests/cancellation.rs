@@ -63,14 +63,19 @@ async fn dropped_upload_leaves_destination_and_session_intact(srv: &support::Ser
     std::fs::write(&src, vec![42u8; 64 * 1024 * 1024]).unwrap();
     let dst = remote.path().join("dst");
     std::fs::write(&dst, b"old").unwrap();
-    for _ in 0..5 {
+    for i in 0..5 {
+        // Every other upload over three SFTP channels, dropped once the
+        // extra channels are likely writing too (or still opening).
+        let (channels, after) = if i % 2 == 0 { (1, 0) } else { (3, 8 << 20) };
         let started = Arc::new(AtomicBool::new(false));
         let flag = started.clone();
-        let opts = TransferOptions::new().on_progress(move |p| {
-            if p.done > 0 {
-                flag.store(true, Ordering::SeqCst);
-            }
-        });
+        let opts = TransferOptions::new()
+            .channels(channels)
+            .on_progress(move |p| {
+                if p.done > after {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            });
         let upload = sess.upload_with(&src, dst.to_str().unwrap(), &opts);
         tokio::select! {
             r = upload => panic!("upload finished before it was cancelled: {r:?}"),
@@ -353,5 +358,81 @@ mod failed_sftp_leaves_nothing {
     #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
     async fn dropbear_without_sftp() {
         super::failed_sftp_leaves_nothing(&Dropbear::builder().no_sftp().start()).await;
+    }
+}
+
+/// A connection cut mid-upload, with no chance for the client to clean up
+/// (its runtime is gone), leaves no temporary file where the upload runs
+/// through `cat` (no SFTP): the remote command removes its own file when
+/// it ends without moving it into place. Before, the file stayed whenever
+/// the client's removal could not run, or ran before a command the server
+/// started late had created it.
+fn cut_connection_leaves_no_temporary_file(srv: &support::Server) {
+    let local = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let src = local.path().join("big");
+    // Sparse: 4 GiB that take no local disk and cannot all be sent before
+    // the cut.
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let dst = remote.path().join("dst");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sess = srv.connect().await;
+        let to = dst.to_str().unwrap().to_string();
+        let from = src.clone();
+        tokio::spawn(async move { sess.upload(&from, &to).await });
+        // The temporary file is being written.
+        let start = Instant::now();
+        while leftovers(remote.path(), &[]).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}: no temporary file appeared",
+                srv.name()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // The client is gone at once: its tasks are dropped, its socket closed.
+    rt.shutdown_background();
+    let start = Instant::now();
+    loop {
+        let left = leftovers(remote.path(), &[]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}: temporary file left after the connection was cut: {left:?}",
+            srv.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !dst.exists(),
+        "{}: the cut upload was committed",
+        srv.name()
+    );
+}
+
+mod cut_connection_leaves_no_temporary_file {
+    use support::{Dropbear, Sshd};
+
+    #[test]
+    #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+    fn sshd_without_sftp() {
+        super::cut_connection_leaves_no_temporary_file(&Sshd::builder().no_sftp().start());
+    }
+
+    #[test]
+    #[cfg_attr(not(vmssh_have_dropbear), ignore = "needs dropbear")]
+    fn dropbear_without_sftp() {
+        super::cut_connection_leaves_no_temporary_file(&Dropbear::builder().no_sftp().start());
     }
 }

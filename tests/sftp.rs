@@ -557,6 +557,103 @@ mod no_sftp_subsystem_falls_back_to_exec {
     }
 }
 
+/// Waits (up to a minute) until at least `n` `sftp-server` processes run
+/// below the server; panics otherwise.
+async fn wait_for_sftp_servers(srv: &support::Server, n: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = srv.processes_named("sftp-server").len();
+        if now >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}: {now} sftp-server process(es) after a minute, expected {n}",
+            srv.name()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A large upload over several SFTP channels (lanes): each writes its
+/// chunks of the one temporary file, renamed into place once every lane
+/// has written and synced. The reader holds back all but its first MiB
+/// until four `sftp-server`s serve the upload, so every lane is open
+/// while most of the file is still to be written.
+async fn upload_over_several_channels(srv: &support::Server) {
+    use tokio::io::AsyncWriteExt as _;
+    let sess = srv.connect().await;
+    let remote = remote_dir();
+    let dst = remote.path().join("lanes.bin");
+    std::fs::write(&dst, b"old").unwrap();
+    let len = 6 * 1024 * 1024 + 12_345;
+    let mut data = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut data);
+    let (mut tx, rx) = tokio::io::duplex(256 * 1024);
+    let feed = async {
+        tx.write_all(&data[..1 << 20]).await.unwrap();
+        wait_for_sftp_servers(srv, 4).await;
+        tx.write_all(&data[1 << 20..]).await.unwrap();
+        drop(tx);
+    };
+    let last = Arc::new(AtomicU64::new(0));
+    let seen = last.clone();
+    let opts = TransferOptions::new()
+        .channels(4)
+        .mode(0o640)
+        .on_progress(move |p| {
+            // Progress counts every lane's acknowledged bytes, and only grows.
+            assert!(p.done >= seen.swap(p.done, Ordering::SeqCst));
+        });
+    let upload = sess.upload_from_reader(rx, Some(len as u64), dst.to_str().unwrap(), &opts);
+    let (sent, ()) = tokio::join!(upload, feed);
+    let sent = sent.unwrap_or_else(|e| panic!("{}: upload over lanes: {e:?}", srv.name()));
+    assert_eq!(sent, len as u64);
+    assert_eq!(last.load(Ordering::SeqCst), len as u64);
+    let got = std::fs::read(&dst).unwrap();
+    assert!(
+        got == data,
+        "{}: the file written over lanes differs",
+        srv.name()
+    );
+    assert_eq!(mode(&dst), 0o640);
+    let leftovers: Vec<_> = std::fs::read_dir(remote.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lanes.bin")
+        .collect();
+    assert!(leftovers.is_empty(), "{}: left: {leftovers:?}", srv.name());
+    // The session goes on: the extra channels are gone, a command runs.
+    let out = sess
+        .exec(&format!("wc -c < '{}'", dst.display()))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), len.to_string());
+}
+on_both_servers!(upload_over_several_channels);
+
+/// Where the server refuses more channels (sshd's `MaxSessions 1`), an
+/// upload asked to use four writes over the one it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn lanes_the_server_refuses_are_done_without() {
+    let srv = support::Sshd::builder().max_sessions(1).start();
+    let sess = srv.connect().await;
+    let local = tempfile::tempdir().unwrap();
+    let remote = remote_dir();
+    let src = local.path().join("src");
+    let want = random_file(&src, 9 * 1024 * 1024 + 7);
+    let dst = remote.path().join("dst");
+    let opts = TransferOptions::new().channels(4);
+    let sent = sess
+        .upload_with(&src, dst.to_str().unwrap(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(sent, 9 * 1024 * 1024 + 7);
+    assert_eq!(digest(&dst), want);
+    assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
+}
+
 /// A command right after an upload, many times over: the upload's SFTP
 /// channel (its `sftp-server` exits once the channel ends, after the
 /// caller has its answer) or, without SFTP, the refused attempt at it

@@ -186,15 +186,27 @@ fn sizes(env: &Env) -> String {
 fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
     let name = if up { "rtt_upload" } else { "rtt_download" };
     let scenario = if up { "sftp_upload" } else { "sftp_download" };
-    // The settings before the defaults were sized for long links, in the
-    // same rounds: what the defaults gained.
-    let (variant, variant_label): (&[(&str, u64)], &str) = if up {
+    // Uploads: other settings (`--upload-variant`; by default one SFTP
+    // channel: what the extra channels gain). Downloads: OpenSSH's
+    // default window, the default before it was sized for long links.
+    // Both in the same rounds as the defaults.
+    let (variant, variant_label): (Vec<(&str, String)>, String) = if up {
         (
-            &[("chunk", 32 * 1024), ("inflight", 16)],
-            "chunk=32KiB,in_flight=16",
+            env.upload_variant
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect(),
+            env.upload_variant
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
         )
     } else {
-        (&[("window", 2 * MIB)], WINDOW_2M)
+        (
+            vec![("window", (2 * MIB).to_string())],
+            WINDOW_2M.to_string(),
+        )
     };
     let mut scp_bases = Vec::new();
     for p in paths(env) {
@@ -255,7 +267,7 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
                 Box::new(|| {
                     let (local, remote) = paths("variant");
                     let mut x = vec![("local", local), ("remote", remote)];
-                    x.extend(variant.iter().map(|(k, v)| (*k, v.to_string())));
+                    x.extend(variant.iter().map(|(k, v)| (*k, v.clone())));
                     let s = run_child(Some(env.vmssh(scenario, &[port], &x)), "vmssh")?;
                     check(&dest("variant")).then_some(s)
                 }),
@@ -308,10 +320,16 @@ fn rtt_transfer(env: &Env, report: &mut Report, up: bool) {
         );
     }
     report.notes.push(format!(
-        "{name}: one random file over SFTP through the relay ({}); vmssh defaults; the [{variant_label}] rows: the same \
-         with the settings before the defaults were sized for long links; openssh = `sftp -b` timed by \
+        "{name}: one random file over SFTP through the relay ({}); vmssh defaults, timed on an open SFTP channel as \
+         `sftp`'s put and get are; the [{variant_label}] rows: the same \
+         with {}; openssh = `sftp -b` timed by \
          `!date` lines around the {}; `scp`: wall time minus an empty file's at the same RTT ({})",
         sizes(env),
+        if up {
+            "these settings (`--upload-variant`; channels=1: the upload on one SFTP channel)"
+        } else {
+            "OpenSSH's default window, the default before it was sized for long links"
+        },
         if up { "put" } else { "get" },
         scp_bases.join(", ")
     ));

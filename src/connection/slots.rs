@@ -85,6 +85,11 @@ impl Slots {
         self.capacity.load(Ordering::Acquire)
     }
 
+    /// How many slots are free now: opens that would not wait.
+    pub(crate) fn free(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
     /// Waits for a free slot (in arrival order); `None` once the session
     /// is gone.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Option<Slot> {

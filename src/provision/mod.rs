@@ -22,8 +22,9 @@
 //! On a long link each sequential request costs a round trip (RTT), so a
 //! plan of small steps is bound by how many it makes. A plan opens one
 //! SFTP channel, on its first step that moves a file, and keeps it for
-//! the later ones: that first step pays 4 RTTs more (channel open,
-//! subsystem, SFTP init, limits). After that, per step:
+//! the later ones: that first step pays 3 RTTs more (channel open,
+//! subsystem, then the SFTP init and the limits request together). After
+//! that, per step:
 //!
 //! - inline: 2 RTTs and the command's own run time (channel open, then
 //!   the exec request; the output and exit status follow as they come);

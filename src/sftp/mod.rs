@@ -125,6 +125,8 @@ struct SftpInner {
     closed: CancellationToken,
     max_read: u32,
     max_write: u32,
+    /// How long the init took: a round trip, for choosing lanes.
+    rtt: std::time::Duration,
     fsync: bool,
     posix_rename: bool,
 }
@@ -221,19 +223,30 @@ impl Session {
                 }
             }
         };
-        let version = tokio::select! {
-            v = raw.init() => match v {
-                Ok(v) => v,
+        // The limits request goes out with the init, not a round trip
+        // after it: a server that does not know it answers "unsupported"
+        // (every SFTP server must answer an unknown extended request), and
+        // its answer is used only where the version lists the extension.
+        let started = std::time::Instant::now();
+        let (version, limits) = tokio::select! {
+            (v, l) = async {
+                let init = submit(raw.init()).await;
+                let limits = submit(raw.limits()).await;
+                futures::join!(init, limits)
+            } => match v {
+                Ok(v) => (v, l),
                 Err(_) if closed.is_cancelled() || self.is_closed() => return Err(ended()),
                 Err(e) => return Err(sftp_error(self, &closed, "init", "", e)),
             },
             _ = closed.cancelled() => return Err(ended()),
             _ = self.closed() => return Err(ended()),
         };
+        // One round trip (and the server's start of sftp-server).
+        let rtt = started.elapsed();
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
         if has(russh_sftp::extensions::LIMITS)
-            && let Ok(l) = raw.limits().await
+            && let Ok(l) = limits
         {
             if l.max_read_len > 0 {
                 max_read = l.max_read_len.min(u64::from(u32::MAX)) as u32;
@@ -251,6 +264,7 @@ impl Session {
                 closed,
                 max_read,
                 max_write,
+                rtt,
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
             }),

@@ -44,6 +44,7 @@ pub struct TransferOptions {
     pub(crate) keep_setuid: bool,
     pub(crate) chunk_size: Option<u32>,
     pub(crate) in_flight: Option<usize>,
+    pub(crate) channels: Option<usize>,
     pub(crate) progress: Option<ProgressFn>,
 }
 
@@ -56,6 +57,21 @@ pub struct TransferOptions {
 /// from larger reads; 4 MiB in flight within the 16 MiB window.
 pub(crate) const UPLOAD_CHUNK: u32 = 64 * 1024;
 pub(crate) const UPLOAD_IN_FLIGHT: usize = 28;
+/// A long upload on a long link: each SFTP channel carries at most the
+/// server's channel window per round trip (sshd: 2 MiB), so an upload uses
+/// more channels (lanes) where one would wait for its window: at least
+/// [`LANE_RTT`] round trip, measured by the SFTP channel's init, and one
+/// lane per [`LANE_BYTES`] of file, at most [`MAX_LANES`]. Measured with
+/// `cargo bench --bench compare -- --scenario rtt_upload --upload-variant
+/// channels=N` (BENCHMARKS.md, 2026-12-06): at 20-100 ms four lanes moved
+/// 1.6-1.9x one lane's bytes per second, two lanes 1.2-1.4x, eight no
+/// more than four (on files of 16-32 MiB); at 3.4 ms one lane was faster
+/// (243 MB/s against 219): there the window never waits and extra
+/// `sftp-server`s only cost CPU. The init's time includes the server's
+/// start of `sftp-server`, hence a threshold well above loopback's.
+pub(crate) const LANE_RTT: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const LANE_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_LANES: usize = 4;
 pub(crate) const DOWNLOAD_CHUNK: u32 = 128 * 1024;
 pub(crate) const DOWNLOAD_IN_FLIGHT: usize = 32;
 
@@ -71,6 +87,7 @@ impl fmt::Debug for TransferOptions {
             .field("keep_setuid", &self.keep_setuid)
             .field("chunk_size", &self.chunk_size)
             .field("in_flight", &self.in_flight)
+            .field("channels", &self.channels)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -88,6 +105,7 @@ impl Default for TransferOptions {
             keep_setuid: false,
             chunk_size: None,
             in_flight: None,
+            channels: None,
             progress: None,
         }
     }
@@ -188,6 +206,25 @@ impl TransferOptions {
     /// Default: 28 for uploads, 32 for downloads.
     pub fn requests_in_flight(mut self, n: usize) -> Self {
         self.in_flight = Some(n.clamp(1, 1024));
+        self
+    }
+
+    /// Sets the most SFTP channels one upload may use at once. A channel
+    /// carries at most the server's window (2 MiB for OpenSSH's sshd) per
+    /// round trip, so on a long link a large file is written over several
+    /// channels of the same connection, each writing its own parts of the
+    /// one temporary file, which is renamed into place only once every
+    /// part is written. Extra channels are opened only while the session
+    /// has free channel slots (see
+    /// [`SshConfig::max_channels`](crate::SshConfig::max_channels)) and
+    /// join as they open: one that cannot be opened is done without.
+    /// `1` keeps an upload on one channel. Downloads use one channel.
+    ///
+    /// Default: automatic: one channel where the round trip (timed on the
+    /// SFTP channel's start) is under 10 ms, the file under 8 MiB, or its
+    /// size unknown (a reader); otherwise one channel per 4 MiB, at most 4.
+    pub fn channels(mut self, n: usize) -> Self {
+        self.channels = Some(n.clamp(1, 16));
         self
     }
 

@@ -1,14 +1,19 @@
-//! The pipelined upload engine: many writes in flight, atomic rename.
+//! The pipelined upload engine: many writes in flight, over one SFTP
+//! channel or several (lanes) on a long link, and an atomic rename.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use russh_sftp::protocol::OpenFlags;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
 
 use super::atomic::{RemoteTemp, Remover, parent_of, temp_name_for};
-use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
+use super::options::{
+    LANE_BYTES, LANE_RTT, MAX_LANES, TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT,
+};
 use super::{Sftp, mode_attrs, submit};
 use crate::error::{Error, SftpErrorKind};
 
@@ -65,7 +70,7 @@ impl Sftp {
     /// Uploads from `reader`; `local` names the file it reads, for errors.
     async fn upload_reader<R>(
         &self,
-        mut reader: R,
+        reader: R,
         size_hint: Option<u64>,
         remote: &str,
         opts: &TransferOptions,
@@ -95,35 +100,27 @@ impl Sftp {
             .atomic
             .then(|| RemoteTemp::new(target.clone(), Remover::Sftp(self.clone())));
         // Create owner-only until complete; the final mode is set at the end.
-        let attrs = || mode_attrs(0o600 | (mode & 0o700));
-        // Parents are created only when the open says they are missing:
-        // no round trip where they exist.
-        let mut opened = self.open_for_upload(remote, &target, flags, attrs()).await;
-        if opts.create_parents
-            && let Err(Error::Sftp {
-                kind: SftpErrorKind::NotFound,
-                ..
-            }) = opened
-            && let Some(dir) = parent_of(remote)
-        {
-            self.mkdir_all(dir).await?;
-            opened = self.open_for_upload(remote, &target, flags, attrs()).await;
-        }
-        // An exclusive open refused: say why in a typed way.
-        if opened.is_err() && !opts.overwrite && !opts.atomic && self.exists(remote).await? {
-            return Err(self.already_exists("open", remote));
-        }
-        let handle = opened?;
+        let attrs = mode_attrs(0o600 | (mode & 0o700));
+        let chunk = opts
+            .chunk_size
+            .unwrap_or(UPLOAD_CHUNK)
+            .min(self.inner.max_write)
+            .max(1) as usize;
+        let source = Source::new(reader, chunk, local);
         let job = Job {
-            handle: &handle,
             remote,
             target: &target,
             mode,
             total: size_hint,
-            local,
             opts,
         };
-        let result = self.write_all_pipelined(&job, &mut reader).await;
+        // The handle, once open, and whether its close was sent: for the
+        // clean-up after a failure.
+        let opened = std::sync::Mutex::new(None::<String>);
+        let closed = AtomicBool::new(false);
+        let result = self
+            .write_in_lanes(&job, &source, flags, attrs, &opened, &closed)
+            .await;
         match result {
             Ok(n) => {
                 if let Some(t) = temp {
@@ -131,13 +128,13 @@ impl Sftp {
                 }
                 Ok(n)
             }
-            Err(Failed {
-                error,
-                handle_closed,
-            }) => {
+            Err(error) => {
                 // Leave no partial file behind where we still can.
                 if !self.is_gone() {
-                    if !handle_closed {
+                    let handle = opened.lock().ok().and_then(|mut h| h.take());
+                    if let Some(handle) = handle
+                        && !closed.load(Ordering::Acquire)
+                    {
                         let _ = self
                             .call("close", remote, self.inner.raw.close(handle.as_str()))
                             .await;
@@ -149,6 +146,38 @@ impl Sftp {
                 Err(error)
             }
         }
+    }
+
+    /// Opens `job.target` for the upload, creating missing parents when
+    /// asked (only when the open says they are missing: no round trip
+    /// where they exist).
+    async fn open_target(
+        &self,
+        job: &Job<'_>,
+        flags: OpenFlags,
+        attrs: &russh_sftp::protocol::FileAttributes,
+    ) -> Result<String, Error> {
+        let (remote, target, opts) = (job.remote, job.target, job.opts);
+        let mut opened = self
+            .open_for_upload(remote, target, flags, attrs.clone())
+            .await;
+        if opts.create_parents
+            && let Err(Error::Sftp {
+                kind: SftpErrorKind::NotFound,
+                ..
+            }) = opened
+            && let Some(dir) = parent_of(remote)
+        {
+            self.mkdir_all(dir).await?;
+            opened = self
+                .open_for_upload(remote, target, flags, attrs.clone())
+                .await;
+        }
+        // An exclusive open refused: say why in a typed way.
+        if opened.is_err() && !opts.overwrite && !opts.atomic && self.exists(remote).await? {
+            return Err(self.already_exists("open", remote));
+        }
+        opened
     }
 
     /// Opens `target` for an upload to `remote`; errors name `remote`.
@@ -182,91 +211,198 @@ impl Sftp {
             })
     }
 
-    /// Writes everything with up to `in_flight` writes outstanding, then
-    /// finishes the file. The last writes, the fsync, the mode and the
-    /// close are in flight together, so the tail costs one round trip:
-    /// each request is [`submit`]ted as it is made, so they reach the
-    /// server in that order, and the server handles the requests of one
-    /// file in order. Only the rename waits for all of them, so a failed
-    /// write never replaces the destination.
-    async fn write_all_pipelined<R>(&self, job: &Job<'_>, reader: &mut R) -> Result<u64, Failed>
+    /// How many lanes (SFTP channels) an upload of `size` bytes uses: see
+    /// [`TransferOptions::channels`]; the round trip is the one this
+    /// channel's start took (its init and limits). Only slots free now are
+    /// used, and one of them is left for others.
+    fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>) -> usize {
+        let wanted = match (opts.channels, size) {
+            (Some(n), _) => n,
+            (None, Some(size)) if self.inner.rtt >= LANE_RTT => (size / LANE_BYTES) as usize,
+            (None, _) => 1,
+        };
+        let wanted = wanted.clamp(1, MAX_LANES.max(opts.channels.unwrap_or(0)));
+        if wanted == 1 {
+            return 1;
+        }
+        let free = self.inner.session.connection().slots.free();
+        1 + (wanted - 1).min(free.saturating_sub(1))
+    }
+
+    /// Opens `job.target` and writes everything `source` yields into it,
+    /// then finishes the file, over one or more lanes (SFTP channels):
+    /// this one, and on a long link more of the same session (see
+    /// [`lanes_for`](Self::lanes_for)), which start opening at once and
+    /// join once this one has opened the file (one that cannot be opened,
+    /// or opens after the last byte was read, is done without). Each lane
+    /// takes the next chunk of the one reader when it has room for a
+    /// write, so they share the file however fast each is, and the reader
+    /// is read once, in order.
+    ///
+    /// Each lane keeps up to `in_flight` writes outstanding, and its tail
+    /// (its last writes, an fsync, and the close; this channel's also sets
+    /// the mode) is in flight together, so it costs one round trip: each
+    /// request is [`submit`]ted as it is made, so they reach the server
+    /// in that order, and the server handles the requests of one file
+    /// handle in order. A lane's fsync follows its own writes, and an
+    /// fsync flushes the whole file, so once every lane's fsync is
+    /// answered every byte is on disk. Only the rename waits for all of
+    /// them, so a failed write never replaces the destination.
+    async fn write_in_lanes<R>(
+        &self,
+        job: &Job<'_>,
+        source: &Source<'_, R>,
+        flags: OpenFlags,
+        attrs: russh_sftp::protocol::FileAttributes,
+        opened: &std::sync::Mutex<Option<String>>,
+        closed: &AtomicBool,
+    ) -> Result<u64, Error>
     where
         R: AsyncRead + Unpin + Send,
     {
-        let Job {
-            handle,
-            remote,
-            target,
-            mode,
-            total,
-            local,
-            opts,
-        } = *job;
-        let open = |error| Failed {
-            error,
-            handle_closed: false,
-        };
-        let raw = &self.inner.raw;
-        let chunk = opts
-            .chunk_size
-            .unwrap_or(UPLOAD_CHUNK)
-            .min(self.inner.max_write)
-            .max(1) as usize;
-        let max_in_flight = opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
-        let mut in_flight = FuturesUnordered::new();
-        let mut offset = 0u64;
-        let mut acked = 0u64;
-        let mut eof = false;
-        opts.report(0, total);
-        loop {
-            while !eof && in_flight.len() < max_in_flight {
-                let mut buf = vec![0u8; chunk];
-                let n = read_full(reader, &mut buf).await.map_err(|e| {
-                    open(match local {
-                        Some(path) => {
-                            Error::io(format!("cannot read local file {}", path.display()), e)
-                        }
-                        None => Error::io("cannot read local data", e),
-                    })
-                })?;
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-                buf.truncate(n);
-                let at = offset;
-                offset += n as u64;
-                in_flight.push(
-                    submit(async move { raw.write(handle, at, buf).await.map(|_| n as u64) }).await,
-                );
-                if n < chunk {
-                    eof = true;
-                }
+        let lanes = self.lanes_for(job.opts, job.total);
+        let acked = AtomicU64::new(0);
+        // Cancelled once the file exists: the other lanes may open it.
+        let created = CancellationToken::new();
+        job.opts.report(0, job.total);
+        let this = async {
+            let handle = self.open_target(job, flags, &attrs).await?;
+            if let Ok(mut h) = opened.lock() {
+                *h = Some(handle.clone());
             }
-            if eof {
-                break;
-            }
-            let done = tokio::select! {
-                r = in_flight.next() => r,
-                _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
+            created.cancel();
+            let tail = Tail::Last {
+                mode: job.mode,
+                closed,
             };
-            if let Some(r) = done {
-                acked += r.map_err(|e| open(self.err("write", remote, e)))?;
-                opts.report(acked, total);
+            self.lane(job, &handle, source, &acked, tail).await
+        };
+        let others = async {
+            let mut others: FuturesUnordered<_> = (1..lanes)
+                .map(|_| self.extra_lane(job, source, &acked, &created))
+                .collect();
+            while others.try_next().await?.is_some() {}
+            Ok::<_, Error>(())
+        };
+        futures::try_join!(this, others)?;
+        if job.opts.atomic {
+            if job.opts.overwrite {
+                self.rename(job.target, job.remote).await?;
+            } else {
+                self.rename_no_replace(job.target, job.remote).await?;
             }
         }
-        let fsync = match opts.fsync && self.inner.fsync {
+        Ok(acked.load(Ordering::Acquire))
+    }
+
+    /// One more lane: a new SFTP channel of this session, which opens the
+    /// file being written (as it is: no create, no truncation) and writes
+    /// chunks until the reader is done. It is abandoned if the reader is
+    /// done first, and done without if it cannot be opened: nothing was
+    /// written through it then. Once it has written, its errors are the
+    /// upload's.
+    async fn extra_lane<R>(
+        &self,
+        job: &Job<'_>,
+        source: &Source<'_, R>,
+        acked: &AtomicU64,
+        created: &CancellationToken,
+    ) -> Result<(), Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let opened = async {
+            let sftp = self.inner.session.sftp().await?;
+            created.cancelled().await;
+            if (sftp.inner.max_write as usize) < source.chunk {
+                return Err(Error::io(
+                    "extra SFTP channel takes smaller writes",
+                    std::io::Error::from(std::io::ErrorKind::Unsupported),
+                ));
+            }
+            let handle = sftp
+                .open_for_upload(
+                    job.remote,
+                    job.target,
+                    OpenFlags::WRITE,
+                    russh_sftp::protocol::FileAttributes::empty(),
+                )
+                .await?;
+            Ok::<_, Error>((sftp, handle))
+        };
+        let (sftp, handle) = tokio::select! {
+            opened = opened => match opened {
+                Ok(lane) => lane,
+                Err(e) => {
+                    tracing::debug!(host = %self.inner.session.host(), remote = job.remote, "upload goes on without an extra SFTP channel: {e}");
+                    return Ok(());
+                }
+            },
+            () = source.done.cancelled() => return Ok(()),
+        };
+        sftp.lane(job, &handle, source, acked, Tail::Extra).await?;
+        Ok(())
+    }
+
+    /// Writes chunks from `source` to `handle` on this channel, then its
+    /// tail (see [`write_in_lanes`](Self::write_in_lanes)); returns the
+    /// bytes it wrote.
+    async fn lane<R>(
+        &self,
+        job: &Job<'_>,
+        handle: &str,
+        source: &Source<'_, R>,
+        acked: &AtomicU64,
+        tail: Tail<'_>,
+    ) -> Result<u64, Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let raw = &self.inner.raw;
+        let remote = job.remote;
+        let max_in_flight = job.opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
+        let lost = || self.inner.session.lost("SFTP channel closed during upload");
+        let mut written = 0u64;
+        let mut count = |n: u64| {
+            written += n;
+            let done = acked.fetch_add(n, Ordering::AcqRel) + n;
+            job.opts.report(done, job.total);
+        };
+        let mut writes = FuturesUnordered::new();
+        'fill: loop {
+            while writes.len() < max_in_flight {
+                let Some((at, buf)) = source.next().await? else {
+                    break 'fill;
+                };
+                let n = buf.len() as u64;
+                writes
+                    .push(submit(async move { raw.write(handle, at, buf).await.map(|_| n) }).await);
+            }
+            let done = tokio::select! {
+                r = writes.next() => r,
+                () = self.gone() => return Err(lost()),
+            };
+            if let Some(r) = done {
+                count(r.map_err(|e| self.err("write", remote, e))?);
+            }
+        }
+        let fsync = match job.opts.fsync && self.inner.fsync {
             true => Some(submit(raw.fsync(handle)).await),
             false => None,
         };
-        let set_mode = submit(raw.fsetstat(handle, mode_attrs(mode))).await;
+        let set_mode = match tail {
+            Tail::Last { mode, .. } => Some(submit(raw.fsetstat(handle, mode_attrs(mode))).await),
+            Tail::Extra => None,
+        };
         let close = submit(raw.close(handle)).await;
+        if let Tail::Last { closed, .. } = tail {
+            closed.store(true, Ordering::Release);
+        }
         let writes = async {
-            while let Some(r) = in_flight.next().await {
-                acked += r.map_err(|e| self.err("write", remote, e))?;
-                opts.report(acked, total);
+            while let Some(r) = writes.next().await {
+                count(r.map_err(|e| self.err("write", remote, e))?);
             }
-            Ok::<_, Error>(acked)
+            Ok::<_, Error>(())
         };
         let fsync = async {
             match fsync {
@@ -277,43 +413,102 @@ impl Sftp {
                 None => Ok(()),
             }
         };
-        let set_mode = async { set_mode.await.map_err(|e| self.err("fsetstat", remote, e)) };
-        let close = async { close.await.map_err(|e| self.err("close", remote, e)) };
-        let (written, synced, moded, closed) = tokio::select! {
+        let set_mode = async {
+            match set_mode {
+                Some(set_mode) => set_mode
+                    .await
+                    .map(drop)
+                    .map_err(|e| self.err("fsetstat", remote, e)),
+                None => Ok(()),
+            }
+        };
+        let close = async {
+            close
+                .await
+                .map(drop)
+                .map_err(|e| self.err("close", remote, e))
+        };
+        let (wrote, synced, moded, closed) = tokio::select! {
             r = async { tokio::join!(writes, fsync, set_mode, close) } => r,
-            _ = self.gone() => return Err(open(self.inner.session.lost("SFTP channel closed during upload"))),
+            () = self.gone() => return Err(lost()),
         };
-        let closed_err = |error| Failed {
-            error,
-            handle_closed: true,
-        };
-        let acked = written.map_err(closed_err)?;
-        synced.map_err(closed_err)?;
-        moded.map_err(closed_err)?;
-        closed.map_err(closed_err)?;
-        if opts.atomic {
-            let renamed = if opts.overwrite {
-                self.rename(target, remote).await
-            } else {
-                self.rename_no_replace(target, remote).await
-            };
-            renamed.map_err(closed_err)?;
-        }
-        Ok(acked)
+        wrote?;
+        synced?;
+        moded?;
+        closed?;
+        Ok(written)
     }
 }
 
-/// An upload that failed, and whether its handle is closed already.
-struct Failed {
-    error: Error,
-    handle_closed: bool,
+/// How a lane ends its file handle.
+#[derive(Clone, Copy)]
+enum Tail<'a> {
+    /// The upload's own handle: it also sets the final mode, and says
+    /// when its close was sent (the handle is not to be closed again).
+    Last { mode: u32, closed: &'a AtomicBool },
+    /// An extra lane's handle: fsync and close only.
+    Extra,
+}
+
+/// The one reader of an upload, shared by its lanes: each takes the next
+/// chunk and its offset.
+struct Source<'a, R> {
+    state: futures::lock::Mutex<(R, u64)>,
+    chunk: usize,
+    local: Option<&'a Path>,
+    /// Cancelled once the reader is done (its end, or an error).
+    done: CancellationToken,
+}
+
+impl<'a, R: AsyncRead + Unpin> Source<'a, R> {
+    fn new(reader: R, chunk: usize, local: Option<&'a Path>) -> Self {
+        Source {
+            state: futures::lock::Mutex::new((reader, 0)),
+            chunk,
+            local,
+            done: CancellationToken::new(),
+        }
+    }
+
+    /// The next chunk and its offset; `None` once the reader is done.
+    async fn next(&self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        if self.done.is_cancelled() {
+            return Ok(None);
+        }
+        let mut state = self.state.lock().await;
+        if self.done.is_cancelled() {
+            return Ok(None);
+        }
+        let (reader, offset) = &mut *state;
+        let mut buf = vec![0u8; self.chunk];
+        let n = match read_full(reader, &mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.done.cancel();
+                return Err(match self.local {
+                    Some(path) => {
+                        Error::io(format!("cannot read local file {}", path.display()), e)
+                    }
+                    None => Error::io("cannot read local data", e),
+                });
+            }
+        };
+        if n < self.chunk {
+            self.done.cancel();
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        let at = *offset;
+        *offset += n as u64;
+        Ok(Some((at, buf)))
+    }
 }
 
 /// One upload in progress.
 #[derive(Clone, Copy)]
 struct Job<'a> {
-    /// The open remote file.
-    handle: &'a str,
     /// The destination.
     remote: &'a str,
     /// What is written: the destination, or its temporary name.
@@ -322,8 +517,6 @@ struct Job<'a> {
     mode: u32,
     /// The size, when known.
     total: Option<u64>,
-    /// The local file read, for errors.
-    local: Option<&'a Path>,
     opts: &'a TransferOptions,
 }
 

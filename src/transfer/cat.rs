@@ -15,7 +15,11 @@
 //! When the size is known beforehand (a local file), the size check
 //! guards the `mv` within one command: a cut stream leaves fewer bytes
 //! than announced. One command needs one channel, all that a server with
-//! one channel per connection (tinysshd) serves.
+//! one channel per connection (tinysshd) serves. That command also removes
+//! its own temporary file whenever it ends without moving it into place
+//! (a trap on exit and on the signals that stop it): the client's removal
+//! may run before a command the server starts late, or runs though it
+//! closed the channel (dropbear before 2024.86), creates the file.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -128,6 +132,13 @@ where
         Exit::WriteFailed.code(),
     );
     let mut write = String::new();
+    if opts.atomic && matches!(length, Length::Exact(_)) {
+        // One command that writes and commits: it cleans up after itself.
+        write.push_str(&format!(
+            "t={tmp}; trap 'rm -f -- \"$t\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; \
+             trap 'exit 141' PIPE; trap 'exit 143' TERM; "
+        ));
+    }
     if opts.create_parents {
         write.push_str(&format!("mkdir -p -- {dir} || exit {denied}; "));
     }
