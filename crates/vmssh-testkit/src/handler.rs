@@ -3,54 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Pty};
 
 use super::Shared;
+use super::conn::ConnCtx;
 use super::process::{self, Spec};
 use super::valve::Valve;
-
-/// What the tasks of one connection share.
-#[derive(Debug)]
-pub(crate) struct ConnCtx {
-    pub(crate) shared: Arc<Shared>,
-    valve: Arc<Valve>,
-    output_sent: AtomicU64,
-    /// Session channels being served. Counted by the channel tasks, not
-    /// by `channel_close`: russh reports only closes the client starts, so
-    /// a channel this side closed first would never be uncounted.
-    open_channels: AtomicU64,
-}
-
-impl ConnCtx {
-    /// Applies `close_after_output_bytes` to a chunk about to be sent:
-    /// truncates it to what the budget still allows and, when this chunk
-    /// exhausts the budget, arms the connection to be cut after the next
-    /// flush (before the chunk is queued, so that the flush carrying it
-    /// cannot be missed). Returns whether the budget is exhausted.
-    pub(crate) fn take_output_budget(&self, chunk: &mut Bytes) -> bool {
-        let Some(limit) = self.shared.opts.close_after_output else {
-            return false;
-        };
-        let len = chunk.len() as u64;
-        let before = self.output_sent.fetch_add(len, Ordering::SeqCst);
-        if before.saturating_add(len) < limit {
-            return false;
-        }
-        let allowed = limit.saturating_sub(before).min(len);
-        chunk.truncate(usize::try_from(allowed).unwrap_or(0));
-        if chunk.is_empty() {
-            self.valve.close();
-        } else {
-            self.valve.close_after_flush();
-        }
-        true
-    }
-}
 
 /// What a session channel has been asked to do so far.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,12 +30,7 @@ pub(crate) struct ConnHandler {
 impl ConnHandler {
     pub(crate) fn new(shared: Arc<Shared>, valve: Arc<Valve>) -> Self {
         ConnHandler {
-            ctx: Arc::new(ConnCtx {
-                shared,
-                valve,
-                output_sent: AtomicU64::new(0),
-                open_channels: AtomicU64::new(0),
-            }),
+            ctx: Arc::new(ConnCtx::new(shared, valve)),
             channels: HashMap::new(),
         }
     }

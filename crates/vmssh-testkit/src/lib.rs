@@ -98,6 +98,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod conn;
 mod handler;
 mod process;
 pub mod qemu;

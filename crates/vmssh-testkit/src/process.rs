@@ -13,7 +13,7 @@ use russh::server::{Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::handler::ConnCtx;
+use super::conn::ConnCtx;
 
 /// Bytes read from the child's stdout or stderr at a time: one SSH data
 /// packet's worth, so memory per channel stays bounded.

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::{Buf, Bytes};
-use russh_sftp::protocol::{ExtendedReply, File, Name, Packet, StatusCode};
+use russh_sftp::protocol::{ExtendedReply, File, Name, Packet, StatusCode, Version};
 use russh_sftp::server::{Handler, StatusReply};
 
 use super::fs::{Node, SftpFs, blocking, io_status, ok};
@@ -18,7 +18,7 @@ use crate::users;
 
 /// The extensions announced in the `SSH_FXP_VERSION` reply, with the
 /// versions sshd's sftp-server announces.
-pub(super) const ADVERTISED: &[(&str, &str)] = &[
+const ADVERTISED: &[(&str, &str)] = &[
     ("posix-rename@openssh.com", "1"),
     ("statvfs@openssh.com", "2"),
     ("fstatvfs@openssh.com", "2"),
@@ -31,6 +31,15 @@ pub(super) const ADVERTISED: &[(&str, &str)] = &[
 
 /// Bytes `copy-data` moves per read: bounded, whatever the length asked.
 const COPY_CHUNK: usize = 64 * 1024;
+
+/// The reply to `SSH_FXP_INIT`: version 3 and the extensions served here.
+pub(super) fn version() -> Version {
+    let mut v = Version::new();
+    for (name, version) in ADVERTISED {
+        v.extensions.insert(name.to_string(), version.to_string());
+    }
+    v
+}
 
 /// Answers an `SSH_FXP_EXTENDED` request.
 pub(super) async fn extended(

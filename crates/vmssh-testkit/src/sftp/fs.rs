@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use russh_sftp::protocol::{
-    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
 };
 use russh_sftp::server::{Handler, StatusReply};
 
+use super::MAX_IO;
 use super::longname::longname;
-use super::{MAX_IO, ext};
 use crate::users::Names;
 
 /// Directory entries per `SSH_FXP_NAME` reply.
@@ -221,18 +221,6 @@ impl Handler for SftpFs {
 
     fn unimplemented(&self) -> Self::Error {
         StatusReply::new(StatusCode::OpUnsupported)
-    }
-
-    async fn init(
-        &mut self,
-        _version: u32,
-        _extensions: HashMap<String, String>,
-    ) -> Result<Version, Self::Error> {
-        let mut v = Version::new();
-        for (name, version) in ext::ADVERTISED {
-            v.extensions.insert(name.to_string(), version.to_string());
-        }
-        Ok(v)
     }
 
     async fn open(
@@ -510,15 +498,6 @@ impl Handler for SftpFs {
             .await
             .map_err(|e| io_status(&e))?;
         Ok(ok(id))
-    }
-
-    async fn extended(
-        &mut self,
-        id: u32,
-        request: String,
-        data: Vec<u8>,
-    ) -> Result<Packet, Self::Error> {
-        ext::extended(self, id, &request, data).await
     }
 }
 

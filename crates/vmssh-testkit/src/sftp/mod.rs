@@ -99,7 +99,8 @@ async fn answer_complete(
 async fn dispatch(fs: &mut SftpFs, request: Packet) -> Packet {
     let id = request.get_request_id();
     let result: Result<Packet, StatusReply> = match request {
-        Packet::Init(p) => fs.init(p.version, p.extensions).await.map(Into::into),
+        // The version and the extensions are ext.rs's to say and to serve.
+        Packet::Init(_) => Ok(ext::version().into()),
         Packet::Open(p) => fs
             .open(p.id, p.filename, p.pflags, p.attrs)
             .await
@@ -130,7 +131,7 @@ async fn dispatch(fs: &mut SftpFs, request: Packet) -> Packet {
             .symlink(p.id, p.linkpath, p.targetpath)
             .await
             .map(Into::into),
-        Packet::Extended(p) => fs.extended(p.id, p.request, p.data).await,
+        Packet::Extended(p) => ext::extended(fs, p.id, &p.request, p.data).await,
         _ => Err(StatusReply::new(StatusCode::BadMessage)),
     };
     result.unwrap_or_else(|e| {
