@@ -820,24 +820,6 @@ impl ExecStream {
     }
 }
 
-pub(crate) fn signal_name(sig: &Sig) -> String {
-    match sig {
-        Sig::ABRT => "ABRT".into(),
-        Sig::ALRM => "ALRM".into(),
-        Sig::FPE => "FPE".into(),
-        Sig::HUP => "HUP".into(),
-        Sig::ILL => "ILL".into(),
-        Sig::INT => "INT".into(),
-        Sig::KILL => "KILL".into(),
-        Sig::PIPE => "PIPE".into(),
-        Sig::QUIT => "QUIT".into(),
-        Sig::SEGV => "SEGV".into(),
-        Sig::TERM => "TERM".into(),
-        Sig::USR1 => "USR1".into(),
-        Sig::Custom(s) => s.clone(),
-    }
-}
-
 impl Stream for ExecStream {
     type Item = Result<Chunk, Error>;
 
@@ -898,21 +880,10 @@ impl Stream for ExecStream {
                         return Poll::Ready(Some(Ok(Chunk::Stderr(data))));
                     }
                 }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    this.status
-                        .get_or_insert(ExitStatus::from_code(exit_status));
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name: sig,
-                    core_dumped,
-                    error_message,
-                    ..
-                }) => {
-                    this.status.get_or_insert(ExitStatus::signalled(
-                        signal_name(&sig),
-                        core_dumped,
-                        error_message,
-                    ));
+                Some(msg @ (ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. })) => {
+                    if let Some(status) = ExitStatus::from_msg(msg) {
+                        this.status.get_or_insert(status);
+                    }
                 }
                 Some(ChannelMsg::Close) => {
                     this.closed = true;

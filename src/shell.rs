@@ -48,7 +48,7 @@ use crate::channel::{
     self, ChannelLease, ChannelWriter, Closing, LeaseWriter, PtyRequest, Request,
 };
 use crate::error::Error;
-use crate::exec::{Chunk, signal_name};
+use crate::exec::Chunk;
 use crate::session::Session;
 use crate::status::ExitStatus;
 
@@ -407,21 +407,10 @@ impl ShellReader {
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                     return Poll::Ready(Some(Ok(Chunk::Stderr(data))));
                 }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    self.status
-                        .get_or_insert(ExitStatus::from_code(exit_status));
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name: sig,
-                    core_dumped,
-                    error_message,
-                    ..
-                }) => {
-                    self.status.get_or_insert(ExitStatus::signalled(
-                        signal_name(&sig),
-                        core_dumped,
-                        error_message,
-                    ));
+                Some(msg @ (ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. })) => {
+                    if let Some(status) = ExitStatus::from_msg(msg) {
+                        self.status.get_or_insert(status);
+                    }
                 }
                 Some(ChannelMsg::Close) => {
                     self.closed = true;

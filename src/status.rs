@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use russh::{ChannelMsg, Sig};
 use serde::{Deserialize, Serialize};
 
 /// How a remote command ended: an exit code or a signal, as the server
@@ -65,6 +66,25 @@ impl ExitStatus {
     /// An exit status for death by the signal `name` (without `SIG`).
     pub fn from_signal(name: impl Into<String>) -> Self {
         Self::signalled(name.into(), false, String::new())
+    }
+
+    /// How a command ended, from the channel message that says so
+    /// (`exit-status` or `exit-signal`); `None` for any other message.
+    pub(crate) fn from_msg(msg: ChannelMsg) -> Option<Self> {
+        match msg {
+            ChannelMsg::ExitStatus { exit_status } => Some(Self::from_code(exit_status)),
+            ChannelMsg::ExitSignal {
+                signal_name: sig,
+                core_dumped,
+                error_message,
+                ..
+            } => Some(Self::signalled(
+                signal_name(&sig),
+                core_dumped,
+                error_message,
+            )),
+            _ => None,
+        }
     }
 
     /// Death by a signal, as the server described it.
@@ -134,6 +154,25 @@ impl fmt::Display for ExitStatus {
                 Ok(())
             }
         }
+    }
+}
+
+/// The name of a signal as SSH sends it (without `SIG`).
+fn signal_name(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT".into(),
+        Sig::ALRM => "ALRM".into(),
+        Sig::FPE => "FPE".into(),
+        Sig::HUP => "HUP".into(),
+        Sig::ILL => "ILL".into(),
+        Sig::INT => "INT".into(),
+        Sig::KILL => "KILL".into(),
+        Sig::PIPE => "PIPE".into(),
+        Sig::QUIT => "QUIT".into(),
+        Sig::SEGV => "SEGV".into(),
+        Sig::TERM => "TERM".into(),
+        Sig::USR1 => "USR1".into(),
+        Sig::Custom(s) => s.clone(),
     }
 }
 

@@ -85,14 +85,12 @@ impl Sftp {
             let attrs = self.call("fstat", remote, raw.fstat(handle.as_str())).await?.attrs;
             let meta = Metadata::from_attrs(&attrs);
             if meta.is_dir() {
-                return Err(Error::Sftp {
-                    host: self.inner.session.host().to_string(),
-                    port: self.inner.session.port(),
-                    op: "read".to_string(),
-                    path: remote.to_string(),
-                    kind: SftpErrorKind::Other,
-                    source: Some("is a directory".into()),
-                });
+                return Err(self.failed(
+                    "read",
+                    remote,
+                    SftpErrorKind::Other,
+                    Some("is a directory"),
+                ));
             }
             let size = meta.size.filter(|s| *s > 0);
             let chunk = opts.chunk_size.unwrap_or(DOWNLOAD_CHUNK).min(self.inner.max_read).max(1);

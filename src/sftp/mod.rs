@@ -442,16 +442,7 @@ impl Sftp {
         while let Some(p) = cur.filter(|p| !p.is_empty()) {
             match self.stat(p).await {
                 Ok(m) if m.is_dir() => break,
-                Ok(_) => {
-                    return Err(Error::Sftp {
-                        host: self.inner.session.host().to_string(),
-                        port: self.inner.session.port(),
-                        op: "mkdir".to_string(),
-                        path: p.to_string(),
-                        kind: SftpErrorKind::AlreadyExists,
-                        source: Some("exists and is not a directory".into()),
-                    });
-                }
+                Ok(_) => return Err(self.not_a_directory("mkdir", p)),
                 Err(Error::Sftp {
                     kind: SftpErrorKind::NotFound,
                     ..
@@ -566,14 +557,36 @@ impl Sftp {
     }
 
     fn already_exists(&self, op: &str, path: &str) -> Error {
+        self.failed(op, path, SftpErrorKind::AlreadyExists, None)
+    }
+
+    /// `op` on `path` cannot go on, for a reason this side found (not a
+    /// status from the server).
+    pub(crate) fn failed(
+        &self,
+        op: &str,
+        path: &str,
+        kind: SftpErrorKind,
+        why: Option<&'static str>,
+    ) -> Error {
         Error::Sftp {
             host: self.inner.session.host().to_string(),
             port: self.inner.session.port(),
             op: op.to_string(),
             path: path.to_string(),
-            kind: SftpErrorKind::AlreadyExists,
-            source: None,
+            kind,
+            source: why.map(Into::into),
         }
+    }
+
+    /// `path` is there, but not as the directory `op` needs.
+    pub(crate) fn not_a_directory(&self, op: &str, path: &str) -> Error {
+        self.failed(
+            op,
+            path,
+            SftpErrorKind::AlreadyExists,
+            Some("exists and is not a directory"),
+        )
     }
 
     /// Sets the permission bits of `path`.

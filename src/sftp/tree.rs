@@ -330,14 +330,7 @@ impl Sftp {
             .into_iter()
             .next()
             .map(|f| f.filename)
-            .ok_or_else(|| Error::Sftp {
-                host: self.inner.session.host().to_string(),
-                port: self.inner.session.port(),
-                op: "readlink".to_string(),
-                path: path.to_string(),
-                kind: SftpErrorKind::Other,
-                source: Some("empty reply".into()),
-            })
+            .ok_or_else(|| self.failed("readlink", path, SftpErrorKind::Other, Some("empty reply")))
     }
 
     /// Uploads the local directory `local_dir` to `remote_dir`. See
@@ -461,23 +454,12 @@ impl Sftp {
     async fn root_exists(&self, path: &str) -> Result<bool, Error> {
         match self.stat(path).await {
             Ok(m) if m.is_dir() => Ok(true),
-            Ok(_) => Err(self.already_exists_not_dir("mkdir", path)),
+            Ok(_) => Err(self.not_a_directory("mkdir", path)),
             Err(Error::Sftp {
                 kind: SftpErrorKind::NotFound,
                 ..
             }) => Ok(false),
             Err(e) => Err(e),
-        }
-    }
-
-    fn already_exists_not_dir(&self, op: &str, path: &str) -> Error {
-        Error::Sftp {
-            host: self.inner.session.host().to_string(),
-            port: self.inner.session.port(),
-            op: op.to_string(),
-            path: path.to_string(),
-            kind: SftpErrorKind::AlreadyExists,
-            source: Some("exists and is not a directory".into()),
         }
     }
 
@@ -515,7 +497,7 @@ impl Sftp {
                         self.set_mode(&path, 0o700 | (mode & 0o777)).await?;
                     }
                 }
-                Ok(_) => return Err(self.already_exists_not_dir("mkdir", &path)),
+                Ok(_) => return Err(self.not_a_directory("mkdir", &path)),
                 // Refused while its parent, merged into, was read-only:
                 // the parent is writable now.
                 Err(Error::Sftp {
@@ -597,14 +579,12 @@ impl Sftp {
         let root_mode = match self.stat(root).await {
             Ok(m) if m.is_dir() => m.mode,
             Ok(_) => {
-                return Err(Error::Sftp {
-                    host: self.inner.session.host().to_string(),
-                    port: self.inner.session.port(),
-                    op: "opendir".to_string(),
-                    path: root.to_string(),
-                    kind: SftpErrorKind::Other,
-                    source: Some("not a directory".into()),
-                });
+                return Err(self.failed(
+                    "opendir",
+                    root,
+                    SftpErrorKind::Other,
+                    Some("not a directory"),
+                ));
             }
             Err(e) => return Err(e),
         };
