@@ -2,6 +2,7 @@
 //! channel or several (lanes) on a long link, and an atomic rename.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::stream::FuturesUnordered;
@@ -116,7 +117,7 @@ impl Sftp {
         };
         // The handle, once open, and whether its close was sent: for the
         // clean-up after a failure.
-        let opened = std::sync::Mutex::new(None::<String>);
+        let opened = OnceLock::new();
         let closed = AtomicBool::new(false);
         let result = self
             .write_in_lanes(&job, &source, flags, attrs, &opened, &closed)
@@ -131,8 +132,7 @@ impl Sftp {
             Err(error) => {
                 // Leave no partial file behind where we still can.
                 if !self.is_gone() {
-                    let handle = opened.lock().ok().and_then(|mut h| h.take());
-                    if let Some(handle) = handle
+                    if let Some(handle) = opened.get()
                         && !closed.load(Ordering::Acquire)
                     {
                         let _ = self
@@ -254,7 +254,7 @@ impl Sftp {
         source: &Source<'_, R>,
         flags: OpenFlags,
         attrs: russh_sftp::protocol::FileAttributes,
-        opened: &std::sync::Mutex<Option<String>>,
+        opened: &OnceLock<String>,
         closed: &AtomicBool,
     ) -> Result<u64, Error>
     where
@@ -267,15 +267,13 @@ impl Sftp {
         job.opts.report(0, job.total);
         let this = async {
             let handle = self.open_target(job, flags, &attrs).await?;
-            if let Ok(mut h) = opened.lock() {
-                *h = Some(handle.clone());
-            }
+            let handle = opened.get_or_init(|| handle);
             created.cancel();
             let tail = Tail::Last {
                 mode: job.mode,
                 closed,
             };
-            self.lane(job, &handle, source, &acked, tail).await
+            self.lane(job, handle, source, &acked, tail).await
         };
         let others = async {
             let mut others: FuturesUnordered<_> = (1..lanes)
@@ -315,9 +313,11 @@ impl Sftp {
             let sftp = self.inner.session.sftp().await?;
             created.cancelled().await;
             if (sftp.inner.max_write as usize) < source.chunk {
-                return Err(Error::io(
-                    "extra SFTP channel takes smaller writes",
-                    std::io::Error::from(std::io::ErrorKind::Unsupported),
+                return Err(sftp.failed(
+                    "open",
+                    job.remote,
+                    SftpErrorKind::Unsupported,
+                    Some("the extra channel takes smaller writes"),
                 ));
             }
             let handle = sftp
@@ -340,13 +340,11 @@ impl Sftp {
             },
             () = source.done.cancelled() => return Ok(()),
         };
-        sftp.lane(job, &handle, source, acked, Tail::Extra).await?;
-        Ok(())
+        sftp.lane(job, &handle, source, acked, Tail::Extra).await
     }
 
     /// Writes chunks from `source` to `handle` on this channel, then its
-    /// tail (see [`write_in_lanes`](Self::write_in_lanes)); returns the
-    /// bytes it wrote.
+    /// tail (see [`write_in_lanes`](Self::write_in_lanes)).
     async fn lane<R>(
         &self,
         job: &Job<'_>,
@@ -354,7 +352,7 @@ impl Sftp {
         source: &Source<'_, R>,
         acked: &AtomicU64,
         tail: Tail<'_>,
-    ) -> Result<u64, Error>
+    ) -> Result<(), Error>
     where
         R: AsyncRead + Unpin + Send,
     {
@@ -362,9 +360,7 @@ impl Sftp {
         let remote = job.remote;
         let max_in_flight = job.opts.in_flight.unwrap_or(UPLOAD_IN_FLIGHT);
         let lost = || self.inner.session.lost("SFTP channel closed during upload");
-        let mut written = 0u64;
-        let mut count = |n: u64| {
-            written += n;
+        let count = |n: u64| {
             let done = acked.fetch_add(n, Ordering::AcqRel) + n;
             job.opts.report(done, job.total);
         };
@@ -436,7 +432,7 @@ impl Sftp {
         synced?;
         moded?;
         closed?;
-        Ok(written)
+        Ok(())
     }
 }
 
