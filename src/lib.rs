@@ -72,8 +72,10 @@
 //!    the local agent forwarded to commands
 //!    ([`SshConfig::forward_agent`]); `proxy_command.rs` (private):
 //!    a session over a `ProxyCommand` child's standard input and output.
-//! 6. `exec.rs` ([`exec`]): commands on channels ([`Command`]), collected
-//!    ([`Output`]) or streamed ([`ExecStream`] of [`Chunk`]s), then
+//! 6. `exec/` ([`exec`]): commands on channels: the builder
+//!    (`command.rs`, [`Command`]), the exec methods with their collected
+//!    [`Output`] (`mod.rs`), and the stream of a running command
+//!    (`stream.rs`, [`ExecStream`] of [`Chunk`]s), then
 //!    `status.rs`'s [`ExitStatus`]; `sudo.rs` (private): the line and the
 //!    stderr gate of a sudo given a password
 //!    ([`Command::sudo_password`], with a [`Secret`] from `secret.rs`).
