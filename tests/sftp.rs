@@ -632,6 +632,142 @@ async fn upload_over_several_channels(srv: &support::Server) {
 }
 on_both_servers!(upload_over_several_channels);
 
+/// A large download over several SFTP channels (lanes): each reads its
+/// parts of the one file, written out in order. The consumer holds back
+/// all but its first MiB until four `sftp-server`s serve the download
+/// (two parts in flight per lane keep the window small), so every lane is
+/// open while most of the file is still to be read. Then the same file to
+/// a local file over lanes: byte-identical, nothing else left beside it.
+async fn download_over_several_channels(srv: &support::Server) {
+    use tokio::io::AsyncReadExt as _;
+    let sess = srv.connect().await;
+    let remote = remote_dir();
+    let src = remote.path().join("lanes.bin");
+    let len = 6 * 1024 * 1024 + 12_345;
+    let want = random_file(&src, len);
+    let (mut tx, mut rx) = tokio::io::duplex(64 * 1024);
+    let drain = async {
+        let mut got = vec![0u8; 1 << 20];
+        rx.read_exact(&mut got).await.unwrap();
+        wait_for_sftp_servers(srv, 4).await;
+        rx.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let last = Arc::new(AtomicU64::new(0));
+    let seen = last.clone();
+    let opts = TransferOptions::new()
+        .channels(4)
+        .requests_in_flight(2)
+        .chunk_size(64 * 1024)
+        .on_progress(move |p| {
+            assert!(p.done >= seen.swap(p.done, Ordering::SeqCst));
+        });
+    let download = async {
+        let n = sess
+            .download_to_writer(src.to_str().unwrap(), &mut tx, &opts)
+            .await;
+        drop(tx);
+        n
+    };
+    let (n, got) = tokio::join!(download, drain);
+    let n = n.unwrap_or_else(|e| panic!("{}: download over lanes: {e:?}", srv.name()));
+    assert_eq!(n, len as u64);
+    assert_eq!(last.load(Ordering::SeqCst), len as u64);
+    assert!(
+        <[u8; 32]>::from(Sha256::digest(&got)) == want,
+        "{}: the bytes read over lanes differ",
+        srv.name()
+    );
+
+    let local = tempfile::tempdir().unwrap();
+    let dst = local.path().join("back.bin");
+    let opts = TransferOptions::new().channels(4).chunk_size(32 * 1024);
+    let n = sess
+        .download_with(src.to_str().unwrap(), &dst, &opts)
+        .await
+        .unwrap();
+    assert_eq!(n, len as u64);
+    assert_eq!(
+        digest(&dst),
+        want,
+        "{}: the file read over lanes differs",
+        srv.name()
+    );
+    let names: Vec<_> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["back.bin"]);
+    // The session goes on: the extra channels are gone, a command runs.
+    assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
+}
+on_both_servers!(download_over_several_channels);
+
+/// One lane of a download dies (its `sftp-server` is killed while every
+/// lane reads): the download fails, the local destination keeps its old
+/// contents, no temporary file is left beside it, and the session goes on
+/// (a command, and the same download again).
+async fn download_lane_killed(srv: &support::Server) {
+    let sess = srv.connect().await;
+    let remote = remote_dir();
+    let src = remote.path().join("big.bin");
+    let len = 32 * 1024 * 1024;
+    let want = random_file(&src, len);
+    let local = tempfile::tempdir().unwrap();
+    let dst = local.path().join("kept.conf");
+    std::fs::write(&dst, b"the old, intact contents").unwrap();
+    // Small reads, one at a time per lane: the download lasts long enough
+    // for every lane to open.
+    let seen = Arc::new(AtomicU64::new(0));
+    let opts = {
+        let seen = seen.clone();
+        TransferOptions::new()
+            .channels(4)
+            .requests_in_flight(1)
+            .chunk_size(16 * 1024)
+            .on_progress(move |p| seen.store(p.done, Ordering::SeqCst))
+    };
+    let finished = AtomicBool::new(false);
+    let download = async {
+        let r = tokio::time::timeout(
+            Duration::from_secs(120),
+            sess.download_with(src.to_str().unwrap(), &dst, &opts),
+        )
+        .await
+        .expect("the download hung after a lane died");
+        finished.store(true, Ordering::SeqCst);
+        r
+    };
+    // Once a MiB is written and four sftp-servers serve the download,
+    // kill the newest: an extra lane.
+    let kill = async {
+        while !finished.load(Ordering::SeqCst) {
+            let mut servers = srv.processes_named("sftp-server");
+            if seen.load(Ordering::SeqCst) >= 1 << 20 && servers.len() >= 4 {
+                servers.sort_unstable();
+                support::signal_pids("KILL", &servers[servers.len() - 1..]);
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    };
+    let (result, killed) = tokio::join!(download, kill);
+    assert!(killed, "{}: four lanes never read at once", srv.name());
+    let err = result.expect_err("a download with a dead lane succeeded");
+    assert!(err.is_connection_lost(), "{}: {err:?}", srv.name());
+    assert_eq!(std::fs::read(&dst).unwrap(), b"the old, intact contents");
+    let names: Vec<_> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["kept.conf"], "{}: left beside it", srv.name());
+    assert_eq!(sess.exec("echo ok").await.unwrap().stdout, b"ok\n");
+    sess.download(src.to_str().unwrap(), &dst).await.unwrap();
+    assert_eq!(digest(&dst), want);
+}
+on_both_servers!(download_lane_killed);
+
 /// Where the server refuses more channels (sshd's `MaxSessions 1`), an
 /// upload asked to use four writes over the one it has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,7 @@ use crate::session::Session;
 
 pub(crate) mod atomic;
 mod download;
+mod lanes;
 mod options;
 mod stream;
 mod tree;

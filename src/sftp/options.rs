@@ -209,20 +209,25 @@ impl TransferOptions {
         self
     }
 
-    /// Sets the most SFTP channels one upload may use at once. A channel
-    /// carries at most the server's window (2 MiB for OpenSSH's sshd) per
-    /// round trip, so on a long link a large file is written over several
-    /// channels of the same connection, each writing its own parts of the
-    /// one temporary file, which is renamed into place only once every
-    /// part is written. Extra channels are opened only while the session
+    /// Sets the most SFTP channels one transfer may use at once. One
+    /// channel moves at most the server's window (2 MiB for OpenSSH's
+    /// sshd) per round trip uploading, and about 2 MB per round trip
+    /// downloading, so on a long link a large file moves over several
+    /// channels of the same connection ("lanes"). An upload's lanes write
+    /// their own parts of the one temporary file, which is renamed into
+    /// place only once every part is written; a download's lanes read
+    /// their own parts, written out in order (to the one temporary file
+    /// or the writer). Extra channels are opened only while the session
     /// has free channel slots (see
     /// [`SshConfig::max_channels`](crate::SshConfig::max_channels)) and
-    /// join as they open: one that cannot be opened is done without.
-    /// `1` keeps an upload on one channel. Downloads use one channel.
+    /// join as they open: one that cannot be opened is done without; one
+    /// that fails once it has moved bytes fails the transfer. `1` keeps a
+    /// transfer on one channel.
     ///
     /// Default: automatic: one channel where the round trip (timed on the
     /// SFTP channel's start) is under 10 ms, the file under 8 MiB, or its
-    /// size unknown (a reader); otherwise one channel per 4 MiB, at most 4.
+    /// size unknown (a reader, a file the server gives no size for);
+    /// otherwise one channel per 4 MiB, at most 4.
     pub fn channels(mut self, n: usize) -> Self {
         self.channels = Some(n.clamp(1, 16));
         self

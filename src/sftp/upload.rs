@@ -12,9 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 use super::atomic::{RemoteTemp, Remover, parent_of, temp_name_for};
-use super::options::{
-    LANE_BYTES, LANE_RTT, MAX_LANES, TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT,
-};
+use super::options::{TransferOptions, UPLOAD_CHUNK, UPLOAD_IN_FLIGHT};
 use super::{Sftp, mode_attrs, submit};
 use crate::error::{Error, SftpErrorKind};
 
@@ -211,24 +209,6 @@ impl Sftp {
             })
     }
 
-    /// How many lanes (SFTP channels) an upload of `size` bytes uses: see
-    /// [`TransferOptions::channels`]; the round trip is the one this
-    /// channel's start took (its init and limits). Only slots free now are
-    /// used, and one of them is left for others.
-    fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>) -> usize {
-        let wanted = match (opts.channels, size) {
-            (Some(n), _) => n,
-            (None, Some(size)) if self.inner.rtt >= LANE_RTT => (size / LANE_BYTES) as usize,
-            (None, _) => 1,
-        };
-        let wanted = wanted.clamp(1, MAX_LANES.max(opts.channels.unwrap_or(0)));
-        if wanted == 1 {
-            return 1;
-        }
-        let free = self.inner.session.connection().slots.free();
-        1 + (wanted - 1).min(free.saturating_sub(1))
-    }
-
     /// Opens `job.target` and writes everything `source` yields into it,
     /// then finishes the file, over one or more lanes (SFTP channels):
     /// this one, and on a long link more of the same session (see
@@ -310,16 +290,10 @@ impl Sftp {
         R: AsyncRead + Unpin + Send,
     {
         let opened = async {
-            let sftp = self.inner.session.sftp().await?;
+            let sftp = self
+                .lane_channel(job.remote, source.chunk as u32, true)
+                .await?;
             created.cancelled().await;
-            if (sftp.inner.max_write as usize) < source.chunk {
-                return Err(sftp.failed(
-                    "open",
-                    job.remote,
-                    SftpErrorKind::Unsupported,
-                    Some("the extra channel takes smaller writes"),
-                ));
-            }
             let handle = sftp
                 .open_for_upload(
                     job.remote,
