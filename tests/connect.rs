@@ -301,3 +301,17 @@ async fn closed_session_says_so(srv: &Server) {
     sess.close().await;
 }
 on_both_servers!(closed_session_says_so);
+
+/// The server's identification string, as it sent it.
+async fn server_id_is_the_servers(srv: &Server) {
+    let sess = srv.connect().await;
+    let id = sess.server_id().expect("no identification string noted");
+    let software = if srv.is_openssh() {
+        "SSH-2.0-OpenSSH_"
+    } else {
+        "SSH-2.0-dropbear"
+    };
+    assert!(id.starts_with(software), "{id:?}");
+    assert!(!id.ends_with('\r') && !id.ends_with('\n'), "{id:?}");
+}
+on_both_servers!(server_id_is_the_servers);

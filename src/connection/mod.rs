@@ -21,6 +21,7 @@ mod agent;
 mod closings;
 mod handler;
 mod routes;
+mod server_id;
 mod shared;
 mod slots;
 
@@ -30,6 +31,7 @@ pub(crate) use closings::Closings;
 pub(crate) use handler::HandlerError;
 pub(crate) use handler::{ClientHandler, handshake_error};
 pub(crate) use routes::{Forwarded, RemoteForwards};
+pub(crate) use server_id::NoteServerId;
 pub(crate) use shared::Shared;
 pub(crate) use slots::{LiveChannels, Slot, Slots};
 
@@ -47,6 +49,12 @@ pub(crate) struct Connection {
     /// ([`SshConfig::forward_agent`](crate::SshConfig::forward_agent)).
     pub(crate) forward_agent: ForwardAgent,
     pub(crate) state: Arc<Shared>,
+    /// The window this side gives each channel
+    /// ([`SshConfig::window_size`](crate::SshConfig::window_size)): what a
+    /// channel can carry toward us in one round trip.
+    pub(crate) window: u32,
+    /// The server's identification string, once the handshake read it.
+    pub(crate) server_id: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -60,6 +68,14 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// Whether a channel may be opened ahead of its command: see
+    /// [`server_id::keeps_unstarted_channels`].
+    pub(crate) fn keeps_unstarted_channels(&self) -> bool {
+        self.server_id
+            .get()
+            .is_some_and(|id| server_id::keeps_unstarted_channels(id))
+    }
+
     /// Whether the connection has ended (closed by either side or lost).
     pub(crate) fn is_closed(&self) -> bool {
         self.handle.is_closed()

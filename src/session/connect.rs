@@ -11,7 +11,7 @@ use super::Session;
 use crate::algorithms::Resolved;
 use crate::auth;
 use crate::config::SshConfig;
-use crate::connection::{ClientHandler, Connection, Shared, Slots, handshake_error};
+use crate::connection::{ClientHandler, Connection, NoteServerId, Shared, Slots, handshake_error};
 use crate::error::Error;
 use crate::host_key::KeyAlgorithms;
 use crate::retry::{LOGIN_CONNECTION_SPACING, LOGIN_MARGIN, LoginRetry, Retrying};
@@ -332,6 +332,8 @@ impl Session {
             .key_algorithms(host, port, &algorithms.preferred.key)
             .await;
         let config = Arc::new(russh_config(cfg, algorithms, key_order));
+        let server_id = Arc::new(std::sync::OnceLock::new());
+        let stream = NoteServerId::new(stream, server_id.clone());
         let mut handle = client::connect_stream(config, stream, handler)
             .await
             .map_err(|e| handshake_error(host, port, e))?;
@@ -359,6 +361,8 @@ impl Session {
             max_output: cfg.max_output,
             forward_agent: cfg.forward_agent.clone(),
             state,
+            window: cfg.window_size,
+            server_id,
         });
         // Always: a command may ask for the agent when the session does not.
         crate::agent_forward::serve_agent_channels(&conn);

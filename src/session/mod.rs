@@ -65,6 +65,14 @@ impl Session {
         &self.inner.user
     }
 
+    /// The identification string the server sent, such as
+    /// `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3` or
+    /// `SSH-2.0-dropbear_2025.89` (OpenSSH's `ssh -v` shows it as the
+    /// remote software version); `None` if none was seen.
+    pub fn server_id(&self) -> Option<&str> {
+        self.inner.server_id.get().map(String::as_str)
+    }
+
     /// How many channels this session keeps open at once:
     /// [`SshConfig::max_channels`](crate::SshConfig::max_channels), or fewer once the server has refused a
     /// channel while others were open (OpenSSH's `MaxSessions`, tinysshd's

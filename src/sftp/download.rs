@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::atomic::LocalDest;
 use super::options::{DOWNLOAD_CHUNK, DOWNLOAD_IN_FLIGHT, TransferOptions};
-use super::{Metadata, Sftp, is_status};
+use super::{Metadata, Sftp, is_status, submit};
 use crate::error::{Error, SftpErrorKind};
 
 impl Sftp {
@@ -113,7 +113,10 @@ impl Sftp {
         }
         .await;
         if !self.is_gone() {
-            let _ = self.call("close", remote, raw.close(handle)).await;
+            // Sent, and its answer not waited for: nothing depends on it
+            // (the server answers a handle's requests in order), and the
+            // download ends a round trip sooner.
+            drop(submit(raw.close(handle)).await);
         }
         result
     }
@@ -122,12 +125,13 @@ impl Sftp {
     /// (SFTP channels): this one, and on a long link more of the same
     /// session (see [`lanes_for`](Self::lanes_for)), which open the file
     /// themselves and join when they can (one that cannot, or opens
-    /// after the last part was claimed, is done without). Each lane keeps
-    /// up to `in_flight` reads outstanding, each of the next part of the
-    /// file not yet claimed; one writer puts the parts out in order.
-    /// A part read but not yet written holds its place in the window of
-    /// `in_flight` parts per lane, so memory stays bounded however
-    /// uneven the lanes are.
+    /// after the last part was claimed, is done without). The lanes share
+    /// a window of `in_flight` parts per lane: each lane reads the next
+    /// part not yet claimed whenever the window has room (so this one
+    /// alone may fill it until the others join), and one writer puts the
+    /// parts out in order. A part read but not yet written keeps its
+    /// place in the window, so memory stays bounded however uneven the
+    /// lanes are.
     ///
     /// Up to the size the server stated reads are pipelined; past it (or
     /// with no size: /proc files, growing files) this lane reads one part
@@ -154,7 +158,13 @@ impl Sftp {
             Some(_) => self.lanes_for(opts, size),
             None => 1,
         };
-        let parts = Parts::new(size, chunk, per_lane, lanes);
+        let parts = Parts::new(
+            size,
+            chunk,
+            per_lane,
+            lanes,
+            self.inner.session.connection().window,
+        );
         let (tx, rx) = tokio::sync::mpsc::channel(parts.window());
         opts.report(0, size);
         let extra: FuturesUnordered<_> = (1..lanes)
@@ -208,9 +218,8 @@ impl Sftp {
         };
         let read = sftp.read_lane(remote, &handle, parts, tx, false).await;
         if !sftp.is_gone() {
-            let _ = sftp
-                .call("close", remote, sftp.inner.raw.close(handle))
-                .await;
+            // As in `read_into`; the channel closes when `sftp` goes.
+            drop(submit(sftp.inner.raw.close(handle)).await);
         }
         read
     }
@@ -234,7 +243,8 @@ impl Sftp {
         };
         let mut reads = FuturesUnordered::new();
         loop {
-            while reads.len() < parts.per_lane {
+            // No more in flight on one channel than its window carries.
+            while reads.len() < parts.per_channel {
                 let idle = reads.is_empty();
                 if !parts.more(main, idle) {
                     break;
@@ -338,8 +348,11 @@ async fn read_part(
 struct Parts {
     size: Option<u64>,
     chunk: u32,
-    per_lane: usize,
-    /// Parts claimed and not yet written: `per_lane` per lane.
+    /// The most parts one lane reads at once: what its channel's window
+    /// holds, and at least its own share.
+    per_channel: usize,
+    /// Parts claimed and not yet written: `in_flight` per lane, shared
+    /// by the lanes (the first may use all of it until others join).
     room: Semaphore,
     /// The next offset to claim, and where the file ended, once a read
     /// found it.
@@ -350,11 +363,11 @@ struct Parts {
 }
 
 impl Parts {
-    fn new(size: Option<u64>, chunk: u32, per_lane: usize, lanes: usize) -> Self {
+    fn new(size: Option<u64>, chunk: u32, per_lane: usize, lanes: usize, window: u32) -> Self {
         Parts {
+            per_channel: ((window / chunk) as usize).max(per_lane),
             size,
             chunk,
-            per_lane,
             room: Semaphore::new(per_lane * lanes),
             state: std::sync::Mutex::new((0, None)),
             all_claimed: CancellationToken::new(),
