@@ -620,3 +620,46 @@ async fn plan_on_a_one_channel_server() {
         "listen 8080;\nlisten 8080;\n"
     );
 }
+
+/// On OpenSSH a command step's channel is opened while the step before
+/// it runs; a plan that ends early closes the channel opened for a step
+/// that never ran. With sshd's `MaxSessions 2`, two commands at once fit
+/// afterwards without a refusal: a channel left open would hold one of
+/// the two, the second open would be refused, and the session would
+/// learn a lower channel limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn a_channel_opened_ahead_is_closed_when_the_plan_ends_early() {
+    let srv = support::Sshd::builder().max_sessions(2).start();
+    let sess = srv.connect().await;
+    let limit = sess.channel_limit();
+    assert!(limit > 2, "{limit}");
+    let plan = plan_dir();
+    let guest = tempfile::tempdir().unwrap();
+    let never = guest.path().join("never");
+    let steps = [
+        ProvisionDef::inline("sleep 0.3; exit 3"),
+        ProvisionDef::inline(format!("touch '{}'", never.display())),
+    ];
+    let err = provisioner_run(&sess, &steps, plan.path(), "ahead", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("step 1"), "{err}");
+    assert!(!never.exists(), "the step after the failure ran");
+    let both = async {
+        tokio::join!(
+            sess.exec("sleep 0.5; echo a"),
+            sess.exec("sleep 0.5; echo b")
+        )
+    };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), both)
+        .await
+        .expect("two commands after the plan never ran");
+    assert_eq!(a.unwrap().stdout, b"a\n");
+    assert_eq!(b.unwrap().stdout, b"b\n");
+    assert_eq!(
+        sess.channel_limit(),
+        limit,
+        "a channel stayed open after the plan: the server refused a second one"
+    );
+}

@@ -316,6 +316,12 @@ impl Provisioner {
         let mut transfer = Transfer::new(session);
         for index in run.from..run.steps.len() {
             let started = Instant::now();
+            transfer.before_step(
+                run.steps[index].kind.runs_command(),
+                run.steps
+                    .get(index + 1)
+                    .is_some_and(|s| s.kind.runs_command()),
+            );
             let step = self.step(&mut transfer, run.steps, index);
             let done = match run.stop {
                 Some(stop) => tokio::select! {

@@ -65,6 +65,14 @@ pub enum StepKind {
     },
 }
 
+impl StepKind {
+    /// Whether the step runs a command on the guest (inline and script
+    /// steps).
+    pub(crate) fn runs_command(&self) -> bool {
+        matches!(self, StepKind::Inline(_) | StepKind::Script(_))
+    }
+}
+
 impl ProvisionDef {
     /// A shell command.
     pub fn inline(command: impl Into<String>) -> Self {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::channel::ChannelLease;
+use crate::channel::{self, Ahead, ChannelLease};
 use crate::error::{Error, SftpErrorKind};
 use crate::exec::{Command, ExecStream, StartError};
 use crate::session::Session;
@@ -174,6 +174,12 @@ impl Session {
 pub(crate) struct Transfer<'a> {
     session: &'a Session,
     backend: Option<Backend>,
+    /// A channel opened ahead for the next command (see
+    /// [`open_ahead`](Self::open_ahead)).
+    ahead: Option<Ahead>,
+    /// Whether a command follows the one now starting (a plan's next step
+    /// runs one).
+    command_follows: bool,
 }
 
 enum Backend {
@@ -189,6 +195,8 @@ impl<'a> Transfer<'a> {
         Transfer {
             session,
             backend: None,
+            ahead: None,
+            command_follows: false,
         }
     }
 
@@ -374,14 +382,43 @@ impl<'a> Transfer<'a> {
         if session.channel_limit() < 2 {
             self.release_channel();
         }
+        let spare = match self.ahead.take() {
+            Some(ahead) => ahead.lease().await,
+            None => None,
+        };
+        // The next command's channel opens while this one runs.
+        if self.command_follows {
+            self.open_ahead();
+        }
         let mut limit = session.channel_limit_changes();
-        let start = session.start_command(cmd);
+        let start = session.start_command_on(spare, cmd);
         tokio::pin!(start);
         loop {
             tokio::select! {
                 r = &mut start => return r,
                 Ok(()) = limit.changed(), if self.holds_channel() => self.release_channel(),
             }
+        }
+    }
+
+    /// Before each step of a plan: whether the step runs a command and
+    /// whether the next one does. The next command's channel is opened
+    /// ahead: by [`start_command`](Self::start_command) once this step's
+    /// command starts, or now if this step runs none.
+    pub(crate) fn before_step(&mut self, runs_command: bool, command_follows: bool) {
+        self.command_follows = command_follows;
+        if command_follows && !runs_command {
+            self.open_ahead();
+        }
+    }
+
+    /// Starts opening the channel of the next command now, where the
+    /// server allows it (see [`channel::Ahead`]): its open's round trip
+    /// then passes while other work runs. At most one at a time; dropped
+    /// (closed) with this transfer.
+    fn open_ahead(&mut self) {
+        if self.ahead.is_none() {
+            self.ahead = channel::open_ahead(self.session.connection());
         }
     }
 
