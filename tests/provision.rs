@@ -619,6 +619,29 @@ async fn plan_on_a_one_channel_server() {
         std::fs::read_to_string(guest.path().join("copy")).unwrap(),
         "listen 8080;\nlisten 8080;\n"
     );
+    // A command first: the channels opened ahead (the next command's, the
+    // plan's SFTP channel) give way once the server refuses a second.
+    let steps = [
+        ProvisionDef::inline(format!("rm '{g}/copy'")),
+        ProvisionDef::file("app.conf", format!("{g}/c.conf")),
+        ProvisionDef::inline(format!("cat '{g}/c.conf' > '{g}/copy'")),
+        ProvisionDef::inline(format!("cat '{g}/c.conf' >> '{g}/copy'")),
+        ProvisionDef::file("app.conf", format!("{g}/d.conf")),
+    ];
+    let fresh = srv.connect().await;
+    let reports = tokio::time::timeout(
+        Duration::from_secs(60),
+        provisioner_run(&fresh, &steps, plan.path(), "one-channel", None),
+    )
+    .await
+    .expect("the plan hung on a one-channel server, a command first")
+    .unwrap();
+    assert!(reports.iter().all(|r| r.ok), "{reports:?}");
+    assert_eq!(
+        std::fs::read_to_string(guest.path().join("copy")).unwrap(),
+        "listen 8080;\nlisten 8080;\n"
+    );
+    assert!(guest.path().join("d.conf").exists());
 }
 
 /// On OpenSSH a command step's channel is opened while the step before

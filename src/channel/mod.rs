@@ -360,6 +360,13 @@ impl Ahead {
         let _ = self.want.send(());
         self.lease.await.ok()
     }
+
+    /// Closes the channel, once open, and waits until the close is sent.
+    pub(crate) async fn close(self) {
+        if let Some(lease) = self.lease().await {
+            lease.close_unstarted().await;
+        }
+    }
 }
 
 /// [`open`], attached to the caller.
@@ -646,6 +653,19 @@ impl ChannelLease {
                 sent: self.started,
             }),
         }
+    }
+
+    /// Closes a channel that has run nothing, now: unlike a drop, the
+    /// close is sent (and the channel no longer counted among the live
+    /// ones) when this returns.
+    pub(crate) async fn close_unstarted(mut self) {
+        if self.started || self.server_closed {
+            return;
+        }
+        let _ = self.write.half.close().await;
+        self.conn.live_channels().closed(self.write.half.id());
+        // Closed: the drop only frees the slot.
+        self.server_closed = true;
     }
 
     /// The sending side, shareable with a feeding task.

@@ -20,7 +20,7 @@ use crate::report::{Event, Failure, StepReport};
 use crate::secret::Secret;
 use crate::session::Session;
 use crate::status::ExitStatus;
-use crate::transfer::{Transfer, TransferOptions};
+use crate::transfer::{StepNeeds, Transfer, TransferOptions};
 
 /// How one step ended.
 #[derive(Debug)]
@@ -311,18 +311,36 @@ impl Provisioner {
         &self,
         session: &Session,
         run: PlanRun<'_>,
-        mut record: impl FnMut(StepReport),
+        record: impl FnMut(StepReport),
     ) -> PlanEnd {
         let mut transfer = Transfer::new(session);
+        let end = self.run_steps(&mut transfer, session, run, record).await;
+        // A channel opened ahead for a step that will not run is closed
+        // before the caller goes on.
+        transfer.finish().await;
+        end
+    }
+
+    /// [`run_plan`](Self::run_plan)'s loop.
+    async fn run_steps(
+        &self,
+        transfer: &mut Transfer<'_>,
+        session: &Session,
+        run: PlanRun<'_>,
+        mut record: impl FnMut(StepReport),
+    ) -> PlanEnd {
         for index in run.from..run.steps.len() {
             let started = Instant::now();
-            transfer.before_step(
-                run.steps[index].kind.runs_command(),
-                run.steps
+            transfer.before_step(StepNeeds {
+                runs_command: run.steps[index].kind.runs_command(),
+                command_follows: run
+                    .steps
                     .get(index + 1)
                     .is_some_and(|s| s.kind.runs_command()),
-            );
-            let step = self.step(&mut transfer, run.steps, index);
+                uses_sftp: run.steps[index].kind.uses_sftp(),
+                sftp_follows: run.steps[index + 1..].iter().any(|s| s.kind.uses_sftp()),
+            });
+            let step = self.step(transfer, run.steps, index);
             let done = match run.stop {
                 Some(stop) => tokio::select! {
                     biased;
@@ -589,8 +607,8 @@ impl Provisioner {
                     .await;
                 if staging.keeps() {
                     script.keep();
-                } else if let Err(e) = script.remove().await {
-                    tracing::warn!(vm = &*self.vm, path = remote, error = %e, "cannot remove temporary script");
+                } else if let Some(removing) = script.remove_soon().await {
+                    transfer.settle_later(removing);
                 }
                 outcome
             }

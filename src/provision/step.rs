@@ -71,6 +71,16 @@ impl StepKind {
     pub(crate) fn runs_command(&self) -> bool {
         matches!(self, StepKind::Inline(_) | StepKind::Script(_))
     }
+
+    /// Whether the step uses the plan's SFTP channel (a script's upload, a
+    /// file's, a download; a directory moves on a channel of its own, but
+    /// a file step's source is only known to be one when it runs).
+    pub(crate) fn uses_sftp(&self) -> bool {
+        matches!(
+            self,
+            StepKind::Script(_) | StepKind::File { .. } | StepKind::Download { .. }
+        )
+    }
 }
 
 impl ProvisionDef {

@@ -256,6 +256,32 @@ impl RemoteTemp {
             None => Ok(()),
         }
     }
+
+    /// Removes the file without waiting for the answer (a round trip on
+    /// a long link): over SFTP the request is on its way when this
+    /// returns, so the channel's later requests come after it (a later
+    /// upload to the same path is not removed), and a failure is logged
+    /// when it comes (the task returned ends then); over exec, as when
+    /// dropped (later channels wait for it).
+    pub(crate) async fn remove_soon(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.path.take()?;
+        let Remover::Sftp(sftp) = &self.remover else {
+            self.path = Some(path);
+            drop(self);
+            return None;
+        };
+        let sftp = sftp.clone();
+        let removing = super::submit(async move {
+            let removed = sftp.remove(&path).await;
+            (path, removed)
+        })
+        .await;
+        Some(tokio::spawn(async move {
+            if let (path, Err(e)) = removing.await {
+                tracing::warn!(path, error = %e, "cannot remove a temporary file");
+            }
+        }))
+    }
 }
 
 impl Drop for RemoteTemp {

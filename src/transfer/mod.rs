@@ -180,6 +180,22 @@ pub(crate) struct Transfer<'a> {
     /// Whether a command follows the one now starting (a plan's next step
     /// runs one).
     command_follows: bool,
+    /// The SFTP channel being opened ahead of the first step that moves a
+    /// file (see [`before_step`](Self::before_step)).
+    sftp_ahead: Option<Opening>,
+    /// Work sent and not yet answered (a script's removal), waited for by
+    /// [`finish`](Self::finish).
+    pending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// An SFTP channel being opened by a task of its own; dropping it stops
+/// the task (a channel it opened is closed).
+struct Opening(tokio::task::JoinHandle<Result<SftpOrChannel, Error>>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 enum Backend {
@@ -197,6 +213,8 @@ impl<'a> Transfer<'a> {
             backend: None,
             ahead: None,
             command_follows: false,
+            sftp_ahead: None,
+            pending: Vec::new(),
         }
     }
 
@@ -211,17 +229,19 @@ impl<'a> Transfer<'a> {
         self.session
     }
 
-    /// Whether this transfer holds an open SFTP channel.
+    /// Whether this transfer holds an open SFTP channel (or is opening
+    /// one ahead).
     fn holds_channel(&self) -> bool {
-        matches!(self.backend, Some(Backend::Sftp(_)))
+        matches!(self.backend, Some(Backend::Sftp(_))) || self.sftp_ahead.is_some()
     }
 
     /// Closes the SFTP channel held for later operations (the next one
     /// opens another).
     fn release_channel(&mut self) {
-        if self.holds_channel() {
+        if matches!(self.backend, Some(Backend::Sftp(_))) {
             self.backend = None;
         }
+        self.sftp_ahead = None;
     }
 
     async fn backend(&mut self) -> Result<&mut Backend, Error> {
@@ -230,7 +250,14 @@ impl<'a> Transfer<'a> {
             self.backend = None;
         }
         if self.backend.is_none() {
-            let backend = match self.session.sftp_or_channel().await {
+            let opened = match self.sftp_ahead.take() {
+                Some(mut opening) => match (&mut opening.0).await {
+                    Ok(opened) => opened,
+                    Err(_) => self.session.sftp_or_channel().await,
+                },
+                None => self.session.sftp_or_channel().await,
+            };
+            let backend = match opened {
                 Ok(SftpOrChannel::Sftp(sftp)) => Backend::Sftp(sftp),
                 Ok(SftpOrChannel::NoSftp(spare)) => Backend::Exec(Some(spare)),
                 // Accepted, but nothing serves it (dropbear without
@@ -401,15 +428,55 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// Before each step of a plan: whether the step runs a command and
-    /// whether the next one does. The next command's channel is opened
-    /// ahead: by [`start_command`](Self::start_command) once this step's
-    /// command starts, or now if this step runs none.
-    pub(crate) fn before_step(&mut self, runs_command: bool, command_follows: bool) {
-        self.command_follows = command_follows;
-        if command_follows && !runs_command {
+    /// Before each step of a plan: what it and the steps after it need.
+    /// The next command's channel is opened ahead: by
+    /// [`start_command`](Self::start_command) once this step's command
+    /// starts, or now if this step runs none. The plan's SFTP channel is
+    /// opened now if a later step moves a file and this one does not
+    /// (the first file step then finds it open). Both only where the
+    /// server keeps channels opened ahead (see [`channel::Ahead`]) and
+    /// two slots are free; both give way to a lower channel limit.
+    pub(crate) fn before_step(&mut self, step: StepNeeds) {
+        self.command_follows = step.command_follows;
+        if step.command_follows && !step.runs_command {
             self.open_ahead();
         }
+        let conn = self.session.connection();
+        if step.sftp_follows
+            && !step.uses_sftp
+            && self.backend.is_none()
+            && self.sftp_ahead.is_none()
+            && conn.keeps_unstarted_channels()
+            && conn.slots.free() >= 2
+        {
+            let session = self.session.clone();
+            self.sftp_ahead = Some(Opening(tokio::spawn(async move {
+                session.sftp_or_channel().await
+            })));
+        }
+    }
+
+    /// At a plan's end: closes a channel opened ahead for a command that
+    /// will not run, and waits for the close to be sent (so that the
+    /// session's next open does not meet the server still counting it).
+    /// Also waits for the work handed to
+    /// [`settle_later`](Self::settle_later), so that a plan's scripts
+    /// are gone when it returns.
+    pub(crate) async fn finish(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.close().await;
+        }
+        self.sftp_ahead = None;
+        for pending in self.pending.drain(..) {
+            let _ = pending.await;
+        }
+    }
+
+    /// Work sent whose answer nothing waits for before
+    /// [`finish`](Self::finish).
+    pub(crate) fn settle_later(&mut self, work: tokio::task::JoinHandle<()>) {
+        self.pending.retain(|w| !w.is_finished());
+        self.pending.push(work);
     }
 
     /// Starts opening the channel of the next command now, where the
@@ -440,4 +507,18 @@ fn is_unsupported(e: &Error) -> bool {
             ..
         }
     )
+}
+
+/// What a plan's step and the steps after it need from the transfer (see
+/// [`Transfer::before_step`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StepNeeds {
+    /// The step runs a command.
+    pub(crate) runs_command: bool,
+    /// The next step runs a command.
+    pub(crate) command_follows: bool,
+    /// The step uses the plan's SFTP channel.
+    pub(crate) uses_sftp: bool,
+    /// A later step uses it.
+    pub(crate) sftp_follows: bool,
 }
