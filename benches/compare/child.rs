@@ -418,6 +418,27 @@ async fn small_steps(args: &Args) -> Res<()> {
     };
     result("inline_secs", sum(false));
     result("file_secs", sum(true));
+    // Script steps, after an inline one (as in a plan, the SFTP channel
+    // opens while it runs): upload, run, removal.
+    let scripts = std::env::temp_dir().join(format!("vmssh-small-steps-{}", std::process::id()));
+    std::fs::create_dir_all(&scripts).map_err(err)?;
+    std::fs::write(scripts.join("step.sh"), "#!/bin/sh\ntrue\n").map_err(err)?;
+    let steps: Vec<ProvisionDef> = std::iter::once(ProvisionDef::inline("true"))
+        .chain((0..5).map(|_| ProvisionDef::script("step.sh")))
+        .collect();
+    let reports = Provisioner::new("vm")
+        .base_dir(&scripts)
+        .run(&sess, &steps)
+        .await
+        .map_err(err)?;
+    let _ = std::fs::remove_dir_all(&scripts);
+    result(
+        "script_secs",
+        reports[1..]
+            .iter()
+            .map(|r| r.duration.as_secs_f64())
+            .sum::<f64>(),
+    );
     Ok(())
 }
 

@@ -350,7 +350,12 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
         let per_rtt = |s: Sample| -> Sample {
             let rtt_s = p.measured_ms / 1e3;
             let mut out = Sample::new();
-            for (k, n) in [("secs", 10.0), ("inline_secs", 5.0), ("file_secs", 5.0)] {
+            for (k, n) in [
+                ("secs", 10.0),
+                ("inline_secs", 5.0),
+                ("file_secs", 5.0),
+                ("script_secs", 5.0),
+            ] {
                 if let Some(v) = s.get(k) {
                     out.insert(k.replace("secs", "rtts"), v / n / rtt_s);
                 }
@@ -383,7 +388,7 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
                 m("old", "rtts"),
             ),
         );
-        for kind in ["inline", "file"] {
+        for kind in ["inline", "file", "script"] {
             let k = format!("{kind}_rtts");
             report.rows.push(
                 Row::new(
@@ -398,8 +403,9 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
     }
     report.notes.push(
         "rtt_small_steps: one session (connect not counted), then ten steps alternating `inline \"true\"` and a file \
-         step of 2 bytes; round trips per step = time per step / the RTT measured through the relay; vmssh = \
-         vmssh::provision::Provisioner (inline/file rows from its step durations), old = exec and whole-file upload \
+         step of 2 bytes (the script row: a second plan, `inline \"true\"` then five steps of a two-line script, \
+         each uploaded, run and removed); round trips per step = time per step / the RTT measured through the \
+         relay; vmssh = vmssh::provision::Provisioner (inline/file/script rows from its step durations), old = exec and whole-file upload \
          of the old design, each timed"
             .into(),
     );
