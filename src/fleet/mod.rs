@@ -347,7 +347,10 @@ impl Fleet {
     /// Sets how many times a VM may be reconnected when its connection is found
     /// gone at the start of a step (a VM that rebooted between steps); the
     /// plan then resumes at that step. A connection lost while a step runs
-    /// fails the VM: the step may have had effects.
+    /// fails the VM: the step may have had effects. While reconnecting is
+    /// allowed, no channel is opened ahead of a step (see
+    /// [`provision`](crate::provision)'s round trips): a command sent on a
+    /// channel opened before a reboot could not be told from one that ran.
     ///
     /// Default: 0.
     pub fn reconnects(mut self, n: u32) -> Self {

@@ -30,7 +30,10 @@
 //! runs, and the SFTP channel while the steps before the first file step
 //! run; such a channel gives way when the server turns out to allow
 //! fewer channels, and is closed when the plan ends early. Elsewhere each
-//! is opened when needed. Per step:
+//! is opened when needed, and so in a fleet allowed to reconnect a VM
+//! ([`Fleet::reconnects`](crate::fleet::Fleet::reconnects)): a command
+//! sent on a channel opened before a reboot could not be told from one
+//! that ran, so its step could not be resumed. Per step:
 //!
 //! - inline: 1 RTT and the command's own run time when its channel was
 //!   opened ahead (the exec request; the output and exit status follow as

@@ -329,16 +329,23 @@ impl Provisioner {
         run: PlanRun<'_>,
         mut record: impl FnMut(StepReport),
     ) -> PlanEnd {
+        // Channels are opened ahead of later steps, except where the
+        // connection may be found gone between steps (a VM that reboots,
+        // reconnected): a command sent on a channel opened before the
+        // connection died could not be told from one that ran, so the
+        // step could not be resumed on the new connection.
+        let ahead = !run.reconnectable;
         for index in run.from..run.steps.len() {
             let started = Instant::now();
             transfer.before_step(StepNeeds {
                 runs_command: run.steps[index].kind.runs_command(),
-                command_follows: run
-                    .steps
-                    .get(index + 1)
-                    .is_some_and(|s| s.kind.runs_command()),
+                command_follows: ahead
+                    && run
+                        .steps
+                        .get(index + 1)
+                        .is_some_and(|s| s.kind.runs_command()),
                 uses_sftp: run.steps[index].kind.uses_sftp(),
-                sftp_follows: run.steps[index + 1..].iter().any(|s| s.kind.uses_sftp()),
+                sftp_follows: ahead && run.steps[index + 1..].iter().any(|s| s.kind.uses_sftp()),
             });
             let step = self.step(transfer, run.steps, index);
             let done = match run.stop {
