@@ -68,8 +68,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for NoteServerId<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if self.slot.is_some() && matches!(polled, Poll::Ready(Ok(()))) {
-            let this = &mut *self;
-            this.look(&buf.filled()[before..]);
+            self.look(&buf.filled()[before..]);
         }
         polled
     }

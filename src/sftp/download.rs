@@ -80,14 +80,10 @@ impl Sftp {
     {
         let raw = &self.inner.raw;
         let (opened, stat) = tokio::join!(
-            self.call(
-                "open",
-                remote,
-                raw.open(remote, OpenFlags::READ, FileAttributes::empty()),
-            ),
+            self.open_to_read(remote),
             self.call("stat", remote, raw.stat(remote)),
         );
-        let handle = opened?.handle;
+        let handle = opened?;
         let result = async {
             let attrs = match stat {
                 Ok(stat) => stat.attrs,
@@ -119,6 +115,15 @@ impl Sftp {
             drop(submit(raw.close(handle)).await);
         }
         result
+    }
+
+    /// Opens `remote` for reading: its handle.
+    async fn open_to_read(&self, remote: &str) -> Result<String, Error> {
+        let open = self
+            .inner
+            .raw
+            .open(remote, OpenFlags::READ, FileAttributes::empty());
+        Ok(self.call("open", remote, open).await?.handle)
     }
 
     /// Reads the open file `handle` to its end over one or more lanes
@@ -194,16 +199,7 @@ impl Sftp {
     ) -> Result<(), Error> {
         let opened = async {
             let sftp = self.lane_channel(remote, parts.chunk, false).await?;
-            let handle = sftp
-                .call(
-                    "open",
-                    remote,
-                    sftp.inner
-                        .raw
-                        .open(remote, OpenFlags::READ, FileAttributes::empty()),
-                )
-                .await?
-                .handle;
+            let handle = sftp.open_to_read(remote).await?;
             Ok::<_, Error>((sftp, handle))
         };
         let (sftp, handle) = tokio::select! {
@@ -308,7 +304,7 @@ async fn read_part(
     len: u32,
 ) -> Result<Part, russh_sftp::client::error::Error> {
     let mut data = Vec::new();
-    loop {
+    let eof = loop {
         let got = data.len() as u32;
         match raw.read(handle, at + u64::from(got), len - got).await {
             Ok(d) if !d.data.is_empty() => {
@@ -318,30 +314,15 @@ async fn read_part(
                     data.extend_from_slice(&d.data);
                 }
                 if data.len() as u32 >= len {
-                    return Ok(Part {
-                        at,
-                        data,
-                        eof: false,
-                    });
+                    break false;
                 }
             }
-            Ok(_) => {
-                return Ok(Part {
-                    at,
-                    data,
-                    eof: true,
-                });
-            }
-            Err(e) if is_status(&e, StatusCode::Eof) => {
-                return Ok(Part {
-                    at,
-                    data,
-                    eof: true,
-                });
-            }
+            Ok(_) => break true,
+            Err(e) if is_status(&e, StatusCode::Eof) => break true,
             Err(e) => return Err(e),
         }
-    }
+    };
+    Ok(Part { at, data, eof })
 }
 
 /// The parts of one download, claimed in order by its lanes.
@@ -378,27 +359,32 @@ impl Parts {
         self.room.available_permits()
     }
 
-    /// Whether a part may be left for this lane: below the size for any
-    /// lane; past it (or with no size) for the main lane when it has no
-    /// read outstanding; none once the end was found.
-    fn more(&self, main: bool, idle: bool) -> bool {
-        let (next, end) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Whether a part may be left for this lane when the next unclaimed
+    /// offset is `next`: below the size for any lane; past it (or with no
+    /// size) for the main lane when it has no read outstanding; none once
+    /// the end was found.
+    fn open_for(&self, (next, end): (u64, Option<u64>), main: bool, idle: bool) -> bool {
         end.is_none() && (self.size.is_some_and(|s| next < s) || (main && idle))
     }
 
-    /// Claims the next part for this lane (see [`more`](Self::more)).
+    /// Whether [`claim`](Self::claim) may find a part for this lane.
+    fn more(&self, main: bool, idle: bool) -> bool {
+        let state = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.open_for(state, main, idle)
+    }
+
+    /// Claims the next part for this lane (see [`open_for`](Self::open_for)).
     fn claim(&self, main: bool, idle: bool) -> Option<(u64, u32)> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (next, end) = *state;
-        let below = self.size.is_some_and(|s| next < s);
-        if end.is_some() || !(below || (main && idle)) {
+        if !self.open_for(*state, main, idle) {
             return None;
         }
-        state.0 = next + u64::from(self.chunk);
+        let at = state.0;
+        state.0 = at + u64::from(self.chunk);
         if self.size.is_none_or(|s| state.0 >= s) {
             self.all_claimed.cancel();
         }
-        Some((next, self.chunk))
+        Some((at, self.chunk))
     }
 
     /// A read found the end of the file at `at`.

@@ -441,13 +441,11 @@ impl<'a> Transfer<'a> {
         if step.command_follows && !step.runs_command {
             self.open_ahead();
         }
-        let conn = self.session.connection();
         if step.sftp_follows
             && !step.uses_sftp
             && self.backend.is_none()
             && self.sftp_ahead.is_none()
-            && conn.keeps_unstarted_channels()
-            && conn.slots.free() >= 2
+            && channel::opens_ahead(self.session.connection())
         {
             let session = self.session.clone();
             self.sftp_ahead = Some(Opening(tokio::spawn(async move {
