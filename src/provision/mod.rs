@@ -49,9 +49,10 @@
 //! - download: 2 RTTs and the reads (the open and a stat together, the
 //!   reads in flight; the close is sent and not waited for).
 //!
-//! Measured through the bench's relay at 20 and 50 ms (BENCHMARKS.md,
-//! "Long links, round two"): inline 1.39 and 1.27 RTTs per step, file
-//! 3.26 and 3.24, in a plan alternating the two.
+//! Measured through the bench's relay at 20 / 50 / 100 ms (BENCHMARKS.md,
+//! "Full run, 2026-12-07"), in a plan alternating inline and file steps:
+//! inline 1.36 / 1.27 / 1.23 RTTs per step, file 3.22 / 3.24 / 3.20; and
+//! script steps after an inline one: 3.37 / 3.30 / 3.23.
 //!
 //! `cargo bench --bench compare -- --scenario rtt_small_steps` measures
 //! them through a delaying relay (BENCHMARKS.md).
