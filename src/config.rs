@@ -17,6 +17,12 @@ use crate::host_key::HostKeyPolicy;
 /// than 32 MiB ahead. Measured through a delaying relay in BENCHMARKS.md.
 const DEFAULT_WINDOW: u32 = 16 * 1024 * 1024;
 
+/// How long a plain transfer's SFTP channel is kept for the next one: long
+/// enough for the calls of one piece of work (an upload, then the command
+/// that uses it, then a download), short enough that an idle session does
+/// not keep an `sftp-server` for long.
+const DEFAULT_SFTP_IDLE: Duration = Duration::from_secs(10);
+
 /// Connection settings, built with by-value setters.
 ///
 /// Cheap to clone: a fleet hands one copy to each VM. Problems (no
@@ -50,6 +56,7 @@ pub struct SshConfig {
     pub(crate) keepalive_max: usize,
     pub(crate) inactivity_timeout: Option<Duration>,
     pub(crate) max_channels: usize,
+    pub(crate) sftp_idle_timeout: Duration,
     pub(crate) max_output: usize,
     pub(crate) window_size: u32,
     pub(crate) max_packet_size: u32,
@@ -87,6 +94,7 @@ impl SshConfig {
             keepalive_max: 3,
             inactivity_timeout: None,
             max_channels: 10,
+            sftp_idle_timeout: DEFAULT_SFTP_IDLE,
             max_output: 64 * 1024 * 1024,
             window_size: DEFAULT_WINDOW,
             max_packet_size: 32 * 1024,
@@ -296,6 +304,29 @@ impl SshConfig {
     /// Default: 10, OpenSSH's `MaxSessions`.
     pub fn max_channels(mut self, n: usize) -> Self {
         self.max_channels = n.max(1);
+        self
+    }
+
+    /// Sets how long the SFTP channel of a session's plain transfers
+    /// ([`Session::upload`](crate::Session::upload),
+    /// [`download`](crate::Session::download), their variants, the
+    /// directory transfers and [`Session::sftp`](crate::Session::sftp)) is
+    /// kept open after one ends, for the next to use: each transfer after
+    /// the first then spares the channel open, the subsystem start and the
+    /// SFTP init (four round trips). A kept channel takes one of the
+    /// session's channels, and gives way at once when an open finds none
+    /// free; it is closed with the last clone of the session, or by
+    /// [`Session::close`](crate::Session::close). Zero keeps none: each
+    /// transfer opens its own.
+    ///
+    /// Only on servers where a channel's end cannot take down a channel
+    /// being opened at that moment (OpenSSH; dropbear 2024.86 and later,
+    /// as [`Session::server_id`](crate::Session::server_id) shows): on
+    /// others each transfer opens its own, whatever this is set to.
+    ///
+    /// Default: 10 seconds.
+    pub fn sftp_idle_timeout(mut self, idle: Duration) -> Self {
+        self.sftp_idle_timeout = idle;
         self
     }
 

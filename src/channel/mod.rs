@@ -451,8 +451,12 @@ pub(crate) fn adopt_agent(conn: &Arc<Connection>, channel: Channel<Msg>) -> Chan
     lease(conn, channel, None, Closing::Terminate)
 }
 
-/// A free slot under the session's channel limit.
+/// A free slot under the session's channel limit. A channel parked
+/// between uses gives way when none is free.
 async fn free_slot(conn: &Arc<Connection>) -> Result<Slot, Error> {
+    if conn.slots.free() == 0 {
+        conn.clear_idle();
+    }
     let slot = conn
         .slots
         .acquire()

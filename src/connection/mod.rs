@@ -20,6 +20,7 @@ use crate::error::Error;
 mod agent;
 mod closings;
 mod handler;
+mod idle;
 mod routes;
 mod server_id;
 mod shared;
@@ -30,6 +31,7 @@ pub(crate) use closings::Closings;
 #[cfg(test)]
 pub(crate) use handler::HandlerError;
 pub(crate) use handler::{ClientHandler, handshake_error};
+pub(crate) use idle::Idle;
 pub(crate) use routes::{Forwarded, RemoteForwards};
 pub(crate) use server_id::NoteServerId;
 pub(crate) use shared::Shared;
@@ -55,6 +57,9 @@ pub(crate) struct Connection {
     pub(crate) window: u32,
     /// The server's identification string, once the handshake read it.
     pub(crate) server_id: Arc<std::sync::OnceLock<String>>,
+    /// The channel parked between the session's plain transfers, owned by
+    /// the session's user handles (see `idle.rs`).
+    pub(crate) idle: std::sync::Weak<Idle>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -74,6 +79,14 @@ impl Connection {
         self.server_id
             .get()
             .is_some_and(|id| server_id::keeps_unstarted_channels(id))
+    }
+
+    /// Closes the channel parked between uses, if any: an open needs its
+    /// slot, or the session is closing.
+    pub(crate) fn clear_idle(&self) {
+        if let Some(idle) = self.idle.upgrade() {
+            idle.clear();
+        }
     }
 
     /// Whether the connection has ended (closed by either side or lost).

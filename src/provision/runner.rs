@@ -306,7 +306,9 @@ impl Provisioner {
     /// stopped or (when reconnectable) the connection is found gone. One
     /// SFTP channel serves the steps that move files: opened by the first
     /// of them, kept for the later ones (a round trip per request instead
-    /// of four more per step), closed when the loop ends.
+    /// of four more per step), kept for the session's next transfer when
+    /// the loop ends (see
+    /// [`SshConfig::sftp_idle_timeout`](crate::SshConfig::sftp_idle_timeout)).
     pub(crate) async fn run_plan(
         &self,
         session: &Session,

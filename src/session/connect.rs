@@ -11,7 +11,9 @@ use super::Session;
 use crate::algorithms::Resolved;
 use crate::auth;
 use crate::config::SshConfig;
-use crate::connection::{ClientHandler, Connection, NoteServerId, Shared, Slots, handshake_error};
+use crate::connection::{
+    ClientHandler, Connection, Idle, NoteServerId, Shared, Slots, handshake_error,
+};
 use crate::error::Error;
 use crate::host_key::KeyAlgorithms;
 use crate::retry::{LOGIN_CONNECTION_SPACING, LOGIN_MARGIN, LoginRetry, Retrying};
@@ -352,6 +354,7 @@ impl Session {
         )
         .await?;
         tracing::debug!(host, port, user = %cfg.user, "session established");
+        let idle = Idle::new(cfg.sftp_idle_timeout);
         let conn = Arc::new(Connection {
             handle,
             host: host.to_string(),
@@ -363,10 +366,14 @@ impl Session {
             state,
             window: cfg.window_size,
             server_id,
+            idle: Arc::downgrade(&idle),
         });
         // Always: a command may ask for the agent when the session does not.
         crate::agent_forward::serve_agent_channels(&conn);
-        Ok(Session { inner: conn })
+        Ok(Session {
+            inner: conn,
+            idle: Some(idle),
+        })
     }
 }
 

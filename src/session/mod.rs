@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Idle};
 use crate::error::Error;
 
 mod connect;
@@ -32,10 +32,17 @@ pub(crate) use connect::Route;
 ///
 /// The connection stays open while any clone, stream or transfer is alive,
 /// and is shut down when the last one is dropped. [`Session::close`] ends it
-/// at once.
+/// at once. The SFTP channel kept between plain transfers (see
+/// [`SshConfig::sftp_idle_timeout`](crate::SshConfig::sftp_idle_timeout))
+/// does not keep it open: it is closed with the last clone.
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<Connection>,
+    /// The park of the channel kept between plain transfers, shared by the
+    /// clones the user holds: dropping the last drops it. `None` in the
+    /// session an internal holder keeps (an [`Sftp`](crate::Sftp)'s), so
+    /// that what is parked never holds the park.
+    idle: Option<Arc<Idle>>,
 }
 
 impl fmt::Debug for Session {
@@ -116,6 +123,7 @@ impl Session {
     /// session counts as closed at once, though the disconnect message may
     /// not have been sent.
     pub async fn close(&self) {
+        self.inner.clear_idle();
         if !self.is_closed() {
             self.wait_for_closing().await;
         }
@@ -126,6 +134,21 @@ impl Session {
     /// the cleanups of its dropped operations.
     pub(crate) async fn wait_for_closing(&self) {
         crate::channel::wait_for_closing(&self.inner).await;
+    }
+
+    /// This session without its user handle on the park: for what the
+    /// park may hold (see [`Session::idle`]).
+    pub(crate) fn internal(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            idle: None,
+        }
+    }
+
+    /// The park of the channel kept between plain transfers; `None` in an
+    /// internal session.
+    pub(crate) fn idle(&self) -> Option<&Arc<Idle>> {
+        self.idle.as_ref()
     }
 
     /// The connection below this session.

@@ -153,7 +153,9 @@ pub(crate) enum SftpOrChannel {
 }
 
 impl Session {
-    /// Opens an SFTP subsystem channel.
+    /// Opens an SFTP subsystem channel, or takes the one kept since the
+    /// session's last plain transfer (see
+    /// [`SshConfig::sftp_idle_timeout`](crate::SshConfig::sftp_idle_timeout)).
     ///
     /// # Errors
     ///
@@ -178,9 +180,15 @@ impl Session {
         }
     }
 
-    /// Opens an SFTP subsystem channel, or, where the server refuses the
-    /// subsystem, hands back the channel for the exec fallback.
+    /// Opens an SFTP subsystem channel (or takes the one kept between
+    /// plain transfers), or, where the server refuses the subsystem, hands
+    /// back the channel for the exec fallback.
     pub(crate) async fn sftp_or_channel(&self) -> Result<SftpOrChannel, Error> {
+        if let Some(sftp) = self.idle().and_then(|idle| idle.take::<Sftp>())
+            && !sftp.is_gone()
+        {
+            return Ok(SftpOrChannel::Sftp(sftp));
+        }
         let lease = match channel::try_start(
             self.connection(),
             Closing::Drain,
@@ -261,7 +269,9 @@ impl Session {
             inner: Arc::new(SftpInner {
                 raw,
                 _release: release_on_drop,
-                session: self.clone(),
+                // Not the user's handle: this channel may be kept in the
+                // user handles' park, which must not hold itself.
+                session: self.internal(),
                 closed,
                 max_read,
                 max_write,
@@ -270,6 +280,33 @@ impl Session {
                 posix_rename: has("posix-rename@openssh.com"),
             }),
         }))
+    }
+}
+
+impl Session {
+    /// Keeps `sftp`, which an operation of this session has finished with,
+    /// for the next (see
+    /// [`SshConfig::sftp_idle_timeout`](crate::SshConfig::sftp_idle_timeout)):
+    /// only if nothing else holds it, it still works, and a slot is free
+    /// (an open waiting for one would not see it give way), and only on a
+    /// server known to keep a channel being opened when another channel's
+    /// program exits ([`Connection::keeps_unstarted_channels`]): a kept
+    /// channel ends at a moment no caller chooses (its idle time, or
+    /// giving way to an open), and on dropbear before 2024.86 its
+    /// `sftp-server` exiting closes the channels being opened then, with
+    /// the command perhaps run. Otherwise it is dropped, and its channel
+    /// closed, at the end of the operation as before.
+    ///
+    /// [`Connection::keeps_unstarted_channels`]: crate::connection::Connection::keeps_unstarted_channels
+    pub(crate) fn keep_sftp(&self, sftp: Sftp) {
+        if let Some(idle) = self.idle()
+            && self.connection().keeps_unstarted_channels()
+            && Arc::strong_count(&sftp.inner) == 1
+            && !sftp.is_gone()
+            && self.connection().slots.free() > 0
+        {
+            idle.park(sftp);
+        }
     }
 }
 

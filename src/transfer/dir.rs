@@ -95,7 +95,9 @@ impl Session {
             }
         }
         let sftp = self.sftp_for_tree("upload_dir", remote_dir).await?;
-        sftp.upload_dir(local_dir, remote_dir, opts).await
+        let moved = sftp.upload_dir(local_dir, remote_dir, opts).await;
+        self.keep_sftp(sftp);
+        moved
     }
 
     /// Downloads the remote directory `remote_dir` to `local_dir`,
@@ -137,7 +139,9 @@ impl Session {
         opts: &TransferOptions,
     ) -> Result<TreeSummary, Error> {
         let sftp = self.sftp_for_tree("download_dir", remote_dir).await?;
-        sftp.download_dir(remote_dir, local_dir, opts).await
+        let moved = sftp.download_dir(remote_dir, local_dir, opts).await;
+        self.keep_sftp(sftp);
+        moved
     }
 
     /// SFTP for a directory transfer, or a typed error saying directories

@@ -63,7 +63,10 @@ impl Session {
         remote: &str,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        Transfer::new(self).upload_file(local, remote, opts).await
+        let mut transfer = Transfer::new(self);
+        let sent = transfer.upload_file(local, remote, opts).await;
+        transfer.finish().await;
+        sent
     }
 
     /// Uploads everything `reader` yields to `remote` (mode 0644 unless
@@ -87,9 +90,12 @@ impl Session {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        Transfer::new(self)
+        let mut transfer = Transfer::new(self);
+        let sent = transfer
             .upload_reader(reader, size_hint, remote, opts)
-            .await
+            .await;
+        transfer.finish().await;
+        sent
     }
 
     /// Downloads `remote` to a local file (atomically, keeping the remote
@@ -124,7 +130,10 @@ impl Session {
         local: &Path,
         opts: &TransferOptions,
     ) -> Result<u64, Error> {
-        Transfer::new(self).download_file(remote, local, opts).await
+        let mut transfer = Transfer::new(self);
+        let got = transfer.download_file(remote, local, opts).await;
+        transfer.finish().await;
+        got
     }
 
     /// Streams a remote file through `cat` over exec: the download path for
@@ -163,9 +172,10 @@ impl Session {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        Transfer::new(self)
-            .download_writer(remote, writer, opts)
-            .await
+        let mut transfer = Transfer::new(self);
+        let got = transfer.download_writer(remote, writer, opts).await;
+        transfer.finish().await;
+        got
     }
 }
 
@@ -240,6 +250,18 @@ impl<'a> Transfer<'a> {
     fn release_channel(&mut self) {
         if matches!(self.backend, Some(Backend::Sftp(_))) {
             self.backend = None;
+        }
+        self.sftp_ahead = None;
+    }
+
+    /// Hands the SFTP channel held for later operations to the session,
+    /// for an operation that takes its channel there (see
+    /// [`upload_dir`](Self::upload_dir)).
+    fn hand_over_channel(&mut self) {
+        if matches!(self.backend, Some(Backend::Sftp(_)))
+            && let Some(Backend::Sftp(sftp)) = self.backend.take()
+        {
+            self.session.keep_sftp(sftp);
         }
         self.sftp_ahead = None;
     }
@@ -366,16 +388,18 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// Uploads a directory tree ([`Session::upload_dir`]) on an SFTP
-    /// channel of its own: the one held for later operations is closed
-    /// first, so that the tree's channel fits a server's limit.
+    /// Uploads a directory tree ([`Session::upload_dir`]), which takes
+    /// its SFTP channel from the session: the one held for later
+    /// operations is handed over (kept in the session for it, see
+    /// [`Session::keep_sftp`], or closed so that the tree's own fits a
+    /// server's limit), and found there again by the next operation.
     pub(crate) async fn upload_dir(
         &mut self,
         local: &Path,
         remote: &str,
         opts: &TransferOptions,
     ) -> Result<TreeSummary, Error> {
-        self.release_channel();
+        self.hand_over_channel();
         self.session.upload_dir(local, remote, opts).await
     }
 
@@ -387,7 +411,7 @@ impl<'a> Transfer<'a> {
         local: &Path,
         opts: &TransferOptions,
     ) -> Result<TreeSummary, Error> {
-        self.release_channel();
+        self.hand_over_channel();
         self.session.download_dir(remote, local, opts).await
     }
 
@@ -454,12 +478,15 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// At a plan's end: closes a channel opened ahead for a command that
-    /// will not run, and waits for the close to be sent (so that the
-    /// session's next open does not meet the server still counting it).
-    /// Also waits for the work handed to
+    /// When a plan or a plain transfer is over: closes a channel opened
+    /// ahead for a command that will not run, and waits for the close to
+    /// be sent (so that the session's next open does not meet the server
+    /// still counting it). Also waits for the work handed to
     /// [`settle_later`](Self::settle_later), so that a plan's scripts
-    /// are gone when it returns.
+    /// are gone when it returns. The SFTP channel is kept for the
+    /// session's next transfer ([`Session::keep_sftp`]). Not reached when
+    /// the caller is cancelled: a transfer dropped midway closes its
+    /// channel, which may still carry its requests.
     pub(crate) async fn finish(&mut self) {
         if let Some(ahead) = self.ahead.take() {
             ahead.close().await;
@@ -468,6 +495,7 @@ impl<'a> Transfer<'a> {
         for pending in self.pending.drain(..) {
             let _ = pending.await;
         }
+        self.hand_over_channel();
     }
 
     /// Work sent whose answer nothing waits for before
