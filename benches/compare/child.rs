@@ -439,6 +439,28 @@ async fn small_steps(args: &Args) -> Res<()> {
             .map(|r| r.duration.as_secs_f64())
             .sum::<f64>(),
     );
+    // Plain uploads (`Session::upload`), five back to back after a
+    // command: the first takes the SFTP channel the plans kept, each
+    // later one the channel the one before kept. Then the same on a
+    // session that keeps none (`sftp_idle_timeout` zero): each upload
+    // opens its own, as before the channel was kept.
+    let fresh = Session::connect(
+        HOST,
+        args.ports()?[0],
+        &args.config()?.sftp_idle_timeout(Duration::ZERO),
+    )
+    .await
+    .map_err(err)?;
+    for (key, sess) in [("plain_secs", &sess), ("plain_fresh_secs", &fresh)] {
+        sess.exec("true").await.map_err(err)?;
+        let start = Instant::now();
+        for i in 0..5 {
+            sess.upload(&file, &format!("{dir}/{key}{i}.txt"))
+                .await
+                .map_err(err)?;
+        }
+        result(key, start.elapsed().as_secs_f64());
+    }
     Ok(())
 }
 

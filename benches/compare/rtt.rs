@@ -355,6 +355,8 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
                 ("inline_secs", 5.0),
                 ("file_secs", 5.0),
                 ("script_secs", 5.0),
+                ("plain_secs", 5.0),
+                ("plain_fresh_secs", 5.0),
             ] {
                 if let Some(v) = s.get(k) {
                     out.insert(k.replace("secs", "rtts"), v / n / rtt_s);
@@ -401,11 +403,34 @@ pub(crate) fn rtt_small_steps(env: &Env, report: &mut Report) {
                 .vals(m("vmssh", &k), None, m("old", &k)),
             );
         }
+        // Plain `Session::upload`s on the session's kept SFTP channel, and
+        // each on a channel of its own; the old design's column is its
+        // upload (a file step there).
+        report.rows.push(
+            Row::new(
+                format!("{title} plain upload"),
+                "RTTs",
+                Better::Lower,
+                Goal::Info,
+            )
+            .vals(m("vmssh", "plain_rtts"), None, m("old", "file_rtts")),
+        );
+        report.rows.push(
+            Row::new(
+                format!("{title} plain upload[sftp_idle_timeout=0]"),
+                "RTTs",
+                Better::Lower,
+                Goal::Info,
+            )
+            .vals(m("vmssh", "plain_fresh_rtts"), None, m("old", "file_rtts")),
+        );
     }
     report.notes.push(
         "rtt_small_steps: one session (connect not counted), then ten steps alternating `inline \"true\"` and a file \
          step of 2 bytes (the script row: a second plan, `inline \"true\"` then five steps of a two-line script, \
-         each uploaded, run and removed); round trips per step = time per step / the RTT measured through the \
+         each uploaded, run and removed; the plain upload rows: five `Session::upload`s of the 2-byte file back to \
+         back after a command, on the session's kept SFTP channel, and [sftp_idle_timeout=0] on a session that \
+         keeps none, each opening its own); round trips per step = time per step / the RTT measured through the \
          relay; vmssh = vmssh::provision::Provisioner (inline/file/script rows from its step durations), old = exec and whole-file upload \
          of the old design, each timed"
             .into(),
