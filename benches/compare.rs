@@ -23,6 +23,8 @@
 
 #[path = "compare/child.rs"]
 mod child;
+#[path = "compare/fleet_cost.rs"]
+mod fleet_cost;
 #[path = "compare/fleet_testkit.rs"]
 mod fleet_testkit;
 #[path = "compare/measure.rs"]
@@ -81,6 +83,7 @@ const SCENARIOS: &[&str] = &[
     "connect_wake",
     "concurrent_sessions",
     "fleet",
+    "fleet_server_cost",
     "rtt_stdout",
     "rtt_upload",
     "rtt_download",
@@ -987,7 +990,7 @@ fn run(opts: Opts) {
         .push(format!("load average at start: {}", loadavg()));
     cipher_probe(&env, &mut report);
     type Scenario = fn(&Env, &mut Report);
-    let all: [(&str, Scenario); 14] = [
+    let all: [(&str, Scenario); 15] = [
         ("stdout_throughput", stdout_throughput),
         ("delivery_latency_p99", delivery_latency),
         ("slow_consumer_rss", slow_consumer),
@@ -996,6 +999,7 @@ fn run(opts: Opts) {
         ("connect_wake", connect_wake),
         ("concurrent_sessions", concurrent_sessions),
         ("fleet", fleet),
+        ("fleet_server_cost", fleet_cost::fleet_server_cost),
         ("fleet_testkit", fleet_testkit::fleet_testkit),
         ("rtt_stdout", rtt::rtt_stdout),
         ("rtt_upload", rtt::rtt_upload),
@@ -1869,6 +1873,7 @@ fn fleet(env: &Env, report: &mut Report) {
             rounds: env.rounds(2, 1),
             peers: env.peers.for_scenario("fleet"),
             old: true,
+            server_pids: pool.iter().map(Sshd::pid).collect(),
         },
     );
 }
@@ -1888,6 +1893,9 @@ struct FleetTarget<'a> {
     peers: Vec<&'static str>,
     /// Whether the old design takes part.
     old: bool,
+    /// The servers' listeners, whose reaped children's CPU is the servers'
+    /// work (none for a server in the contender's process).
+    server_pids: Vec<u32>,
 }
 
 /// The fleet plan (a command, a 1 MiB file, a script printing 100 lines)
@@ -1914,26 +1922,35 @@ fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
             ("remote-dir", remote_dir.display().to_string()),
         ]
     };
-    let cleanup = || {
+    // After the run: the remote files go, and the servers reap what served
+    // it (the servers' CPU is read after that).
+    let server_cpu = || measure::reaped_tree_cpu_secs(&t.server_pids);
+    let cleanup = |s: Option<Sample>, cpu0: f64| {
         let _ = std::fs::remove_dir_all(&remote_dir);
         std::thread::sleep(Duration::from_secs(1));
+        s.map(|mut s| {
+            if !t.server_pids.is_empty() {
+                s.insert("server_cpu".into(), server_cpu() - cpu0);
+            }
+            s
+        })
     };
     let (ports, login) = (t.ports, &t.login);
     let mut contenders: Vec<(&str, RunFn<'_>)> = vec![(
         "vmssh",
         Box::new(|| {
+            let cpu0 = server_cpu();
             let s = run_child(Some(env.vmssh_as(login, "fleet", ports, &extra())), "vmssh");
-            cleanup();
-            s
+            cleanup(s, cpu0)
         }),
     )];
     if t.old {
         contenders.push((
             "old",
             Box::new(|| {
+                let cpu0 = server_cpu();
                 let s = run_child(env.old_as(login, "fleet", ports, &extra()), "old");
-                cleanup();
-                s
+                cleanup(s, cpu0)
             }),
         ));
     }
@@ -1943,10 +1960,10 @@ fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
         contenders.push((
             p,
             Box::new(move || {
+                let cpu0 = server_cpu();
                 let cmd = env.peers.command(p, "fleet", login, ports, &extra());
                 let s = run_child(cmd, p);
-                cleanup();
-                s
+                cleanup(s, cpu0)
             }),
         ));
     }
@@ -1975,7 +1992,11 @@ fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
         (" threads", "peak", "threads_peak"),
         (" client CPU", "s", "cpu"),
         (" machine CPU", "s", "machine_cpu"),
+        (" server CPU", "s", "server_cpu"),
     ] {
+        if key == "server_cpu" && t.server_pids.is_empty() {
+            continue;
+        }
         report.rows.push(
             Row::new(format!("{label}{suffix}"), unit, Better::Lower, Goal::Info)
                 .vals(m("vmssh", key), None, m("old", key))
@@ -1985,9 +2006,16 @@ fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
     report.notes.push(format!(
         "{label}: {vms} VMs on {}, 64 at once, 32 connects in flight; plan: a command, a 1 MiB file, a script \
          printing 100 lines; vmssh = vmssh::fleet::Fleet, old = the same steps with the old design, peers as their \
-         notes say; {} round(s); failed VMs over all runs (a run with failures is left out of the rows): {}",
+         notes say; {} round(s); failed VMs over all runs (a run with failures is left out of the rows): {}{}",
         t.server,
         t.rounds,
-        failed.join(", ")
+        failed.join(", "),
+        if t.server_pids.is_empty() {
+            ""
+        } else {
+            "; server CPU: what the servers' listeners reaped during the run (each connection's sshd and all it ran: \
+             shells, sftp-server, the plan's commands), read a second after it: the servers' work, which no client \
+             can go under, so on this machine's cores no client's wall time can go under it / the core count"
+        }
     ));
 }

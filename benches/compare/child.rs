@@ -342,16 +342,32 @@ async fn fleet(args: &Args) -> Res<()> {
     let file = PathBuf::from(args.get("file")?);
     let script = PathBuf::from(args.get("script")?);
     let remote_dir = args.get("remote-dir")?;
+    let steps = args
+        .get("steps")
+        .map_or("command,file,script".to_string(), |s| s.to_string());
+    let kinds: Vec<&str> = steps.split(',').filter(|k| !k.is_empty()).collect();
+    if let Some(bad) = kinds
+        .iter()
+        .find(|k| !["true", "command", "file", "script"].contains(k))
+    {
+        return Err(format!("--steps: unknown step {bad}"));
+    }
     let targets = (0..n)
         .map(|i| {
             let dir = format!("{remote_dir}/vm{i}");
-            let steps = vec![
-                ProvisionDef::inline(format!(
-                    "mkdir -p {dir} && echo provisioning vm{i} && uname -a"
-                )),
-                ProvisionDef::file(&file, format!("{dir}/payload.bin")),
-                ProvisionDef::script(&script),
-            ];
+            // `--steps`: which of the plan's steps (and `true`: a bare
+            // command) run, in order; the whole plan by default.
+            let steps = kinds
+                .iter()
+                .map(|kind| match *kind {
+                    "true" => ProvisionDef::inline("true"),
+                    "command" => ProvisionDef::inline(format!(
+                        "mkdir -p {dir} && echo provisioning vm{i} && uname -a"
+                    )),
+                    "file" => ProvisionDef::file(&file, format!("{dir}/payload.bin")),
+                    _ => ProvisionDef::script(&script),
+                })
+                .collect();
             Target::new(
                 format!("vm{i}"),
                 HOST,

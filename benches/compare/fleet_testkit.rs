@@ -59,6 +59,7 @@ pub(crate) fn fleet_testkit(env: &Env, report: &mut Report) {
                 rounds: env.rounds(1, 1),
                 peers: ansible,
                 old: false,
+                server_pids: Vec::new(),
             },
         );
     }
@@ -74,6 +75,7 @@ pub(crate) fn fleet_testkit(env: &Env, report: &mut Report) {
             rounds: env.rounds(1, 1),
             peers: others,
             old: true,
+            server_pids: Vec::new(),
         },
     );
     // Closing its stdin stops the server.

@@ -43,6 +43,30 @@ pub(crate) fn cpu_secs() -> f64 {
     tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime)
 }
 
+/// CPU seconds of the processes `pids` and of their children that have
+/// ended and been reaped (from /proc/PID/stat: utime, stime, cutime,
+/// cstime): for a server's listener, everything it served once the
+/// connections are over (each connection's process is its child, and
+/// reaps the commands it ran).
+pub(crate) fn reaped_tree_cpu_secs(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command name (which may hold spaces), from
+            // field 3 on: utime, stime, cutime and cstime are fields 14-17.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum::<u64>() as f64
+                / hz
+        })
+        .sum()
+}
+
 /// Busy CPU seconds of the whole machine so far (every process: the
 /// servers' too), from /proc/stat: user, nice, system, irq, softirq and
 /// steal, without idle and iowait.

@@ -113,6 +113,11 @@ pub(crate) fn listening(port: u16) -> bool {
 }
 
 impl Sshd {
+    /// The listener's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts sshd on `port` (or a free one) and waits until it listens.
     /// `extra` config lines come first, so they win over the defaults.
     pub(crate) fn start(keys: &Keys, port: Option<u16>, extra: &[&str]) -> Sshd {
