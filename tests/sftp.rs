@@ -632,6 +632,51 @@ async fn upload_over_several_channels(srv: &support::Server) {
 }
 on_both_servers!(upload_over_several_channels);
 
+/// Lanes are for long links, and the round trip that decides is the
+/// channel open's, not the SFTP init's: an `sftp-server` that takes 300 ms
+/// to start (a slow guest) on loopback does not make a large upload or
+/// download take extra channels. Counted in sshd's log: one SFTP session
+/// for both (the second finds the first's channel kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn slow_sftp_server_start_is_not_a_long_link() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("slow-sftp-server");
+    let real = support::find_bin("sftp-server")
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/lib/openssh/sftp-server"));
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nsleep 0.3\nexec '{}' \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let srv = support::Sshd::builder()
+        .no_sftp()
+        .config_line(&format!("Subsystem sftp {}", wrapper.display()))
+        .start();
+    let sess = srv.connect().await;
+    let local = tempfile::tempdir().unwrap();
+    let remote = remote_dir();
+    let src = local.path().join("big");
+    let want = random_file(&src, 16 * 1024 * 1024);
+    let dst = remote.path().join("big");
+    sess.upload(&src, dst.to_str().unwrap()).await.unwrap();
+    assert_eq!(digest(&dst), want);
+    let back = local.path().join("back");
+    sess.download(dst.to_str().unwrap(), &back).await.unwrap();
+    assert_eq!(digest(&back), want);
+    // The lanes' sessions start before the transfers end; the first line
+    // read is the log's reader caught up to them.
+    let needle = "Starting session: subsystem 'sftp'";
+    srv.log_count(needle, 1, Duration::from_secs(20)).await;
+    let requests = srv.log().matches(needle).count();
+    assert_eq!(
+        requests, 1,
+        "a slow sftp-server start made a loopback transfer take extra channels"
+    );
+}
+
 /// A large download over several SFTP channels (lanes): each reads its
 /// parts of the one file, written out in order. The consumer holds back
 /// all but its first MiB until four `sftp-server`s serve the download

@@ -256,6 +256,9 @@ pub(crate) struct ChannelLease {
     /// The channel asked for an agent: agent channels are accepted until
     /// it is closed.
     agent: Option<AgentAsk>,
+    /// How long the server took to confirm the open: a round trip, with no
+    /// process started on the server yet.
+    opened_in: Option<Duration>,
 }
 
 impl std::fmt::Debug for ChannelLease {
@@ -316,8 +319,13 @@ async fn open_now(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLea
         let slot = free_slot(conn).await?;
         wait_for_closing(conn).await;
         let reason = loop {
+            let asked = Instant::now();
             let reason = match conn.handle.channel_open_session().await {
-                Ok(channel) => return Ok(lease(conn, channel, Some(slot), closing)),
+                Ok(channel) => {
+                    let mut lease = lease(conn, channel, Some(slot), closing);
+                    lease.opened_in = Some(asked.elapsed());
+                    return Ok(lease);
+                }
                 Err(russh::Error::ChannelOpenFailure(reason)) => reason,
                 Err(e) => return Err(open_error(conn, e)),
             };
@@ -493,6 +501,7 @@ fn lease(
         pid: None,
         stashed: None,
         agent: None,
+        opened_in: None,
     }
 }
 
@@ -575,6 +584,13 @@ pub(crate) async fn try_start(
 }
 
 impl ChannelLease {
+    /// How long the server took to confirm this channel's open (a round
+    /// trip, before any process starts there); `None` for a channel the
+    /// server opened.
+    pub(crate) fn opened_in(&self) -> Option<Duration> {
+        self.opened_in
+    }
+
     /// The connection the channel belongs to.
     pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.conn

@@ -2,9 +2,8 @@
 //!
 //! Each SFTP channel has its own flow control: an upload carries at most
 //! the server's channel window per round trip (sshd: 2 MiB), and a
-//! download about 2 MB per round trip per channel (sshd and `sftp-server`
-//! answering one channel; two channels of one session moved twice the
-//! bytes: BENCHMARKS.md, "Long links, round two"). On a long link a large
+//! download at most the reads one channel has in flight (32 x 128 KiB;
+//! the lanes share one window of them: `download.rs`). On a long link a large
 //! file therefore moves over several channels at once, each reading or
 //! writing its own parts of the one file; on a short one the extra
 //! channels would only cost the server processes.
@@ -15,7 +14,8 @@ use super::options::{LANE_BYTES, LANE_RTT, MAX_LANES, TransferOptions};
 impl Sftp {
     /// How many lanes (SFTP channels) a transfer of `size` bytes uses: see
     /// [`TransferOptions::channels`]; the round trip is the one this
-    /// channel's start took (its init and limits). Only slots free now are
+    /// channel's open took (not its init, which also waits for the server
+    /// to start `sftp-server`). Only slots free now are
     /// used, and one of them is left for others.
     pub(super) fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>) -> usize {
         let wanted = match (opts.channels, size) {

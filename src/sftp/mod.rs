@@ -126,7 +126,7 @@ struct SftpInner {
     closed: CancellationToken,
     max_read: u32,
     max_write: u32,
-    /// How long the init took: a round trip, for choosing lanes.
+    /// A round trip (the channel open's), for choosing lanes.
     rtt: std::time::Duration,
     fsync: bool,
     posix_rename: bool,
@@ -200,6 +200,7 @@ impl Session {
             Started::Running(lease) => lease,
             Started::Refused { lease, .. } => return Ok(SftpOrChannel::NoSftp(lease)),
         };
+        let opened_in = lease.opened_in();
         let release = Release::default();
         // Also on every early return below, which drops `raw`.
         let release_on_drop = release.on_drop(self.connection());
@@ -250,8 +251,10 @@ impl Session {
             _ = closed.cancelled() => return Err(ended()),
             _ = self.closed() => return Err(ended()),
         };
-        // One round trip (and the server's start of sftp-server).
-        let rtt = started.elapsed();
+        // The round trip, for choosing lanes: the channel open's, since the
+        // init's also holds the server's start of sftp-server (a slow
+        // guest would look like a long link).
+        let rtt = opened_in.unwrap_or_else(|| started.elapsed());
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
         if has(russh_sftp::extensions::LIMITS)
