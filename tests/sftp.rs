@@ -633,9 +633,9 @@ async fn upload_over_several_channels(srv: &support::Server) {
 on_both_servers!(upload_over_several_channels);
 
 /// Lanes are for long links, and the round trip that decides is the
-/// channel open's, not the SFTP init's: an `sftp-server` that takes 300 ms
-/// to start (a slow guest) on loopback does not make a large upload or
-/// download take extra channels. Counted in sshd's log: one SFTP session
+/// shortest the channel has seen, not the SFTP init's: an `sftp-server`
+/// that takes 300 ms to start (a slow guest) on loopback does not make a
+/// large download or upload take extra channels. Counted in sshd's log: one SFTP session
 /// for both (the second finds the first's channel kept).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
@@ -658,14 +658,18 @@ async fn slow_sftp_server_start_is_not_a_long_link() {
     let sess = srv.connect().await;
     let local = tempfile::tempdir().unwrap();
     let remote = remote_dir();
-    let src = local.path().join("big");
+    // A download first: its open and stat are the round trip it goes by
+    // (the channel's own open may wait for sshd's setup after the login,
+    // which a loaded machine can make long). Then an upload, on the
+    // channel the download kept.
+    let src = remote.path().join("big");
     let want = random_file(&src, 16 * 1024 * 1024);
-    let dst = remote.path().join("big");
-    sess.upload(&src, dst.to_str().unwrap()).await.unwrap();
-    assert_eq!(digest(&dst), want);
     let back = local.path().join("back");
-    sess.download(dst.to_str().unwrap(), &back).await.unwrap();
+    sess.download(src.to_str().unwrap(), &back).await.unwrap();
     assert_eq!(digest(&back), want);
+    let dst = remote.path().join("again");
+    sess.upload(&back, dst.to_str().unwrap()).await.unwrap();
+    assert_eq!(digest(&dst), want);
     // The lanes' sessions start before the transfers end; the first line
     // read is the log's reader caught up to them.
     let needle = "Starting session: subsystem 'sftp'";

@@ -79,10 +79,12 @@ impl Sftp {
         W: AsyncWrite + Unpin + Send,
     {
         let raw = &self.inner.raw;
+        let asked = std::time::Instant::now();
         let (opened, stat) = tokio::join!(
             self.open_to_read(remote),
             self.call("stat", remote, raw.stat(remote)),
         );
+        self.note_round_trip(asked.elapsed());
         let handle = opened?;
         let result = async {
             let attrs = match stat {

@@ -13,14 +13,14 @@ use super::options::{LANE_BYTES, LANE_RTT, MAX_LANES, TransferOptions};
 
 impl Sftp {
     /// How many lanes (SFTP channels) a transfer of `size` bytes uses: see
-    /// [`TransferOptions::channels`]; the round trip is the one this
-    /// channel's open took (not its init, which also waits for the server
-    /// to start `sftp-server`). Only slots free now are
+    /// [`TransferOptions::channels`]; the round trip is the shortest this
+    /// channel has seen ([`note_round_trip`](Self::note_round_trip)), as
+    /// each sample may hold the server's work too. Only slots free now are
     /// used, and one of them is left for others.
     pub(super) fn lanes_for(&self, opts: &TransferOptions, size: Option<u64>) -> usize {
         let wanted = match (opts.channels, size) {
             (Some(n), _) => n,
-            (None, Some(size)) if self.inner.rtt >= LANE_RTT => (size / LANE_BYTES) as usize,
+            (None, Some(size)) if self.rtt() >= LANE_RTT => (size / LANE_BYTES) as usize,
             (None, _) => 1,
         };
         let wanted = wanted.clamp(1, MAX_LANES.max(opts.channels.unwrap_or(0)));

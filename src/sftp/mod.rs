@@ -126,8 +126,9 @@ struct SftpInner {
     closed: CancellationToken,
     max_read: u32,
     max_write: u32,
-    /// A round trip (the channel open's), for choosing lanes.
-    rtt: std::time::Duration,
+    /// The shortest round trip seen on this channel, in nanoseconds, for
+    /// choosing lanes (see [`Sftp::note_round_trip`]).
+    rtt: std::sync::atomic::AtomicU64,
     fsync: bool,
     posix_rename: bool,
 }
@@ -251,10 +252,12 @@ impl Session {
             _ = closed.cancelled() => return Err(ended()),
             _ = self.closed() => return Err(ended()),
         };
-        // The round trip, for choosing lanes: the channel open's, since the
-        // init's also holds the server's start of sftp-server (a slow
-        // guest would look like a long link).
-        let rtt = opened_in.unwrap_or_else(|| started.elapsed());
+        // The first round trips, for choosing lanes: the channel open's
+        // (which may wait for the server to set up after the login) and
+        // the init's (which waits for it to start sftp-server); the
+        // shorter is the nearer to the link's.
+        let init = started.elapsed();
+        let rtt = opened_in.map_or(init, |open| open.min(init));
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut max_read, mut max_write) = (255 * 1024u32, 255 * 1024u32);
         if has(russh_sftp::extensions::LIMITS)
@@ -278,7 +281,7 @@ impl Session {
                 closed,
                 max_read,
                 max_write,
-                rtt,
+                rtt: std::sync::atomic::AtomicU64::new(nanos(rtt)),
                 fsync: has(russh_sftp::extensions::FSYNC),
                 posix_rename: has("posix-rename@openssh.com"),
             }),
@@ -311,6 +314,10 @@ impl Session {
             idle.park(sftp);
         }
     }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Maps a russh-sftp error to ours, naming the operation and path.
@@ -394,6 +401,21 @@ impl Sftp {
     /// The session the channel belongs to.
     pub(crate) fn session(&self) -> &Session {
         &self.inner.session
+    }
+
+    /// The shortest round trip seen on this channel.
+    pub(crate) fn rtt(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.inner.rtt.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A request answered `took` after it was sent, with nothing slow on
+    /// the server between (opening a file, a stat): the link's round trip
+    /// is at most that. Neither the channel's open nor its init is a clean
+    /// sample (see [`Session::sftp_or_channel`]); later requests refine it.
+    pub(crate) fn note_round_trip(&self, took: std::time::Duration) {
+        self.inner
+            .rtt
+            .fetch_min(nanos(took), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the channel or the whole connection has ended.

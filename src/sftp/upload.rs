@@ -156,9 +156,11 @@ impl Sftp {
         attrs: &russh_sftp::protocol::FileAttributes,
     ) -> Result<String, Error> {
         let (remote, target, opts) = (job.remote, job.target, job.opts);
+        let asked = std::time::Instant::now();
         let mut opened = self
             .open_for_upload(remote, target, flags, attrs.clone())
             .await;
+        self.note_round_trip(asked.elapsed());
         if opts.create_parents
             && let Err(Error::Sftp {
                 kind: SftpErrorKind::NotFound,
