@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_harness;
+use std::time::Duration;
 use support::on_both_servers;
 
 use cli_harness::{Hosts, assert_exit, json_lines, run, stderr, stdout};
@@ -285,6 +286,104 @@ async fn upload_then_download_one_file_per_host() {
         stderr(&o).contains("/etc/app/ does not name a file"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// `--channels N` moves one file over up to N SFTP channels of the
+/// connection, even on loopback (where the automatic choice is one), and
+/// `--channels 1` over one: counted in sshd's log as SFTP sessions. A
+/// 64 MiB file keeps the transfer going while the extra channels open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(vmssh_have_sshd), ignore = "needs OpenSSH sshd")]
+async fn upload_and_download_over_chosen_channels() {
+    let srv = support::sshd();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", srv.port(), srv.host_key_line()),
+    )
+    .unwrap();
+    let local = dir.path().join("big.bin");
+    let mut data = vec![0u8; 64 * 1024 * 1024];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut data);
+    std::fs::write(&local, &data).unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let dst = remote.path().join("big.bin");
+    let target = format!("{}@127.0.0.1:{}", srv.user(), srv.port());
+    let vmssh = |verb: &str, rest: &[&str]| {
+        let mut c = cli_harness::command(dir.path());
+        c.arg(verb)
+            .args(["--host", &target, "--known-hosts"])
+            .arg(&known)
+            .arg("--key")
+            .arg(&srv.client_key().private)
+            .args(rest);
+        c
+    };
+    let needle = "Starting session: subsystem 'sftp'";
+    let sessions = || srv.log().matches(needle).count();
+
+    let o = run(vmssh(
+        "upload",
+        &[
+            "--channels",
+            "1",
+            local.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    assert!(std::fs::read(&dst).unwrap() == data, "the upload differs");
+    srv.log_count(needle, 1, Duration::from_secs(20)).await;
+    assert_eq!(sessions(), 1, "upload --channels 1 took more channels");
+
+    let o = run(vmssh(
+        "upload",
+        &[
+            "--channels",
+            "4",
+            local.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    assert!(std::fs::read(&dst).unwrap() == data, "the upload differs");
+    let after_upload = srv.log_count(needle, 3, Duration::from_secs(20)).await;
+    assert!(
+        after_upload >= 3,
+        "upload --channels 4 took one channel: {after_upload} SFTP sessions in all"
+    );
+
+    let back = dir.path().join("back");
+    let o = run(vmssh(
+        "download",
+        &[
+            "--channels",
+            "4",
+            dst.to_str().unwrap(),
+            back.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_exit(&o, 0);
+    // LOCAL_DIR/HOST/NAME, HOST as the run names it.
+    let hosts: Vec<_> = std::fs::read_dir(&back)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    let got = std::fs::read(hosts[0].join("big.bin")).unwrap();
+    assert!(got == data, "the download differs");
+    let after_download = srv
+        .log_count(needle, after_upload + 2, Duration::from_secs(20))
+        .await;
+    assert!(
+        after_download > after_upload + 1,
+        "download --channels 4 took one channel: {after_download} SFTP sessions in all, {after_upload} before"
     );
 }
 

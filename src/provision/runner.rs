@@ -638,6 +638,9 @@ impl Provisioner {
                 if let Some(mode) = step.mode.or(self.file_mode) {
                     opts = opts.mode(mode);
                 }
+                if let Some(n) = step.channels {
+                    opts = opts.channels(n);
+                }
                 match self
                     .upload_reporting(transfer, n, &local, destination, opts)
                     .await
@@ -661,7 +664,11 @@ impl Provisioner {
                 if let Err(e) = transfer.open().await {
                     return self.not_started(n, step, "cannot open SFTP", e);
                 }
-                let (opts, progress) = with_progress(TransferOptions::new());
+                let mut opts = TransferOptions::new();
+                if let Some(n) = step.channels {
+                    opts = opts.channels(n);
+                }
+                let (opts, progress) = with_progress(opts);
                 let download = transfer.download_file(source, &local, &opts);
                 let done = self
                     .reporting(download, progress, |vm, done, total| Event::Download {
@@ -694,9 +701,9 @@ impl Provisioner {
         }
     }
 
-    /// A directory step: the tree moves on an SFTP channel of its own
-    /// (the one `transfer` holds is closed first), reported as the
-    /// upload or download of its bytes.
+    /// A directory step: the tree moves on the plan's SFTP channel, handed
+    /// to the session for it (see [`Transfer::upload_dir`]), reported as
+    /// the upload or download of its bytes.
     async fn tree_step(
         &self,
         transfer: &mut Transfer<'_>,

@@ -17,6 +17,8 @@ pub struct ProvisionDef {
     pub(crate) sudo: bool,
     #[serde(default)]
     pub(crate) mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) channels: Option<usize>,
 }
 
 /// What a step does.
@@ -126,6 +128,7 @@ impl ProvisionDef {
             env: Vec::new(),
             sudo: false,
             mode: None,
+            channels: None,
         }
     }
 
@@ -167,6 +170,19 @@ impl ProvisionDef {
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Sets how many SFTP channels of the session a file step's or a
+    /// download step's file may move over at once, as
+    /// [`TransferOptions::channels`](crate::sftp::TransferOptions::channels)
+    /// does (1 to 16). Other steps, and directory steps, ignore it.
+    ///
+    /// Default: automatic (more than one only for large files on a long
+    /// link).
+    #[must_use]
+    pub fn channels(mut self, n: usize) -> Self {
+        self.channels = Some(n.clamp(1, 16));
         self
     }
 

@@ -230,7 +230,7 @@ impl TransferOptions {
     /// transfer on one channel.
     ///
     /// Default: automatic: one channel where the round trip (timed on the
-    /// SFTP channel's start) is under 10 ms, the file under 8 MiB, or its
+    /// SFTP channel's open) is under 10 ms, the file under 8 MiB, or its
     /// size unknown (a reader, a file the server gives no size for);
     /// otherwise one channel per 4 MiB, at most 4.
     pub fn channels(mut self, n: usize) -> Self {

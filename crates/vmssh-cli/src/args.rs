@@ -344,6 +344,13 @@ pub(crate) struct UploadArgs {
     #[arg(short = 'r', long)]
     pub(crate) recursive: bool,
 
+    /// SFTP channels one file may move over at once, 1 to 16 [default:
+    /// automatic: more than one only for a file of 8 MiB or more on a
+    /// long link (a round trip of 10 ms or more), one per 4 MiB, at most
+    /// 4]. Not with -r.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "recursive")]
+    pub(crate) channels: Option<u8>,
+
     /// The local file (a directory with -r).
     #[arg(value_name = "LOCAL")]
     pub(crate) local: PathBuf,
@@ -369,6 +376,13 @@ pub(crate) struct DownloadArgs {
     /// hosts.
     #[arg(short = 'r', long)]
     pub(crate) recursive: bool,
+
+    /// SFTP channels one file may move over at once, 1 to 16 [default:
+    /// automatic: more than one only for a file of 8 MiB or more on a
+    /// long link (a round trip of 10 ms or more), one per 4 MiB, at most
+    /// 4]. Not with -r.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "recursive")]
+    pub(crate) channels: Option<u8>,
 
     /// The remote file (a directory with -r).
     #[arg(value_name = "REMOTE")]

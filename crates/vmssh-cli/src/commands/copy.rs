@@ -56,7 +56,10 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     }
     let hosts = targets::collect(&a.targets, None).await?;
     let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
-    let step = ProvisionDef::file(&a.local, remote);
+    let mut step = ProvisionDef::file(&a.local, remote);
+    if let Some(n) = a.channels {
+        step = step.channels(usize::from(n));
+    }
     if a.run.dry_run {
         let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
         let steps = |_: &str| vec![step.clone()];
@@ -126,7 +129,11 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
         if a.recursive {
             vec![ProvisionDef::download_dir(a.remote.clone(), local)]
         } else {
-            vec![ProvisionDef::download(a.remote.clone(), local)]
+            let step = ProvisionDef::download(a.remote.clone(), local);
+            vec![match a.channels {
+                Some(n) => step.channels(usize::from(n)),
+                None => step,
+            }]
         }
     };
     if a.run.dry_run {
