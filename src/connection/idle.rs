@@ -64,6 +64,9 @@ impl Idle {
         }
         let me = Arc::downgrade(self);
         let life = self.life;
+        // The timer is started under the lock, so that its end finds the
+        // value parked however short the idle time.
+        let mut parked = self.lock();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(life).await;
             if let Some(idle) = me.upgrade() {
@@ -71,10 +74,11 @@ impl Idle {
             }
         })
         .abort_handle();
-        let old = self.lock().replace(Parked {
+        let old = parked.replace(Parked {
             value: Box::new(value),
             timer,
         });
+        drop(parked);
         // Dropped outside the lock: dropping a channel sends its close.
         drop(old.map(Parked::into_value));
     }
