@@ -344,12 +344,8 @@ pub(crate) struct UploadArgs {
     #[arg(short = 'r', long)]
     pub(crate) recursive: bool,
 
-    /// SFTP channels one file may move over at once, 1 to 16 [default:
-    /// automatic: more than one only for a file of 8 MiB or more on a
-    /// long link (a round trip of 10 ms or more), one per 4 MiB, at most
-    /// 4]. Not with -r.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "recursive")]
-    pub(crate) channels: Option<u8>,
+    #[command(flatten)]
+    pub(crate) lanes: LanesArgs,
 
     /// The local file (a directory with -r).
     #[arg(value_name = "LOCAL")]
@@ -361,6 +357,30 @@ pub(crate) struct UploadArgs {
     /// if it exists.
     #[arg(value_name = "REMOTE")]
     pub(crate) remote: String,
+}
+
+/// How many SFTP channels one copied file may use (upload, download).
+#[derive(Debug, Args)]
+pub(crate) struct LanesArgs {
+    /// SFTP channels one file may move over at once, 1 to 16 [default:
+    /// automatic: more than one only for a file of 8 MiB or more on a
+    /// long link (a round trip of 10 ms or more), one per 4 MiB, at most
+    /// 4]. Not with -r.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "recursive")]
+    pub(crate) channels: Option<u8>,
+}
+
+impl LanesArgs {
+    /// `step` with the channel count given, if one was.
+    pub(crate) fn apply(
+        &self,
+        step: vmssh::provision::ProvisionDef,
+    ) -> vmssh::provision::ProvisionDef {
+        match self.channels {
+            Some(n) => step.channels(usize::from(n)),
+            None => step,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -377,12 +397,8 @@ pub(crate) struct DownloadArgs {
     #[arg(short = 'r', long)]
     pub(crate) recursive: bool,
 
-    /// SFTP channels one file may move over at once, 1 to 16 [default:
-    /// automatic: more than one only for a file of 8 MiB or more on a
-    /// long link (a round trip of 10 ms or more), one per 4 MiB, at most
-    /// 4]. Not with -r.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "recursive")]
-    pub(crate) channels: Option<u8>,
+    #[command(flatten)]
+    pub(crate) lanes: LanesArgs,
 
     /// The remote file (a directory with -r).
     #[arg(value_name = "REMOTE")]

@@ -56,10 +56,7 @@ pub(crate) async fn upload(a: UploadArgs) -> Result<Exit, Usage> {
     }
     let hosts = targets::collect(&a.targets, None).await?;
     let hosts = crate::rerun::select(hosts, &a.run, |h| &h.name).await?;
-    let mut step = ProvisionDef::file(&a.local, remote);
-    if let Some(n) = a.channels {
-        step = step.channels(usize::from(n));
-    }
+    let step = a.lanes.apply(ProvisionDef::file(&a.local, remote));
     if a.run.dry_run {
         let resolved = super::resolve(hosts, &a.targets, &a.auth, |_| Defaults::default()).await?;
         let steps = |_: &str| vec![step.clone()];
@@ -129,11 +126,10 @@ pub(crate) async fn download(a: DownloadArgs) -> Result<Exit, Usage> {
         if a.recursive {
             vec![ProvisionDef::download_dir(a.remote.clone(), local)]
         } else {
-            let step = ProvisionDef::download(a.remote.clone(), local);
-            vec![match a.channels {
-                Some(n) => step.channels(usize::from(n)),
-                None => step,
-            }]
+            vec![
+                a.lanes
+                    .apply(ProvisionDef::download(a.remote.clone(), local)),
+            ]
         }
     };
     if a.run.dry_run {
