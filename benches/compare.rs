@@ -1898,20 +1898,26 @@ struct FleetTarget<'a> {
     server_pids: Vec<u32>,
 }
 
-/// The fleet plan (a command, a 1 MiB file, a script printing 100 lines)
-/// on `t.vms` VMs by every contender that has a fleet: vmssh's `Fleet`,
-/// the old design, the peers.
-fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
-    let vms = t.vms;
-    let payload = env.data.join("fleet-payload.bin");
+/// The fleet plan's local files, named from `prefix`: its 1 MiB payload
+/// and its script (printing 100 lines), and the directory its VMs write to.
+fn fleet_plan_files(env: &Env, prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let payload = env.data.join(format!("{prefix}-payload.bin"));
     random_file(&payload, MIB);
-    let script = env.data.join("fleet-setup.sh");
+    let script = env.data.join(format!("{prefix}-setup.sh"));
     std::fs::write(
         &script,
         "#!/bin/sh\nfor i in $(seq 1 100); do echo \"step $i\"; done\necho done >&2\n",
     )
     .unwrap();
-    let remote_dir = env.data.join("fleet-remote");
+    (payload, script, env.data.join(format!("{prefix}-remote")))
+}
+
+/// The fleet plan (a command, a 1 MiB file, a script printing 100 lines)
+/// on `t.vms` VMs by every contender that has a fleet: vmssh's `Fleet`,
+/// the old design, the peers.
+fn fleet_run(env: &Env, report: &mut Report, t: &FleetTarget<'_>) {
+    let vms = t.vms;
+    let (payload, script, remote_dir) = fleet_plan_files(env, "fleet");
     let extra = || {
         vec![
             ("vms", vms.to_string()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::measure;
 use crate::sshd::Sshd;
-use crate::{Better, Env, Goal, MIB, Report, Row, Sample, med, random_file, rounds, run_child};
+use crate::{Better, Env, Goal, Report, Row, Sample, med, rounds, run_child};
 
 /// The plans, as the child's `--steps`, and their row labels.
 const SHAPES: &[(&str, &str)] = &[
@@ -24,18 +24,10 @@ const SHAPES: &[(&str, &str)] = &[
 
 pub(crate) fn fleet_server_cost(env: &Env, report: &mut Report) {
     let vms: u64 = if env.quick { 50 } else { 200 };
-    let pool: Vec<Sshd> = (0..4).map(|_| Sshd::start(&env.keys, None, &[])).collect();
+    let pool = crate::server_pool(env, 4);
     let ports: Vec<u16> = pool.iter().map(|s| s.port).collect();
     let pids: Vec<u32> = pool.iter().map(Sshd::pid).collect();
-    let payload = env.data.join("fleet-cost-payload.bin");
-    random_file(&payload, MIB);
-    let script = env.data.join("fleet-cost-setup.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nfor i in $(seq 1 100); do echo \"step $i\"; done\necho done >&2\n",
-    )
-    .unwrap();
-    let remote_dir = env.data.join("fleet-cost-remote");
+    let (payload, script, remote_dir) = crate::fleet_plan_files(env, "fleet-cost");
     let per_vm = |s: Sample| -> Sample {
         s.into_iter()
             .filter(|(k, _)| k == "server_cpu" || k == "cpu")
