@@ -37,8 +37,9 @@ impl Sftp {
         if opts.mode.is_none() {
             opts.mode = Some(local_mode);
         }
-        let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-        self.upload_reader(reader, Some(len), remote, &opts, Some(local))
+        // Read whole requests at a time (`Source::next`): no buffer of
+        // its own, which would only copy every byte once more.
+        self.upload_reader(file, Some(len), remote, &opts, Some(local))
             .await
     }
 
@@ -452,8 +453,9 @@ impl<'a, R: AsyncRead + Unpin> Source<'a, R> {
             return Ok(None);
         }
         let (reader, offset) = &mut *state;
-        let mut buf = vec![0u8; self.chunk];
-        let n = match read_full(reader, &mut buf).await {
+        // Filled as read, never zeroed first.
+        let mut buf = Vec::with_capacity(self.chunk);
+        let n = match read_full(reader, &mut buf, self.chunk).await {
             Ok(n) => n,
             Err(e) => {
                 self.done.cancel();
@@ -471,7 +473,6 @@ impl<'a, R: AsyncRead + Unpin> Source<'a, R> {
         if n == 0 {
             return Ok(None);
         }
-        buf.truncate(n);
         let at = *offset;
         *offset += n as u64;
         Ok(Some((at, buf)))
@@ -507,14 +508,20 @@ pub(crate) fn open_local(local: &Path) -> Result<(crate::local_file::Reader, u64
     Ok((file, meta.len(), meta.permissions().mode() & 0o7777))
 }
 
-/// Reads until `buf` is full or EOF; returns the bytes read.
-async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]).await? {
-            0 => break,
-            k => n += k,
+/// Appends to `buf` until it holds `want` bytes or the reader ends;
+/// returns its length. Reads into the vector's spare capacity, which is
+/// not zeroed first.
+async fn read_full<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<usize> {
+    while buf.len() < want {
+        let left = want - buf.len();
+        let mut room = bytes::BufMut::limit(&mut *buf, left);
+        if r.read_buf(&mut room).await? == 0 {
+            break;
         }
     }
-    Ok(n)
+    Ok(buf.len())
 }
