@@ -643,6 +643,10 @@ impl Fleet {
                 None => Route::Direct,
             };
             let (config, mut retries) = retries::observed(vm.clone(), &target.config);
+            // The session is closed as soon as its plan ends: an SFTP
+            // channel kept for a next transfer would only be parked, with
+            // its timer, to be cleared by that close.
+            let config = config.sftp_idle_timeout(Duration::ZERO);
             let connect = Session::connect_with_retry_gated(
                 route,
                 &target.host,
