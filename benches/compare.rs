@@ -4,13 +4,13 @@
 //! `benches/old-design`), all against the same loopback sshd.
 //!
 //! ```text
-//! cargo bench --bench compare                      # full run
-//! cargo bench --bench compare -- --quick           # smaller, for CI
-//! cargo bench --bench compare -- --scenario sftp_upload --rounds 5
-//! cargo bench --bench compare -- --no-old          # skip the libssh2 build
-//! cargo bench --bench compare -- --rtt 2,20,50      # + the rtt_* scenarios through a delaying relay
-//! cargo bench --bench compare -- --scenario rtt_upload --rtt 50 --upload-variant channels=2
-//!                                                   # the upload's variant row: other settings
+//! cargo bench -p vmssh-benches --bench compare                             # full run
+//! cargo bench -p vmssh-benches --bench compare -- --quick                  # smaller, for CI
+//! cargo bench -p vmssh-benches --bench compare -- --scenario sftp_upload --rounds 5
+//! cargo bench -p vmssh-benches --bench compare -- --no-old                 # skip the libssh2 build
+//! cargo bench -p vmssh-benches --bench compare -- --rtt 2,20,50            # + the rtt_* scenarios through a delaying relay
+//! cargo bench -p vmssh-benches --bench compare -- --scenario rtt_upload --rtt 50 --upload-variant channels=2
+//!                                                                          # the upload's variant row: other settings
 //! ```
 //!
 //! Each scenario runs every contender once per round, in rotating order,
@@ -110,7 +110,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs the
     // binary bare. Minutes of benchmarking are not a test: say so and stop.
     if argv.is_empty() {
-        eprintln!("compare: a benchmark; run it with `cargo bench --bench compare [-- --quick]`");
+        eprintln!("compare: a benchmark; run it with `cargo bench -p vmssh-benches --bench compare [-- --quick]`");
         return;
     }
     let mut opts = Opts {

@@ -54,7 +54,7 @@
 //! inline 1.36 / 1.27 / 1.23 RTTs per step, file 3.22 / 3.24 / 3.20; and
 //! script steps after an inline one: 3.37 / 3.30 / 3.23.
 //!
-//! `cargo bench --bench compare -- --scenario rtt_small_steps` measures
+//! `cargo bench -p vmssh-benches --bench compare -- --scenario rtt_small_steps` measures
 //! them through a delaying relay (BENCHMARKS.md).
 //!
 //! Inside: `step.rs` holds the step model ([`ProvisionDef`]), `sink.rs`

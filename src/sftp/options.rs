@@ -48,7 +48,7 @@ pub struct TransferOptions {
     pub(crate) progress: Option<ProgressFn>,
 }
 
-/// Defaults per direction, from `cargo bench --bench compare` (BENCHMARKS.md).
+/// Defaults per direction, from `cargo bench -p vmssh-benches --bench compare` (BENCHMARKS.md).
 /// Uploads: on a long link the server's channel window decides (OpenSSH's
 /// sshd: 2 MiB per round trip). 28 x 64 KiB (1.75 MiB, headers included
 /// under 2 MiB) nearly fills it without ever waiting for it: 4 MiB in
@@ -65,7 +65,7 @@ pub(crate) const UPLOAD_IN_FLIGHT: usize = 28;
 /// more channels (lanes) where one would wait for its window: at least
 /// [`LANE_RTT`] round trip, measured by the SFTP channel's init, and one
 /// lane per [`LANE_BYTES`] of file, at most [`MAX_LANES`]. Measured with
-/// `cargo bench --bench compare -- --scenario rtt_upload --upload-variant
+/// `cargo bench -p vmssh-benches --bench compare -- --scenario rtt_upload --upload-variant
 /// channels=N` (BENCHMARKS.md, 2026-12-06): at 20-100 ms four lanes moved
 /// 1.6-1.9x one lane's bytes per second, two lanes 1.2-1.4x, eight no
 /// more than four (on files of 16-32 MiB); at 3.4 ms one lane was faster
