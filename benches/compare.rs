@@ -110,7 +110,9 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs the
     // binary bare. Minutes of benchmarking are not a test: say so and stop.
     if argv.is_empty() {
-        eprintln!("compare: a benchmark; run it with `cargo bench -p vmssh-benches --bench compare [-- --quick]`");
+        eprintln!(
+            "compare: a benchmark; run it with `cargo bench -p vmssh-benches --bench compare [-- --quick]`"
+        );
         return;
     }
     let mut opts = Opts {
