@@ -145,12 +145,19 @@ pub(crate) struct ChannelWriter {
 }
 
 impl ChannelWriter {
+    /// The error for a message the connection took no more: its reason,
+    /// once the connection's end has told it (see
+    /// [`Connection::lost_after_end`]).
+    async fn gone(&self) -> Error {
+        self.conn.lost_after_end("connection closed").await
+    }
+
     /// Sends bytes, waiting for window space.
     pub(crate) async fn data(&self, data: Bytes) -> Result<(), Error> {
-        self.half
-            .data_bytes(data)
-            .await
-            .map_err(|_| self.conn.lost("connection closed"))
+        match self.half.data_bytes(data).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.gone().await),
+        }
     }
 
     /// Sends end-of-file, unless it was sent already.
@@ -158,18 +165,18 @@ impl ChannelWriter {
         if self.eof_sent.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.half
-            .eof()
-            .await
-            .map_err(|_| self.conn.lost("connection closed"))
+        match self.half.eof().await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.gone().await),
+        }
     }
 
     /// Asks the server to send `sig` to the channel's program.
     pub(crate) async fn signal(&self, sig: Sig) -> Result<(), Error> {
-        self.half
-            .signal(sig)
-            .await
-            .map_err(|_| self.conn.lost("connection closed"))
+        match self.half.signal(sig).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.gone().await),
+        }
     }
 
     /// Tells the server the terminal's new size (`window-change`).
@@ -178,10 +185,10 @@ impl ChannelWriter {
         (cols, rows): (u32, u32),
         (width, height): (u32, u32),
     ) -> Result<(), Error> {
-        self.half
-            .window_change(cols, rows, width, height)
-            .await
-            .map_err(|_| self.conn.lost("connection closed"))
+        match self.half.window_change(cols, rows, width, height).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.gone().await),
+        }
     }
 
     /// An [`AsyncWrite`] of the channel's data whose shutdown is the one
@@ -327,7 +334,7 @@ async fn open_now(conn: &Arc<Connection>, closing: Closing) -> Result<ChannelLea
                     return Ok(lease);
                 }
                 Err(russh::Error::ChannelOpenFailure(reason)) => reason,
-                Err(e) => return Err(open_error(conn, e)),
+                Err(e) => return Err(open_error(conn, e).await),
             };
             let live = conn.live_channels();
             let (others, peak) = (live.count(), live.peak());
@@ -436,7 +443,7 @@ async fn open_tunnel_now(
                 },
             })
         }
-        Err(e) => Err(open_error(conn, e)),
+        Err(e) => Err(open_error(conn, e).await),
     }
 }
 
@@ -471,7 +478,7 @@ async fn free_slot(conn: &Arc<Connection>) -> Result<Slot, Error> {
         .await
         .ok_or_else(|| conn.lost("session closed"))?;
     if conn.is_closed() {
-        return Err(conn.lost("connection closed"));
+        return Err(conn.lost_after_end("connection closed").await);
     }
     Ok(slot)
 }
@@ -505,9 +512,9 @@ fn lease(
     }
 }
 
-fn open_error(conn: &Arc<Connection>, e: russh::Error) -> Error {
+async fn open_error(conn: &Arc<Connection>, e: russh::Error) -> Error {
     if conn.is_closed() {
-        return conn.lost(&e.to_string());
+        return conn.lost_after_end(&e.to_string()).await;
     }
     Error::Protocol {
         host: conn.host.clone(),
@@ -672,7 +679,9 @@ impl ChannelLease {
         {
             self.pid_reader = Some(PidReader::default());
         }
-        sent.map_err(|_| self.conn.lost("connection closed"))?;
+        if sent.is_err() {
+            return Err(self.conn.lost_after_end("connection closed").await);
+        }
         let reply = self.wait_reply(&request.name()).await;
         if let (Request::AgentForward, Err(Error::RequestRefused { .. })) = (request, &reply) {
             tracing::warn!(host = %self.conn.host, "the server refused agent forwarding; the command runs without an agent");
@@ -702,7 +711,10 @@ impl ChannelLease {
                     });
                 }
                 Some(ChannelMsg::Close) | None if self.conn.is_closed() => {
-                    return Err(self.conn.lost("connection closed during a channel request"));
+                    return Err(self
+                        .conn
+                        .lost_after_end("connection closed during a channel request")
+                        .await);
                 }
                 // The command may have run: dropbear 2022.83 runs a
                 // command on a channel it then closes without an answer.
