@@ -21,8 +21,31 @@ pub(crate) struct ClientHandler {
 
 impl Drop for ClientHandler {
     fn drop(&mut self) {
-        // russh drops the handler when the connection task ends.
+        // russh drops the handler when the connection task ends. It skips
+        // `disconnected` when shutting down its side of the socket fails,
+        // as it does when the server has reset the connection (tinysshd
+        // ending it while a message of ours was on the way): the reason
+        // is said here then, before anyone is told the connection ended.
+        if self.state.reason().is_none() {
+            self.state
+                .set_reason(quiet_end(&self.state, "connection closed by the server"));
+        }
         self.state.closed.cancel();
+    }
+}
+
+/// Why a connection the server ended without a word ended: with no channel
+/// left open, the likeliest cause, and the one that needs explaining, is a
+/// server that serves one channel per connection. Not proof.
+fn quiet_end(state: &Shared, what: &str) -> String {
+    if state.live.count() == 0 && state.live.peak() > 0 {
+        format!(
+            "{what} with no channel open: the server may serve one channel per \
+             connection and end the connection when that channel closes, as \
+             tinysshd does"
+        )
+    } else {
+        what.to_string()
     }
 }
 
@@ -124,16 +147,12 @@ impl client::Handler for ClientHandler {
                 Ok(())
             }
             DisconnectReason::Error(e) => {
-                let mut reason = describe_handler_error(&e);
-                if ended_quietly(&e) && self.state.live.count() == 0 && self.state.live.peak() > 0 {
-                    // Not proof, but the likeliest cause, and the one that
-                    // needs explaining.
-                    reason.push_str(
-                        " with no channel open: the server may serve one channel per \
-                         connection and end the connection when that channel closes, \
-                         as tinysshd does",
-                    );
-                }
+                let described = describe_handler_error(&e);
+                let reason = if ended_quietly(&e) {
+                    quiet_end(&self.state, &described)
+                } else {
+                    described
+                };
                 self.state.set_reason(reason);
                 Err(e)
             }
