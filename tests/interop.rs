@@ -297,9 +297,13 @@ async fn six_concurrent_commands(srv: &support::Server, _limits: Limits) {
             })
             .count()
     };
-    // Two commands hold sshd's two slots; the other four were refused.
-    guard("two running, four refused", async {
-        while started() < 2 || refusals() < 4 {
+    // Two commands hold sshd's two slots, and sshd refused at least one
+    // more open: the session learnt the limit from it. How many of the
+    // other four were sent before that refusal came back is the
+    // scheduler's (all of them on an idle machine, one under load); the
+    // rest wait for a slot without asking.
+    guard("two running, one refused", async {
+        while started() < 2 || refusals() < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
