@@ -133,9 +133,12 @@ impl Connection {
     /// As [`lost`](Self::lost), once the connection's task has ended:
     /// russh reports a connection closed before it tells the handler why,
     /// and the reason (a server disconnect message, or a quiet end with no
-    /// channel open) is only known then. Bounded, in case the task lingers.
+    /// channel open) is only known then. Bounded, in case the task lingers;
+    /// a connection still open has no end to wait for.
     pub(crate) async fn lost_after_end(&self, fallback: &str) -> Error {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.closed()).await;
+        if self.is_closed() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.closed()).await;
+        }
         self.lost(fallback)
     }
 
