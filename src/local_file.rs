@@ -60,7 +60,8 @@ pub(crate) fn metadata(path: &Path) -> std::io::Result<std::fs::Metadata> {
 pub(crate) fn open(path: &Path) -> std::io::Result<(Reader, std::fs::Metadata)> {
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
-    Ok((Reader::new(file), meta))
+    let block = usize::try_from(meta.len().saturating_add(1)).map_or(BLOCK, |n| n.min(BLOCK));
+    Ok((Reader::new(file, block), meta))
 }
 
 /// Blocking-pool reads of local files in flight at once, process-wide.
@@ -94,7 +95,6 @@ pub(crate) struct Reader {
 
 enum State {
     /// Between reads: `block[pos..filled]` is read and not yet handed out.
-    /// The block is allocated at the first read.
     Idle {
         file: std::fs::File,
         block: Box<[u8]>,
@@ -116,11 +116,14 @@ struct Fetched {
 }
 
 impl Reader {
-    fn new(file: std::fs::File) -> Self {
+    /// A reader of `file` whose reads fetch `block` bytes (at most
+    /// [`BLOCK`]; one more than a smaller file holds, so that its first
+    /// read also sees its end).
+    fn new(file: std::fs::File, block: usize) -> Self {
         Reader {
             state: State::Idle {
                 file,
-                block: Box::default(),
+                block: vec![0; block].into_boxed_slice(),
                 pos: 0,
                 filled: 0,
                 end: false,
@@ -134,9 +137,6 @@ impl Reader {
 /// Fills `block` from `file` as far as it goes: fewer bytes than the
 /// block holds only at the file's end.
 fn fetch(mut file: std::fs::File, mut block: Box<[u8]>) -> Fetched {
-    if block.is_empty() {
-        block = vec![0; BLOCK].into_boxed_slice();
-    }
     let mut n = 0;
     let read = loop {
         match file.read(&mut block[n..]) {
@@ -197,9 +197,7 @@ impl AsyncRead for Reader {
                     this.permit = None;
                     let Ok(Fetched { file, block, read }) = done else {
                         this.state = State::Gone;
-                        return Poll::Ready(Err(std::io::Error::other(
-                            "the local file's read was cancelled",
-                        )));
+                        continue;
                     };
                     let (filled, end, result) = match read {
                         Ok(n) => (n, n < block.len(), Ok(())),

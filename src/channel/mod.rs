@@ -145,19 +145,19 @@ pub(crate) struct ChannelWriter {
 }
 
 impl ChannelWriter {
-    /// The error for a message the connection took no more: its reason,
-    /// once the connection's end has told it (see
+    /// A send's outcome; one the connection took no more is the
+    /// connection's loss, with its reason once its end has told it (see
     /// [`Connection::lost_after_end`]).
-    async fn gone(&self) -> Error {
-        self.conn.lost_after_end("connection closed").await
+    async fn sent<E>(&self, sent: Result<(), E>) -> Result<(), Error> {
+        match sent {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.conn.lost_after_end("connection closed").await),
+        }
     }
 
     /// Sends bytes, waiting for window space.
     pub(crate) async fn data(&self, data: Bytes) -> Result<(), Error> {
-        match self.half.data_bytes(data).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.gone().await),
-        }
+        self.sent(self.half.data_bytes(data).await).await
     }
 
     /// Sends end-of-file, unless it was sent already.
@@ -165,18 +165,12 @@ impl ChannelWriter {
         if self.eof_sent.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        match self.half.eof().await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.gone().await),
-        }
+        self.sent(self.half.eof().await).await
     }
 
     /// Asks the server to send `sig` to the channel's program.
     pub(crate) async fn signal(&self, sig: Sig) -> Result<(), Error> {
-        match self.half.signal(sig).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.gone().await),
-        }
+        self.sent(self.half.signal(sig).await).await
     }
 
     /// Tells the server the terminal's new size (`window-change`).
@@ -185,10 +179,8 @@ impl ChannelWriter {
         (cols, rows): (u32, u32),
         (width, height): (u32, u32),
     ) -> Result<(), Error> {
-        match self.half.window_change(cols, rows, width, height).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.gone().await),
-        }
+        self.sent(self.half.window_change(cols, rows, width, height).await)
+            .await
     }
 
     /// An [`AsyncWrite`] of the channel's data whose shutdown is the one

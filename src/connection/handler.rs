@@ -26,10 +26,9 @@ impl Drop for ClientHandler {
         // as it does when the server has reset the connection (tinysshd
         // ending it while a message of ours was on the way): the reason
         // is said here then, before anyone is told the connection ended.
-        if self.state.reason().is_none() {
-            self.state
-                .set_reason(quiet_end(&self.state, "connection closed by the server"));
-        }
+        // (A reason `disconnected` gave is kept: the first one stays.)
+        self.state
+            .set_reason(quiet_end(&self.state, "connection closed by the server"));
         self.state.closed.cancel();
     }
 }

@@ -643,9 +643,8 @@ impl Fleet {
                 None => Route::Direct,
             };
             let (config, mut retries) = retries::observed(vm.clone(), &target.config);
-            // The session is closed as soon as its plan ends: an SFTP
-            // channel kept for a next transfer would only be parked, with
-            // its timer, to be cleared by that close.
+            // Closed as soon as its plan ends: a kept SFTP channel would
+            // only be parked, with its timer, to be cleared by that close.
             let config = config.sftp_idle_timeout(Duration::ZERO);
             let connect = Session::connect_with_retry_gated(
                 route,

@@ -37,8 +37,8 @@ impl Sftp {
         if opts.mode.is_none() {
             opts.mode = Some(local_mode);
         }
-        // Read whole requests at a time (`Source::next`): no buffer of
-        // its own, which would only copy every byte once more.
+        // The reader fetches whole blocks itself, and `Source::next` takes
+        // whole requests: a `BufReader` would only copy every byte again.
         self.upload_reader(file, Some(len), remote, &opts, Some(local))
             .await
     }
